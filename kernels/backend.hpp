@@ -1,0 +1,143 @@
+// The kernel interface every backend implements (CPU in kernels/cpu, CUDA in
+// kernels/cuda when built). Arguments are raw pointers in the backend's own
+// memory plus sizes; shapes are in comments as (rows, cols) or (B, T, C).
+// Backward kernels take `accumulate`: false writes the gradient, true adds it
+// to what is there (gradients of reused tensors sum without a zero fill).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace turbine::kernels {
+
+struct AttentionShape {
+  int batch = 0, heads = 0, seq_q = 0, seq_k = 0, head_dim = 0;
+  float scale = 1.0f;           // multiplies q.k
+  bool causal = false;          // key j visible to query i only if j <= i
+  const float* alibi_slopes = nullptr;  // (heads) or null: adds -slope * (i - j)
+  const uint8_t* mask = nullptr;        // (batch or 1, seq_q, seq_k), 1 = attend, or null
+  bool mask_per_batch = false;          // mask holds one (seq_q, seq_k) plane per batch
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void fill(float* x, size_t n, float value) = 0;
+  virtual void convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) = 0;
+  virtual void convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) = 0;
+  virtual void convert_f32_to_f16(const float* x, uint16_t* y, size_t n) = 0;
+  virtual void convert_f16_to_f32(const uint16_t* x, float* y, size_t n) = 0;
+
+  // Row-major C (M,N) = alpha * op(A) op(B) + beta * C; op(A) is (M,K).
+  virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc) = 0;
+  // The same over `batch` matrices spaced by the given strides (in elements).
+  virtual void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                    const float* A, int lda, int64_t stride_a, const float* B,
+                                    int ldb, int64_t stride_b, float beta, float* C, int ldc,
+                                    int64_t stride_c, int batch) = 0;
+
+  // Elementwise: y = alpha * a + beta * b (y may alias a or b).
+  virtual void add(const float* a, const float* b, float* y, size_t n, float alpha,
+                   float beta) = 0;
+  // y = alpha * x (+ y when accumulate).
+  virtual void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) = 0;
+  // y (rows, cols) += bias (cols) broadcast over rows.
+  virtual void add_bias(float* y, const float* bias, int rows, int cols) = 0;
+  // dbias (cols) (+)= column sums of dy (rows, cols).
+  virtual void bias_backward(const float* dy, float* dbias, int rows, int cols,
+                             bool accumulate) = 0;
+  // Sum and sum of squares in double, for losses and gradient norms.
+  virtual double sum(const float* x, size_t n) = 0;
+  virtual double sum_squares(const float* x, size_t n) = 0;
+
+  // GeLU, tanh form (as BLOOM and GPT-2).
+  virtual void gelu_forward(const float* x, float* y, size_t n) = 0;
+  virtual void gelu_backward(const float* x, const float* dy, float* dx, size_t n,
+                             bool accumulate) = 0;
+
+  // LayerNorm over the last dim: x, y (rows, cols); mean, rstd (rows).
+  virtual void layer_norm_forward(const float* x, const float* weight, const float* bias,
+                                  float* y, float* mean, float* rstd, int rows, int cols,
+                                  float eps) = 0;
+  virtual void layer_norm_backward(const float* x, const float* weight, const float* mean,
+                                   const float* rstd, const float* dy, float* dx, float* dweight,
+                                   float* dbias, int rows, int cols, bool accumulate_dx,
+                                   bool accumulate_params) = 0;
+
+  // Softmax over the last dim of (rows, cols).
+  virtual void softmax_forward(const float* x, float* y, int rows, int cols) = 0;
+  virtual void softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
+                                bool accumulate) = 0;
+
+  // Cross entropy fused with log-softmax: logits (rows, vocab), targets (rows);
+  // writes the loss of each row (0 where the target is ignore_index) and the
+  // row's log-sum-exp. Backward writes dlogits = (softmax - onehot) * dloss.
+  virtual void cross_entropy_forward(const float* logits, const int64_t* targets, float* losses,
+                                     float* lse, int rows, int vocab, int64_t ignore_index) = 0;
+  virtual void cross_entropy_backward(const float* logits, const int64_t* targets,
+                                      const float* lse, float dloss, float* dlogits, int rows,
+                                      int vocab, int64_t ignore_index, bool accumulate) = 0;
+
+  // Embedding: ids (n), table (vocab, dim), out (n, dim).
+  virtual void embedding_forward(const int64_t* ids, const float* table, float* out, int n,
+                                 int vocab, int dim) = 0;
+  virtual void embedding_backward(const int64_t* ids, const float* dout, float* dtable, int n,
+                                  int vocab, int dim, bool accumulate) = 0;
+
+  // Attention, flash-style (memory independent of seq^2): q (B,H,Tq,D),
+  // k, v (B,H,Tk,D), out (B,H,Tq,D), lse (B,H,Tq) saved for backward.
+  virtual void attention_forward(const AttentionShape& s, const float* q, const float* k,
+                                 const float* v, float* out, float* lse) = 0;
+  virtual void attention_backward(const AttentionShape& s, const float* q, const float* k,
+                                  const float* v, const float* out, const float* lse,
+                                  const float* dout, float* dq, float* dk, float* dv,
+                                  bool accumulate) = 0;
+
+  // Dropout with a counter-based mask: element i is kept when
+  // philox_uniform(seed, stream, offset, i) >= p, and scaled by 1/(1-p).
+  virtual void dropout_forward(const float* x, float* y, size_t n, float p, uint64_t seed,
+                               uint64_t stream, uint64_t offset) = 0;
+  virtual void dropout_backward(const float* dy, float* dx, size_t n, float p, uint64_t seed,
+                                uint64_t stream, uint64_t offset, bool accumulate) = 0;
+
+  // Row gather/scatter inside each batch: x (B,T,C), index (B,K) of rows.
+  virtual void gather_rows(const float* x, const int64_t* index, float* y, int batch, int rows,
+                           int picked, int cols, bool accumulate) = 0;
+  // y[b, index[b,k]] = src[b,k] (or += when accumulate), other rows untouched.
+  virtual void scatter_rows(const float* src, const int64_t* index, float* y, int batch,
+                            int rows, int picked, int cols, bool accumulate) = 0;
+  // y[b, index[b,k]] = 0 for every picked row.
+  virtual void zero_rows(float* y, const int64_t* index, int batch, int rows, int picked,
+                         int cols) = 0;
+
+  // BLOOM's fused QKV (B,T,H,3,D) -> q, k, v each (B,H,T,D), and the inverse.
+  virtual void split_qkv(const float* qkv, float* q, float* k, float* v, int batch, int seq,
+                         int heads, int head_dim) = 0;
+  virtual void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv,
+                         int batch, int seq, int heads, int head_dim, bool accumulate) = 0;
+  // (B,H,T,D) <-> (B,T,H*D).
+  virtual void merge_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
+                           bool accumulate) = 0;
+  virtual void split_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
+                           bool accumulate) = 0;
+
+  // AdamW on fp32 params with decoupled weight decay and bias correction:
+  // p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p).
+  virtual void adamw_step(float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                          float beta1, float beta2, float eps, float weight_decay,
+                          float bias_correction1, float bias_correction2) = 0;
+};
+
+// The CPU backend, always present.
+Backend& cpu_backend();
+
+}  // namespace turbine::kernels

@@ -1,0 +1,183 @@
+// Differentiable ops: forward now, backward recorded on the tape.
+#include "autograd/functions.hpp"
+
+#include "autograd/tape.hpp"
+
+namespace turbine::ag {
+
+using autograd::needs_grad;
+using autograd::Node;
+using autograd::record;
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor y = ops::linear(x, weight, bias);
+  if (needs_grad({&x, &weight, &bias}))
+    record({&x, &weight, &bias}, {&y}, [x, weight](Node& n) {
+      ops::linear_backward(x, weight, n.grad_output(0), n.grad_input(0), n.grad_input(1),
+                           n.grad_input(2));
+    });
+  return y;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  Tensor y = ops::matmul(a, b);
+  if (needs_grad({&a, &b}))
+    record({&a, &b}, {&y}, [a, b](Node& n) {
+      ops::matmul_backward(a, b, n.grad_output(0), n.grad_input(0), n.grad_input(1));
+    });
+  return y;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor y = ops::add(a, b);
+  if (needs_grad({&a, &b}))
+    record({&a, &b}, {&y}, [](Node& n) {
+      for (size_t i = 0; i < 2; ++i)
+        if (Tensor* g = n.grad_input(i)) ops::scale_backward(n.grad_output(0), 1.0f, g);
+    });
+  return y;
+}
+
+Tensor scale(const Tensor& x, float alpha) {
+  Tensor y = ops::scale(x, alpha);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [alpha](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::scale_backward(n.grad_output(0), alpha, g);
+    });
+  return y;
+}
+
+Tensor gelu(const Tensor& x) {
+  Tensor y = ops::gelu(x);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [x](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::gelu_backward(x, n.grad_output(0), g);
+    });
+  return y;
+}
+
+Tensor dropout(const Tensor& x, float p, const ops::DropoutRng& rng) {
+  if (p == 0.0f) return x;
+  Tensor y = ops::dropout(x, p, rng);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [p, rng](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::dropout_backward(n.grad_output(0), p, rng, g);
+    });
+  return y;
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  ops::LayerNormSaved saved;
+  Tensor y = ops::layer_norm(x, weight, bias, eps, &saved);
+  if (needs_grad({&x, &weight, &bias}))
+    record({&x, &weight, &bias}, {&y}, [x, weight, saved](Node& n) {
+      ops::layer_norm_backward(x, weight, saved, n.grad_output(0), n.grad_input(0),
+                               n.grad_input(1), n.grad_input(2));
+    });
+  return y;
+}
+
+Tensor softmax(const Tensor& x) {
+  Tensor y = ops::softmax(x);
+  if (needs_grad({&x})) {
+    Tensor saved_y = y;  // the node keeps the output's values, not its autograd state
+    record({&x}, {&y}, [saved_y](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::softmax_backward(saved_y, n.grad_output(0), g);
+    });
+  }
+  return y;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  ops::CrossEntropySaved saved;
+  Tensor loss = ops::cross_entropy(logits, targets, ignore_index, &saved);
+  if (needs_grad({&logits}))
+    record({&logits}, {&loss}, [logits, saved, ignore_index](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::cross_entropy_backward(logits, saved, ignore_index, n.grad_output(0).item(), g);
+    });
+  return loss;
+}
+
+Tensor embedding(const Tensor& ids, const Tensor& table) {
+  Tensor y = ops::embedding(ids, table);
+  if (needs_grad({&table}))
+    record({&ids, &table}, {&y}, [ids, table](Node& n) {
+      if (Tensor* g = n.grad_input(1)) ops::embedding_backward(ids, table, n.grad_output(0), g);
+    });
+  return y;
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const ops::AttentionOptions& options) {
+  Tensor lse;
+  Tensor out = ops::attention(q, k, v, options, &lse);
+  if (needs_grad({&q, &k, &v})) {
+    Tensor saved_out = out;
+    record({&q, &k, &v}, {&out}, [q, k, v, saved_out, lse, options](Node& n) {
+      ops::attention_backward(q, k, v, saved_out, lse, n.grad_output(0), options,
+                              n.grad_input(0), n.grad_input(1), n.grad_input(2));
+    });
+  }
+  return out;
+}
+
+ops::Qkv split_qkv(const Tensor& qkv, int heads) {
+  ops::Qkv out = ops::split_qkv(qkv, heads);
+  if (needs_grad({&qkv})) {
+    const Shape shape = qkv.shape();
+    const Device device = qkv.device();
+    record({&qkv}, {&out.q, &out.k, &out.v}, [shape, device, heads](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::split_qkv_backward(&n.grad_output(0), &n.grad_output(1), &n.grad_output(2), shape,
+                                device, heads, g);
+    });
+  }
+  return out;
+}
+
+Tensor merge_heads(const Tensor& x) {
+  Tensor y = ops::merge_heads(x);
+  if (needs_grad({&x})) {
+    const int heads = static_cast<int>(x.dim(1));
+    record({&x}, {&y}, [heads](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::merge_heads_backward(n.grad_output(0), heads, g);
+    });
+  }
+  return y;
+}
+
+Tensor gather_rows(const Tensor& x, const Tensor& index) {
+  Tensor y = ops::gather_rows(x, index);
+  if (needs_grad({&x})) {
+    const Shape shape = x.shape();
+    record({&x}, {&y}, [shape, index](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::gather_rows_backward(shape, index, n.grad_output(0), g);
+    });
+  }
+  return y;
+}
+
+Tensor scatter_rows(const Tensor& base, const Tensor& index, const Tensor& src) {
+  Tensor y = ops::scatter_rows(base, index, src);
+  if (needs_grad({&base, &src}))
+    record({&base, &src}, {&y}, [index](Node& n) {
+      ops::scatter_rows_backward(index, n.grad_output(0), n.grad_input(0), n.grad_input(1));
+    });
+  return y;
+}
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  Tensor y = x.view(shape);
+  if (needs_grad({&x})) {
+    const Shape original = x.shape();
+    record({&x}, {&y}, [original](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::scale_backward(n.grad_output(0).view(original), 1.0f, g);
+    });
+  }
+  return y;
+}
+
+}  // namespace turbine::ag

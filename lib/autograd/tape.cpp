@@ -1,0 +1,82 @@
+// The per-thread tape and the backward pass.
+#include "autograd/tape.hpp"
+
+#include "core/error.hpp"
+
+namespace turbine::autograd {
+
+namespace {
+struct Tape {
+  std::vector<Node> nodes;
+  bool enabled = true;
+};
+thread_local Tape g_tape;
+}  // namespace
+
+bool grad_enabled() { return g_tape.enabled; }
+
+NoGradGuard::NoGradGuard() : previous_(g_tape.enabled) { g_tape.enabled = false; }
+NoGradGuard::~NoGradGuard() { g_tape.enabled = previous_; }
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!g_tape.enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->requires_grad()) return true;
+  return false;
+}
+
+bool Node::any_output_grad() const {
+  for (const auto& out : outputs_)
+    if (out->grad.defined()) return true;
+  return false;
+}
+
+void Node::release_outputs() {
+  for (auto& out : outputs_) out->grad = Tensor();
+}
+
+void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward) {
+  std::vector<std::shared_ptr<AutogradMeta>> in, out;
+  for (const Tensor* t : inputs)
+    in.push_back(t && t->defined() && t->requires_grad() ? t->autograd_meta() : nullptr);
+  for (Tensor* t : outputs) {
+    t->set_requires_grad(true);
+    out.push_back(t->autograd_meta());
+  }
+  g_tape.nodes.emplace_back(std::move(in), std::move(out), std::move(backward));
+}
+
+void backward(const Tensor& loss, const Tensor& seed) {
+  TURBINE_CHECK(loss.requires_grad(),
+                "backward: the loss {} does not depend on any tensor that requires grad",
+                loss.str());
+  if (seed.defined()) {
+    TURBINE_CHECK(seed.shape() == loss.shape(), "backward: seed {} for loss {}", seed.str(),
+                  loss.str());
+    loss.set_grad(seed.clone());
+  } else {
+    loss.set_grad(Tensor::full(loss.shape(), 1.0f, loss.device()));
+  }
+  // Nodes run in reverse; each is destroyed right after, freeing what it saved.
+  const bool was_enabled = g_tape.enabled;
+  g_tape.enabled = false;
+  try {
+    while (!g_tape.nodes.empty()) {
+      Node node = std::move(g_tape.nodes.back());
+      g_tape.nodes.pop_back();
+      if (node.any_output_grad()) node.run();
+      node.release_outputs();
+    }
+  } catch (...) {
+    g_tape.nodes.clear();
+    g_tape.enabled = was_enabled;
+    throw;
+  }
+  g_tape.enabled = was_enabled;
+}
+
+void clear_tape() { g_tape.nodes.clear(); }
+size_t tape_size() { return g_tape.nodes.size(); }
+
+}  // namespace turbine::autograd

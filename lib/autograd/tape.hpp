@@ -1,0 +1,65 @@
+// Reverse-mode autograd as a tape: each differentiable call appends a node
+// (its backward closure); backward() seeds the loss gradient and runs the
+// nodes in reverse, releasing each node's saved tensors once it has run.
+// Gradients accumulate in the tensors' AutogradMeta::grad. The tape is per
+// thread; NoGradGuard turns recording off (inference).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "tensor/tensor.hpp"
+
+namespace turbine::autograd {
+
+bool grad_enabled();
+
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when recording is on and any input requires grad.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+
+// What a node's backward receives: its outputs' gradients (undefined where an
+// output did not reach the loss) and slots for its inputs' gradients.
+class Node {
+ public:
+  using Backward = std::function<void(Node&)>;
+  Node(std::vector<std::shared_ptr<AutogradMeta>> inputs,
+       std::vector<std::shared_ptr<AutogradMeta>> outputs, Backward backward)
+      : inputs_(std::move(inputs)), outputs_(std::move(outputs)), backward_(std::move(backward)) {}
+
+  const Tensor& grad_output(size_t i) const { return outputs_[i]->grad; }
+  // The gradient slot of input i, or nullptr when that input needs none.
+  Tensor* grad_input(size_t i) const {
+    return inputs_[i] && inputs_[i]->requires_grad ? &inputs_[i]->grad : nullptr;
+  }
+  bool any_output_grad() const;
+  void run() { backward_(*this); }
+  void release_outputs();  // frees non-leaf output gradients after the node ran
+
+ private:
+  std::vector<std::shared_ptr<AutogradMeta>> inputs_, outputs_;
+  Backward backward_;
+};
+
+// Records a node. Outputs are marked as requiring grad (non-leaf).
+void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward);
+
+// Runs the tape backward from `loss` (seeded with ones, or with `seed`).
+void backward(const Tensor& loss, const Tensor& seed = Tensor());
+// Drops the recorded nodes without running them (e.g. after an eval forward).
+void clear_tape();
+size_t tape_size();
+
+}  // namespace turbine::autograd

@@ -1,0 +1,54 @@
+// Counter-based RNG (Philox4x32-10, Salmon et al. 2011). A draw is a pure
+// function of (seed, stream, offset), so every rank and every device produces
+// the same numbers for the same counter without sharing state, and a resumed
+// run continues the sequence by restoring one offset.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+namespace turbine {
+
+inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64_t offset) {
+  uint32_t c0 = static_cast<uint32_t>(offset), c1 = static_cast<uint32_t>(offset >> 32);
+  uint32_t c2 = static_cast<uint32_t>(stream), c3 = static_cast<uint32_t>(stream >> 32);
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t p0 = static_cast<uint64_t>(M0) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(M1) * c2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+    c1 = static_cast<uint32_t>(p1);
+    c3 = static_cast<uint32_t>(p0);
+    c0 = n0;
+    c2 = n2;
+    k0 += W0;
+    k1 += W1;
+  }
+  return {c0, c1, c2, c3};
+}
+
+// Uniform in [0, 1) from 24 random bits.
+inline float uint_to_unit_float(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+
+// Element i of the stream (seed, stream) starting at counter `offset`:
+// four elements share one Philox call.
+inline float philox_uniform(uint64_t seed, uint64_t stream, uint64_t offset, uint64_t i) {
+  const auto r = philox4x32(seed, stream, offset + i / 4);
+  return uint_to_unit_float(r[i % 4]);
+}
+
+// Standard normal via Box-Muller on the pair of lanes (2k, 2k+1).
+inline float philox_normal(uint64_t seed, uint64_t stream, uint64_t offset, uint64_t i) {
+  const auto r = philox4x32(seed, stream, offset + i / 2);
+  const int lane = static_cast<int>(i % 2);
+  const float u1 = (static_cast<float>(r[0] >> 8) + 1.0f) * (1.0f / 16777217.0f);
+  const float u2 = uint_to_unit_float(r[1]);
+  const float radius = std::sqrt(-2.0f * std::log(u1));
+  const float angle = 6.28318530717958647692f * u2;
+  return lane == 0 ? radius * std::cos(angle) : radius * std::sin(angle);
+}
+
+}  // namespace turbine

@@ -1,0 +1,145 @@
+// The BLOOM model on the differentiable ops.
+#include "nn/bloom.hpp"
+
+#include "autograd/functions.hpp"
+#include "core/error.hpp"
+
+namespace turbine::nn {
+
+BloomConfig BloomConfig::bloom_560m() { return {250880, 1024, 16, 24}; }
+BloomConfig BloomConfig::bloom_176b() { return {250880, 14336, 112, 70}; }
+
+int64_t BloomConfig::parameter_count() const {
+  const int64_t H = hidden_size;
+  const int64_t per_block = 2 * H            // input_layernorm
+                            + 3 * H * H + 3 * H  // query_key_value
+                            + H * H + H          // dense
+                            + 2 * H              // post_attention_layernorm
+                            + 4 * H * H + 4 * H  // dense_h_to_4h
+                            + 4 * H * H + H;     // dense_4h_to_h
+  return vocab_size * H + 2 * H + n_layer * per_block + 2 * H;
+}
+
+double BloomConfig::train_flops_per_token(int64_t seq_len) const {
+  // 6N for the matmuls with weights (the tied head counts once), plus
+  // 12 * layers * hidden * seq for q.k and p.v forward and backward
+  // (the PaLM convention, which counts the full, not the causal, square).
+  return 6.0 * double(parameter_count()) + 12.0 * double(n_layer * hidden_size * seq_len);
+}
+
+void BloomConfig::validate() const {
+  TURBINE_CHECK(vocab_size > 0 && hidden_size > 0 && n_head > 0 && n_layer >= 0,
+                "model: vocab_size, hidden_size, n_head must be positive and n_layer >= 0 (got "
+                "{}, {}, {}, {})",
+                vocab_size, hidden_size, n_head, n_layer);
+  TURBINE_CHECK(hidden_size % n_head == 0,
+                "model: hidden_size {} is not divisible by n_head {}: pick a head count that "
+                "divides it",
+                hidden_size, n_head);
+  TURBINE_CHECK(hidden_dropout >= 0.0f && hidden_dropout < 1.0f,
+                "model: hidden_dropout {} is outside [0, 1)", hidden_dropout);
+}
+
+BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
+    : input_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
+      post_attention_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
+      query_key_value(c.hidden_size, 3 * c.hidden_size, true, init),
+      dense(c.hidden_size, c.hidden_size, true, init),
+      dense_h_to_4h(c.hidden_size, 4 * c.hidden_size, true, init),
+      dense_4h_to_h(4 * c.hidden_size, c.hidden_size, true, init),
+      n_head_(c.n_head),
+      hidden_dropout_(c.hidden_dropout) {}
+
+Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi,
+                           uint64_t dropout_seed, uint64_t dropout_stream) const {
+  // Attention: residual from the LN input (apply_residual_connection_post_layernorm = False).
+  const Tensor h = input_layernorm.forward(x);
+  const ops::Qkv qkv = ag::split_qkv(query_key_value.forward(h), static_cast<int>(n_head_));
+  ops::AttentionOptions options;
+  options.causal = true;
+  options.alibi_slopes = alibi;
+  const Tensor context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
+  const Tensor attn = ag::dropout(dense.forward(context), hidden_dropout_,
+                                  {dropout_seed, dropout_stream, 0});
+  const Tensor x1 = ag::add(x, attn);
+  // MLP.
+  const Tensor h2 = post_attention_layernorm.forward(x1);
+  const Tensor mlp = dense_4h_to_h.forward(ag::gelu(dense_h_to_4h.forward(h2)));
+  return ag::add(x1, ag::dropout(mlp, hidden_dropout_, {dropout_seed, dropout_stream + 1, 0}));
+}
+
+void BloomBlock::parameters(const std::string& prefix, ParameterList& out) {
+  input_layernorm.parameters(prefix + "input_layernorm.", out);
+  query_key_value.parameters(prefix + "self_attention.query_key_value.", out);
+  dense.parameters(prefix + "self_attention.dense.", out);
+  post_attention_layernorm.parameters(prefix + "post_attention_layernorm.", out);
+  dense_h_to_4h.parameters(prefix + "mlp.dense_h_to_4h.", out);
+  dense_4h_to_h.parameters(prefix + "mlp.dense_4h_to_h.", out);
+}
+
+namespace {
+Init make_init(const BloomConfig& c, uint64_t seed, Device device) {
+  c.validate();
+  return Init{seed, 0, c.initializer_range, device};
+}
+}  // namespace
+
+Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device)
+    : config_(config), seed_(seed) {
+  Init init = make_init(config, seed, device);
+  word_embeddings_ = Embedding(config.vocab_size, config.hidden_size, init);
+  word_embeddings_layernorm_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
+  h_.reserve(config.n_layer);
+  for (int64_t i = 0; i < config.n_layer; ++i) h_.emplace_back(config, init);
+  ln_f_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
+  alibi_ = ops::alibi_slopes(static_cast<int>(config.n_head));
+
+  word_embeddings_.parameters("word_embeddings.", parameters_);
+  word_embeddings_layernorm_.parameters("word_embeddings_layernorm.", parameters_);
+  for (size_t i = 0; i < h_.size(); ++i) h_[i].parameters(fmt::format("h.{}.", i), parameters_);
+  ln_f_.parameters("ln_f.", parameters_);
+}
+
+Tensor Bloom::hidden_states(const Tensor& ids) const {
+  TURBINE_CHECK(ids.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}", ids.str());
+  Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
+  const float dropout = training_ ? config_.hidden_dropout : 0.0f;
+  for (size_t i = 0; i < h_.size(); ++i) {
+    const uint64_t stream = (dropout_step_ << 20) | (uint64_t(i) << 1);
+    x = dropout > 0.0f ? h_[i].forward(x, alibi_, seed_ ^ 0x5eedd50u, stream)
+                       : h_[i].forward(x, alibi_, 0, 0);
+  }
+  return ln_f_.forward(x);
+}
+
+Tensor Bloom::logits(const Tensor& ids) const {
+  // The LM head is the embedding matrix: logits = h @ E^T, no bias.
+  return ag::linear(hidden_states(ids), word_embeddings_.weight, Tensor());
+}
+
+Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {
+  TURBINE_CHECK(targets.shape() == ids.shape(), "Bloom::loss: targets {} for ids {}",
+                targets.str(), ids.str());
+  const Tensor l = logits(ids);
+  return ag::cross_entropy(ag::reshape(l, {-1, config_.vocab_size}), targets.view({-1}), -100);
+}
+
+Tensor Bloom::parameter(const std::string& name) const {
+  for (const Parameter& p : parameters_)
+    if (p.name == name) return p.tensor;
+  TURBINE_FAIL("Bloom: no parameter named '{}'", name);
+}
+
+void Bloom::load_state(const std::map<std::string, Tensor>& state) {
+  for (Parameter& p : parameters_) {
+    auto it = state.find(p.name);
+    if (it == state.end()) it = state.find("transformer." + p.name);
+    TURBINE_CHECK(it != state.end(), "Bloom::load_state: parameter '{}' is missing", p.name);
+    TURBINE_CHECK(it->second.shape() == p.tensor.shape(),
+                  "Bloom::load_state: '{}' has shape {} but the model expects {}", p.name,
+                  shape_str(it->second.shape()), shape_str(p.tensor.shape()));
+    p.tensor.copy_from(it->second);
+  }
+}
+
+}  // namespace turbine::nn

@@ -1,0 +1,83 @@
+// BLOOM (BigScience 2022) exactly as Hugging Face's modeling_bloom: word
+// embeddings, then word_embeddings_layernorm; pre-LN blocks with fused QKV
+// laid out (heads, 3, head_dim), ALiBi attention and a 4H tanh-GeLU MLP;
+// ln_f; the LM head tied to the embeddings. Parameter names are Hugging
+// Face's without the "transformer." prefix (load_state accepts either).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nn/module.hpp"
+
+namespace turbine::nn {
+
+struct BloomConfig {
+  int64_t vocab_size = 250880;
+  int64_t hidden_size = 1024;
+  int64_t n_head = 16;
+  int64_t n_layer = 24;
+  float layer_norm_epsilon = 1e-5f;
+  float hidden_dropout = 0.0f;
+  float initializer_range = 0.02f;
+
+  static BloomConfig bloom_560m();
+  static BloomConfig bloom_176b();
+  int64_t head_dim() const { return hidden_size / n_head; }
+  int64_t parameter_count() const;
+  // Forward+backward FLOPs per token: 6 N + the attention score/value products.
+  double train_flops_per_token(int64_t seq_len) const;
+  void validate() const;  // throws with the offending field
+};
+
+class BloomBlock {
+ public:
+  BloomBlock(const BloomConfig& config, Init& init);
+  // x (B, T, H) -> (B, T, H). dropout_rng.offset advances per dropout site.
+  Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
+                 uint64_t dropout_stream) const;
+  void parameters(const std::string& prefix, ParameterList& out);
+
+  LayerNorm input_layernorm, post_attention_layernorm;
+  Linear query_key_value, dense, dense_h_to_4h, dense_4h_to_h;
+
+ private:
+  int64_t n_head_;
+  float hidden_dropout_;
+};
+
+class Bloom {
+ public:
+  Bloom(const BloomConfig& config, uint64_t seed, Device device = Device::cpu());
+
+  // ids (B, T) of i32/i64/u16 -> logits (B, T, vocab).
+  Tensor logits(const Tensor& ids) const;
+  // Mean cross entropy of next-token targets (B, T); -100 entries are skipped.
+  Tensor loss(const Tensor& ids, const Tensor& targets) const;
+  // The final hidden states (B, T, H) after ln_f.
+  Tensor hidden_states(const Tensor& ids) const;
+
+  const BloomConfig& config() const { return config_; }
+  ParameterList& parameters() { return parameters_; }
+  Tensor parameter(const std::string& name) const;
+  // Copies tensors in by name; every model parameter must be present.
+  void load_state(const std::map<std::string, Tensor>& state);
+  // Seeds hidden dropout for the next forward (a training step's counter).
+  void set_dropout_step(uint64_t step) { dropout_step_ = step; }
+  void set_training(bool training) { training_ = training; }
+
+ private:
+  BloomConfig config_;
+  Embedding word_embeddings_;
+  LayerNorm word_embeddings_layernorm_;
+  std::vector<BloomBlock> h_;
+  LayerNorm ln_f_;
+  std::vector<float> alibi_;
+  ParameterList parameters_;
+  uint64_t seed_;
+  uint64_t dropout_step_ = 0;
+  bool training_ = true;
+};
+
+}  // namespace turbine::nn

@@ -1,0 +1,162 @@
+// Attention with causal, ALiBi and boolean masks; BLOOM's head layouts.
+#include <cmath>
+
+#include "core/error.hpp"
+#include "ops/ops.hpp"
+
+namespace turbine::ops {
+
+namespace {
+
+kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const Tensor& k,
+                                        const Tensor& v, const AttentionOptions& o) {
+  check_f32(op, {&q, &k, &v});
+  TURBINE_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4,
+                "{}: q, k, v must be (B, H, T, D); got {}, {}, {}", op, q.str(), k.str(),
+                v.str());
+  TURBINE_CHECK(k.shape() == v.shape() && q.dim(0) == k.dim(0) && q.dim(1) == k.dim(1) &&
+                    q.dim(3) == k.dim(3),
+                "{}: q {}, k {}, v {} do not agree (k and v alike; B, H and D shared)", op,
+                shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  kernels::AttentionShape s;
+  s.batch = q.dim(0);
+  s.heads = q.dim(1);
+  s.seq_q = q.dim(2);
+  s.seq_k = k.dim(2);
+  s.head_dim = q.dim(3);
+  s.scale = o.scale.value_or(1.0f / std::sqrt(static_cast<float>(s.head_dim)));
+  s.causal = o.causal;
+  TURBINE_CHECK(!o.causal || s.seq_k >= s.seq_q,
+                "{}: causal attention needs at least as many keys ({}) as queries ({})", op,
+                s.seq_k, s.seq_q);
+  if (!o.alibi_slopes.empty()) {
+    TURBINE_CHECK(static_cast<int>(o.alibi_slopes.size()) == s.heads,
+                  "{}: {} ALiBi slopes for {} heads", op, o.alibi_slopes.size(), s.heads);
+    TURBINE_CHECK(q.device().is_cpu(), "{}: ALiBi slopes must be staged on {}", op,
+                  q.device().str());
+    s.alibi_slopes = o.alibi_slopes.data();
+  }
+  if (o.mask.defined()) {
+    const Tensor& m = o.mask;
+    TURBINE_CHECK(m.dtype() == DType::u8 && m.is_contiguous(),
+                  "{}: mask must be a contiguous u8 tensor, got {}", op, m.str());
+    TURBINE_CHECK((m.ndim() == 2 && m.dim(0) == s.seq_q && m.dim(1) == s.seq_k) ||
+                      (m.ndim() == 3 && m.dim(0) == s.batch && m.dim(1) == s.seq_q &&
+                       m.dim(2) == s.seq_k),
+                  "{}: mask {} must be (Tq, Tk) = ({}, {}) or (B, Tq, Tk)", op, m.str(), s.seq_q,
+                  s.seq_k);
+    check_same_device(op, {&q, &m});
+    s.mask = m.data<uint8_t>();
+    s.mask_per_batch = m.ndim() == 3;
+  }
+  return s;
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const AttentionOptions& options, Tensor* lse) {
+  const auto s = attention_shape("attention", q, k, v, options);
+  Tensor out = Tensor::empty(q.shape(), DType::f32, q.device());
+  Tensor local_lse;
+  Tensor& l = lse ? *lse : local_lse;
+  l = Tensor::empty({s.batch, s.heads, s.seq_q}, DType::f32, q.device());
+  backend_for(q.device())
+      .attention_forward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+                         l.data<float>());
+  return out;
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& dout, const AttentionOptions& options,
+                        Tensor* dq, Tensor* dk, Tensor* dv) {
+  const auto s = attention_shape("attention_backward", q, k, v, options);
+  check_f32("attention_backward", {&out, &lse, &dout});
+  TURBINE_CHECK(dout.shape() == q.shape(), "attention_backward: gradient {} for output {}",
+                dout.str(), q.str());
+  // The kernel writes all three; gradients are fresh or accumulated together.
+  Tensor scratch_q, scratch_k, scratch_v;
+  Tensor* gq = dq ? dq : &scratch_q;
+  Tensor* gk = dk ? dk : &scratch_k;
+  Tensor* gv = dv ? dv : &scratch_v;
+  const bool acc_q = prepare_grad(gq, q), acc_k = prepare_grad(gk, k), acc_v = prepare_grad(gv, v);
+  TURBINE_CHECK(acc_q == acc_k && acc_k == acc_v,
+                "attention_backward: q, k and v gradients must all be fresh or all accumulate");
+  backend_for(q.device())
+      .attention_backward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+                          lse.data<float>(), dout.data<float>(), gq->data<float>(),
+                          gk->data<float>(), gv->data<float>(), acc_q);
+}
+
+std::vector<float> alibi_slopes(int heads) {
+  TURBINE_CHECK(heads > 0, "alibi_slopes: {} heads", heads);
+  const int closest = 1 << static_cast<int>(std::floor(std::log2(heads)));
+  const double base = std::pow(2.0, -std::pow(2.0, -(std::log2(closest) - 3)));
+  std::vector<float> slopes;
+  for (int i = 1; i <= closest; ++i) slopes.push_back(static_cast<float>(std::pow(base, i)));
+  if (closest != heads) {
+    const double extra_base = std::pow(2.0, -std::pow(2.0, -(std::log2(2 * closest) - 3)));
+    const int remaining = std::min(closest, heads - closest);
+    for (int i = 1; i < 1 + 2 * remaining; i += 2)
+      slopes.push_back(static_cast<float>(std::pow(extra_base, i)));
+  }
+  return slopes;
+}
+
+Qkv split_qkv(const Tensor& qkv, int heads) {
+  check_f32("split_qkv", {&qkv});
+  TURBINE_CHECK(qkv.ndim() == 3 && heads > 0 && qkv.dim(2) % (3 * heads) == 0,
+                "split_qkv: fused qkv {} must be (B, T, 3 * heads * head_dim) with {} heads",
+                qkv.str(), heads);
+  const int64_t B = qkv.dim(0), T = qkv.dim(1), D = qkv.dim(2) / (3 * heads);
+  Qkv out{Tensor::empty({B, heads, T, D}, DType::f32, qkv.device()),
+          Tensor::empty({B, heads, T, D}, DType::f32, qkv.device()),
+          Tensor::empty({B, heads, T, D}, DType::f32, qkv.device())};
+  backend_for(qkv.device())
+      .split_qkv(qkv.data<float>(), out.q.data<float>(), out.k.data<float>(), out.v.data<float>(),
+                 B, T, heads, D);
+  return out;
+}
+
+void split_qkv_backward(const Tensor* dq, const Tensor* dk, const Tensor* dv,
+                        const Shape& qkv_shape, Device device, int heads, Tensor* dqkv) {
+  const int64_t B = qkv_shape[0], T = qkv_shape[1], D = qkv_shape[2] / (3 * heads);
+  // Missing gradients (outputs that did not reach the loss) count as zeros.
+  const Shape part{B, heads, T, D};
+  auto or_zeros = [&](const Tensor* g) {
+    return g && g->defined() ? *g : Tensor::zeros(part, DType::f32, device);
+  };
+  const Tensor gq = or_zeros(dq), gk = or_zeros(dk), gv = or_zeros(dv);
+  check_f32("split_qkv_backward", {&gq, &gk, &gv});
+  const bool acc = prepare_grad(dqkv, qkv_shape, device);
+  backend_for(device).merge_qkv(gq.data<float>(), gk.data<float>(), gv.data<float>(), dqkv->data<float>(), B, T,
+                 heads, D, acc);
+}
+
+Tensor merge_heads(const Tensor& x) {
+  check_f32("merge_heads", {&x});
+  TURBINE_CHECK(x.ndim() == 4, "merge_heads: expected (B, H, T, D), got {}", x.str());
+  const int64_t B = x.dim(0), H = x.dim(1), T = x.dim(2), D = x.dim(3);
+  Tensor y = Tensor::empty({B, T, H * D}, DType::f32, x.device());
+  backend_for(x.device()).merge_heads(x.data<float>(), y.data<float>(), B, H, T, D, false);
+  return y;
+}
+
+Tensor split_heads(const Tensor& x, int heads) {
+  check_f32("split_heads", {&x});
+  TURBINE_CHECK(x.ndim() == 3 && heads > 0 && x.dim(2) % heads == 0,
+                "split_heads: expected (B, T, heads * D) with {} heads, got {}", heads, x.str());
+  const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2) / heads;
+  Tensor y = Tensor::empty({B, heads, T, D}, DType::f32, x.device());
+  backend_for(x.device()).split_heads(x.data<float>(), y.data<float>(), B, heads, T, D, false);
+  return y;
+}
+
+void merge_heads_backward(const Tensor& dy, int heads, Tensor* dx) {
+  check_f32("merge_heads_backward", {&dy});
+  const int64_t B = dy.dim(0), T = dy.dim(1), D = dy.dim(2) / heads;
+  const bool acc = prepare_grad(dx, Shape{B, heads, T, D}, dy.device());
+  backend_for(dy.device()).split_heads(dy.data<float>(), dx->data<float>(), B, heads, T, D, acc);
+}
+
+}  // namespace turbine::ops

@@ -1,0 +1,67 @@
+// Elementwise ops: add, scale, GeLU, dropout, and the sum of squares.
+#include "core/error.hpp"
+#include "ops/ops.hpp"
+
+namespace turbine::ops {
+
+Tensor add(const Tensor& a, const Tensor& b, float alpha, float beta) {
+  check_f32("add", {&a, &b});
+  TURBINE_CHECK(a.shape() == b.shape(), "add: shapes differ: {} and {}", shape_str(a.shape()),
+                shape_str(b.shape()));
+  Tensor y = Tensor::empty(a.shape(), DType::f32, a.device());
+  backend_for(a.device()).add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), alpha,
+                              beta);
+  return y;
+}
+
+Tensor scale(const Tensor& x, float alpha) {
+  check_f32("scale", {&x});
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  backend_for(x.device()).scale(x.data<float>(), y.data<float>(), x.numel(), alpha, false);
+  return y;
+}
+
+void scale_backward(const Tensor& dy, float alpha, Tensor* dx) {
+  check_f32("scale_backward", {&dy});
+  const bool acc = prepare_grad(dx, dy);
+  backend_for(dy.device()).scale(dy.data<float>(), dx->data<float>(), dy.numel(), alpha, acc);
+}
+
+Tensor gelu(const Tensor& x) {
+  check_f32("gelu", {&x});
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  backend_for(x.device()).gelu_forward(x.data<float>(), y.data<float>(), x.numel());
+  return y;
+}
+
+void gelu_backward(const Tensor& x, const Tensor& dy, Tensor* dx) {
+  check_f32("gelu_backward", {&x, &dy});
+  TURBINE_CHECK(x.shape() == dy.shape(), "gelu_backward: gradient {} for input {}", dy.str(),
+                x.str());
+  const bool acc = prepare_grad(dx, x);
+  backend_for(x.device()).gelu_backward(x.data<float>(), dy.data<float>(), dx->data<float>(),
+                                        x.numel(), acc);
+}
+
+Tensor dropout(const Tensor& x, float p, const DropoutRng& rng) {
+  check_f32("dropout", {&x});
+  TURBINE_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability {} is outside [0, 1)", p);
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  backend_for(x.device()).dropout_forward(x.data<float>(), y.data<float>(), x.numel(), p,
+                                          rng.seed, rng.stream, rng.offset);
+  return y;
+}
+
+void dropout_backward(const Tensor& dy, float p, const DropoutRng& rng, Tensor* dx) {
+  check_f32("dropout_backward", {&dy});
+  const bool acc = prepare_grad(dx, dy);
+  backend_for(dy.device()).dropout_backward(dy.data<float>(), dx->data<float>(), dy.numel(), p,
+                                            rng.seed, rng.stream, rng.offset, acc);
+}
+
+double sum_squares(const Tensor& x) {
+  check_f32("sum_squares", {&x});
+  return backend_for(x.device()).sum_squares(x.data<float>(), x.numel());
+}
+
+}  // namespace turbine::ops

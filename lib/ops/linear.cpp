@@ -1,0 +1,111 @@
+// matmul and linear (x W^T + b, Hugging Face's weight layout (out, in)).
+#include "core/error.hpp"
+#include "ops/ops.hpp"
+
+namespace turbine::ops {
+
+namespace {
+Shape with_last(const Shape& shape, int64_t last) {
+  Shape out = shape;
+  out.back() = last;
+  return out;
+}
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_f32("matmul", {&a, &b});
+  TURBINE_CHECK(a.ndim() >= 2 && (b.ndim() == 2 || b.ndim() == a.ndim()),
+                "matmul: unsupported shapes {} @ {} (need (..., M, K) @ (K, N) or batched "
+                "(B, M, K) @ (B, K, N))",
+                shape_str(a.shape()), shape_str(b.shape()));
+  const int64_t M = a.dim(-2), K = a.dim(-1), N = b.dim(-1);
+  TURBINE_CHECK(b.dim(-2) == K, "matmul: inner dimensions differ: {} @ {}", shape_str(a.shape()),
+                shape_str(b.shape()));
+  Tensor y = Tensor::empty(with_last(a.shape(), N), DType::f32, a.device());
+  kernels::Backend& be = backend_for(a.device());
+  if (b.ndim() == 2) {
+    be.gemm(false, false, a.numel() / K, N, K, 1.0f, a.data<float>(), K, b.data<float>(), N,
+            0.0f, y.data<float>(), N);
+  } else {
+    TURBINE_CHECK(a.ndim() == 3 && a.dim(0) == b.dim(0), "matmul: batch sizes differ: {} @ {}",
+                  shape_str(a.shape()), shape_str(b.shape()));
+    be.gemm_strided_batched(false, false, M, N, K, 1.0f, a.data<float>(), K, M * K,
+                            b.data<float>(), N, K * N, 0.0f, y.data<float>(), N, M * N, a.dim(0));
+  }
+  return y;
+}
+
+void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da,
+                     Tensor* db) {
+  check_f32("matmul_backward", {&a, &b, &dy});
+  const int64_t M = a.dim(-2), K = a.dim(-1), N = b.dim(-1);
+  kernels::Backend& be = backend_for(a.device());
+  if (b.ndim() == 2) {
+    const int64_t rows = a.numel() / K;
+    if (da) {  // da (rows, K) = dy (rows, N) @ b^T
+      const bool acc = prepare_grad(da, a);
+      be.gemm(false, true, rows, K, N, 1.0f, dy.data<float>(), N, b.data<float>(), N,
+              acc ? 1.0f : 0.0f, da->data<float>(), K);
+    }
+    if (db) {  // db (K, N) = a^T @ dy
+      const bool acc = prepare_grad(db, b);
+      be.gemm(true, false, K, N, rows, 1.0f, a.data<float>(), K, dy.data<float>(), N,
+              acc ? 1.0f : 0.0f, db->data<float>(), N);
+    }
+    return;
+  }
+  const int batch = a.dim(0);
+  if (da) {
+    const bool acc = prepare_grad(da, a);
+    be.gemm_strided_batched(false, true, M, K, N, 1.0f, dy.data<float>(), N, M * N,
+                            b.data<float>(), N, K * N, acc ? 1.0f : 0.0f, da->data<float>(), K,
+                            M * K, batch);
+  }
+  if (db) {
+    const bool acc = prepare_grad(db, b);
+    be.gemm_strided_batched(true, false, K, N, M, 1.0f, a.data<float>(), K, M * K,
+                            dy.data<float>(), N, M * N, acc ? 1.0f : 0.0f, db->data<float>(), N,
+                            K * N, batch);
+  }
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_f32("linear", {&x, &weight, &bias});
+  TURBINE_CHECK(weight.ndim() == 2 && x.ndim() >= 1 && x.dim(-1) == weight.dim(1),
+                "linear: input {} does not match weight {} (expected (..., {}))", x.str(),
+                weight.str(), weight.ndim() == 2 ? weight.dim(1) : -1);
+  const int64_t in = weight.dim(1), out = weight.dim(0), rows = x.numel() / in;
+  TURBINE_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == out),
+                "linear: bias {} does not match weight {}", bias.str(), weight.str());
+  Tensor y = Tensor::empty(with_last(x.shape(), out), DType::f32, x.device());
+  kernels::Backend& be = backend_for(x.device());
+  be.gemm(false, true, rows, out, in, 1.0f, x.data<float>(), in, weight.data<float>(), in, 0.0f,
+          y.data<float>(), out);
+  if (bias.defined()) be.add_bias(y.data<float>(), bias.data<float>(), rows, out);
+  return y;
+}
+
+void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor* dx,
+                     Tensor* dweight, Tensor* dbias) {
+  check_f32("linear_backward", {&x, &weight, &dy});
+  const int64_t in = weight.dim(1), out = weight.dim(0), rows = x.numel() / in;
+  TURBINE_CHECK(dy.numel() == rows * out, "linear_backward: gradient {} for output of {}",
+                dy.str(), x.str());
+  kernels::Backend& be = backend_for(x.device());
+  if (dx) {  // dx (rows, in) = dy (rows, out) @ W (out, in)
+    const bool acc = prepare_grad(dx, x);
+    be.gemm(false, false, rows, in, out, 1.0f, dy.data<float>(), out, weight.data<float>(), in,
+            acc ? 1.0f : 0.0f, dx->data<float>(), in);
+  }
+  if (dweight) {  // dW (out, in) = dy^T (out, rows) @ x (rows, in)
+    const bool acc = prepare_grad(dweight, weight);
+    be.gemm(true, false, out, in, rows, 1.0f, dy.data<float>(), out, x.data<float>(), in,
+            acc ? 1.0f : 0.0f, dweight->data<float>(), in);
+  }
+  if (dbias) {
+    const bool acc = prepare_grad(dbias, Shape{out}, x.device());
+    be.bias_backward(dy.data<float>(), dbias->data<float>(), rows, out, acc);
+  }
+}
+
+}  // namespace turbine::ops

@@ -1,0 +1,25 @@
+// Learning-rate schedules: linear warmup, then constant, cosine or linear
+// decay to min_lr at total_steps (DeepSpeed's WarmupLR / WarmupCosineLR /
+// WarmupDecayLR family, with linear warmup).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace turbine::optim {
+
+struct LRSchedule {
+  enum class Decay { constant, cosine, linear };
+  Decay decay = Decay::cosine;
+  double max_lr = 1e-3;
+  double min_lr = 0.0;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;
+
+  static Decay parse_decay(const std::string& name);  // "constant" | "cosine" | "linear"
+  void validate() const;
+  // The learning rate of 0-based step `step`: warmup ramps max_lr * (step+1) / warmup_steps.
+  double at(int64_t step) const;
+};
+
+}  // namespace turbine::optim

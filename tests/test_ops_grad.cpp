@@ -1,0 +1,242 @@
+// Every op's backward against finite differences, attention against a naive
+// reference, and the errors bad inputs raise.
+#define BOOST_TEST_MODULE ops_grad
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/functions.hpp"
+#include "core/error.hpp"
+#include "grad_check.hpp"
+
+using namespace turbine;
+using testing::grad_check;
+using testing::param;
+
+namespace {
+constexpr double kTol = 1e-2;  // normalized error of f32 central differences
+using Ins = std::vector<Tensor>;
+std::vector<Tensor> one(Tensor t) { return {t}; }
+
+bool error_mentions(const std::function<void()>& fn, const std::vector<std::string>& words) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const auto& w : words)
+      if (what.find(w) == std::string::npos) {
+        BOOST_TEST_MESSAGE("message lacks '" << w << "': " << what);
+        return false;
+      }
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(linear_grad) {
+  auto f = [](const Ins& in) { return one(ag::linear(in[0], in[1], in[2])); };
+  BOOST_TEST(grad_check(f, {param({2, 3, 5}, 1), param({4, 5}, 2), param({4}, 3)}) < kTol);
+  auto no_bias = [](const Ins& in) { return one(ag::linear(in[0], in[1], Tensor())); };
+  BOOST_TEST(grad_check(no_bias, {param({6, 5}, 4), param({3, 5}, 5)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(matmul_grad) {
+  auto f = [](const Ins& in) { return one(ag::matmul(in[0], in[1])); };
+  BOOST_TEST(grad_check(f, {param({3, 4}, 1), param({4, 5}, 2)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({2, 3, 4}, 3), param({2, 4, 5}, 4)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(add_scale_reshape_grad) {
+  auto f = [](const Ins& in) {
+    return one(ag::reshape(ag::add(ag::scale(in[0], -1.5f), in[1]), {4, 6}));
+  };
+  BOOST_TEST(grad_check(f, {param({2, 3, 4}, 1), param({2, 3, 4}, 2)}) < kTol);
+  // A tensor used twice sums its gradients.
+  auto twice = [](const Ins& in) { return one(ag::add(in[0], ag::gelu(in[0]))); };
+  BOOST_TEST(grad_check(twice, {param({5, 7}, 3)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(gelu_grad) {
+  auto f = [](const Ins& in) { return one(ag::gelu(in[0])); };
+  BOOST_TEST(grad_check(f, {param({64, 33}, 1, 2.0f)}, 1e-2f, 200) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(gelu_matches_formula) {
+  const Tensor x = Tensor::randn({1000}, 3, 0, 3.0f);
+  const auto y = ops::gelu(x).to_vector<float>();
+  const auto xs = x.to_vector<float>();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double v = xs[i];
+    const double ref = 0.5 * v * (1 + std::tanh(0.79788456 * v * (1 + 0.044715 * v * v)));
+    BOOST_TEST(std::abs(y[i] - ref) < 1e-6 + 1e-6 * std::abs(ref));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(dropout_grad_and_rate) {
+  const ops::DropoutRng rng{5, 6, 7};
+  auto f = [&](const Ins& in) { return one(ag::dropout(in[0], 0.3f, rng)); };
+  BOOST_TEST(grad_check(f, {param({40, 50}, 1)}) < kTol);
+  const auto y = ops::dropout(Tensor::full({100000}, 1.0f), 0.3f, rng).to_vector<float>();
+  int dropped = 0;
+  for (float v : y) {
+    dropped += v == 0.0f;
+    BOOST_TEST((v == 0.0f || std::abs(v - 1.0f / 0.7f) < 1e-6));
+  }
+  BOOST_TEST(std::abs(dropped / 100000.0 - 0.3) < 0.01);
+  // The mask is a function of the counter: the same rng gives the same mask.
+  const auto again = ops::dropout(Tensor::full({100000}, 1.0f), 0.3f, rng).to_vector<float>();
+  BOOST_TEST(y == again);
+}
+
+BOOST_AUTO_TEST_CASE(layer_norm_grad) {
+  auto f = [](const Ins& in) { return one(ag::layer_norm(in[0], in[1], in[2], 1e-5f)); };
+  BOOST_TEST(grad_check(f, {param({3, 4, 17}, 1), param({17}, 2), param({17}, 3)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(softmax_grad) {
+  auto f = [](const Ins& in) { return one(ag::softmax(in[0])); };
+  BOOST_TEST(grad_check(f, {param({6, 11}, 1)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_grad_and_value) {
+  const Tensor targets = Tensor::from_vector<int64_t>({2, 3}, std::vector<int64_t>{1, 4, -100, 0, 2, 3});
+  auto f = [&](const Ins& in) { return one(ag::cross_entropy(in[0], targets, -100)); };
+  BOOST_TEST(grad_check(f, {param({2, 3, 5}, 1)}) < kTol);
+  // Value: mean of -log softmax at the 5 counted targets.
+  const Tensor logits = Tensor::randn({6, 5}, 1, 2);
+  const auto l = logits.to_vector<float>();
+  const auto t = targets.to_vector<int64_t>();
+  double total = 0;
+  for (int r = 0; r < 6; ++r) {
+    if (t[r] == -100) continue;
+    double z = 0;
+    for (int c = 0; c < 5; ++c) z += std::exp(double(l[r * 5 + c]));
+    total += std::log(z) - l[r * 5 + t[r]];
+  }
+  BOOST_TEST(std::abs(ops::cross_entropy(logits, targets.view({6}), -100, nullptr).item() -
+                      total / 5) < 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(embedding_grad) {
+  const Tensor ids = Tensor::from_vector<int32_t>({2, 3}, std::vector<int32_t>{0, 3, 3, 1, 4, 0});
+  auto f = [&](const Ins& in) { return one(ag::embedding(ids, in[0])); };
+  BOOST_TEST(grad_check(f, {param({5, 4}, 1)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(attention_grad_causal_alibi) {
+  ops::AttentionOptions o;
+  o.causal = true;
+  o.alibi_slopes = ops::alibi_slopes(3);
+  auto f = [&](const Ins& in) { return one(ag::attention(in[0], in[1], in[2], o)); };
+  BOOST_TEST(grad_check(f, {param({2, 3, 7, 4}, 1), param({2, 3, 7, 4}, 2),
+                            param({2, 3, 7, 4}, 3)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(attention_grad_mask_and_offset) {
+  // A boolean mask per batch (multi-modal style), and causal decoding with
+  // fewer queries than keys (a KV cache).
+  std::vector<uint8_t> m(2 * 5 * 6);
+  for (size_t i = 0; i < m.size(); ++i) m[i] = (philox4x32(3, 0, i)[0] % 3) != 0;
+  m[0 * 6 + 0] = 1;
+  ops::AttentionOptions masked;
+  masked.causal = false;
+  masked.mask = Tensor::from_vector<uint8_t>({2, 5, 6}, m);
+  auto f = [&](const Ins& in) { return one(ag::attention(in[0], in[1], in[2], masked)); };
+  BOOST_TEST(grad_check(f, {param({2, 2, 5, 3}, 1), param({2, 2, 6, 3}, 2),
+                            param({2, 2, 6, 3}, 3)}) < kTol);
+  ops::AttentionOptions offset;
+  offset.alibi_slopes = ops::alibi_slopes(2);
+  auto g = [&](const Ins& in) { return one(ag::attention(in[0], in[1], in[2], offset)); };
+  BOOST_TEST(grad_check(g, {param({1, 2, 3, 4}, 4), param({1, 2, 8, 4}, 5),
+                            param({1, 2, 8, 4}, 6)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(attention_matches_naive_across_blocks) {
+  // T = 150 spans three key blocks of 64; compare with the explicit softmax.
+  const int B = 1, H = 2, T = 150, D = 16;
+  const Tensor q = Tensor::randn({B, H, T, D}, 4, 1), k = Tensor::randn({B, H, T, D}, 4, 2),
+               v = Tensor::randn({B, H, T, D}, 4, 3);
+  ops::AttentionOptions o;
+  o.alibi_slopes = ops::alibi_slopes(H);
+  const auto out = ops::attention(q, k, v, o, nullptr).to_vector<float>();
+  const auto Q = q.to_vector<float>(), K = k.to_vector<float>(), V = v.to_vector<float>();
+  std::vector<float> ref(out.size());
+  for (int h = 0; h < H; ++h)
+    for (int i = 0; i < T; ++i) {
+      std::vector<double> s(i + 1);
+      double mx = -1e300;
+      for (int j = 0; j <= i; ++j) {
+        double dot = 0;
+        for (int d = 0; d < D; ++d) dot += Q[(h * T + i) * D + d] * K[(h * T + j) * D + d];
+        s[j] = dot / std::sqrt(double(D)) - o.alibi_slopes[h] * (i - j);
+        mx = std::max(mx, s[j]);
+      }
+      double z = 0;
+      for (auto& x : s) z += (x = std::exp(x - mx));
+      for (int d = 0; d < D; ++d) {
+        double acc = 0;
+        for (int j = 0; j <= i; ++j) acc += s[j] / z * V[(h * T + j) * D + d];
+        ref[(h * T + i) * D + d] = float(acc);
+      }
+    }
+  BOOST_TEST(testing::norm_error(out, ref) < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(alibi_slopes_match_bloom) {
+  // Values from BLOOM's build_alibi_tensor.
+  const auto s6 = ops::alibi_slopes(6);
+  const std::vector<float> ref6 = {0.25f, 0.0625f, 0.015625f, 0.00390625f, 0.5f, 0.125f};
+  BOOST_TEST(s6 == ref6);
+  const auto s8 = ops::alibi_slopes(8);
+  BOOST_TEST(s8[0] == 0.5f);
+  BOOST_TEST(s8[7] == 0.00390625f);
+  BOOST_TEST(ops::alibi_slopes(112).size() == 112u);
+}
+
+BOOST_AUTO_TEST_CASE(qkv_and_heads_grad) {
+  auto f = [](const Ins& in) {
+    const ops::Qkv qkv = ag::split_qkv(in[0], 2);
+    return std::vector<Tensor>{qkv.q, qkv.k, qkv.v};
+  };
+  BOOST_TEST(grad_check(f, {param({2, 3, 2 * 3 * 4}, 1)}) < kTol);
+  auto g = [](const Ins& in) { return one(ag::merge_heads(in[0])); };
+  BOOST_TEST(grad_check(g, {param({2, 3, 4, 5}, 2)}) < kTol);
+  // BLOOM's layout: fused channel (h, 3, d) holds q, k, v of head h.
+  const Tensor fused = Tensor::randn({1, 1, 2 * 3 * 2}, 1, 9);
+  const auto parts = ops::split_qkv(fused, 2);
+  const auto x = fused.to_vector<float>();
+  BOOST_TEST(parts.q.to_vector<float>() == (std::vector<float>{x[0], x[1], x[6], x[7]}));
+  BOOST_TEST(parts.v.to_vector<float>() == (std::vector<float>{x[4], x[5], x[10], x[11]}));
+}
+
+BOOST_AUTO_TEST_CASE(gather_scatter_rows_grad) {
+  const Tensor index = Tensor::from_vector<int64_t>({2, 2}, std::vector<int64_t>{3, 0, 1, 4});
+  auto f = [&](const Ins& in) { return one(ag::gather_rows(in[0], index)); };
+  BOOST_TEST(grad_check(f, {param({2, 5, 3}, 1)}) < kTol);
+  auto g = [&](const Ins& in) { return one(ag::scatter_rows(in[0], index, in[1])); };
+  BOOST_TEST(grad_check(g, {param({2, 5, 3}, 2), param({2, 2, 3}, 3)}) < kTol);
+  // gather then scatter of a transformed copy is the token-dropping round trip.
+  auto h = [&](const Ins& in) {
+    return one(ag::scatter_rows(in[0], index, ag::gelu(ag::gather_rows(in[0], index))));
+  };
+  BOOST_TEST(grad_check(h, {param({2, 5, 3}, 4)}) < kTol);
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_name_op_and_shapes) {
+  const Tensor x = Tensor::randn({2, 3}, 1, 1), w = Tensor::randn({4, 5}, 1, 2);
+  BOOST_TEST(error_mentions([&] { ops::linear(x, w, Tensor()); }, {"linear", "[2, 3]", "[4, 5]"}));
+  const Tensor ints = Tensor::zeros({3, 4}, DType::i32);
+  BOOST_TEST(error_mentions([&] { ops::matmul(ints, w); }, {"matmul", "f32", "i32"}));
+  BOOST_TEST(error_mentions([&] { ops::add(x, w); }, {"add", "[2, 3]", "[4, 5]"}));
+  const Tensor ids = Tensor::from_vector<int64_t>({2}, std::vector<int64_t>{1, 9});
+  BOOST_TEST(error_mentions([&] { ops::embedding(ids, w); }, {"embedding", "9"}));
+  const Tensor q = Tensor::randn({1, 2, 3, 4}, 1, 3), k = Tensor::randn({1, 2, 3, 5}, 1, 4);
+  BOOST_TEST(error_mentions([&] { ops::attention(q, k, k, {}, nullptr); },
+                            {"attention", "[1, 2, 3, 4]", "[1, 2, 3, 5]"}));
+  const Tensor dup = Tensor::from_vector<int64_t>({1, 2}, std::vector<int64_t>{2, 2});
+  BOOST_TEST(error_mentions([&] { ops::gather_rows(Tensor::randn({1, 4, 2}, 1, 5), dup); },
+                            {"gather_rows", "twice"}));
+  BOOST_TEST(error_mentions([&] { backend_for(Device::cuda(0)); }, {"cuda:0"}));
+}

@@ -1,0 +1,78 @@
+// AdamW against a hand computation, schedules against their formulas,
+// clipping against the global norm.
+#define BOOST_TEST_MODULE optim
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.hpp"
+#include "optim/adamw.hpp"
+#include "optim/schedule.hpp"
+
+using namespace turbine;
+
+BOOST_AUTO_TEST_CASE(adamw_matches_hand_computation) {
+  Tensor w = Tensor::from_vector<float>({2}, std::vector<float>{1.0f, -2.0f});
+  Tensor b = Tensor::from_vector<float>({1}, std::vector<float>{0.5f});
+  w.set_requires_grad(true);
+  b.set_requires_grad(true);
+  optim::AdamW opt({{"w", w, true}, {"b", b, false}}, {0.1f, 0.9f, 0.99f, 1e-8f, 0.5f});
+  double pw = 1.0, pb = 0.5, m = 0, v = 0, mb = 0, vb = 0;
+  for (int step = 1; step <= 3; ++step) {
+    const float g = 0.3f * step, gb = -0.2f;
+    w.set_grad(Tensor::from_vector<float>({2}, std::vector<float>{g, g}));
+    b.set_grad(Tensor::from_vector<float>({1}, std::vector<float>{gb}));
+    opt.step(0.1f);
+    m = 0.9 * m + 0.1 * g;
+    v = 0.99 * v + 0.01 * g * g;
+    mb = 0.9 * mb + 0.1 * gb;
+    vb = 0.99 * vb + 0.01 * gb * gb;
+    const double bc1 = 1 - std::pow(0.9, step), bc2 = 1 - std::pow(0.99, step);
+    pw = pw * (1 - 0.1 * 0.5) - 0.1 * (m / bc1) / (std::sqrt(v / bc2) + 1e-8);
+    pb = pb - 0.1 * (mb / bc1) / (std::sqrt(vb / bc2) + 1e-8);  // no decay on biases
+    BOOST_TEST(std::abs(w.to_vector<float>()[0] - pw) < 1e-6);
+    BOOST_TEST(std::abs(b.to_vector<float>()[0] - pb) < 1e-6);
+  }
+  BOOST_TEST(opt.steps_taken() == 3);
+  BOOST_TEST(opt.state_bytes() == 2 * (2 + 1) * 4);
+}
+
+BOOST_AUTO_TEST_CASE(schedules_follow_their_formulas) {
+  optim::LRSchedule s{optim::LRSchedule::Decay::cosine, 1e-2, 1e-3, 3, 10};
+  BOOST_TEST(s.at(0) == 1e-2 / 3, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(s.at(2) == 1e-2, boost::test_tools::tolerance(1e-12));
+  const double mid = 1e-3 + 0.5 * 9e-3 * (1 + std::cos(std::numbers::pi * 3.0 / 7.0));
+  BOOST_TEST(s.at(6) == mid, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(s.at(10) == 1e-3, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(s.at(1000) == 1e-3, boost::test_tools::tolerance(1e-12));
+  optim::LRSchedule lin{optim::LRSchedule::Decay::linear, 1.0, 0.0, 0, 4};
+  BOOST_TEST(lin.at(2) == 0.5, boost::test_tools::tolerance(1e-12));
+  optim::LRSchedule flat{optim::LRSchedule::Decay::constant, 0.3, 0.0, 2, 4};
+  BOOST_TEST(flat.at(0) == 0.15, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(flat.at(3) == 0.3, boost::test_tools::tolerance(1e-12));
+  BOOST_CHECK_THROW(optim::LRSchedule::parse_decay("exp"), Error);
+  optim::LRSchedule bad{optim::LRSchedule::Decay::cosine, 1e-3, 1e-2, 0, 10};
+  BOOST_CHECK_THROW(bad.validate(), Error);
+}
+
+BOOST_AUTO_TEST_CASE(clipping_scales_to_max_norm) {
+  Tensor a = Tensor::zeros({2}), b = Tensor::zeros({1});
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  a.set_grad(Tensor::from_vector<float>({2}, std::vector<float>{3, 0}));
+  b.set_grad(Tensor::from_vector<float>({1}, std::vector<float>{4}));
+  const nn::ParameterList params{{"a", a, true}, {"b", b, false}};
+  BOOST_TEST(optim::clip_grad_norm(params, 10.0) == 5.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(a.grad().to_vector<float>()[0] == 3.0f);  // under the limit: untouched
+  BOOST_TEST(optim::clip_grad_norm(params, 1.0) == 5.0, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(a.grad().to_vector<float>()[0] == 0.6f, boost::test_tools::tolerance(1e-5f));
+  BOOST_TEST(b.grad().to_vector<float>()[0] == 0.8f, boost::test_tools::tolerance(1e-5f));
+  b.set_grad(Tensor::from_vector<float>({1}, std::vector<float>{NAN}));
+  BOOST_CHECK_THROW(optim::clip_grad_norm(params, 1.0), Error);
+}
+
+BOOST_AUTO_TEST_CASE(bad_hyperparameters_are_errors) {
+  BOOST_CHECK_THROW((optim::AdamW({}, {0.1f, 1.0f, 0.99f, 1e-8f, 0.0f})), Error);
+  BOOST_CHECK_THROW((optim::AdamW({}, {-0.1f, 0.9f, 0.99f, 1e-8f, 0.0f})), Error);
+}

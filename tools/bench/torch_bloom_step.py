@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""PyTorch peer benchmark: full float32 BLOOM training steps on CPU.
+
+Builds tools/bloom_ref.BloomRef at the given sizes, feeds random tokens and
+times forward + loss + backward + AdamW step + zero_grad.  Prints one JSON line:
+{"impl":"pytorch","torch":...,"threads":...,"tokens_per_s":...,"step_s":...,"peak_rss_mb":...}
+step_s is the median over --steps timed steps (after --warmup untimed ones);
+tokens_per_s = batch*seq/step_s.  Run with /usr/bin/python3 (Debian's torch).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+from bloom_ref import BloomRef, is_decayed, loss_fn  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = BloomRef(args.vocab, args.hidden, args.heads, args.layers)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.02)
+    params = list(model.named_parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for n, p in params if is_decayed(n, p)], "weight_decay": 0.1},
+         {"params": [p for n, p in params if not is_decayed(n, p)], "weight_decay": 0.0}],
+        lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
+    )
+    ids = torch.randint(0, args.vocab, (args.batch, args.seq), dtype=torch.int64)
+    tgt = torch.randint(0, args.vocab, (args.batch, args.seq), dtype=torch.int64)
+
+    def step():
+        loss = loss_fn(model(ids), tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    print(json.dumps({
+        "impl": "pytorch",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "vocab": args.vocab, "hidden": args.hidden, "heads": args.heads,
+        "layers": args.layers, "batch": args.batch, "seq": args.seq,
+        "tokens_per_s": round(args.batch * args.seq / step_s, 1),
+        "step_s": round(step_s, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
