@@ -2,7 +2,7 @@
 """PyTorch peer benchmark: full float32 BLOOM training steps on CPU.
 
 Builds tools/bloom_ref.BloomRef at the given sizes, feeds random tokens and
-times forward + loss + backward + AdamW step + zero_grad.  Prints one JSON line:
+times forward + loss + backward + clipping + AdamW step + zero_grad.  Prints one JSON line:
 {"impl":"pytorch","torch":...,"threads":...,"tokens_per_s":...,"step_s":...,"peak_rss_mb":...}
 step_s is the median over --steps timed steps (after --warmup untimed ones);
 tokens_per_s = batch*seq/step_s.  Run with /usr/bin/python3 (Debian's torch).
@@ -56,6 +56,7 @@ def main():
     def step():
         loss = loss_fn(model(ids), tgt)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as Turbine's bench does
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
