@@ -240,3 +240,35 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_op_and_shapes) {
                             {"gather_rows", "twice"}));
   BOOST_TEST(error_mentions([&] { backend_for(Device::cuda(0)); }, {"cuda:0"}));
 }
+
+BOOST_AUTO_TEST_CASE(no_grad_mode_records_nothing) {
+  const Tensor w = param({4, 3}, 1), x = Tensor::randn({2, 3}, 1, 2);
+  autograd::clear_tape();
+  {
+    autograd::NoGradGuard guard;
+    const Tensor y = ag::gelu(ag::linear(x, w, Tensor()));
+    BOOST_TEST(!y.requires_grad());
+    BOOST_TEST(autograd::tape_size() == 0u);
+  }
+  const Tensor y = ag::gelu(ag::linear(x, w, Tensor()));
+  BOOST_TEST(y.requires_grad());
+  BOOST_TEST(autograd::tape_size() == 2u);
+  autograd::clear_tape();
+}
+
+BOOST_AUTO_TEST_CASE(attention_memory_does_not_grow_with_t_squared) {
+  // T = 2048: a materialized score matrix would need B*H*T*T*4 = 32 MiB.
+  const int64_t B = 1, H = 2, T = 2048, D = 32;
+  const Tensor q = Tensor::randn({B, H, T, D}, 8, 1), k = Tensor::randn({B, H, T, D}, 8, 2),
+               v = Tensor::randn({B, H, T, D}, 8, 3);
+  reset_peak_memory(Device::cpu());
+  const int64_t before = memory_stats(Device::cpu()).current_bytes;
+  Tensor lse;
+  const Tensor out = ops::attention(q, k, v, {}, &lse);
+  Tensor dq, dk, dv;
+  ops::attention_backward(q, k, v, out, lse, out, {}, &dq, &dk, &dv);
+  const int64_t grown = memory_stats(Device::cpu()).peak_bytes - before;
+  const int64_t outputs = out.nbytes() + lse.nbytes() + dq.nbytes() + dk.nbytes() + dv.nbytes();
+  BOOST_TEST(grown == outputs);  // nothing but the results themselves
+  BOOST_TEST(grown < B * H * T * T * 4 / 4);
+}
