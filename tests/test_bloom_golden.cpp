@@ -9,7 +9,7 @@
 
 #include "autograd/tape.hpp"
 #include "grad_check.hpp"
-#include "io/hdf5.hpp"
+#include "tensor/hdf5.hpp"
 #include "nn/bloom.hpp"
 #include "optim/adamw.hpp"
 #include "optim/schedule.hpp"
@@ -20,7 +20,7 @@ using testing::norm_error;
 namespace {
 
 struct Golden {
-  io::H5File file;
+  H5File file;
   nn::BloomConfig config;
   std::map<std::string, Tensor> params;
   Tensor ids, targets;
@@ -29,7 +29,7 @@ struct Golden {
       : file(std::string(std::getenv("TURBINE_SOURCE_ROOT") ? std::getenv("TURBINE_SOURCE_ROOT")
                                                             : ".") +
                  "/tests/golden/bloom_tiny.h5",
-             io::H5File::Mode::read) {
+             H5File::Mode::read) {
     config.vocab_size = file.attribute_int("vocab");
     config.hidden_size = file.attribute_int("hidden");
     config.n_head = file.attribute_int("n_head");

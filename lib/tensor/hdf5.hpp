@@ -1,4 +1,4 @@
-// A small RAII layer over the HDF5 C API: open or create a file, read and
+// Tensors in HDF5 files: a small RAII layer over the HDF5 C API: open or create a file, read and
 // write tensors as datasets (by path, groups created on demand), read and
 // write scalar attributes, and list a group's members. Every failure names
 // the file and the object.
@@ -9,7 +9,7 @@
 
 #include "tensor/tensor.hpp"
 
-namespace turbine::io {
+namespace turbine {
 
 class H5File {
  public:
@@ -34,4 +34,4 @@ class H5File {
   long long file_ = -1;  // hid_t
 };
 
-}  // namespace turbine::io
+}  // namespace turbine

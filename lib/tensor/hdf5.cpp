@@ -1,11 +1,11 @@
 // HDF5 file access for tensors and attributes.
-#include "io/hdf5.hpp"
+#include "tensor/hdf5.hpp"
 
 #include <hdf5.h>
 
 #include "core/error.hpp"
 
-namespace turbine::io {
+namespace turbine {
 
 namespace {
 
@@ -178,4 +178,4 @@ void H5File::set_attribute(const std::string& name, int64_t value) {
   write_attribute(file_, path_, name, H5T_NATIVE_INT64, value);
 }
 
-}  // namespace turbine::io
+}  // namespace turbine
