@@ -21,8 +21,9 @@ BOOST_AUTO_TEST_CASE(adamw_matches_hand_computation) {
   double pw = 1.0, pb = 0.5, m = 0, v = 0, mb = 0, vb = 0;
   for (int step = 1; step <= 3; ++step) {
     const float g = 0.3f * step, gb = -0.2f;
-    w.set_grad(Tensor::from_vector<float>({2}, std::vector<float>{g, g}));
-    b.set_grad(Tensor::from_vector<float>({1}, std::vector<float>{gb}));
+    // The optimizer flattened w and b: their gradients are views to write into.
+    w.grad().copy_from(Tensor::from_vector<float>({2}, std::vector<float>{g, g}));
+    b.grad().copy_from(Tensor::from_vector<float>({1}, std::vector<float>{gb}));
     opt.step(0.1f);
     m = 0.9 * m + 0.1 * g;
     v = 0.99 * v + 0.01 * g * g;
@@ -36,6 +37,33 @@ BOOST_AUTO_TEST_CASE(adamw_matches_hand_computation) {
   }
   BOOST_TEST(opt.steps_taken() == 3);
   BOOST_TEST(opt.state_bytes() == 2 * (2 + 1) * 4);
+}
+
+BOOST_AUTO_TEST_CASE(shards_update_only_their_range) {
+  // Two optimizers over halves of one flat buffer equal one over all of it.
+  auto make = [](uint64_t stream) {
+    Tensor t = Tensor::randn({3, 5}, 4, stream);
+    t.set_requires_grad(true);
+    return t;
+  };
+  Tensor a1 = make(1), b1 = make(2), a2 = make(1), b2 = make(2);
+  optim::FlatParameters whole({{"a", a1, true}, {"b", b1, false}}, 2);
+  optim::FlatParameters halves({{"a", a2, true}, {"b", b2, false}}, 2);
+  const auto [lo, hi] = halves.shard(0, 2);
+  BOOST_TEST(lo == 0);
+  BOOST_TEST(hi == 15);
+  const optim::AdamWConfig config{0.1f, 0.9f, 0.99f, 1e-8f, 0.5f};
+  optim::AdamW full(whole, config), first(halves, config, 0, 15), second(halves, config, 15, 30);
+  const Tensor g = Tensor::randn({30}, 4, 3);
+  for (int step = 0; step < 3; ++step) {
+    whole.grads().copy_from(g);
+    halves.grads().copy_from(g);
+    full.step(0.1f);
+    first.step(0.1f);
+    second.step(0.1f);
+  }
+  BOOST_TEST(whole.values().to_vector<float>() == halves.values().to_vector<float>());
+  BOOST_TEST(a1.to_vector<float>() == a2.to_vector<float>());
 }
 
 BOOST_AUTO_TEST_CASE(schedules_follow_their_formulas) {
@@ -73,6 +101,10 @@ BOOST_AUTO_TEST_CASE(clipping_scales_to_max_norm) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_hyperparameters_are_errors) {
-  BOOST_CHECK_THROW((optim::AdamW({}, {0.1f, 1.0f, 0.99f, 1e-8f, 0.0f})), Error);
-  BOOST_CHECK_THROW((optim::AdamW({}, {-0.1f, 0.9f, 0.99f, 1e-8f, 0.0f})), Error);
+  Tensor w = Tensor::zeros({2});
+  w.set_requires_grad(true);
+  const nn::ParameterList params{{"w", w, true}};
+  BOOST_CHECK_THROW((optim::AdamW(params, {0.1f, 1.0f, 0.99f, 1e-8f, 0.0f})), Error);
+  BOOST_CHECK_THROW((optim::AdamW(params, {-0.1f, 0.9f, 0.99f, 1e-8f, 0.0f})), Error);
+  BOOST_CHECK_THROW((optim::AdamW(nn::ParameterList{}, optim::AdamWConfig{})), Error);
 }

@@ -111,8 +111,4 @@ void gather_rows_backward(const Shape& x_shape, const Tensor& index, const Tenso
 Tensor scatter_rows(const Tensor& base, const Tensor& index, const Tensor& src);
 void scatter_rows_backward(const Tensor& index, const Tensor& dy, Tensor* dbase, Tensor* dsrc);
 
-// ---- optimizer math (optim kernels) -----------------------------------------------
-void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t step);
-
 }  // namespace turbine::ops

@@ -1,6 +1,7 @@
-// AdamW and gradient clipping.
+// AdamW over a flat range, and gradient clipping.
 #include "optim/adamw.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -17,34 +18,53 @@ void AdamWConfig::validate() const {
                 weight_decay);
 }
 
-AdamW::AdamW(nn::ParameterList params, AdamWConfig config)
-    : params_(std::move(params)), config_(config) {
+AdamW::AdamW(FlatParameters& flat, AdamWConfig config, int64_t begin, int64_t end)
+    : flat_(&flat), config_(config), begin_(begin), end_(end < 0 ? flat.padded_numel() : end) {
+  allocate_state();
+}
+
+AdamW::AdamW(const nn::ParameterList& params, AdamWConfig config)
+    : AdamW(std::make_unique<FlatParameters>(params), config) {}
+
+AdamW::AdamW(std::unique_ptr<FlatParameters> owned, AdamWConfig config)
+    : owned_(std::move(owned)),
+      flat_(owned_.get()),
+      config_(config),
+      begin_(0),
+      end_(flat_->padded_numel()) {
+  allocate_state();
+}
+
+void AdamW::allocate_state() {
   config_.validate();
-  for (const nn::Parameter& p : params_) {
-    m_.push_back(Tensor::zeros(p.tensor.shape(), DType::f32, p.tensor.device()));
-    v_.push_back(Tensor::zeros(p.tensor.shape(), DType::f32, p.tensor.device()));
-  }
+  TURBINE_CHECK(0 <= begin_ && begin_ <= end_ && end_ <= flat_->padded_numel(),
+                "AdamW: range [{}, {}) outside the {} flat parameters", begin_, end_,
+                flat_->padded_numel());
+  const Device device = flat_->values().device();
+  m_ = Tensor::zeros({end_ - begin_}, DType::f32, device);
+  v_ = Tensor::zeros({end_ - begin_}, DType::f32, device);
 }
 
-void AdamW::step(float lr) {
+void AdamW::step(float lr, const Tensor* grad) {
+  TURBINE_CHECK(grad == nullptr || grad->numel() == end_ - begin_,
+                "AdamW::step: gradient {} for a range of {} values", grad ? grad->str() : "",
+                end_ - begin_);
   ++step_;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    nn::Parameter& p = params_[i];
-    const Tensor grad = p.tensor.grad();
-    if (!grad.defined()) continue;  // unused this step: no update, as in PyTorch
-    ops::adamw_update(p.tensor, grad, m_[i], v_[i], lr, config_.beta1, config_.beta2, config_.eps,
-                      p.weight_decay ? config_.weight_decay : 0.0f, step_);
+  const float bc1 = 1.0f - static_cast<float>(std::pow(double(config_.beta1), double(step_)));
+  const float bc2 = 1.0f - static_cast<float>(std::pow(double(config_.beta2), double(step_)));
+  float* params = flat_->values().data<float>();
+  const float* grads = grad ? grad->data<float>() - begin_ : flat_->grads().data<float>();
+  float* m = m_.data<float>() - begin_;
+  float* v = v_.data<float>() - begin_;
+  kernels::Backend& be = backend_for(flat_->values().device());
+  // Each parameter's part of the range, with its own weight decay.
+  for (const Segment& s : flat_->segments()) {
+    const int64_t lo = std::max(begin_, s.offset), hi = std::min(end_, s.offset + s.numel);
+    if (lo >= hi) continue;
+    be.adamw_step(params + lo, grads + lo, m + lo, v + lo, hi - lo, lr, config_.beta1,
+                  config_.beta2, config_.eps, s.weight_decay ? config_.weight_decay : 0.0f, bc1,
+                  bc2);
   }
-}
-
-void AdamW::zero_grad() {
-  for (nn::Parameter& p : params_) p.tensor.set_grad(Tensor());
-}
-
-int64_t AdamW::state_bytes() const {
-  int64_t total = 0;
-  for (size_t i = 0; i < m_.size(); ++i) total += m_[i].nbytes() + v_[i].nbytes();
-  return total;
 }
 
 double clip_grad_norm(const nn::ParameterList& params, double max_norm) {

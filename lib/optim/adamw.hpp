@@ -1,11 +1,14 @@
 // AdamW with decoupled weight decay (applied only to parameters marked for
-// it: not biases or LayerNorm), bias correction, and global-norm clipping.
+// it: not biases or LayerNorm), bias correction, in PyTorch's order of
+// operations; and global-norm clipping. The optimizer works on a range of a
+// FlatParameters buffer: all of it, or one ZeRO shard.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include "nn/module.hpp"
+#include "optim/flat.hpp"
 
 namespace turbine::optim {
 
@@ -19,22 +22,35 @@ struct AdamWConfig {
 
 class AdamW {
  public:
-  AdamW(nn::ParameterList params, AdamWConfig config);
-  // One update with learning rate lr on the parameters' current gradients.
-  void step(float lr);
-  void zero_grad();  // drops the gradients; the next backward writes fresh ones
+  // Optimizes [begin, end) of the flat buffer (end < 0: to its end). Its
+  // state (exp_avg, exp_avg_sq) covers only that range.
+  AdamW(FlatParameters& flat, AdamWConfig config, int64_t begin = 0, int64_t end = -1);
+  // Convenience for single-process use: flattens `params` itself.
+  AdamW(const nn::ParameterList& params, AdamWConfig config);
+
+  // One update with learning rate lr. `grad` holds the range's gradient
+  // (end - begin values); null means the flat gradient buffer's own range.
+  void step(float lr, const Tensor* grad = nullptr);
+  void zero_grad() { flat_->zero_grads(); }
+
   int64_t steps_taken() const { return step_; }
-  const AdamWConfig& config() const { return config_; }
-  // Optimizer state bytes (m and v), for the memory report.
-  int64_t state_bytes() const;
-  std::vector<Tensor>& exp_avg() { return m_; }
-  std::vector<Tensor>& exp_avg_sq() { return v_; }
   void set_steps_taken(int64_t step) { step_ = step; }
+  const AdamWConfig& config() const { return config_; }
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
+  Tensor& exp_avg() { return m_; }
+  Tensor& exp_avg_sq() { return v_; }
+  int64_t state_bytes() const { return m_.nbytes() + v_.nbytes(); }
+  FlatParameters& flat() { return *flat_; }
 
  private:
-  nn::ParameterList params_;
+  AdamW(std::unique_ptr<FlatParameters> owned, AdamWConfig config);
+  void allocate_state();
+  std::unique_ptr<FlatParameters> owned_;
+  FlatParameters* flat_;
   AdamWConfig config_;
-  std::vector<Tensor> m_, v_;
+  int64_t begin_, end_;
+  Tensor m_, v_;
   int64_t step_ = 0;
 };
 

@@ -345,6 +345,16 @@ void Tensor::fill(float value) {
   backend_for(device()).fill(data<float>(), numel(), value);
 }
 
+void Tensor::relocate_to(const Tensor& destination) {
+  TURBINE_CHECK(destination.shape() == shape() && destination.dtype() == dtype() &&
+                    destination.is_contiguous(),
+                "relocate_to: {} cannot move into {}", str(), destination.str());
+  const_cast<Tensor&>(destination).copy_from(*this);
+  impl_->storage = destination.impl_->storage;
+  impl_->offset = destination.impl_->offset;
+  impl_->strides = destination.impl_->strides;
+}
+
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   TURBINE_CHECK(dtype() == dtype_of<T>(), "to_vector<{}> of {}", dtype_name(dtype_of<T>()),

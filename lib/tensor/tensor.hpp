@@ -94,6 +94,11 @@ class Tensor {
   Tensor to(DType dtype) const;
   void copy_from(const Tensor& src);  // same shape; converts dtype where supported
   void fill(float value);             // f32 only
+  // Copies this tensor's values into `destination` (same shape and dtype, a
+  // contiguous view) and from then on makes this tensor, and every handle
+  // sharing it, refer to destination's memory. Used to lay parameters out in
+  // one flat buffer that collectives and the optimizer treat as one array.
+  void relocate_to(const Tensor& destination);
 
   template <typename T>
   std::vector<T> to_vector() const;
