@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace turbine::data {
@@ -56,6 +57,20 @@ class Tokenizer {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+
+  // train and the loaders build through here: tokens[id] holds the token's
+  // bytes, merges are (left id, right id) in rank order, and special tokens
+  // are matched literally in text and never made by merges. origin (a file
+  // name, or what made the tokenizer) appears in error messages.
+  static Tokenizer from_parts(std::vector<std::string> tokens,
+                              std::vector<std::pair<int32_t, int32_t>> merges,
+                              const std::vector<int32_t>& special_ids, std::string origin);
+  // Cuts text at literal occurrences of specials (leftmost first, then the
+  // longest): on_text gets the (non-empty) text between them, on_special the
+  // index in specials of each occurrence.
+  static void split_at_specials(std::string_view text, const std::vector<std::string>& specials,
+                                const std::function<void(std::string_view)>& on_text,
+                                const std::function<void(size_t)>& on_special);
 };
 
 // GPT-2's pre-tokenizer: splits text into the pieces BPE runs on, following

@@ -1,99 +1,67 @@
-// Validated parsing of the model section.
+// The model section as config keys: declaration with BloomConfig's defaults, and reading back.
 #include "io/model_config.hpp"
-
-#include <algorithm>
-#include <vector>
 
 #include "core/error.hpp"
 
 namespace turbine::io {
 
 namespace {
-
-const std::vector<std::string> kKeys = {"type",        "vocab_size",         "hidden_size",
-                                        "n_head",      "n_layer",            "layer_norm_epsilon",
-                                        "hidden_dropout", "initializer_range"};
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
+// 1e-5f as the double 1e-05, not 9.99999974738e-06, so --dry-run prints what a user wrote.
+double shortest(float value) {
+  return std::stod(fmt::format("{}", value));
 }
-
-std::string location(const YAML::Node& node, const std::string& file) {
-  return fmt::format("{}:{}", file, node.Mark().line + 1);
-}
-
-template <typename T>
-T get(const YAML::Node& node, const std::string& key, const std::string& file) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    TURBINE_FAIL("{}: model.{} has the wrong type ('{}'): expected {}", location(node, file), key,
-                 node.Scalar(), std::is_integral_v<T> ? "an integer" : "a number");
-  }
-}
-
 }  // namespace
 
-nn::BloomConfig bloom_config_from_yaml(const YAML::Node& model, const std::string& file) {
-  TURBINE_CHECK(model && model.IsMap(), "{}: `model:` must be a mapping of BLOOM sizes", file);
+void declare_bloom_config(ConfigSchema& schema) {
+  const nn::BloomConfig d;
+  schema.string("model.type", "bloom", "model family").one_of({"bloom"});
+  schema.integer("model.vocab_size", d.vocab_size, "tokens in the vocabulary").at_least(1);
+  schema.integer("model.hidden_size", d.hidden_size, "width of the hidden states").at_least(1);
+  schema.integer("model.n_head", d.n_head, "attention heads; must divide hidden_size").at_least(1);
+  schema.integer("model.n_layer", d.n_layer, "transformer blocks").at_least(0);
+  schema
+      .number("model.layer_norm_epsilon", shortest(d.layer_norm_epsilon),
+              "added to the variance in layer norms")
+      .at_least(0);
+  schema
+      .number("model.hidden_dropout", shortest(d.hidden_dropout),
+              "dropout after attention and MLP, in [0, 1)")
+      .at_least(0)
+      .at_most(1);
+  schema
+      .number("model.initializer_range", shortest(d.initializer_range),
+              "standard deviation of the initial weights")
+      .at_least(0);
+}
+
+nn::BloomConfig bloom_config_from(const Config& config) {
   nn::BloomConfig c;
-  for (const auto& item : model) {
-    const std::string key = item.first.as<std::string>();
-    const YAML::Node& value = item.second;
-    if (key == "type") {
-      TURBINE_CHECK(value.as<std::string>() == "bloom", "{}: model.type '{}' is unknown: use bloom",
-                    location(value, file), value.as<std::string>());
-    } else if (key == "vocab_size") {
-      c.vocab_size = get<int64_t>(value, key, file);
-    } else if (key == "hidden_size") {
-      c.hidden_size = get<int64_t>(value, key, file);
-    } else if (key == "n_head") {
-      c.n_head = get<int64_t>(value, key, file);
-    } else if (key == "n_layer") {
-      c.n_layer = get<int64_t>(value, key, file);
-    } else if (key == "layer_norm_epsilon") {
-      c.layer_norm_epsilon = get<float>(value, key, file);
-    } else if (key == "hidden_dropout") {
-      c.hidden_dropout = get<float>(value, key, file);
-    } else if (key == "initializer_range") {
-      c.initializer_range = get<float>(value, key, file);
-    } else {
-      const auto best = std::min_element(kKeys.begin(), kKeys.end(), [&](auto& a, auto& b) {
-        return edit_distance(key, a) < edit_distance(key, b);
-      });
-      TURBINE_FAIL("{}: unknown key model.{}{}", location(item.first, file), key,
-                   edit_distance(key, *best) <= 3 ? fmt::format(" (did you mean {}?)", *best)
-                                                  : std::string());
-    }
-  }
+  c.vocab_size = config.get<int64_t>("model.vocab_size");
+  c.hidden_size = config.get<int64_t>("model.hidden_size");
+  c.n_head = config.get<int64_t>("model.n_head");
+  c.n_layer = config.get<int64_t>("model.n_layer");
+  c.layer_norm_epsilon = static_cast<float>(config.get<double>("model.layer_norm_epsilon"));
+  c.hidden_dropout = static_cast<float>(config.get<double>("model.hidden_dropout"));
+  c.initializer_range = static_cast<float>(config.get<double>("model.initializer_range"));
   try {
     c.validate();
   } catch (const Error& e) {
-    TURBINE_FAIL("{}: {}", location(model, file), e.what());
+    config.fail("model.hidden_size", e.what());
   }
   return c;
 }
 
+nn::BloomConfig bloom_config_from_yaml(const YAML::Node& model, const std::string& file) {
+  TURBINE_CHECK(model, "{}: no `model:` section", file);
+  ConfigSchema schema;
+  declare_bloom_config(schema);
+  YAML::Node root(YAML::NodeType::Map);
+  root["model"] = model;  // shares the node, so its marks still give the file's lines
+  return bloom_config_from(Config::from_yaml(root, file, schema));
+}
+
 nn::BloomConfig load_bloom_config(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    TURBINE_FAIL("config file '{}' cannot be read", path);
-  } catch (const YAML::Exception& e) {
-    TURBINE_FAIL("{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.msg);
-  }
+  const YAML::Node root = read_yaml_file(path);
   TURBINE_CHECK(root["model"], "{}: no `model:` section", path);
   return bloom_config_from_yaml(root["model"], path);
 }

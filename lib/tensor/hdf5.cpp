@@ -3,6 +3,8 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 namespace turbine {
@@ -140,6 +142,10 @@ std::vector<std::string> H5File::list(const std::string& group) const {
   return names;
 }
 
+bool H5File::has_attribute(const std::string& name) const {
+  return H5Aexists(file_, name.c_str()) > 0;
+}
+
 double H5File::attribute_double(const std::string& name) const {
   TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
   Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
@@ -176,6 +182,185 @@ void H5File::set_attribute(const std::string& name, double value) {
 }
 void H5File::set_attribute(const std::string& name, int64_t value) {
   write_attribute(file_, path_, name, H5T_NATIVE_INT64, value);
+}
+
+namespace {
+
+// A UTF-8 string type of `size` bytes (HDF5 has no zero-size strings: "" is
+// stored as one NUL).
+hid_t string_type(size_t size) {
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, size == 0 ? 1 : size);
+  H5Tset_strpad(type, H5T_STR_NULLPAD);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  return type;
+}
+
+// Reads a scalar string attribute (is_attribute) or dataset, stored with a
+// fixed or a variable length (h5py writes the latter).
+std::string read_string_object(hid_t object, bool is_attribute, const std::string& where) {
+  Handle type(is_attribute ? H5Aget_type(object) : H5Dget_type(object), H5Tclose);
+  TURBINE_CHECK(H5Tget_class(type.get()) == H5T_STRING, "{}: not a string", where);
+  Handle space(is_attribute ? H5Aget_space(object) : H5Dget_space(object), H5Sclose);
+  TURBINE_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, "{}: not a single string",
+                where);
+  const auto read = [&](hid_t memory_type, void* buffer) {
+    return is_attribute ? H5Aread(object, memory_type, buffer)
+                        : H5Dread(object, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer);
+  };
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(memory_type.get(), H5T_VARIABLE);
+    H5Tset_cset(memory_type.get(), H5Tget_cset(type.get()));
+    char* text = nullptr;
+    TURBINE_CHECK(read(memory_type.get(), &text) >= 0,
+                  "{}: read failed (the file may be truncated)", where);
+    std::string value = text != nullptr ? text : "";
+    H5free_memory(text);
+    return value;
+  }
+  std::string value(H5Tget_size(type.get()), '\0');
+  TURBINE_CHECK(read(type.get(), value.data()) >= 0, "{}: read failed (the file may be truncated)",
+                where);
+  value.resize(std::min(value.size(), value.find('\0')));
+  return value;
+}
+
+}  // namespace
+
+std::string H5File::attribute_string(const std::string& name) const {
+  TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
+  Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
+  return read_string_object(attr.get(), true, fmt::format("{}: attribute '{}'", path_, name));
+}
+
+void H5File::set_attribute(const std::string& name, const std::string& value) {
+  if (H5Aexists(file_, name.c_str()) > 0) H5Adelete(file_, name.c_str());
+  Handle type(string_type(value.size()), H5Tclose);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(file_, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  TURBINE_CHECK(attr.valid() && H5Awrite(attr.get(), type.get(), padded.data()) >= 0,
+                "{}: cannot write attribute '{}' (a string attribute holds at most 64 KiB)", path_,
+                name);
+}
+
+std::string H5File::read_string(const std::string& name) const {
+  const std::string where = path_ + ":" + name;
+  TURBINE_CHECK(exists(name), "{}: dataset not found", where);
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: cannot open dataset", where);
+  return read_string_object(ds.get(), false, where);
+}
+
+void H5File::write_string(const std::string& name, const std::string& value) {
+  const std::string where = path_ + ":" + name;
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  Handle type(string_type(value.size()), H5Tclose);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle ds(H5Dcreate2(file_, name.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
+                       H5P_DEFAULT),
+            H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: cannot create dataset (does it exist already?)", where);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  TURBINE_CHECK(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, padded.data()) >= 0,
+                "{}: write failed (disk full?)", where);
+}
+
+Shape H5File::shape(const std::string& name) const {
+  const std::string where = path_ + ":" + name;
+  TURBINE_CHECK(exists(name), "{}: dataset not found", where);
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: cannot open dataset", where);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  TURBINE_CHECK(rank >= 0, "{}: cannot read the extent (the file may be damaged)", where);
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  return Shape(dims.begin(), dims.end());
+}
+
+DType H5File::dtype(const std::string& name) const {
+  const std::string where = path_ + ":" + name;
+  TURBINE_CHECK(exists(name), "{}: dataset not found", where);
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: cannot open dataset", where);
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  return dtype_of_h5(type.get(), where);
+}
+
+void H5File::create_extendible(const std::string& name, DType stored, int64_t chunk_elements) {
+  const std::string where = path_ + ":" + name;
+  TURBINE_CHECK(chunk_elements > 0, "{}: chunk size must be positive, got {}", where,
+                chunk_elements);
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  const hsize_t size = 0, max_size = H5S_UNLIMITED, chunk = static_cast<hsize_t>(chunk_elements);
+  Handle space(H5Screate_simple(1, &size, &max_size), H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(dcpl.get(), 1, &chunk);
+  Handle ds(H5Dcreate2(file_, name.c_str(), native_type(stored), space.get(), lcpl.get(),
+                       dcpl.get(), H5P_DEFAULT),
+            H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: cannot create dataset (does it exist already?)", where);
+}
+
+void H5File::append(const std::string& name, DType type, const void* data, int64_t count) {
+  const std::string where = path_ + ":" + name;
+  if (count == 0) return;
+  TURBINE_CHECK(count > 0, "{}: cannot append {} elements", where, count);
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: dataset not found", where);
+  hsize_t old_size = 0;
+  {
+    Handle space(H5Dget_space(ds.get()), H5Sclose);
+    TURBINE_CHECK(H5Sget_simple_extent_ndims(space.get()) == 1, "{}: not a 1-D dataset", where);
+    H5Sget_simple_extent_dims(space.get(), &old_size, nullptr);
+  }
+  const hsize_t start = old_size, n = static_cast<hsize_t>(count), new_size = old_size + n;
+  TURBINE_CHECK(H5Dset_extent(ds.get(), &new_size) >= 0,
+                "{}: cannot grow the dataset (was it created with create_extendible?)", where);
+  Handle file_space(H5Dget_space(ds.get()), H5Sclose);
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr);
+  Handle memory_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  TURBINE_CHECK(H5Dwrite(ds.get(), native_type(type), memory_space.get(), file_space.get(),
+                         H5P_DEFAULT, data) >= 0,
+                "{}: write failed (disk full?)", where);
+}
+
+void H5File::read_range(const std::string& name, int64_t offset, int64_t count, DType type,
+                        void* out) const {
+  const std::string where = path_ + ":" + name;
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}: dataset not found", where);
+  Handle file_space(H5Dget_space(ds.get()), H5Sclose);
+  TURBINE_CHECK(H5Sget_simple_extent_ndims(file_space.get()) == 1, "{}: not a 1-D dataset", where);
+  hsize_t size = 0;
+  H5Sget_simple_extent_dims(file_space.get(), &size, nullptr);
+  TURBINE_CHECK(offset >= 0 && count >= 0 && static_cast<hsize_t>(offset + count) <= size,
+                "{}: cannot read elements [{}, {}): the dataset has {}", where, offset,
+                offset + count, size);
+  if (count == 0) return;
+  const hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr);
+  Handle memory_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  TURBINE_CHECK(H5Dread(ds.get(), native_type(type), memory_space.get(), file_space.get(),
+                        H5P_DEFAULT, out) >= 0,
+                "{}: read failed (the file may be truncated)", where);
+}
+
+void H5File::close() {
+  if (file_ < 0) return;
+  const herr_t status = H5Fclose(file_);
+  file_ = -1;
+  TURBINE_CHECK(status >= 0, "{}: closing failed, the file is incomplete (disk full?)", path_);
+}
+
+bool H5File::is_hdf5(const std::string& path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  return H5Fis_hdf5(path.c_str()) > 0;
 }
 
 }  // namespace turbine

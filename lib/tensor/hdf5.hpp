@@ -1,7 +1,9 @@
 // Tensors in HDF5 files: a small RAII layer over the HDF5 C API: open or create a file, read and
 // write tensors as datasets (by path, groups created on demand), read and
-// write scalar attributes, and list a group's members. Every failure names
-// the file and the object.
+// write scalar and string attributes, list a group's members, and stream
+// 1-D datasets that grow (append, then read any range through a hyperslab).
+// Every failure names the file and the object; HDF5's own error stack is
+// never printed.
 #pragma once
 
 #include <string>
@@ -23,10 +25,38 @@ class H5File {
   Tensor read(const std::string& dataset) const;  // to a cpu tensor of the stored dtype
   void write(const std::string& dataset, const Tensor& tensor);
   std::vector<std::string> list(const std::string& group) const;
+  bool has_attribute(const std::string& name) const;       // on the root group
   double attribute_double(const std::string& name) const;  // on the root group
   int64_t attribute_int(const std::string& name) const;
   void set_attribute(const std::string& name, double value);
   void set_attribute(const std::string& name, int64_t value);
+  std::string attribute_string(const std::string& name) const;
+  void set_attribute(const std::string& name, const std::string& value);
+
+  // A string as a scalar dataset: for text past an attribute's 64 KiB limit.
+  std::string read_string(const std::string& dataset) const;
+  void write_string(const std::string& dataset, const std::string& value);
+
+  // A dataset's extent and element type, without reading it.
+  Shape shape(const std::string& dataset) const;
+  DType dtype(const std::string& dataset) const;
+
+  // 1-D datasets that grow: created empty (chunked, unlimited length) with
+  // `stored` elements; append() adds `count` elements of type `type` at the
+  // end; read_range() reads elements [offset, offset + count) only, through a
+  // hyperslab. HDF5 converts between `type` in memory and the stored type.
+  void create_extendible(const std::string& dataset, DType stored, int64_t chunk_elements);
+  void append(const std::string& dataset, DType type, const void* data, int64_t count);
+  void read_range(const std::string& dataset, int64_t offset, int64_t count, DType type,
+                  void* out) const;
+
+  // Closes the file now, so that a failed final flush (disk full) is an
+  // error rather than lost in the destructor.
+  void close();
+
+  // True if `path` is a readable file with HDF5's signature (it may still be
+  // truncated); false for a missing or non-HDF5 file.
+  static bool is_hdf5(const std::string& path);
   const std::string& path() const { return path_; }
 
  private:

@@ -1,0 +1,156 @@
+// GPT-2's pre-tokenizer, gpt2_pretokenize: the regular expression
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// matched by hand over UTF-8 code points, with Unicode categories from utf8proc.
+//
+// \s follows JavaScript's /u semantics (the gpt-3-encoder npm package is our
+// reference): Zs, TAB..CR, U+2028, U+2029 and U+FEFF. Python's `regex` module
+// and Hugging Face (Oniguruma) differ on two code points: they count U+0085 as
+// a space and U+FEFF as "other".
+#include <utf8proc.h>
+
+#include <array>
+#include <cstdint>
+
+#include "data/tokenizer.hpp"
+
+namespace turbine::data {
+namespace {
+
+enum class CharClass : uint8_t { letter, number, space, other };
+
+struct Char {
+  size_t length;  // bytes
+  CharClass cls;
+};
+
+CharClass class_of_code_point(int32_t cp) {
+  switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+      return CharClass::letter;
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
+      return CharClass::number;
+    case UTF8PROC_CATEGORY_ZS:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+      return CharClass::space;
+    default:
+      return (cp >= 0x09 && cp <= 0x0D) || cp == 0xFEFF ? CharClass::space : CharClass::other;
+  }
+}
+
+const std::array<CharClass, 128>& ascii_classes() {
+  static const std::array<CharClass, 128> table = [] {
+    std::array<CharClass, 128> t{};
+    for (int32_t c = 0; c < 128; ++c) t[c] = class_of_code_point(c);
+    return t;
+  }();
+  return table;
+}
+
+bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
+
+// Decodes the character at text[pos]. A byte that does not start a
+// well-formed UTF-8 sequence (RFC 3629: no overlongs, surrogates or code
+// points above U+10FFFF) is a one-byte "other" character.
+Char char_at(std::string_view text, size_t pos) {
+  const auto b0 = static_cast<unsigned char>(text[pos]);
+  if (b0 < 0x80) return {1, ascii_classes()[b0]};
+  const Char invalid{1, CharClass::other};
+  const size_t left = text.size() - pos;
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[pos + i]); };
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    if (left < 2 || !is_continuation(byte(1))) return invalid;
+    return {2, class_of_code_point(((b0 & 0x1F) << 6) | (byte(1) & 0x3F))};
+  }
+  if (b0 >= 0xE0 && b0 <= 0xEF) {
+    if (left < 3) return invalid;
+    const unsigned char b1 = byte(1);
+    const unsigned char lo = b0 == 0xE0 ? 0xA0 : 0x80;
+    const unsigned char hi = b0 == 0xED ? 0x9F : 0xBF;
+    if (b1 < lo || b1 > hi || !is_continuation(byte(2))) return invalid;
+    return {3, class_of_code_point(((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (byte(2) & 0x3F))};
+  }
+  if (b0 >= 0xF0 && b0 <= 0xF4) {
+    if (left < 4) return invalid;
+    const unsigned char b1 = byte(1);
+    const unsigned char lo = b0 == 0xF0 ? 0x90 : 0x80;
+    const unsigned char hi = b0 == 0xF4 ? 0x8F : 0xBF;
+    if (b1 < lo || b1 > hi || !is_continuation(byte(2)) || !is_continuation(byte(3))) {
+      return invalid;
+    }
+    return {4, class_of_code_point(((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) |
+                                   ((byte(2) & 0x3F) << 6) | (byte(3) & 0x3F))};
+  }
+  return invalid;
+}
+
+// Length of 's 't 're 've 'm 'll 'd at the start of rest (which starts with '), or 0.
+size_t contraction_length(std::string_view rest) {
+  if (rest.size() >= 2) {
+    const char c = rest[1];
+    if (c == 's' || c == 't' || c == 'm' || c == 'd') return 2;
+  }
+  if (rest.size() >= 3) {
+    const std::string_view two = rest.substr(1, 2);
+    if (two == "re" || two == "ve" || two == "ll") return 3;
+  }
+  return 0;
+}
+
+// End of the run of characters of class cls that starts at pos.
+size_t run_end(std::string_view text, size_t pos, CharClass cls) {
+  while (pos < text.size()) {
+    const Char c = char_at(text, pos);
+    if (c.cls != cls) break;
+    pos += c.length;
+  }
+  return pos;
+}
+
+// End of the piece the pattern matches at pos (the alternatives in order).
+size_t piece_end(std::string_view text, size_t pos) {
+  if (text[pos] == '\'') {
+    if (const size_t n = contraction_length(text.substr(pos))) return pos + n;
+  }
+  const Char first = char_at(text, pos);
+  //  ?\p{L}+ |  ?\p{N}+ |  ?[^\s\p{L}\p{N}]+ without the optional space
+  if (first.cls != CharClass::space) return run_end(text, pos, first.cls);
+  // The same with the space: only U+0020 joins the piece after it.
+  if (text[pos] == ' ' && pos + 1 < text.size()) {
+    const Char next = char_at(text, pos + 1);
+    if (next.cls != CharClass::space) return run_end(text, pos + 1, next.cls);
+  }
+  // \s+(?!\S) | \s+ : a run of spaces gives up its last character to the
+  // piece that follows, unless the text ends or it has only one.
+  size_t end = pos;
+  size_t last = pos;
+  while (end < text.size()) {
+    const Char c = char_at(text, end);
+    if (c.cls != CharClass::space) break;
+    last = end;
+    end += c.length;
+  }
+  if (end < text.size() && last > pos) return last;
+  return end;
+}
+
+}  // namespace
+
+std::vector<std::string_view> gpt2_pretokenize(std::string_view text) {
+  std::vector<std::string_view> pieces;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = piece_end(text, pos);
+    pieces.push_back(text.substr(pos, end - pos));
+    pos = end;
+  }
+  return pieces;
+}
+
+}  // namespace turbine::data

@@ -1,0 +1,149 @@
+// MPI collectives with error checks and byte counters.
+#include "dist/communicator.hpp"
+
+#include <climits>
+#include <cstdlib>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace turbine::dist {
+
+namespace {
+void check_mpi(int code, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  TURBINE_FAIL("MPI {} failed: {}", what, std::string(text, length));
+}
+
+// MPI counts are int: large buffers go in pieces.
+constexpr int64_t kMaxCount = INT_MAX / 2;
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init");
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  log::set_rank(rank, size);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+Communicator Communicator::world() { return Communicator(MPI_COMM_WORLD, false, "world"); }
+
+Communicator::Communicator(MPI_Comm comm, bool owned, std::string name)
+    : comm_(comm), owned_(owned), name_(std::move(name)) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+Communicator Communicator::split(int color, int key) const {
+  MPI_Comm out;
+  check_mpi(MPI_Comm_split(comm_, color, key, &out), "comm split");
+  return Communicator(out, true, name_ + "/" + std::to_string(color));
+}
+
+Communicator::~Communicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owned_ && comm_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&comm_);
+}
+
+Communicator::Communicator(Communicator&& other) noexcept
+    : comm_(other.comm_),
+      owned_(other.owned_),
+      rank_(other.rank_),
+      size_(other.size_),
+      name_(std::move(other.name_)),
+      stats_(other.stats_) {
+  other.comm_ = MPI_COMM_NULL;
+  other.owned_ = false;
+}
+
+Communicator& Communicator::operator=(Communicator&& other) noexcept {
+  std::swap(comm_, other.comm_);
+  std::swap(owned_, other.owned_);
+  std::swap(rank_, other.rank_);
+  std::swap(size_, other.size_);
+  std::swap(name_, other.name_);
+  std::swap(stats_, other.stats_);
+  return *this;
+}
+
+void Communicator::allreduce_sum(float* data, int64_t count) {
+  for (int64_t done = 0; done < count; done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, count - done));
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, comm_),
+              "allreduce");
+  }
+  stats_.allreduce_bytes += count * 4;
+  ++stats_.calls;
+}
+
+void Communicator::allreduce_sum(double* data, int64_t count) {
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_DOUBLE, MPI_SUM, comm_),
+            "allreduce");
+  stats_.allreduce_bytes += count * 8;
+  ++stats_.calls;
+}
+
+void Communicator::allreduce_max(double* data, int64_t count) {
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_DOUBLE, MPI_MAX, comm_),
+            "allreduce");
+  stats_.allreduce_bytes += count * 8;
+  ++stats_.calls;
+}
+
+void Communicator::reduce_scatter_sum_inplace(float* data, int64_t block) {
+  TURBINE_CHECK(block <= kMaxCount, "reduce_scatter: block of {} values is too large", block);
+  // MPI_IN_PLACE takes the input from the receive buffer and leaves this
+  // rank's block at its start; move it to its own place.
+  check_mpi(MPI_Reduce_scatter_block(MPI_IN_PLACE, data, static_cast<int>(block), MPI_FLOAT,
+                                     MPI_SUM, comm_),
+            "reduce_scatter");
+  if (rank_ != 0) std::copy(data, data + block, data + rank_ * block);
+  stats_.reduce_scatter_bytes += block * size_ * 4;
+  ++stats_.calls;
+}
+
+void Communicator::allgather_inplace(float* data, int64_t block) {
+  TURBINE_CHECK(block <= kMaxCount, "allgather: block of {} values is too large", block);
+  check_mpi(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, static_cast<int>(block),
+                          MPI_FLOAT, comm_),
+            "allgather");
+  stats_.allgather_bytes += block * size_ * 4;
+  ++stats_.calls;
+}
+
+void Communicator::broadcast(void* data, int64_t bytes, int root) {
+  auto* p = static_cast<char*>(data);
+  for (int64_t done = 0; done < bytes; done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, bytes - done));
+    check_mpi(MPI_Bcast(p + done, n, MPI_BYTE, root, comm_), "broadcast");
+  }
+  stats_.broadcast_bytes += bytes;
+  ++stats_.calls;
+}
+
+void Communicator::barrier() { check_mpi(MPI_Barrier(comm_), "barrier"); }
+
+bool Communicator::any(bool value) {
+  int flag = value ? 1 : 0;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, comm_), "allreduce");
+  return flag != 0;
+}
+
+}  // namespace turbine::dist

@@ -1,0 +1,72 @@
+// Gradient reduction, clipping and the (sharded) AdamW step.
+#include "dist/data_parallel.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace turbine::dist {
+
+DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, const nn::ParameterList& params,
+                                             optim::AdamWConfig config, ZeroConfig zero)
+    : comm_(comm), zero_(zero) {
+  TURBINE_CHECK(zero.stage >= 0 && zero.stage <= 2,
+                "zero_optimization.stage {} is not supported: use 0, 1 or 2", zero.stage);
+  TURBINE_CHECK(zero.bucket_elements > 0, "zero_optimization bucket size must be positive");
+  flat_ = std::make_unique<optim::FlatParameters>(params, comm.size());
+  // Every rank starts from rank 0's weights.
+  comm_.broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
+  if (zero.stage == 0) {
+    adamw_ = std::make_unique<optim::AdamW>(*flat_, config);
+  } else {
+    const auto [begin, end] = flat_->shard(comm.rank(), comm.size());
+    adamw_ = std::make_unique<optim::AdamW>(*flat_, config, begin, end);
+  }
+}
+
+double DataParallelOptimizer::step(float lr, double clip_norm) {
+  float* grads = flat_->grads().data<float>();
+  const int64_t total = flat_->padded_numel();
+  const int64_t begin = adamw_->begin(), count = adamw_->end() - adamw_->begin();
+  kernels::Backend& be = backend_for(flat_->grads().device());
+  const int world = comm_.size();
+
+  // Sum over ranks: the whole buffer (stages 0, 1) or this rank's shard (2).
+  double sum_squares = 0;
+  if (world > 1) {
+    if (zero_.stage == 2) {
+      comm_.reduce_scatter_sum_inplace(grads, total / world);
+    } else {
+      for (int64_t at = 0; at < total; at += zero_.bucket_elements)
+        comm_.allreduce_sum(grads + at, std::min(zero_.bucket_elements, total - at));
+    }
+  }
+  if (zero_.stage == 2) {
+    sum_squares = be.sum_squares(grads + begin, count);
+    comm_.allreduce_sum(&sum_squares, 1);
+  } else {
+    sum_squares = be.sum_squares(grads, total);
+  }
+  // Norm of the average = norm of the sum / world.
+  const double norm = std::sqrt(sum_squares) / world;
+  TURBINE_CHECK(std::isfinite(norm),
+                "gradient norm is {}: training diverged (lower the learning rate, set "
+                "gradient_clipping, or resume from an earlier checkpoint)",
+                norm);
+  double factor = 1.0 / world;
+  if (clip_norm > 0 && norm > clip_norm) factor *= clip_norm / (norm + 1e-6);
+  if (factor != 1.0)
+    be.scale(grads + begin, grads + begin, count, static_cast<float>(factor), false);
+
+  adamw_->step(lr);
+  if (zero_.stage > 0 && world > 1)
+    comm_.allgather_inplace(flat_->values().data<float>(), total / world);
+  return norm;
+}
+
+MemoryPlan DataParallelOptimizer::memory_plan() const {
+  return {int64_t(flat_->values().nbytes()), int64_t(flat_->grads().nbytes()),
+          adamw_->state_bytes()};
+}
+
+}  // namespace turbine::dist

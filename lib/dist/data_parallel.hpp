@@ -1,0 +1,55 @@
+// Data parallelism with ZeRO (Rajbhandari et al. 2020) over a Communicator:
+// every rank holds the whole model and computes gradients on its own
+// micro-batches; then
+//   stage 0: gradients are all-reduced in buckets, every rank runs AdamW on
+//            everything;
+//   stage 1: gradients are all-reduced in buckets, each rank runs AdamW on
+//            its 1/N shard (optimizer state partitioned), parameters are
+//            all-gathered;
+//   stage 2: gradients are reduce-scattered so each rank receives only its
+//            shard's sum, then as stage 1.
+// Gradients are averaged over ranks; clipping uses the global norm.
+#pragma once
+
+#include <memory>
+
+#include "dist/communicator.hpp"
+#include "optim/adamw.hpp"
+
+namespace turbine::dist {
+
+struct ZeroConfig {
+  int stage = 0;
+  int64_t bucket_elements = 50'000'000;  // allreduce bucket size (DeepSpeed: allreduce_bucket_size)
+};
+
+struct MemoryPlan {
+  int64_t parameter_bytes = 0, gradient_bytes = 0, optimizer_bytes = 0;
+  int64_t total() const { return parameter_bytes + gradient_bytes + optimizer_bytes; }
+};
+
+class DataParallelOptimizer {
+ public:
+  DataParallelOptimizer(Communicator& comm, const nn::ParameterList& params,
+                        optim::AdamWConfig config, ZeroConfig zero);
+
+  void zero_grad() { flat_->zero_grads(); }
+  // After the backward passes of this rank's micro-batches (gradients summed
+  // into the flat buffer): averages over ranks, clips to clip_norm (<= 0: no
+  // clipping) and updates. Returns the global gradient norm before clipping.
+  double step(float lr, double clip_norm);
+
+  MemoryPlan memory_plan() const;
+  const ZeroConfig& zero() const { return zero_; }
+  optim::AdamW& optimizer() { return *adamw_; }
+  optim::FlatParameters& flat() { return *flat_; }
+  Communicator& comm() { return comm_; }
+
+ private:
+  Communicator& comm_;
+  ZeroConfig zero_;
+  std::unique_ptr<optim::FlatParameters> flat_;
+  std::unique_ptr<optim::AdamW> adamw_;
+};
+
+}  // namespace turbine::dist

@@ -1,0 +1,26 @@
+// Autoregressive sampling from a BLOOM model: temperature and top-k over
+// the last position's logits, drawn with the counter-based RNG so a sample
+// is reproducible from its seed. This version recomputes the whole context
+// each token (no KV cache): fine for the short samples printed in training.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn/bloom.hpp"
+
+namespace turbine::infer {
+
+struct SamplingOptions {
+  int64_t max_new_tokens = 48;
+  double temperature = 0.8;  // 0: greedy
+  int64_t top_k = 40;        // 0: the whole vocabulary
+  int64_t context = 128;     // at most this many most recent tokens are fed
+  uint64_t seed = 0;
+  int64_t stop_token = -1;  // stop after emitting this id (e.g. EOS); -1: never
+};
+
+std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> prompt,
+                              const SamplingOptions& options);
+
+}  // namespace turbine::infer

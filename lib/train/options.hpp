@@ -1,0 +1,51 @@
+// Everything a pretraining run needs, resolved from the YAML config by the
+// app (apps/pretrain.cpp maps io::Config onto this struct) and validated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dist/data_parallel.hpp"
+#include "nn/bloom.hpp"
+#include "optim/adamw.hpp"
+#include "optim/schedule.hpp"
+
+namespace turbine::train {
+
+struct PretrainOptions {
+  // Batch: train_batch_size = micro_batch x accumulation x data-parallel ranks.
+  int64_t train_batch_size = 8;
+  int64_t micro_batch = 8;
+  int64_t accumulation = 1;
+  int64_t train_steps = 100;
+  uint64_t seed = 1234;
+  int64_t steps_per_print = 10;
+  double gradient_clipping = 1.0;  // <= 0: off
+
+  nn::BloomConfig model;
+  optim::AdamWConfig optimizer;
+  optim::LRSchedule schedule;
+  dist::ZeroConfig zero;
+
+  std::string data_path;
+  int64_t seq_len = 128;
+  bool shuffle = true;
+
+  int64_t eval_interval = 100;  // 0: only at the end
+  int64_t eval_batches = 8;     // micro-batches of the validation split per rank
+
+  int64_t sample_interval = 0;  // 0: only at the end
+  std::string sample_prompt = "In the beginning";
+  int64_t sample_tokens = 48;
+  double sample_temperature = 0.8;
+  int64_t sample_top_k = 40;
+
+  int64_t checkpoint_interval = 100;  // 0: only at the end
+  int64_t checkpoint_keep = 3;
+  std::string output_dir = "runs/pretrain";
+  bool resume = false;    // continue from the newest complete checkpoint
+  std::string init_from;  // a checkpoint directory: weights only
+  std::string resolved_config_yaml;  // written to <output>/config.yaml and checkpoints
+};
+
+}  // namespace turbine::train

@@ -1,0 +1,269 @@
+// The pretraining loop.
+#include "train/pretrain.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "autograd/tape.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/timer.hpp"
+#include "data/loader.hpp"
+#include "data/tokenizer.hpp"
+#include "infer/generate.hpp"
+#include "train/checkpoint.hpp"
+#include "train/metrics.hpp"
+
+namespace fs = std::filesystem;
+
+namespace turbine::train {
+
+void validate(const PretrainOptions& o, int world) {
+  TURBINE_CHECK(o.micro_batch > 0 && o.accumulation > 0,
+                "train_micro_batch_size_per_gpu ({}) and gradient_accumulation_steps ({}) must "
+                "be positive",
+                o.micro_batch, o.accumulation);
+  TURBINE_CHECK(o.train_batch_size == o.micro_batch * o.accumulation * world,
+                "train_batch_size {} != train_micro_batch_size_per_gpu {} x "
+                "gradient_accumulation_steps {} x {} data-parallel ranks = {}: set "
+                "train_batch_size to {}, or change the micro batch or accumulation so the "
+                "product is {}",
+                o.train_batch_size, o.micro_batch, o.accumulation, world,
+                o.micro_batch * o.accumulation * world,
+                o.micro_batch * o.accumulation * world, o.train_batch_size);
+  TURBINE_CHECK(o.train_steps > 0, "train_steps must be positive, got {}", o.train_steps);
+  TURBINE_CHECK(o.seq_len > 0, "data.seq_len must be positive, got {}", o.seq_len);
+  o.schedule.validate();
+  o.optimizer.validate();
+}
+
+namespace {
+
+// Per-rank sgemm GFLOP/s measured now, with every rank busy: the peak that
+// MFU is measured against on a CPU.
+double measure_peak_gflops(dist::Communicator& comm) {
+  const int n = 768;
+  Tensor a = Tensor::randn({n, n}, 1, 0), b = Tensor::randn({n, n}, 1, 1), c = Tensor::empty({n, n});
+  kernels::Backend& be = backend_for(Device::cpu());
+  auto run = [&] {
+    be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(), n);
+  };
+  run();
+  comm.barrier();
+  Timer t;
+  int reps = 0;
+  while (t.seconds() < 0.3) {
+    run();
+    ++reps;
+  }
+  double gflops = 2.0 * n * n * n * reps / t.seconds() / 1e9;
+  comm.allreduce_sum(&gflops, 1);
+  return gflops / comm.size();
+}
+
+struct Evaluator {
+  data::WindowLoader loader;
+  int64_t micro, batches;
+
+  // Mean loss over the first `batches` micro-batches of each rank's share.
+  double run(const nn::Bloom& model, dist::Communicator& comm) {
+    autograd::NoGradGuard no_grad;
+    const int64_t available = loader.windows_per_epoch();
+    const int64_t per_rank = std::max<int64_t>(1, std::min(batches, available / micro / comm.size()));
+    double total = 0;
+    for (int64_t i = 0; i < per_rank; ++i) {
+      const int64_t first = (int64_t(comm.rank()) * per_rank + i) * micro % available;
+      const data::Batch b = loader.read(first, std::min(micro, available));
+      total += model.loss(b.ids, b.targets).item();
+    }
+    total /= per_rank;
+    comm.allreduce_sum(&total, 1);
+    return total / comm.size();
+  }
+};
+
+std::string sample_text(const nn::Bloom& model, const data::Tokenizer& tokenizer,
+                        const PretrainOptions& o, int64_t step) {
+  infer::SamplingOptions s;
+  s.max_new_tokens = o.sample_tokens;
+  s.temperature = o.sample_temperature;
+  s.top_k = o.sample_top_k;
+  s.context = o.seq_len;
+  s.seed = o.seed + uint64_t(step);
+  s.stop_token = tokenizer.eos_id().value_or(-1);
+  const auto ids = infer::generate(model, tokenizer.encode(o.sample_prompt), s);
+  return tokenizer.decode(ids);
+}
+
+}  // namespace
+
+PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm) {
+  PretrainOptions o = options;
+  validate(o, comm.size());
+  const bool leader = comm.rank() == 0;
+
+  // Data and tokenizer; the model's vocabulary follows the data set's.
+  const data::TokenDataset dataset = data::TokenDataset::open(o.data_path);
+  if (o.model.vocab_size <= 0) o.model.vocab_size = dataset.vocab_size();
+  TURBINE_CHECK(o.model.vocab_size == dataset.vocab_size(),
+                "model.vocab_size {} does not match the data set {} (vocabulary {}): remove "
+                "model.vocab_size to take the data set's, or prepare the data with the model's "
+                "tokenizer",
+                o.model.vocab_size, dataset.path(), dataset.vocab_size());
+  const data::Tokenizer tokenizer = data::Tokenizer::from_json(dataset.tokenizer_json(), dataset.path());
+  data::WindowLoader train_loader(dataset, data::Split::train, o.seq_len, o.seed, o.shuffle);
+  Evaluator evaluator{data::WindowLoader(dataset, dataset.num_tokens(data::Split::valid) > o.seq_len
+                                                      ? data::Split::valid
+                                                      : data::Split::train,
+                                         o.seq_len, o.seed, false),
+                      o.micro_batch, o.eval_batches};
+
+  // Output folder: never silently mix two runs.
+  const fs::path out = o.output_dir;
+  CheckpointStore store((out / "checkpoints").string(), comm);
+  const auto existing = store.latest();
+  TURBINE_CHECK(!existing || o.resume,
+                "output folder '{}' holds checkpoints of a run ({}): pass --resume to continue "
+                "it, or set output.dir to a new folder",
+                out.string(), *existing);
+  if (leader) {
+    fs::create_directories(out);
+    std::ofstream(out / "config.yaml") << o.resolved_config_yaml;
+  }
+
+  nn::Bloom model(o.model, o.seed);
+  dist::DataParallelOptimizer optimizer(comm, model.parameters(), o.optimizer, o.zero);
+  TrainerState state;
+  state.data_identity = dataset.tokenizer_identity();
+  if (o.resume && existing) {
+    state = store.load(*existing, model.parameters(), optimizer);
+    log::info("resumed from {} at step {} ({} samples consumed)", *existing, state.step,
+              state.samples);
+    if (state.data_identity != dataset.tokenizer_identity())
+      log::warn("the checkpoint was trained on data tokenized by {}, this data set uses {}",
+                state.data_identity, dataset.tokenizer_identity());
+  } else if (!o.init_from.empty()) {
+    CheckpointStore::load_weights(o.init_from, model.parameters());
+    log::info("initialized weights from {}", o.init_from);
+  }
+
+  const int64_t world = comm.size();
+  const int64_t params = o.model.parameter_count();
+  const double flops_per_token = o.model.train_flops_per_token(o.seq_len);
+  const dist::MemoryPlan plan = optimizer.memory_plan();
+  const double mib = 1.0 / (1 << 20);
+  log::info("model: BLOOM {} layers, hidden {}, {} heads, vocab {}: {:.2f}M parameters",
+            o.model.n_layer, o.model.hidden_size, o.model.n_head, o.model.vocab_size, params / 1e6);
+  log::info("data: {} ({} train tokens, {} windows of {}+1; {} valid tokens)", dataset.path(),
+            dataset.num_tokens(data::Split::train), train_loader.windows_per_epoch(), o.seq_len,
+            dataset.num_tokens(data::Split::valid));
+  log::info("batch: {} sequences = {} micro x {} accumulation x {} ranks; {} threads per rank",
+            o.train_batch_size, o.micro_batch, o.accumulation, world, omp_get_max_threads());
+  const double state_full = 8.0 * params * mib;
+  log::info("memory per rank: parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state "
+            "{:.1f} MiB (ZeRO stage {})",
+            plan.parameter_bytes * mib, plan.gradient_bytes * mib, plan.optimizer_bytes * mib,
+            o.zero.stage);
+  log::info("optimizer state per rank by ZeRO stage: 0: {:.1f} MiB, 1: {:.1f} MiB, 2: {:.1f} "
+            "MiB (stage 2 also reduce-scatters gradients: each rank receives only its shard)",
+            state_full, state_full / world, state_full / world);
+  const double peak_gflops = measure_peak_gflops(comm);
+
+  std::optional<MetricsWriter> metrics;
+  if (leader) metrics.emplace((out / "metrics.jsonl").string(), state.step);
+  ProgressLine progress(o.steps_per_print);
+  PretrainResult result;
+  double val_loss = NAN, train_loss = NAN;
+  Timer run_timer;
+  double busy_seconds = 0;
+  const int64_t first_step = state.step;
+
+  auto evaluate = [&] {
+    val_loss = evaluator.run(model, comm);
+    progress.break_line();
+    log::info("step {}: validation loss {:.4f} (perplexity {:.1f})", state.step, val_loss,
+              std::exp(val_loss));
+  };
+  auto sample = [&] {
+    if (!leader) return;
+    progress.break_line();
+    log::info("step {} sample: {}", state.step, sample_text(model, tokenizer, o, state.step));
+  };
+
+  while (state.step < o.train_steps) {
+    Timer step_timer;
+    const double lr = o.schedule.at(state.step);
+    optimizer.zero_grad();
+    double loss_sum = 0;
+    const int64_t rank_first = state.samples + comm.rank() * o.micro_batch * o.accumulation;
+    for (int64_t m = 0; m < o.accumulation; ++m) {
+      const data::Batch batch = train_loader.read(rank_first + m * o.micro_batch, o.micro_batch);
+      // Dropout streams follow the global micro-batch, not the rank.
+      model.set_dropout_step(uint64_t(state.step) * world * o.accumulation +
+                             comm.rank() * o.accumulation + m);
+      const Tensor loss = model.loss(batch.ids, batch.targets);
+      autograd::backward(loss, Tensor::full({1}, 1.0f / float(o.accumulation)));
+      loss_sum += loss.item();
+    }
+    const double grad_norm = optimizer.step(static_cast<float>(lr), o.gradient_clipping);
+    double loss = loss_sum / o.accumulation;
+    comm.allreduce_sum(&loss, 1);
+    train_loss = loss / world;
+    state.step += 1;
+    state.samples += o.train_batch_size;
+    state.tokens += o.train_batch_size * o.seq_len;
+
+    const double seconds = step_timer.seconds();
+    busy_seconds += seconds;
+    const double tokens_per_s = o.train_batch_size * o.seq_len / seconds;
+    const double mfu = flops_per_token * tokens_per_s / (peak_gflops * 1e9 * world);
+    const double avg_step = busy_seconds / double(state.step - first_step);
+    const auto memory = memory_stats(Device::cpu());
+    progress.update(state.step,
+                    fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
+                                "| ETA {}",
+                                state.step, o.train_steps, train_loss, lr, tokens_per_s,
+                                100 * mfu,
+                                format_duration(avg_step * double(o.train_steps - state.step))));
+
+    const bool last = state.step == o.train_steps;
+    const bool eval_now = last || (o.eval_interval > 0 && state.step % o.eval_interval == 0);
+    if (eval_now) evaluate();
+    JsonLine line;
+    line.add("step", state.step)
+        .add("loss", train_loss)
+        .add("lr", lr)
+        .add("grad_norm", grad_norm)
+        .add("tokens", state.tokens)
+        .add("tokens_per_s", tokens_per_s)
+        .add("mfu", mfu)
+        .add("step_s", seconds)
+        .add("mem_mb", memory.current_bytes * mib)
+        .add("peak_mem_mb", memory.peak_bytes * mib)
+        .add("time_s", run_timer.seconds());
+    if (eval_now) line.add("val_loss", val_loss);
+    if (metrics) metrics->write(line);
+    if (last || (o.sample_interval > 0 && state.step % o.sample_interval == 0)) sample();
+    if (last || (o.checkpoint_interval > 0 && state.step % o.checkpoint_interval == 0)) {
+      store.save(state, model.parameters(), optimizer, o.resolved_config_yaml,
+                 o.checkpoint_keep);
+      progress.break_line();
+      log::info("step {}: checkpoint {}", state.step,
+                (out / "checkpoints" / CheckpointStore::step_name(state.step)).string());
+    }
+    result.tokens_per_second = state.step > first_step
+                                   ? o.train_batch_size * o.seq_len / avg_step
+                                   : 0;
+  }
+  progress.break_line();
+  result.steps = state.step;
+  result.final_train_loss = train_loss;
+  result.final_val_loss = val_loss;
+  return result;
+}
+
+}  // namespace turbine::train

@@ -1,0 +1,182 @@
+// Schema and options of the pretrain job.
+#include "train/pretrain_config.hpp"
+
+#include "core/error.hpp"
+#include "io/model_config.hpp"
+#include "train/pretrain.hpp"
+
+namespace turbine::train {
+
+io::ConfigSchema pretrain_schema() {
+  io::ConfigSchema s;
+  s.integer("train_batch_size", 0,
+            "sequences per optimizer step over all ranks; 0: micro x accumulation x ranks")
+      .at_least(0);
+  s.integer("train_micro_batch_size_per_gpu", 4, "sequences per forward/backward on one rank")
+      .at_least(1);
+  s.integer("gradient_accumulation_steps", 0,
+            "micro-batches per step on each rank; 0: derived from train_batch_size")
+      .at_least(0);
+  s.integer("train_steps", 200, "optimizer steps to run").at_least(1);
+  s.integer("seed", 1234, "seed of initialization, shuffling, dropout and samples").at_least(0);
+  s.integer("steps_per_print", 10, "progress line every N steps when not on a terminal")
+      .at_least(1);
+  s.number("gradient_clipping", 1.0, "max global gradient norm; 0 disables").at_least(0);
+  s.string("device", "cpu", "where to compute").one_of({std::string("cpu"), std::string("cuda")});
+
+  s.string("optimizer.type", "AdamW", "optimizer").one_of({std::string("AdamW")});
+  s.number("optimizer.params.lr", 6e-4, "peak learning rate").at_least(0);
+  s.numbers("optimizer.params.betas", {0.9, 0.95}, "AdamW moment decay rates")
+      .at_least(0)
+      .at_most(0.999999);
+  s.number("optimizer.params.eps", 1e-8, "AdamW epsilon").at_least(1e-30);
+  s.number("optimizer.params.weight_decay", 0.1,
+           "decoupled weight decay (not on biases or LayerNorm)")
+      .at_least(0);
+
+  s.string("scheduler.type", "WarmupCosineLR", "learning-rate schedule")
+      .one_of({std::string("WarmupLR"), std::string("WarmupDecayLR"),
+               std::string("WarmupCosineLR")});
+  s.integer("scheduler.params.warmup_num_steps", 20, "linear warmup steps").at_least(0);
+  s.integer("scheduler.params.total_num_steps", 0,
+            "steps of warmup + decay; 0: train_steps")
+      .at_least(0);
+  s.number("scheduler.params.warmup_max_lr", 0,
+           "peak learning rate for WarmupLR/WarmupDecayLR; 0: optimizer.params.lr")
+      .at_least(0);
+  s.number("scheduler.params.cos_min_ratio", 0.1,
+           "WarmupCosineLR: final lr as a fraction of the peak")
+      .at_least(0)
+      .at_most(1);
+  s.string("scheduler.params.warmup_type", "linear", "warmup shape")
+      .one_of({std::string("linear")});
+
+  s.integer("zero_optimization.stage", 0,
+            "0: replicate; 1: shard optimizer state; 2: also reduce-scatter gradients")
+      .one_of({int64_t(0), int64_t(1), int64_t(2)});
+  s.integer("zero_optimization.allreduce_bucket_size", 50'000'000,
+            "elements per gradient all-reduce bucket")
+      .at_least(1);
+
+  io::declare_bloom_config(s);
+
+  s.string("data.path", "data/kjv.h5", "token data set made by tools/prepare-data");
+  s.integer("data.seq_len", 128, "tokens per training sequence").at_least(1);
+  s.boolean("data.shuffle", true, "shuffle windows each epoch (seeded)");
+
+  s.integer("eval.interval", 100, "validation every N steps (and at the end); 0: only the end")
+      .at_least(0);
+  s.integer("eval.batches", 8, "validation micro-batches per rank").at_least(1);
+
+  s.integer("sample.interval", 0, "print a generated sample every N steps; 0: only the end")
+      .at_least(0);
+  s.string("sample.prompt", "And God said", "text the sample continues");
+  s.integer("sample.max_new_tokens", 48, "tokens to generate").at_least(1);
+  s.number("sample.temperature", 0.8, "sampling temperature; 0: greedy").at_least(0);
+  s.integer("sample.top_k", 40, "sample among the k likeliest tokens; 0: all").at_least(0);
+
+  s.integer("checkpoint.interval", 100, "checkpoint every N steps (and at the end); 0: end only")
+      .at_least(0);
+  s.integer("checkpoint.keep", 3, "complete checkpoints kept; 0: all").at_least(0);
+  s.string("output.dir", "runs/pretrain", "folder for config.yaml, metrics.jsonl, checkpoints/");
+  s.string("resume", "never",
+           "auto: continue from the newest complete checkpoint in output.dir, if any")
+      .one_of({std::string("never"), std::string("auto")});
+  s.string("init_from", "", "checkpoint directory whose weights start a new run");
+  return s;
+}
+
+PretrainOptions pretrain_options(const io::Config& c, int world) {
+  PretrainOptions o;
+  if (c.get<std::string>("device") == "cuda")
+    c.fail("device",
+           "device cuda: this build has no CUDA backend; use device: cpu (the CUDA backend is "
+           "built when nvcc is available)");
+  o.micro_batch = c.get<int64_t>("train_micro_batch_size_per_gpu");
+  const int64_t global = c.get<int64_t>("train_batch_size");
+  const int64_t accumulation = c.get<int64_t>("gradient_accumulation_steps");
+  // DeepSpeed's rule: any two of batch, micro batch and accumulation give the third.
+  if (accumulation == 0) {
+    if (global == 0) {
+      o.accumulation = 1;
+    } else if (global % (o.micro_batch * world) != 0) {
+      c.fail("train_batch_size",
+             fmt::format("train_batch_size {} is not divisible by train_micro_batch_size_per_gpu "
+                         "{} x {} ranks: make it a multiple of {}",
+                         global, o.micro_batch, world, o.micro_batch * world));
+    } else {
+      o.accumulation = global / (o.micro_batch * world);
+    }
+  } else {
+    o.accumulation = accumulation;
+  }
+  o.train_batch_size = global == 0 ? o.micro_batch * o.accumulation * world : global;
+  if (o.train_batch_size != o.micro_batch * o.accumulation * world)
+    c.fail("train_batch_size",
+           fmt::format("train_batch_size {} != train_micro_batch_size_per_gpu {} x "
+                       "gradient_accumulation_steps {} x {} ranks = {}: set train_batch_size to "
+                       "{}, or drop gradient_accumulation_steps to derive it",
+                       o.train_batch_size, o.micro_batch, o.accumulation, world,
+                       o.micro_batch * o.accumulation * world,
+                       o.micro_batch * o.accumulation * world));
+
+  o.train_steps = c.get<int64_t>("train_steps");
+  o.seed = static_cast<uint64_t>(c.get<int64_t>("seed"));
+  o.steps_per_print = c.get<int64_t>("steps_per_print");
+  o.gradient_clipping = c.get<double>("gradient_clipping");
+
+  const auto betas = c.get<std::vector<double>>("optimizer.params.betas");
+  if (betas.size() != 2) c.fail("optimizer.params.betas", "betas needs two values: [beta1, beta2]");
+  o.optimizer.lr = static_cast<float>(c.get<double>("optimizer.params.lr"));
+  o.optimizer.beta1 = static_cast<float>(betas[0]);
+  o.optimizer.beta2 = static_cast<float>(betas[1]);
+  o.optimizer.eps = static_cast<float>(c.get<double>("optimizer.params.eps"));
+  o.optimizer.weight_decay = static_cast<float>(c.get<double>("optimizer.params.weight_decay"));
+
+  const std::string type = c.get<std::string>("scheduler.type");
+  const double warmup_max = c.get<double>("scheduler.params.warmup_max_lr");
+  o.schedule.max_lr = warmup_max > 0 ? warmup_max : o.optimizer.lr;
+  o.schedule.warmup_steps = c.get<int64_t>("scheduler.params.warmup_num_steps");
+  const int64_t total = c.get<int64_t>("scheduler.params.total_num_steps");
+  o.schedule.total_steps = total > 0 ? total : o.train_steps;
+  if (o.schedule.warmup_steps > o.schedule.total_steps)
+    c.fail("scheduler.params.warmup_num_steps",
+           fmt::format("warmup_num_steps {} exceeds the schedule's {} steps",
+                       o.schedule.warmup_steps, o.schedule.total_steps));
+  if (type == "WarmupLR") {
+    o.schedule.decay = optim::LRSchedule::Decay::constant;
+    o.schedule.min_lr = o.schedule.max_lr;
+  } else if (type == "WarmupDecayLR") {
+    o.schedule.decay = optim::LRSchedule::Decay::linear;
+    o.schedule.min_lr = 0;
+  } else {
+    o.schedule.decay = optim::LRSchedule::Decay::cosine;
+    o.schedule.min_lr = o.schedule.max_lr * c.get<double>("scheduler.params.cos_min_ratio");
+  }
+
+  o.zero.stage = static_cast<int>(c.get<int64_t>("zero_optimization.stage"));
+  o.zero.bucket_elements = c.get<int64_t>("zero_optimization.allreduce_bucket_size");
+
+  o.model = io::bloom_config_from(c);
+  if (!c.has("model.vocab_size")) o.model.vocab_size = 0;  // the data set's
+  o.data_path = c.get<std::string>("data.path");
+  o.seq_len = c.get<int64_t>("data.seq_len");
+  o.shuffle = c.get<bool>("data.shuffle");
+  o.eval_interval = c.get<int64_t>("eval.interval");
+  o.eval_batches = c.get<int64_t>("eval.batches");
+  o.sample_interval = c.get<int64_t>("sample.interval");
+  o.sample_prompt = c.get<std::string>("sample.prompt");
+  o.sample_tokens = c.get<int64_t>("sample.max_new_tokens");
+  o.sample_temperature = c.get<double>("sample.temperature");
+  o.sample_top_k = c.get<int64_t>("sample.top_k");
+  o.checkpoint_interval = c.get<int64_t>("checkpoint.interval");
+  o.checkpoint_keep = c.get<int64_t>("checkpoint.keep");
+  o.output_dir = c.get<std::string>("output.dir");
+  o.resume = c.get<std::string>("resume") == "auto";
+  o.init_from = c.get<std::string>("init_from");
+  o.resolved_config_yaml = c.to_yaml();
+  validate(o, world);
+  return o;
+}
+
+}  // namespace turbine::train
