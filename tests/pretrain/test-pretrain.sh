@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Multi-rank tests of the pretrain job, run by meson (one case per test):
+#   data_parallel  2 and 3 ranks give the losses of 1 rank with the same global batch
+#   zero           ZeRO stages 1 and 2 give the losses of stage 0
+#   resume         20 steps straight == 10 + --resume + 10, bit for bit (losses, weights,
+#                  optimizer state), with 1 and 2 ranks; a 2-rank ZeRO-1 checkpoint resumes
+#                  on 1 rank (resharding)
+#   crash          a run killed while writing a checkpoint resumes from the previous one
+#   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
+# Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
+set -euo pipefail
+case_name=$1
+build=${TURBINE_BUILD_ROOT:?}
+source=${TURBINE_SOURCE_ROOT:?}
+work=$build/tests/pretrain-work
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+pretrain=$build/apps/pretrain
+config=$source/configs/pretrain/tiny.yaml
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# The data set: the first 400 kB of the King James Bible, a 1024-token BPE.
+fixture() {
+  mkdir -p "$work"
+  (
+    flock 9
+    if [[ ! -f $work/data.h5 ]]; then
+      "$source/tools/get-kjv" "$work/kjv.txt" >/dev/null
+      head -c 400000 "$work/kjv.txt" > "$work/kjv-400k.txt"
+      "$build/apps/prepare-data" -o "$work/data.h5" --train-tokenizer 1024 --valid-fraction 0.05 \
+        "$work/kjv-400k.txt" >/dev/null 2>&1
+    fi
+  ) 9>"$work/.lock"
+}
+
+# run NP OUT [--set ...]: a pretrain run into $work/OUT.
+run() {
+  local np=$1 out=$2
+  shift 2
+  rm -rf "${work:?}/$out"
+  mpirun -np "$np" "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    --set output.dir="$work/$out" "$@" > "$work/$out.log" 2>&1 || return $?
+}
+losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$work/$1/metrics.jsonl"; }
+# same_losses A B TOL: relative difference of every step's loss below TOL.
+same_losses() {
+  python3 - "$work/$1/metrics.jsonl" "$work/$2/metrics.jsonl" "$3" <<'PY'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+tol = float(sys.argv[3])
+assert len(a) == len(b) and a, f"{len(a)} vs {len(b)} steps"
+worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
+print(f"  {sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: {len(a)} steps, worst relative difference {worst:.2e}")
+sys.exit(0 if worst <= tol else 1)
+PY
+}
+# The final checkpoint's files are identical (h5diff compares every dataset).
+same_checkpoint() {
+  local a=$work/$1/checkpoints/$3 b=$work/$2/checkpoints/$3 f
+  for f in "$a"/*.h5; do
+    h5diff "$f" "$b/$(basename "$f")" >/dev/null || fail "$1 and $2 differ in $3/$(basename "$f")"
+  done
+  echo "  $1 and $2: $3 identical ($(ls "$a" | tr '\n' ' '))"
+}
+
+fixture
+batch=(--set train_batch_size=12 --set train_micro_batch_size_per_gpu=2 --set gradient_accumulation_steps=0
+       --set train_steps=5 --set eval.interval=0 --set checkpoint.interval=0)
+case $case_name in
+  data_parallel)
+    run 1 dp1 "${batch[@]}" || fail "1 rank: $(tail -3 "$work/dp1.log")"
+    for np in 2 3; do
+      run $np dp$np "${batch[@]}" || fail "$np ranks: $(tail -3 "$work/dp$np.log")"
+      same_losses dp$np dp1 1e-5 || fail "$np ranks differ from 1 rank"
+    done
+    ;;
+  zero)
+    run 2 z0 "${batch[@]}" --set zero_optimization.stage=0 || fail "stage 0: $(tail -3 "$work/z0.log")"
+    for stage in 1 2; do
+      run 2 z$stage "${batch[@]}" --set zero_optimization.stage=$stage || fail "stage $stage"
+      same_losses z$stage z0 1e-5 || fail "ZeRO stage $stage differs from stage 0"
+      grep -q "ZeRO stage $stage" "$work/z$stage.log" || fail "stage $stage memory line missing"
+    done
+    run 3 z2r3 "${batch[@]}" --set zero_optimization.stage=2 || fail "stage 2 on 3 ranks"
+    same_losses z2r3 z0 1e-5 || fail "ZeRO stage 2 on 3 ranks differs"
+    ;;
+  resume)
+    # The schedule length is fixed so that the 10-step first half sees the same learning rates.
+    long=(--set train_steps=20 --set scheduler.params.total_num_steps=20 --set checkpoint.interval=10
+          --set eval.interval=5)
+    for np in 1 2; do
+      run $np straight$np "${long[@]}" --set zero_optimization.stage=1 || fail "straight $np"
+      run $np split$np "${long[@]}" --set zero_optimization.stage=1 --set train_steps=10 || fail "first half"
+      mpirun -np $np "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/split$np" "${long[@]}" --set zero_optimization.stage=1 --resume \
+        > "$work/split$np-resume.log" 2>&1 || fail "resume: $(tail -3 "$work/split$np-resume.log")"
+      grep -q "resumed from .*step_00000010" "$work/split$np-resume.log" || fail "did not resume at 10"
+      [[ $(losses straight$np) == $(losses split$np) ]] || fail "$np ranks: losses after resume differ"
+      echo "  $np rank(s): 20 losses identical after resume"
+      same_checkpoint straight$np split$np step_00000020
+    done
+    # Reshard: the 2-rank ZeRO-1 checkpoint of step 10, resumed on 1 rank with stage 0.
+    rm -rf "$work/reshard" && mkdir -p "$work/reshard/checkpoints"
+    cp -r "$work/straight2/checkpoints/step_00000010" "$work/reshard/checkpoints/"
+    mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/reshard" "${long[@]}" --set gradient_accumulation_steps=2 --resume \
+      > "$work/reshard.log" 2>&1 || fail "reshard: $(tail -3 "$work/reshard.log")"
+    grep -q "resharded optimizer state from 2 to 1" "$work/reshard.log" || fail "no reshard"
+    python3 - "$work/straight2/metrics.jsonl" "$work/reshard/metrics.jsonl" <<'PY' || fail "resharded run differs"
+import json, sys
+a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
+b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
+worst = max(abs(a[s] - b[s]) / a[s] for s in range(11, 21))
+print(f"  2-rank ZeRO-1 checkpoint resumed on 1 rank: steps 11-20 within {worst:.1e}")
+sys.exit(0 if worst < 1e-5 else 1)
+PY
+    ;;
+  crash)
+    long=(--set train_steps=20 --set checkpoint.interval=10 --set eval.interval=0)
+    run 2 whole "${long[@]}" || fail "uninterrupted run"
+    rc=0
+    TURBINE_FAULT_CHECKPOINT_STEP=20 run 2 crashed "${long[@]}" || rc=$?
+    [[ $rc -ne 0 ]] || fail "the simulated crash did not stop the run"
+    [[ -d $work/crashed/checkpoints/step_00000010 ]] || fail "step 10 checkpoint missing"
+    [[ ! -e $work/crashed/checkpoints/step_00000020 ]] || fail "a half-written checkpoint looks whole"
+    [[ -d $work/crashed/checkpoints/.tmp-step_00000020 ]] || fail "the crash left no partial files"
+    echo "  crash while writing step 20: step_00000010 complete, step 20 only as .tmp-step_00000020"
+    # Without --resume the folder is refused and left as it is.
+    before=$(ls -R "$work/crashed" | md5sum)
+    if mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/crashed" "${long[@]}" > "$work/refused.log" 2>&1; then
+      fail "a run into a folder with checkpoints started without --resume"
+    fi
+    grep -q "pass --resume" "$work/refused.log" || fail "refusal does not say what to do"
+    [[ $(ls -R "$work/crashed" | md5sum) == "$before" ]] || fail "the refused run changed files"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/crashed" "${long[@]}" --resume > "$work/crashed-resume.log" 2>&1 \
+      || fail "resume after crash: $(tail -3 "$work/crashed-resume.log")"
+    grep -q "resumed from .*step_00000010" "$work/crashed-resume.log" || fail "did not resume at 10"
+    [[ ! -e $work/crashed/checkpoints/.tmp-step_00000020 ]] || fail "stale partial checkpoint kept"
+    [[ $(losses whole) == $(losses crashed) ]] || fail "losses after crash and resume differ"
+    echo "  resumed from step 10: all 20 losses equal the uninterrupted run"
+    ;;
+  bad_input)
+    # expect_error NAME WORDS... -- ARGS: pretrain fails, names WORDS, writes nothing.
+    expect_error() {
+      local name=$1
+      shift
+      local words=()
+      while [[ $1 != -- ]]; do words+=("$1"); shift; done
+      shift
+      rm -rf "${work:?}/bad-$name"
+      if mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+          --set output.dir="$work/bad-$name" "$@" > "$work/bad-$name.log" 2>&1; then
+        fail "$name: exit status 0"
+      fi
+      local w
+      for w in "${words[@]}"; do
+        grep -q -- "$w" "$work/bad-$name.log" || fail "$name: message lacks '$w': $(cat "$work/bad-$name.log")"
+      done
+      [[ ! -e $work/bad-$name ]] || fail "$name: output written"
+      echo "  $name: $(grep -m1 -o 'error: .*' "$work/bad-$name.log" | cut -c1-150)"
+    }
+    expect_error missing_data "no-such.h5" -- --set data.path="$work/no-such.h5"
+    head -c 20000 "$work/data.h5" > "$work/truncated.h5"
+    expect_error truncated_data "truncated.h5" "prepare-data" -- --set data.path="$work/truncated.h5"
+    expect_error vocab_mismatch "model.vocab_size 999" "1024" -- --set model.vocab_size=999
+    expect_error unknown_key "optimizer.params.learning_rate" "did you mean" "optimizer.params.lr" \
+      -- --set optimizer.params.learning_rate=0.1
+    expect_error indivisible_batch "train_batch_size 10" "train_micro_batch_size_per_gpu" -- \
+      --set train_batch_size=10 --set train_micro_batch_size_per_gpu=4 --set gradient_accumulation_steps=0
+    # A missing tokenizer file in data preparation.
+    if "$build/apps/prepare-data" -o "$work/bad-tok.h5" --tokenizer "$work/no-tokenizer.json" \
+        "$work/kjv-400k.txt" > "$work/bad-tok.log" 2>&1; then
+      fail "prepare-data with a missing tokenizer succeeded"
+    fi
+    grep -q "no-tokenizer.json" "$work/bad-tok.log" || fail "missing tokenizer: $(cat "$work/bad-tok.log")"
+    [[ ! -e $work/bad-tok.h5 && ! -e $work/bad-tok.h5.tmp ]] || fail "prepare-data wrote output"
+    echo "  missing_tokenizer: $(grep -m1 -i error "$work/bad-tok.log" | cut -c1-150)"
+    ;;
+  *) fail "unknown case $case_name" ;;
+esac
+echo "PASS: $case_name"
