@@ -36,9 +36,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     const train::PretrainResult result = train::pretrain(options, world);
-    log::info("done: {} steps, final train loss {:.4f}, validation loss {:.4f}, {:.0f} tokens/s",
+    log::info("done: {} steps, final train loss {:.4f}, validation loss {:.4f} (unigram entropy "
+              "{:.4f}), {:.0f} tokens/s",
               result.steps, result.final_train_loss, result.final_val_loss,
-              result.tokens_per_second);
+              result.unigram_entropy, result.tokens_per_second);
     log::info("metrics: {}/metrics.jsonl  checkpoints: {}/checkpoints  plot: tools/plot-metrics "
               "{}/metrics.jsonl",
               options.output_dir, options.output_dir, options.output_dir);

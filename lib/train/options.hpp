@@ -32,7 +32,7 @@ struct PretrainOptions {
   bool shuffle = true;
 
   int64_t eval_interval = 100;  // 0: only at the end
-  int64_t eval_batches = 8;     // micro-batches of the validation split per rank
+  int64_t eval_batches = 8;     // micro-batches of the validation split, over all ranks
 
   int64_t sample_interval = 0;  // 0: only at the end
   std::string sample_prompt = "In the beginning";

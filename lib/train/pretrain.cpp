@@ -13,6 +13,7 @@
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "data/loader.hpp"
+#include "data/token_stats.hpp"
 #include "data/tokenizer.hpp"
 #include "infer/generate.hpp"
 #include "train/checkpoint.hpp"
@@ -65,24 +66,26 @@ double measure_peak_gflops(dist::Communicator& comm) {
   return gflops / comm.size();
 }
 
+// Validation loss over the first `batches x micro` windows of the split,
+// shared out among the ranks: the same windows and the same figure for any
+// world size.
 struct Evaluator {
   data::WindowLoader loader;
   int64_t micro, batches;
 
-  // Mean loss over the first `batches` micro-batches of each rank's share.
   double run(const nn::Bloom& model, dist::Communicator& comm) {
     autograd::NoGradGuard no_grad;
-    const int64_t available = loader.windows_per_epoch();
-    const int64_t per_rank = std::max<int64_t>(1, std::min(batches, available / micro / comm.size()));
-    double total = 0;
-    for (int64_t i = 0; i < per_rank; ++i) {
-      const int64_t first = (int64_t(comm.rank()) * per_rank + i) * micro % available;
-      const data::Batch b = loader.read(first, std::min(micro, available));
-      total += model.loss(b.ids, b.targets).item();
+    const int64_t total = std::min(batches * micro, loader.windows_per_epoch());
+    const int64_t begin = total * comm.rank() / comm.size();
+    const int64_t end = total * (comm.rank() + 1) / comm.size();
+    double sum = 0;  // of per-window mean losses
+    for (int64_t first = begin; first < end; first += micro) {
+      const int64_t count = std::min(micro, end - first);
+      const data::Batch b = loader.read(first, count);
+      sum += model.loss(b.ids, b.targets).item() * double(count);
     }
-    total /= per_rank;
-    comm.allreduce_sum(&total, 1);
-    return total / comm.size();
+    comm.allreduce_sum(&sum, 1);
+    return sum / double(total);
   }
 };
 
@@ -172,11 +175,17 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
             "MiB (stage 2 also reduce-scatters gradients: each rank receives only its shard)",
             state_full, state_full / world, state_full / world);
   const double peak_gflops = measure_peak_gflops(comm);
+  PretrainResult result;
+  if (leader) {
+    result.unigram_entropy = data::unigram_entropy(dataset, data::Split::train);
+    log::info("unigram entropy of the training tokens: {:.4f} nats/token (the loss of the best "
+              "model that ignores context)",
+              result.unigram_entropy);
+  }
 
   std::optional<MetricsWriter> metrics;
   if (leader) metrics.emplace((out / "metrics.jsonl").string(), state.step);
   ProgressLine progress(o.steps_per_print);
-  PretrainResult result;
   double val_loss = NAN, train_loss = NAN;
   Timer run_timer;
   double busy_seconds = 0;
@@ -260,6 +269,11 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                    : 0;
   }
   progress.break_line();
+  if (state.step == first_step) {  // resumed a finished run: report it again
+    log::info("the run had already reached step {} of {}", state.step, o.train_steps);
+    evaluate();
+    sample();
+  }
   result.steps = state.step;
   result.final_train_loss = train_loss;
   result.final_val_loss = val_loss;

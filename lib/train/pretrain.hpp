@@ -12,6 +12,7 @@ struct PretrainResult {
   int64_t steps = 0;
   double final_train_loss = 0, final_val_loss = 0;
   double tokens_per_second = 0;
+  double unigram_entropy = 0;  // of the training tokens, nats (rank 0 only)
 };
 
 PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm);

@@ -66,7 +66,9 @@ io::ConfigSchema pretrain_schema() {
 
   s.integer("eval.interval", 100, "validation every N steps (and at the end); 0: only the end")
       .at_least(0);
-  s.integer("eval.batches", 8, "validation micro-batches per rank").at_least(1);
+  s.integer("eval.batches", 8,
+            "validation micro-batches in all (shared among ranks): batches x micro windows")
+      .at_least(1);
 
   s.integer("sample.interval", 0, "print a generated sample every N steps; 0: only the end")
       .at_least(0);

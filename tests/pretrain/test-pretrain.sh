@@ -47,12 +47,14 @@ losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"
 same_losses() {
   python3 - "$work/$1/metrics.jsonl" "$work/$2/metrics.jsonl" "$3" <<'PY'
 import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+def values(path):  # training losses, then validation losses
+    rows = [json.loads(l) for l in open(path)]
+    return [r["loss"] for r in rows] + [r["val_loss"] for r in rows if "val_loss" in r]
+a, b = values(sys.argv[1]), values(sys.argv[2])
 tol = float(sys.argv[3])
 assert len(a) == len(b) and a, f"{len(a)} vs {len(b)} steps"
 worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
-print(f"  {sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: {len(a)} steps, worst relative difference {worst:.2e}")
+print(f"  {sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: {len(a)} training and validation losses, worst relative difference {worst:.2e}")
 sys.exit(0 if worst <= tol else 1)
 PY
 }
@@ -67,7 +69,7 @@ same_checkpoint() {
 
 fixture
 batch=(--set train_batch_size=12 --set train_micro_batch_size_per_gpu=2 --set gradient_accumulation_steps=0
-       --set train_steps=5 --set eval.interval=0 --set checkpoint.interval=0)
+       --set train_steps=5 --set eval.interval=2 --set checkpoint.interval=0)
 case $case_name in
   data_parallel)
     run 1 dp1 "${batch[@]}" || fail "1 rank: $(tail -3 "$work/dp1.log")"
