@@ -25,8 +25,8 @@ void write(Level level, bool all_ranks, const std::string& text) {
   static const char* names[] = {"debug", "info", "warning", "error"};
   std::lock_guard lock(g_mutex);
   FILE* out = level == Level::info ? stdout : stderr;
-  if (g_world > 1)
-    std::fprintf(out, "[rank %d] ", g_rank);
+  // Rank-0 information needs no prefix; what every rank may say does.
+  if (g_world > 1 && all_ranks) std::fprintf(out, "[rank %d] ", g_rank);
   if (level != Level::info) std::fprintf(out, "%s: ", names[static_cast<int>(level)]);
   std::fprintf(out, "%s\n", text.c_str());
   std::fflush(out);

@@ -79,9 +79,11 @@ void MetricsWriter::write(const JsonLine& line) {
   std::fflush(file_);
 }
 
-ProgressLine::ProgressLine(int64_t every) : terminal_(isatty(fileno(stdout))), every_(every) {}
+ProgressLine::ProgressLine(int64_t every, bool enabled, int world_size)
+    : enabled_(enabled), terminal_(world_size == 1 && isatty(fileno(stdout))), every_(every) {}
 
 void ProgressLine::update(int64_t step, const std::string& text, bool force) {
+  if (!enabled_) return;
   if (terminal_) {
     std::printf("\r\033[K%s", text.c_str());
     open_ = true;

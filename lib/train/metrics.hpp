@@ -37,16 +37,19 @@ class MetricsWriter {
   FILE* file_ = nullptr;
 };
 
+// Redraws only for a single process on a terminal: under mpirun the ranks'
+// stdout is often a pseudo-terminal even when mpirun's own output goes to a
+// file, so multi-rank runs print plain lines. Only `enabled` (rank 0) prints.
 class ProgressLine {
  public:
-  explicit ProgressLine(int64_t every);
+  ProgressLine(int64_t every, bool enabled, int world_size);
   // Shows `text` for `step`; always prints when `force`.
   void update(int64_t step, const std::string& text, bool force = false);
   // Ends a redrawn line before other output.
   void break_line();
 
  private:
-  bool terminal_;
+  bool enabled_, terminal_;
   int64_t every_;
   bool open_ = false;
 };

@@ -185,7 +185,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
 
   std::optional<MetricsWriter> metrics;
   if (leader) metrics.emplace((out / "metrics.jsonl").string(), state.step);
-  ProgressLine progress(o.steps_per_print);
+  ProgressLine progress(o.steps_per_print, leader, comm.size());
   double val_loss = NAN, train_loss = NAN;
   Timer run_timer;
   double busy_seconds = 0;
