@@ -38,7 +38,9 @@ JsonLine& JsonLine::add(const std::string& key, int64_t value) {
   return *this;
 }
 JsonLine& JsonLine::add(const std::string& key, const std::string& value) {
-  fields_.emplace_back(key, "\"" + json_escape(value) + "\"");
+  std::string quoted(1, '"');
+  quoted.append(json_escape(value)).push_back('"');
+  fields_.emplace_back(key, std::move(quoted));
   return *this;
 }
 
