@@ -263,10 +263,10 @@ BOOST_AUTO_TEST_CASE(valid_split_is_a_seeded_function_of_the_document) {
 BOOST_AUTO_TEST_CASE(a_tokenized_corpus_decodes_back_to_its_documents) {
   // What tools/prepare-data does, in process: train, encode with EOS, write,
   // then rebuild the tokenizer from the data set alone and decode.
-  const std::vector<std::string> docs = {
-      "In the beginning God created the heaven and the earth.",
-      "And the earth was without form, and void.", "Caf\u00e9 na\u00efve \xff\xfe bytes",
-      "And God said, Let there be light: and there was light."};
+  const std::vector<std::string> docs = {"In the beginning God created the heaven and the earth.",
+                                         "And the earth was without form, and void.",
+                                         "Caf\u00e9 na\u00efve \xff\xfe bytes",
+                                         "And God said, Let there be light: and there was light."};
   Tokenizer::TrainOptions options;
   options.vocab_size = 300;
   options.min_frequency = 1;

@@ -6,9 +6,14 @@
 namespace turbine {
 
 void throw_error(const char* file, int line, const std::string& message) {
-  const char* base = std::strstr(file, "lib/");
-  if (base == nullptr) base = std::strstr(file, "kernels/");
-  if (base == nullptr) base = file;
+  // The path from the source root: lib/..., kernels/..., apps/...
+  const char* base = file;
+  for (const char* root : {"lib/", "kernels/", "apps/", "tests/"}) {
+    if (const char* at = std::strstr(file, root)) {
+      base = at;
+      break;
+    }
+  }
   throw Error(fmt::format("{} [{}:{}]", message, base, line));
 }
 

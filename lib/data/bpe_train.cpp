@@ -17,8 +17,12 @@ namespace {
 uint64_t pair_key(int32_t left, int32_t right) {
   return uint64_t{static_cast<uint32_t>(left)} << 32 | static_cast<uint32_t>(right);
 }
-int32_t left_of(uint64_t key) { return static_cast<int32_t>(key >> 32); }
-int32_t right_of(uint64_t key) { return static_cast<int32_t>(key & 0xFFFFFFFFu); }
+int32_t left_of(uint64_t key) {
+  return static_cast<int32_t>(key >> 32);
+}
+int32_t right_of(uint64_t key) {
+  return static_cast<int32_t>(key & 0xFFFFFFFFu);
+}
 
 struct PairHash {
   size_t operator()(uint64_t key) const { return (key ^ (key >> 29)) * 0xBF58476D1CE4E5B9ull; }
@@ -33,7 +37,9 @@ struct Candidate {
   int64_t count;
   uint64_t pair;
   // Heap order: more frequent first, then the smaller pair.
-  bool operator<(const Candidate& o) const { return count != o.count ? count < o.count : pair > o.pair; }
+  bool operator<(const Candidate& o) const {
+    return count != o.count ? count < o.count : pair > o.pair;
+  }
 };
 
 // Pair counts over all words, with the words each pair may occur in.
@@ -123,8 +129,7 @@ class PairStats {
 
 }  // namespace
 
-Tokenizer Tokenizer::train(const std::vector<std::string>& documents,
-                           const TrainOptions& options) {
+Tokenizer Tokenizer::train(const std::vector<std::string>& documents, const TrainOptions& options) {
   const auto n_special = static_cast<int64_t>(options.special_tokens.size());
   TURBINE_CHECK(options.vocab_size >= 256 + n_special,
                 "train: vocab_size {} is too small: it must hold the 256 byte tokens and {} "

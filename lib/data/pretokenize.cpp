@@ -5,7 +5,9 @@
 // \s follows JavaScript's /u semantics (the gpt-3-encoder npm package is our
 // reference): Zs, TAB..CR, U+2028, U+2029 and U+FEFF. Python's `regex` module
 // and Hugging Face (Oniguruma) differ on two code points: they count U+0085 as
-// a space and U+FEFF as "other".
+// a space and U+FEFF as "other". Letters and numbers are those of utf8proc's
+// Unicode version (15.0 in Debian 12); code points assigned later are "other"
+// here, while a newer JavaScript engine may call them letters.
 #include <utf8proc.h>
 
 #include <array>
@@ -53,7 +55,9 @@ const std::array<CharClass, 128>& ascii_classes() {
   return table;
 }
 
-bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
+bool is_continuation(unsigned char b) {
+  return (b & 0xC0) == 0x80;
+}
 
 // Decodes the character at text[pos]. A byte that does not start a
 // well-formed UTF-8 sequence (RFC 3629: no overlongs, surrogates or code

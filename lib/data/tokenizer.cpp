@@ -4,8 +4,6 @@
 // pre-tokenization in pretokenize.cpp.
 #include "data/tokenizer.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <shared_mutex>
 #include <sstream>
@@ -129,7 +128,8 @@ struct PieceCache {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  TURBINE_CHECK(in, "cannot open tokenizer file {}: {}; check the path", path, std::strerror(errno));
+  TURBINE_CHECK(in, "cannot open tokenizer file {}: {}; check the path", path,
+                std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   TURBINE_CHECK(!in.bad(), "cannot read tokenizer file {}: {}", path, std::strerror(errno));
@@ -188,10 +188,11 @@ Parts resolve_names(const NamedVocabulary& vocabulary, const std::string& origin
       continue;
     }
     std::optional<std::string> bytes = bytes_of_byte_level_text(name);
-    TURBINE_CHECK(bytes.has_value(),
-                  "{}: token '{}' (id {}) is not byte-level text (GPT-2's bytes_to_unicode "
-                  "alphabet) and not an added token; Turbine reads only byte-level BPE vocabularies",
-                  origin, name, id);
+    TURBINE_CHECK(
+        bytes.has_value(),
+        "{}: token '{}' (id {}) is not byte-level text (GPT-2's bytes_to_unicode "
+        "alphabet) and not an added token; Turbine reads only byte-level BPE vocabularies",
+        origin, name, id);
     parts.tokens[id] = std::move(*bytes);
   }
   for (size_t rank = 0; rank < vocabulary.merges.size(); ++rank) {
@@ -219,10 +220,11 @@ void check_hf_pipeline(const Json& doc, const std::string& origin) {
                 "{}: pre_tokenizer {} is not supported; Turbine implements only ByteLevel "
                 "(GPT-2's pattern)",
                 origin, pre.is_object() ? pre.value("type", pre.dump()) : pre.dump());
-  TURBINE_CHECK(!pre.value("add_prefix_space", true),
-                "{}: the ByteLevel pre_tokenizer adds a prefix space (or does not say; HF's default "
-                "is to add one), which breaks exact decoding; set \"add_prefix_space\": false",
-                origin);
+  TURBINE_CHECK(
+      !pre.value("add_prefix_space", true),
+      "{}: the ByteLevel pre_tokenizer adds a prefix space (or does not say; HF's default "
+      "is to add one), which breaks exact decoding; set \"add_prefix_space\": false",
+      origin);
   TURBINE_CHECK(pre.value("use_regex", true),
                 "{}: the ByteLevel pre_tokenizer has use_regex false; Turbine always splits with "
                 "GPT-2's pattern",
@@ -230,7 +232,7 @@ void check_hf_pipeline(const Json& doc, const std::string& origin) {
 }
 
 void check_hf_model(const Json& model, const std::string& origin) {
-  const std::string type = model.contains("type") ? model["type"].get<std::string>()
+  const std::string type = model.contains("type")     ? model["type"].get<std::string>()
                            : model.contains("merges") ? "BPE"
                                                       : "(none)";
   TURBINE_CHECK(type == "BPE",
@@ -286,17 +288,19 @@ struct Fnv1a {
   }
 };
 
-std::string quoted(const std::string& text) { return Json(text).dump(); }
+std::string quoted(const std::string& text) {
+  return Json(text).dump();
+}
 
 }  // namespace
 
 struct Tokenizer::Impl {
   std::string origin = "an empty tokenizer";
-  std::vector<std::string> tokens;                 // id -> the token's bytes
-  std::vector<uint8_t> is_special;                 // id -> 1 for special tokens
+  std::vector<std::string> tokens;                  // id -> the token's bytes
+  std::vector<uint8_t> is_special;                  // id -> 1 for special tokens
   std::vector<std::pair<int32_t, int32_t>> merges;  // rank -> (left id, right id)
   std::unordered_map<uint64_t, Merge, PairHash> merge_of_pair;
-  std::array<int32_t, 256> id_of_byte{};  // -1: the vocabulary lacks this byte
+  std::array<int32_t, 256> id_of_byte{};                // -1: the vocabulary lacks this byte
   std::unordered_map<std::string, int32_t> id_of_name;  // as vocabularies spell tokens
   std::vector<std::string> special_texts;
   std::vector<int32_t> special_ids;  // parallel to special_texts
@@ -408,7 +412,9 @@ std::string Tokenizer::Impl::fingerprint() const {
   return fmt::format("bpe-{}-{:016x}", tokens.size(), fnv.hash);
 }
 
-Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) { impl_->identity = impl_->fingerprint(); }
+Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {
+  impl_->identity = impl_->fingerprint();
+}
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
@@ -421,8 +427,8 @@ Tokenizer& Tokenizer::operator=(const Tokenizer& other) {
 Tokenizer Tokenizer::from_parts(std::vector<std::string> tokens,
                                 std::vector<std::pair<int32_t, int32_t>> merges,
                                 const std::vector<int32_t>& special_ids, std::string origin) {
-  TURBINE_CHECK(tokens.size() < size_t{1} << 31, "{}: {} tokens are too many for int32 ids",
-                origin, tokens.size());
+  TURBINE_CHECK(tokens.size() < size_t{1} << 31, "{}: {} tokens are too many for int32 ids", origin,
+                tokens.size());
   Tokenizer tokenizer;
   Impl& m = *tokenizer.impl_;
   m.origin = std::move(origin);
@@ -465,8 +471,8 @@ Tokenizer Tokenizer::from_parts(std::vector<std::string> tokens,
                   rank + 1, m.name_of(left), m.name_of(right),
                   byte_level_text(m.tokens[left] + m.tokens[right]));
     // A pair listed twice keeps its first (best) rank.
-    m.merge_of_pair.try_emplace(pair_key(left, right), Merge{static_cast<int32_t>(rank),
-                                                             result->second});
+    m.merge_of_pair.try_emplace(pair_key(left, right),
+                                Merge{static_cast<int32_t>(rank), result->second});
   }
   m.identity = m.fingerprint();
   return tokenizer;
@@ -486,8 +492,8 @@ void Tokenizer::split_at_specials(std::string_view text, const std::vector<std::
     size_t best_k = 0;
     for (size_t k = 0; k < specials.size(); ++k) {
       if (next[k] != none && next[k] < pos) next[k] = text.find(specials[k], pos);
-      if (next[k] < best || (next[k] == best && best != none &&
-                             specials[k].size() > specials[best_k].size())) {
+      if (next[k] < best ||
+          (next[k] == best && best != none && specials[k].size() > specials[best_k].size())) {
         best = next[k];
         best_k = k;
       }
@@ -519,8 +525,8 @@ Tokenizer Tokenizer::load(const std::string& path) {
 
 Tokenizer Tokenizer::load_gpt2(const std::string& encoder_json, const std::string& vocab_bpe) {
   const Json encoder = parse_json(read_file(encoder_json), encoder_json);
-  TURBINE_CHECK(encoder.is_object(), "{}: expected a JSON object of token: id (GPT-2's encoder.json)",
-                encoder_json);
+  TURBINE_CHECK(encoder.is_object(),
+                "{}: expected a JSON object of token: id (GPT-2's encoder.json)", encoder_json);
   NamedVocabulary vocabulary;
   std::istringstream lines(read_file(vocab_bpe));
   std::string line;
@@ -603,7 +609,8 @@ std::string Tokenizer::to_json() const {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
   try {
-    fmt::format_to(it, "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
+    fmt::format_to(it,
+                   "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
     fmt::format_to(it, "  \"added_tokens\": [");
     for (size_t k = 0; k < m.special_ids.size(); ++k) {
       fmt::format_to(it,
@@ -685,7 +692,9 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   return text;
 }
 
-int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->tokens.size()); }
+int32_t Tokenizer::vocab_size() const {
+  return static_cast<int32_t>(impl_->tokens.size());
+}
 
 std::optional<int32_t> Tokenizer::token_id(const std::string& token) const {
   const auto found = impl_->id_of_name.find(token);
@@ -698,6 +707,8 @@ std::optional<int32_t> Tokenizer::eos_id() const {
   return token_id("</s>");
 }
 
-std::string Tokenizer::identity() const { return impl_->identity; }
+std::string Tokenizer::identity() const {
+  return impl_->identity;
+}
 
 }  // namespace turbine::data
