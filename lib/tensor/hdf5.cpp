@@ -202,8 +202,7 @@ std::string read_string_object(hid_t object, bool is_attribute, const std::strin
   Handle type(is_attribute ? H5Aget_type(object) : H5Dget_type(object), H5Tclose);
   TURBINE_CHECK(H5Tget_class(type.get()) == H5T_STRING, "{}: not a string", where);
   Handle space(is_attribute ? H5Aget_space(object) : H5Dget_space(object), H5Sclose);
-  TURBINE_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, "{}: not a single string",
-                where);
+  TURBINE_CHECK(H5Sget_simple_extent_npoints(space.get()) == 1, "{}: not a single string", where);
   const auto read = [&](hid_t memory_type, void* buffer) {
     return is_attribute ? H5Aread(object, memory_type, buffer)
                         : H5Dread(object, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer);
