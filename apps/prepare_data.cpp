@@ -1,7 +1,6 @@
 // prepare-data: tokenizes text files, folders and JSON-lines files into a
 // token data set (format in lib/data/token_dataset.hpp), with a given
 // tokenizer or one it trains on the training documents.
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "core/timer.hpp"
 #include "data/token_dataset.hpp"
 #include "data/tokenizer.hpp"
@@ -128,24 +128,19 @@ void for_each_document(const Inputs& inputs,
   }
 }
 
-// A status line on stderr: redrawn in place on a terminal, otherwise one
-// plain line every 10 seconds (and the last one always).
-class ProgressLine {
+// The status line on stderr: redrawn on a terminal, else a plain line
+// every 10 seconds and the last one. Text is only built when shown.
+class Status {
  public:
-  ProgressLine() : terminal_(::isatty(STDERR_FILENO) == 1) {}
   void update(const std::function<std::string()>& text, bool last = false) {
-    if (!last && since_.seconds() < (terminal_ ? 0.2 : 10.0)) return;
-    since_.reset();
-    if (terminal_) {
-      std::fprintf(stderr, "\r%s\033[K%s", text().c_str(), last ? "\n" : "");
-    } else {
-      std::fprintf(stderr, "%s\n", text().c_str());
-    }
-    std::fflush(stderr);
+    const bool due = since_.seconds() >= 10.0;
+    if (!line_.redraws() && !due && !last) return;
+    if (due) since_.reset();
+    line_.show(text(), due, last);
   }
 
  private:
-  bool terminal_;
+  turbine::ProgressLine line_{stderr, true, true};
   Timer since_;
 };
 
@@ -168,7 +163,7 @@ std::string tokenizer_path_for(const std::string& output) {
 
 Tokenizer train_tokenizer(const Inputs& inputs, int32_t vocab_size, uint64_t seed,
                           double valid_fraction) {
-  ProgressLine progress;
+  Status progress;
   Timer timer;
   std::vector<std::string> documents;
   int64_t index = 0;
@@ -210,7 +205,7 @@ EncodeTotals encode_documents(const Inputs& inputs, const Tokenizer& tokenizer,
   constexpr size_t kBatchBytes = 4 << 20;
   const std::optional<int32_t> eos = tokenizer.eos_id();
   EncodeTotals totals;
-  ProgressLine progress;
+  Status progress;
   Timer timer;
   std::vector<std::string> batch;
   std::vector<std::vector<int32_t>> encoded;

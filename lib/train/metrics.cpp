@@ -1,8 +1,6 @@
 // Metrics file and progress line.
 #include "train/metrics.hpp"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -79,27 +77,6 @@ void MetricsWriter::write(const JsonLine& line) {
   if (!file_) return;
   std::fprintf(file_, "%s\n", line.str().c_str());
   std::fflush(file_);
-}
-
-ProgressLine::ProgressLine(int64_t every, bool enabled, int world_size)
-    : enabled_(enabled), terminal_(world_size == 1 && isatty(fileno(stdout))), every_(every) {}
-
-void ProgressLine::update(int64_t step, const std::string& text, bool force) {
-  if (!enabled_) return;
-  if (terminal_) {
-    std::printf("\r\033[K%s", text.c_str());
-    open_ = true;
-    if (force) break_line();
-  } else if (force || (every_ > 0 && step % every_ == 0)) {
-    std::printf("%s\n", text.c_str());
-  }
-  std::fflush(stdout);
-}
-
-void ProgressLine::break_line() {
-  if (open_) std::printf("\n");
-  open_ = false;
-  std::fflush(stdout);
 }
 
 std::string format_duration(double seconds) {

@@ -1,6 +1,4 @@
-// Run output on rank 0: metrics.jsonl (one JSON object per line) and the
-// human progress line, which redraws in place on a terminal and prints plain
-// lines every `every` steps otherwise.
+// Run output on rank 0: metrics.jsonl (one JSON object per line).
 #pragma once
 
 #include <cstdio>
@@ -35,23 +33,6 @@ class MetricsWriter {
 
  private:
   FILE* file_ = nullptr;
-};
-
-// Redraws only for a single process on a terminal: under mpirun the ranks'
-// stdout is often a pseudo-terminal even when mpirun's own output goes to a
-// file, so multi-rank runs print plain lines. Only `enabled` (rank 0) prints.
-class ProgressLine {
- public:
-  ProgressLine(int64_t every, bool enabled, int world_size);
-  // Shows `text` for `step`; always prints when `force`.
-  void update(int64_t step, const std::string& text, bool force = false);
-  // Ends a redrawn line before other output.
-  void break_line();
-
- private:
-  bool enabled_, terminal_;
-  int64_t every_;
-  bool open_ = false;
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"

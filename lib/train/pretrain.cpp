@@ -11,6 +11,7 @@
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/progress.hpp"
 #include "core/timer.hpp"
 #include "data/loader.hpp"
 #include "data/token_stats.hpp"
@@ -185,7 +186,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
 
   std::optional<MetricsWriter> metrics;
   if (leader) metrics.emplace((out / "metrics.jsonl").string(), state.step);
-  ProgressLine progress(o.steps_per_print, leader, comm.size());
+  ProgressLine progress(stdout, leader, comm.size() == 1);
   double val_loss = NAN, train_loss = NAN;
   Timer run_timer;
   double busy_seconds = 0;
@@ -232,12 +233,12 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     const double mfu = flops_per_token * tokens_per_s / (peak_gflops * 1e9 * world);
     const double avg_step = busy_seconds / double(state.step - first_step);
     const auto memory = memory_stats(Device::cpu());
-    progress.update(state.step,
-                    fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
+    progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
                                 "| ETA {}",
                                 state.step, o.train_steps, train_loss, lr, tokens_per_s,
                                 100 * mfu,
-                                format_duration(avg_step * double(o.train_steps - state.step))));
+                                format_duration(avg_step * double(o.train_steps - state.step))),
+                  state.step % o.steps_per_print == 0);
 
     const bool last = state.step == o.train_steps;
     const bool eval_now = last || (o.eval_interval > 0 && state.step % o.eval_interval == 0);
