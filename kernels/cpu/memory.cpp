@@ -1,20 +1,77 @@
-// CPU memory: 64-byte aligned allocations, copies, fills and dtype casts.
+// CPU memory: 64-byte aligned allocations with a cache of freed large
+// blocks, copies, fills and dtype casts.
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.hpp"
 
 namespace turbine::kernels {
 
+namespace {
+
+// Training allocates the same activation sizes every step. Large blocks come
+// from mmap and cost a page fault per 4 KiB on first touch, so freed blocks
+// of 256 KiB and more are kept by size and handed out again (up to a cap).
+class BlockCache {
+ public:
+  static constexpr size_t kMinBytes = 256 << 10;
+  static constexpr size_t kMaxCachedBytes = size_t(4) << 30;
+
+  static size_t rounded(size_t bytes) {
+    if (bytes < kMinBytes) return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+    return (bytes + 4095) / 4096 * 4096;
+  }
+  void* take(size_t size) {
+    if (size < kMinBytes) return nullptr;
+    std::lock_guard lock(mutex_);
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* ptr = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+    return ptr;
+  }
+  bool give(void* ptr, size_t size) {
+    if (size < kMinBytes) return false;
+    std::lock_guard lock(mutex_);
+    if (cached_ + size > kMaxCachedBytes) return false;
+    free_[size].push_back(ptr);
+    cached_ += size;
+    return true;
+  }
+  ~BlockCache() {
+    for (auto& [size, blocks] : free_)
+      for (void* ptr : blocks) std::free(ptr);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache cache;
+  return cache;
+}
+
+}  // namespace
+
 void* CpuBackend::allocate(size_t bytes) {
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* ptr = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  const size_t size = BlockCache::rounded(bytes);
+  if (void* cached = block_cache().take(size)) return cached;
+  void* ptr = std::aligned_alloc(64, size);
   if (ptr == nullptr) throw std::bad_alloc();
   return ptr;
 }
 
-void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+void CpuBackend::deallocate(void* ptr, size_t bytes) {
+  if (!block_cache().give(ptr, BlockCache::rounded(bytes))) std::free(ptr);
+}
 
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
