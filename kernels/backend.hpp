@@ -17,6 +17,11 @@ struct AttentionShape {
   const float* alibi_slopes = nullptr;  // (heads) or null: adds -slope * (i - j)
   const uint8_t* mask = nullptr;        // (batch or 1, seq_q, seq_k), 1 = attend, or null
   bool mask_per_batch = false;          // mask holds one (seq_q, seq_k) plane per batch
+  // Absolute positions (batch, seq) of the tokens, shared by queries and keys
+  // (self-attention, seq_q == seq_k), strictly increasing in each row; or
+  // null for 0, 1, 2, ... Token dropping keeps a subset of a sequence and
+  // attends with the kept tokens' original positions (causality and ALiBi).
+  const int64_t* positions = nullptr;
 };
 
 class Backend {

@@ -272,3 +272,49 @@ BOOST_AUTO_TEST_CASE(attention_memory_does_not_grow_with_t_squared) {
   BOOST_TEST(grown == outputs);  // nothing but the results themselves
   BOOST_TEST(grown < B * H * T * T * 4 / 4);
 }
+
+BOOST_AUTO_TEST_CASE(attention_with_positions_equals_masked_full_attention) {
+  // Token dropping: attention over kept tokens at their original positions
+  // equals full attention with the dropped keys masked out, at the kept rows.
+  const int64_t B = 2, H = 3, T = 70, D = 8;
+  std::vector<int64_t> kept_rows[2] = {{}, {}};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      if (philox4x32(11, uint64_t(b), uint64_t(t))[0] % 3 != 0 || t == 0) kept_rows[b].push_back(t);
+  const int64_t K = std::min(kept_rows[0].size(), kept_rows[1].size());
+  std::vector<int64_t> positions;
+  for (int64_t b = 0; b < B; ++b) positions.insert(positions.end(), kept_rows[b].begin(), kept_rows[b].begin() + K);
+  const Tensor index = Tensor::from_vector<int64_t>({B, K}, positions);
+  const Tensor q = Tensor::randn({B, H, T, D}, 12, 1), k = Tensor::randn({B, H, T, D}, 12, 2),
+               v = Tensor::randn({B, H, T, D}, 12, 3);
+  // Compact q, k, v: (B, H, K, D) by gathering rows of (B*H) planes.
+  auto compact = [&](const Tensor& x) {
+    std::vector<float> out;
+    const auto all = x.to_vector<float>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < K; ++i)
+          for (int64_t d = 0; d < D; ++d)
+            out.push_back(all[((b * H + h) * T + positions[b * K + i]) * D + d]);
+    return Tensor::from_vector<float>({B, H, K, D}, out);
+  };
+  ops::AttentionOptions dropped;
+  dropped.alibi_slopes = ops::alibi_slopes(H);
+  dropped.positions = index;
+  const auto ours = ops::attention(compact(q), compact(k), compact(v), dropped, nullptr).to_vector<float>();
+  std::vector<uint8_t> mask(B * T * T, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < K; ++j) mask[(b * T + positions[b * K + i]) * T + positions[b * K + j]] = 1;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) mask[(b * T + t) * T + t] |= 1;  // rows of dropped queries
+  ops::AttentionOptions full;
+  full.alibi_slopes = dropped.alibi_slopes;
+  full.mask = Tensor::from_vector<uint8_t>({B, T, T}, mask);
+  const Tensor reference = compact(ops::attention(q, k, v, full, nullptr));
+  BOOST_TEST(testing::norm_error(ours, reference.to_vector<float>()) < 1e-6);
+  // And its gradient.
+  auto f = [&](const Ins& in) { return one(ag::attention(in[0], in[1], in[2], dropped)); };
+  BOOST_TEST(grad_check(f, {param({B, H, K, D}, 21), param({B, H, K, D}, 22),
+                            param({B, H, K, D}, 23)}) < kTol);
+}

@@ -3,7 +3,8 @@
 // O(T^2); backward recomputes the probabilities from the saved log-sum-exp.
 // q (B,H,Tq,D), k, v (B,H,Tk,D). Scores are scale * q.k - slope * (i - j)
 // (ALiBi, with i the query's absolute position Tk - Tq + i), restricted by
-// the causal rule j <= Tk - Tq + i and an optional boolean mask.
+// the causal rule j <= Tk - Tq + i and an optional boolean mask. With
+// explicit positions (token dropping), i and j are the tokens' positions.
 #include <omp.h>
 
 #include <cmath>
@@ -27,8 +28,14 @@ struct RowScorer {
   const AttentionShape& s;
   const uint8_t* mask_plane;  // (Tq, Tk) or null
   float slope;
-  int offset;  // Tk - Tq: absolute position of query 0
+  int offset;              // Tk - Tq: absolute position of query 0
+  const int64_t* positions;  // this batch row's positions, or null
 
+  float position(int i) const { return positions ? float(positions[i]) : float(offset + i); }
+  float key_position(int j) const { return positions ? float(positions[j]) : float(j); }
+
+  // Keys [0, visible_end(i)) may be visible to query i. Positions increase,
+  // so with positions key j <= i is visible exactly when j <= i.
   int visible_end(int i) const {
     return s.causal ? std::min(s.seq_k, offset + i + 1) : s.seq_k;
   }
@@ -42,12 +49,19 @@ struct RowScorer {
 #pragma omp simd
       for (int j = 0; j < n; ++j) out[j] += qd * kt_row[j];
     }
-    const float pos_i = float(offset + i);
+    const float pos_i = position(i);
     const int end = visible_end(i) - j0;
+    if (positions == nullptr) {
 #pragma omp simd
-    for (int j = 0; j < n; ++j) {
-      const float bias = -slope * (pos_i - float(j0 + j));
-      out[j] = j < end ? out[j] * s.scale + bias : kNegInf;
+      for (int j = 0; j < n; ++j) {
+        const float bias = -slope * (pos_i - float(j0 + j));
+        out[j] = j < end ? out[j] * s.scale + bias : kNegInf;
+      }
+    } else {
+      for (int j = 0; j < n; ++j) {
+        const float bias = -slope * (pos_i - key_position(j0 + j));
+        out[j] = j < end ? out[j] * s.scale + bias : kNegInf;
+      }
     }
     if (mask_plane != nullptr) {
       const uint8_t* m = mask_plane + size_t(i) * s.seq_k + j0;
@@ -69,7 +83,8 @@ RowScorer make_scorer(const AttentionShape& s, int b, int h) {
   const uint8_t* plane =
       s.mask == nullptr ? nullptr
                         : s.mask + (s.mask_per_batch ? size_t(b) * s.seq_q * s.seq_k : 0);
-  return RowScorer{s, plane, s.alibi_slopes ? s.alibi_slopes[h] : 0.0f, s.seq_k - s.seq_q};
+  return RowScorer{s, plane, s.alibi_slopes ? s.alibi_slopes[h] : 0.0f, s.seq_k - s.seq_q,
+                   s.positions ? s.positions + size_t(b) * s.seq_k : nullptr};
 }
 
 }  // namespace

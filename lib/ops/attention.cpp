@@ -49,6 +49,24 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
     s.mask = m.data<uint8_t>();
     s.mask_per_batch = m.ndim() == 3;
   }
+  if (o.positions.defined()) {
+    const Tensor& p = o.positions;
+    TURBINE_CHECK(p.dtype() == DType::i64 && p.is_contiguous() && p.ndim() == 2 &&
+                      p.dim(0) == s.batch && p.dim(1) == s.seq_q && s.seq_q == s.seq_k,
+                  "{}: positions {} must be contiguous i64 (B, T) = ({}, {}) for "
+                  "self-attention",
+                  op, p.str(), s.batch, s.seq_q);
+    check_same_device(op, {&q, &p});
+    if (p.device().is_cpu()) {
+      const int64_t* v = p.data<int64_t>();
+      for (int64_t b = 0; b < s.batch; ++b)
+        for (int64_t t = 1; t < s.seq_q; ++t)
+          TURBINE_CHECK(v[b * s.seq_q + t] > v[b * s.seq_q + t - 1],
+                        "{}: positions must increase along each row (row {}, index {})", op, b,
+                        t);
+    }
+    s.positions = p.data<int64_t>();
+  }
   return s;
 }
 

@@ -82,6 +82,9 @@ struct AttentionOptions {
   std::vector<float> alibi_slopes;  // one per head, or empty for none
   Tensor mask;                      // u8 (Tq, Tk) or (B, Tq, Tk), 1 = attend; or undefined
   std::optional<float> scale;       // default 1/sqrt(head_dim)
+  // i64 (B, T), strictly increasing per row: the tokens' original positions
+  // when some were dropped (self-attention only); undefined for 0..T-1.
+  Tensor positions;
 };
 // q (B,H,Tq,D), k, v (B,H,Tk,D) -> (B,H,Tq,D); lse (B,H,Tq) is saved for backward.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
