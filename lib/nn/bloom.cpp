@@ -51,13 +51,15 @@ BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
       hidden_dropout_(c.hidden_dropout) {}
 
 Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi,
-                           uint64_t dropout_seed, uint64_t dropout_stream) const {
+                           uint64_t dropout_seed, uint64_t dropout_stream,
+                           const Tensor& positions) const {
   // Attention: residual from the LN input (apply_residual_connection_post_layernorm = False).
   const Tensor h = input_layernorm.forward(x);
   const ops::Qkv qkv = ag::split_qkv(query_key_value.forward(h), static_cast<int>(n_head_));
   ops::AttentionOptions options;
   options.causal = true;
   options.alibi_slopes = alibi;
+  options.positions = positions;
   const Tensor context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
   const Tensor attn = ag::dropout(dense.forward(context), hidden_dropout_,
                                   {dropout_seed, dropout_stream, 0});
@@ -104,10 +106,20 @@ Tensor Bloom::hidden_states(const Tensor& ids) const {
   TURBINE_CHECK(ids.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}", ids.str());
   Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
+  const int64_t batch = ids.dim(0), seq = ids.dim(1);
   for (size_t i = 0; i < h_.size(); ++i) {
     const uint64_t stream = (dropout_step_ << 20) | (uint64_t(i) << 1);
-    x = dropout > 0.0f ? h_[i].forward(x, alibi_, seed_ ^ 0x5eedd50u, stream)
-                       : h_[i].forward(x, alibi_, 0, 0);
+    const uint64_t dropout_seed = dropout > 0.0f ? seed_ ^ 0x5eedd50u : 0;
+    if (training_ && dropping_.active_in(int64_t(i), seq)) {
+      // Random-LTD: the kept tokens pass through the layer, the rest skip it.
+      const Tensor kept = random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed,
+                                             dropping_.step, int64_t(i));
+      const Tensor through = h_[i].forward(ag::gather_rows(x, kept), alibi_, dropout_seed,
+                                           stream, kept);
+      x = ag::scatter_rows(x, kept, through);
+    } else {
+      x = h_[i].forward(x, alibi_, dropout_seed, stream);
+    }
   }
   return ln_f_.forward(x);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn/module.hpp"
+#include "nn/token_dropping.hpp"
 
 namespace turbine::nn {
 
@@ -34,9 +35,10 @@ struct BloomConfig {
 class BloomBlock {
  public:
   BloomBlock(const BloomConfig& config, Init& init);
-  // x (B, T, H) -> (B, T, H). dropout_rng.offset advances per dropout site.
+  // x (B, T, H) -> (B, T, H). positions (B, T) i64: the tokens' original
+  // positions when some were dropped (undefined: 0..T-1).
   Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
-                 uint64_t dropout_stream) const;
+                 uint64_t dropout_stream, const Tensor& positions = Tensor()) const;
   void parameters(const std::string& prefix, ParameterList& out);
 
   LayerNorm input_layernorm, post_attention_layernorm;
@@ -66,6 +68,9 @@ class Bloom {
   // Seeds hidden dropout for the next forward (a training step's counter).
   void set_dropout_step(uint64_t step) { dropout_step_ = step; }
   void set_training(bool training) { training_ = training; }
+  // Random-LTD for the next forwards (training only); an empty one turns it off.
+  void set_token_dropping(const TokenDropping& dropping) { dropping_ = dropping; }
+  const TokenDropping& token_dropping() const { return dropping_; }
 
  private:
   BloomConfig config_;
@@ -78,6 +83,7 @@ class Bloom {
   uint64_t seed_;
   uint64_t dropout_step_ = 0;
   bool training_ = true;
+  TokenDropping dropping_;
 };
 
 }  // namespace turbine::nn
