@@ -1,6 +1,8 @@
 // The BLOOM model on the differentiable ops.
 #include "nn/bloom.hpp"
 
+#include <algorithm>
+
 #include "autograd/functions.hpp"
 #include "core/error.hpp"
 
@@ -21,10 +23,28 @@ int64_t BloomConfig::parameter_count() const {
 }
 
 double BloomConfig::train_flops_per_token(int64_t seq_len) const {
-  // 6N for the matmuls with weights (the tied head counts once), plus
-  // 12 * layers * hidden * seq for q.k and p.v forward and backward
-  // (the PaLM convention, which counts the full, not the causal, square).
-  return 6.0 * double(parameter_count()) + 12.0 * double(n_layer * hidden_size * seq_len);
+  return train_flops_per_sequence(seq_len, {}, 0) / double(seq_len);
+}
+
+double BloomConfig::train_flops_per_sequence(int64_t seq_len,
+                                             const std::vector<int64_t>& dropping_layers,
+                                             int64_t kept) const {
+  // 6 FLOPs per weight and token for the matmuls (the tied head counts once;
+  // LayerNorm and bias parameters count too), plus 12 * hidden * n^2 per layer
+  // for q.k and p.v forward and backward over the n tokens in the layer (the
+  // PaLM convention: the full, not the causal, square).
+  const double H = double(hidden_size), T = double(seq_len);
+  const double per_layer = double(parameter_count() - vocab_size * hidden_size - 4 * hidden_size) /
+                           double(std::max<int64_t>(n_layer, 1));
+  double flops = 6.0 * double(vocab_size * hidden_size + 4 * hidden_size) * T;
+  for (int64_t layer = 0; layer < n_layer; ++layer) {
+    const bool drops = kept > 0 && kept < seq_len &&
+                       std::find(dropping_layers.begin(), dropping_layers.end(), layer) !=
+                           dropping_layers.end();
+    const double n = drops ? double(kept) : T;
+    flops += 6.0 * per_layer * n + 12.0 * H * n * n;
+  }
+  return flops;
 }
 
 void BloomConfig::validate() const {

@@ -29,6 +29,10 @@ struct BloomConfig {
   int64_t parameter_count() const;
   // Forward+backward FLOPs per token: 6 N + the attention score/value products.
   double train_flops_per_token(int64_t seq_len) const;
+  // The same for one whole sequence when the listed layers see only `kept`
+  // of its tokens (random-LTD; kept >= seq_len or no layers: all tokens).
+  double train_flops_per_sequence(int64_t seq_len, const std::vector<int64_t>& dropping_layers,
+                                  int64_t kept) const;
   void validate() const;  // throws with the offending field
 };
 

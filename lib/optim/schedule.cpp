@@ -25,11 +25,11 @@ void LRSchedule::validate() const {
                 warmup_steps, total_steps);
 }
 
-double LRSchedule::at(int64_t step) const {
-  if (step < warmup_steps) return max_lr * double(step + 1) / double(warmup_steps);
+double LRSchedule::at_fractional_step(double step) const {
+  if (step < double(warmup_steps)) return max_lr * (step + 1.0) / double(warmup_steps);
   if (decay == Decay::constant) return max_lr;
   const double span = double(std::max<int64_t>(1, total_steps - warmup_steps));
-  const double progress = std::min(1.0, double(step - warmup_steps) / span);
+  const double progress = std::min(1.0, (step - double(warmup_steps)) / span);
   if (decay == Decay::cosine)
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress));
   return max_lr - (max_lr - min_lr) * progress;

@@ -19,7 +19,10 @@ struct LRSchedule {
   static Decay parse_decay(const std::string& name);  // "constant" | "cosine" | "linear"
   void validate() const;
   // The learning rate of 0-based step `step`: warmup ramps max_lr * (step+1) / warmup_steps.
-  double at(int64_t step) const;
+  double at(int64_t step) const { return at_fractional_step(double(step)); }
+  // The same at a fractional step (the LayerToken schedule indexes by
+  // consumed layer-tokens, in units of a full step's).
+  double at_fractional_step(double step) const;
 };
 
 }  // namespace turbine::optim

@@ -103,6 +103,8 @@ void CheckpointStore::save(const TrainerState& state, const nn::ParameterList& p
     trainer.set_attribute("step", state.step);
     trainer.set_attribute("samples", state.samples);
     trainer.set_attribute("tokens", state.tokens);
+    trainer.set_attribute("layer_tokens", state.layer_tokens);
+    trainer.set_attribute("flops", state.flops);
     trainer.set_attribute("world_size", int64_t(comm_.size()));
     trainer.set_attribute("zero_stage", int64_t(optimizer.zero().stage));
     trainer.set_attribute("numel", real);
@@ -151,6 +153,8 @@ TrainerState CheckpointStore::load(const std::string& checkpoint, const nn::Para
   state.step = trainer.attribute_int("step");
   state.samples = trainer.attribute_int("samples");
   state.tokens = trainer.attribute_int("tokens");
+  state.layer_tokens = trainer.attribute_double("layer_tokens");
+  state.flops = trainer.attribute_double("flops");
   state.data_identity = trainer.attribute_string("data_identity");
   const int64_t real = optimizer.flat().numel();
   TURBINE_CHECK(trainer.attribute_int("numel") == real,

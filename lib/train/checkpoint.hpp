@@ -24,6 +24,8 @@ struct TrainerState {
   int64_t step = 0;     // optimizer steps taken
   int64_t samples = 0;  // training windows consumed (global)
   int64_t tokens = 0;   // training tokens consumed (global)
+  double layer_tokens = 0;  // tokens x layers they passed through (random-LTD counts kept ones)
+  double flops = 0;         // training FLOPs spent (global)
   std::string data_identity;  // tokenizer identity of the data set
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dist/data_parallel.hpp"
+#include "efficiency/random_ltd.hpp"
 #include "nn/bloom.hpp"
 #include "optim/adamw.hpp"
 #include "optim/schedule.hpp"
@@ -26,6 +27,10 @@ struct PretrainOptions {
   optim::AdamWConfig optimizer;
   optim::LRSchedule schedule;
   dist::ZeroConfig zero;
+  efficiency::RandomLtdConfig random_ltd;
+  // LayerToken schedule: the learning rate follows consumed layer-tokens
+  // (in units of a full step's) instead of steps.
+  bool lr_by_layer_tokens = false;
 
   std::string data_path;
   int64_t seq_len = 128;

@@ -193,7 +193,9 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
   const int64_t first_step = state.step;
 
   auto evaluate = [&] {
+    model.set_training(false);
     val_loss = evaluator.run(model, comm);
+    model.set_training(true);
     progress.break_line();
     log::info("step {}: validation loss {:.4f} (perplexity {:.1f})", state.step, val_loss,
               std::exp(val_loss));
@@ -201,12 +203,23 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
   auto sample = [&] {
     if (!leader) return;
     progress.break_line();
+    model.set_training(false);
     log::info("step {} sample: {}", state.step, sample_text(model, tokenizer, o, state.step));
+    model.set_training(true);
   };
 
   while (state.step < o.train_steps) {
     Timer step_timer;
-    const double lr = o.schedule.at(state.step);
+    const double full_layer_tokens =
+        double(o.train_batch_size) * double(o.seq_len) * double(o.model.n_layer);
+    const double lr = o.lr_by_layer_tokens
+                          ? o.schedule.at_fractional_step(state.layer_tokens / full_layer_tokens)
+                          : o.schedule.at(state.step);
+    const int64_t kept = o.random_ltd.enabled ? o.random_ltd.kept_at(state.step) : o.seq_len;
+    model.set_token_dropping(o.random_ltd.dropping_at(state.step, o.seed));
+    const double step_flops =
+        double(o.train_batch_size) *
+        o.model.train_flops_per_sequence(o.seq_len, o.random_ltd.layer_ids, kept);
     optimizer.zero_grad();
     double loss_sum = 0;
     const int64_t rank_first = state.samples + comm.rank() * o.micro_batch * o.accumulation;
@@ -226,11 +239,14 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     state.step += 1;
     state.samples += o.train_batch_size;
     state.tokens += o.train_batch_size * o.seq_len;
+    state.layer_tokens += o.random_ltd.layer_tokens(state.step - 1, o.train_batch_size, o.seq_len,
+                                                    o.model.n_layer);
+    state.flops += step_flops;
 
     const double seconds = step_timer.seconds();
     busy_seconds += seconds;
     const double tokens_per_s = o.train_batch_size * o.seq_len / seconds;
-    const double mfu = flops_per_token * tokens_per_s / (peak_gflops * 1e9 * world);
+    const double mfu = step_flops / seconds / (peak_gflops * 1e9 * world);
     const double avg_step = busy_seconds / double(state.step - first_step);
     const auto memory = memory_stats(Device::cpu());
     progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
@@ -249,6 +265,10 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
         .add("lr", lr)
         .add("grad_norm", grad_norm)
         .add("tokens", state.tokens)
+        .add("layer_tokens", state.layer_tokens)
+        .add("flops", state.flops)
+        .add("flops_saved", 1.0 - step_flops / (flops_per_token * o.train_batch_size * o.seq_len))
+        .add("kept_tokens", kept)
         .add("tokens_per_s", tokens_per_s)
         .add("mfu", mfu)
         .add("step_s", seconds)

@@ -52,6 +52,11 @@ io::ConfigSchema pretrain_schema() {
       .at_most(1);
   s.string("scheduler.params.warmup_type", "linear", "warmup shape")
       .one_of({std::string("linear")});
+  s.string("scheduler.params.schedule_by", "steps",
+           "steps, or layer_tokens (LayerToken: warmup and decay follow consumed layer-tokens, "
+           "counted in full steps' worth, so runs that drop tokens see the learning rate they "
+           "would at equal compute)")
+      .one_of({std::string("steps"), std::string("layer_tokens")});
 
   s.integer("zero_optimization.stage", 0,
             "0: replicate; 1: shard optimizer state; 2: also reduce-scatter gradients")
@@ -61,6 +66,7 @@ io::ConfigSchema pretrain_schema() {
       .at_least(1);
 
   io::declare_bloom_config(s);
+  efficiency::declare_random_ltd_config(s);
 
   s.string("data.path", "data/kjv.h5", "token data set made by tools/prepare-data");
   s.integer("data.seq_len", 128, "tokens per training sequence").at_least(1);
@@ -158,6 +164,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
     o.schedule.min_lr = o.schedule.max_lr * c.get<double>("scheduler.params.cos_min_ratio");
   }
 
+  o.lr_by_layer_tokens = c.get<std::string>("scheduler.params.schedule_by") == "layer_tokens";
   o.zero.stage = static_cast<int>(c.get<int64_t>("zero_optimization.stage"));
   o.zero.bucket_elements = c.get<int64_t>("zero_optimization.allreduce_bucket_size");
 
@@ -165,6 +172,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.data_path = c.get<std::string>("data.path");
   o.seq_len = c.get<int64_t>("data.seq_len");
   o.shuffle = c.get<bool>("data.shuffle");
+  o.random_ltd = efficiency::random_ltd_from(c, o.model.n_layer, o.seq_len);
   o.eval_interval = c.get<int64_t>("eval.interval");
   o.eval_batches = c.get<int64_t>("eval.batches");
   o.sample_interval = c.get<int64_t>("sample.interval");

@@ -8,6 +8,8 @@
 #   crash          a run killed while writing a checkpoint resumes from the previous one
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
 #   tokenize       tools' tokenize round-trips the corpus exactly (trained BPE and GPT-2's)
+#   random_ltd     keeping every token equals the baseline exactly; dropping resumes exactly
+#                  (with the LayerToken schedule); bad random-LTD keys are clear errors
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -212,6 +214,52 @@ PY
       cmp -s "$work/kjv-lines.txt" "$work/back.txt" || fail "round trip through $tok differs"
       echo "  $(basename "$tok"): $(wc -l < "$work/kjv-lines.txt") lines, $(wc -w < "$work/ids.txt") tokens, decoded byte for byte"
     done
+    ;;
+  random_ltd)
+    ltd=data_efficiency.data_routing
+    on=(--set model.n_layer=4 --set $ltd.enabled=true --set $ltd.random_ltd.enabled=true)
+    base=(--set model.n_layer=4 --set train_steps=10 --set eval.interval=5 --set checkpoint.interval=0)
+    run 2 ltd-base "${base[@]}" || fail "baseline"
+    run 2 ltd-all "${base[@]}" "${on[@]}" --set $ltd.random_ltd.random_ltd_schedule.min_value=32 \
+      --set scheduler.params.schedule_by=layer_tokens || fail "keep-all run: $(tail -3 "$work/ltd-all.log")"
+    [[ $(losses ltd-base) == $(losses ltd-all) ]] || fail "min_value = max_value = seq_len differs from the baseline"
+    echo "  min_value = max_value = seq_len, LayerToken schedule: the baseline's losses exactly"
+    drop=("${on[@]}" --set $ltd.random_ltd.random_ltd_schedule.min_value=8
+          --set $ltd.random_ltd.random_ltd_schedule.schedule_config.require_steps=20
+          --set scheduler.params.schedule_by=layer_tokens --set train_steps=20
+          --set scheduler.params.total_num_steps=20 --set checkpoint.interval=10 --set eval.interval=5)
+    run 2 ltd-straight "${drop[@]}" || fail "dropping run: $(tail -3 "$work/ltd-straight.log")"
+    [[ $(losses ltd-straight) != $(losses ltd-all) ]] || fail "dropping tokens changed nothing"
+    run 2 ltd-split "${drop[@]}" --set train_steps=10 || fail "first half"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/ltd-split" "${drop[@]}" --resume > "$work/ltd-resume.log" 2>&1 \
+      || fail "resume: $(tail -3 "$work/ltd-resume.log")"
+    [[ $(losses ltd-straight) == $(losses ltd-split) ]] || fail "random-LTD losses after resume differ"
+    python3 - "$work/ltd-straight/metrics.jsonl" <<'PY' || fail "FLOPs not saved"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+first, last = rows[0], rows[-1]
+print(f"  dropping: kept tokens {first['kept_tokens']} -> {last['kept_tokens']}, "
+      f"FLOPs saved per step {first['flops_saved']:.1%} -> {last['flops_saved']:.1%}; resumed exactly")
+sys.exit(0 if first["flops_saved"] > 0.1 and first["kept_tokens"] < last["kept_tokens"] else 1)
+PY
+    # Config errors, before any work.
+    expect() {
+      local name=$1 word=$2
+      shift 2
+      rm -rf "${work:?}/bad-$name"
+      if mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+          --set output.dir="$work/bad-$name" "$@" > "$work/bad-$name.log" 2>&1; then
+        fail "$name: exit status 0"
+      fi
+      grep -q -- "$word" "$work/bad-$name.log" || fail "$name: $(cat "$work/bad-$name.log")"
+      [[ ! -e $work/bad-$name ]] || fail "$name: output written"
+      echo "  $name: $(grep -m1 -o 'error: .*' "$work/bad-$name.log" | cut -c1-140)"
+    }
+    expect layer_out_of_range "out of range" "${on[@]}" --set "$ltd.random_ltd.random_ltd_layer_id=[1,7]"
+    expect min_above_max "above max_value" "${on[@]}" \
+      --set $ltd.random_ltd.random_ltd_schedule.min_value=24 --set $ltd.random_ltd.random_ltd_schedule.max_value=16
+    expect unknown_ltd_key "did you mean" "${on[@]}" --set $ltd.random_ltd.random_ltd_layer_ids=[1]
     ;;
   *) fail "unknown case $case_name" ;;
 esac
