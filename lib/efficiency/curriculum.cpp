@@ -41,9 +41,10 @@ ScheduleType schedule_type_from_name(const std::string& name) {
                          ScheduleType::fixed_discrete, ScheduleType::custom}) {
     if (name == schedule_type_name(t)) return t;
   }
-  TURBINE_FAIL("unknown curriculum schedule_type '{}': use fixed_linear, fixed_root, "
-               "fixed_discrete or custom",
-               name);
+  TURBINE_FAIL(
+      "unknown curriculum schedule_type '{}': use fixed_linear, fixed_root, "
+      "fixed_discrete or custom",
+      name);
 }
 
 bool is_fixed_formula(ScheduleType t) {
@@ -54,9 +55,12 @@ bool is_fixed_formula(ScheduleType t) {
 
 const char* metric_name(Metric metric) {
   switch (metric) {
-    case Metric::seqlen_truncate: return "seqlen_truncate";
-    case Metric::seqlen_reshape: return "seqlen_reshape";
-    case Metric::vocabularyrarity: return "vocabularyrarity";
+    case Metric::seqlen_truncate:
+      return "seqlen_truncate";
+    case Metric::seqlen_reshape:
+      return "seqlen_reshape";
+    case Metric::vocabularyrarity:
+      return "vocabularyrarity";
   }
   return "?";
 }
@@ -65,17 +69,22 @@ Metric metric_from_name(const std::string& name) {
   for (Metric m : kAllMetrics) {
     if (name == metric_name(m)) return m;
   }
-  TURBINE_FAIL("unknown curriculum metric '{}': use seqlen_truncate, seqlen_reshape or "
-               "vocabularyrarity",
-               name);
+  TURBINE_FAIL(
+      "unknown curriculum metric '{}': use seqlen_truncate, seqlen_reshape or "
+      "vocabularyrarity",
+      name);
 }
 
 const char* schedule_type_name(ScheduleType type) {
   switch (type) {
-    case ScheduleType::fixed_linear: return "fixed_linear";
-    case ScheduleType::fixed_root: return "fixed_root";
-    case ScheduleType::fixed_discrete: return "fixed_discrete";
-    case ScheduleType::custom: return "custom";
+    case ScheduleType::fixed_linear:
+      return "fixed_linear";
+    case ScheduleType::fixed_root:
+      return "fixed_root";
+    case ScheduleType::fixed_discrete:
+      return "fixed_discrete";
+    case ScheduleType::custom:
+      return "custom";
   }
   return "?";
 }
@@ -98,15 +107,13 @@ std::optional<ScheduleProblem> schedule_problem(const ScheduleSettings& s) {
                    fmt::format("{} is above max_difficulty {}: lower it or raise max_difficulty",
                                s.min_difficulty, s.max_difficulty));
   }
-  const auto within = [&](int64_t d) {
-    return d >= s.min_difficulty && d <= s.max_difficulty;
-  };
+  const auto within = [&](int64_t d) { return d >= s.min_difficulty && d <= s.max_difficulty; };
   switch (s.type) {
     case ScheduleType::fixed_root:
       if (!(s.root_degree > 0) || !std::isfinite(s.root_degree)) {
-        return problem("schedule_config.root_degree",
-                       fmt::format("is {}: use a positive degree (2: square root; 1: linear)",
-                                   s.root_degree));
+        return problem(
+            "schedule_config.root_degree",
+            fmt::format("is {}: use a positive degree (2: square root; 1: linear)", s.root_degree));
       }
       [[fallthrough]];
     case ScheduleType::fixed_linear:
@@ -355,6 +362,14 @@ bool is_named(const io::Config& config, Metric m) {
                      [&](const char* setting) { return config.has(metric_key(m, setting)); });
 }
 
+// The key through which the config names the metric (for messages).
+std::string named_by(const io::Config& config, Metric m) {
+  for (const char* setting : kMetricSettings) {
+    if (config.has(metric_key(m, setting))) return metric_key(m, setting);
+  }
+  return metric_key(m, "enabled");
+}
+
 // DeepSpeed requires these keys; a default here would hide a forgotten one.
 void require(const io::Config& config, Metric m, const std::string& setting,
              const std::string& why) {
@@ -426,9 +441,8 @@ MetricConfig metric_from(const io::Config& config, Metric m) {
                                          cluster_key, metric_name(m)));
   }
   if (seqlen && s.min_difficulty < 1) {
-    config.fail(k("min_difficulty"),
-                fmt::format("{} is {}: a sequence length is at least 1", k("min_difficulty"),
-                            s.min_difficulty));
+    config.fail(k("min_difficulty"), fmt::format("{} is {}: a sequence length is at least 1",
+                                                 k("min_difficulty"), s.min_difficulty));
   }
   if (seqlen && config.schema().find("data.seq_len")) {
     const auto seq_len = config.get<int64_t>("data.seq_len");
@@ -463,10 +477,11 @@ CurriculumConfig curriculum_from(const io::Config& config) {
   }
   if (!off.empty()) {
     if (!named.empty() || config.get<bool>(key(kCurriculum, "enabled"))) {
-      log::warn("{}: curriculum learning is configured but off, because {} {} false: set {} "
-                "true to use it",
-                config.origin(), fmt::join(off, " and "), off.size() > 1 ? "are" : "is",
-                off.size() > 1 ? "them" : "it");
+      log::warn(
+          "{}: curriculum learning is configured but off, because {} {} false: set {} "
+          "true to use it",
+          config.origin(), fmt::join(off, " and "), off.size() > 1 ? "are" : "is",
+          off.size() > 1 ? "them" : "it");
     }
     return c;
   }
@@ -477,11 +492,11 @@ CurriculumConfig curriculum_from(const io::Config& config) {
                             "vocabularyrarity",
                             kCurriculum));
   }
-  for (Metric m : named) c.metrics.push_back(metric_from(config, m));
   if (std::count_if(named.begin(), named.end(), is_seqlen_metric) > 1) {
-    config.fail(metric_key(Metric::seqlen_reshape, "min_difficulty"),
+    config.fail(named_by(config, Metric::seqlen_reshape),
                 "seqlen_truncate and seqlen_reshape both set the sequence length: keep one");
   }
+  for (Metric m : named) c.metrics.push_back(metric_from(config, m));
   c.enabled = true;
   return c;
 }

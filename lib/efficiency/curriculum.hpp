@@ -63,7 +63,9 @@ const char* metric_name(Metric metric);  // DeepSpeed's name: "vocabularyrarity"
 // The metric of that name; throws, naming the known ones, for any other.
 Metric metric_from_name(const std::string& name);
 // seqlen_truncate and seqlen_reshape: the difficulty is a sequence length.
-inline bool is_seqlen_metric(Metric m) { return m != Metric::vocabularyrarity; }
+inline bool is_seqlen_metric(Metric m) {
+  return m != Metric::vocabularyrarity;
+}
 
 enum class DifficultyType { value, percentile };
 enum class ClusteringType { schedule_based, single_cluster };
@@ -81,11 +83,11 @@ struct ScheduleRow {
 struct ScheduleSettings {
   ScheduleType type = ScheduleType::fixed_linear;
   int64_t min_difficulty = 0, max_difficulty = 0;
-  int64_t total_curriculum_step = 0;           // fixed_linear, fixed_root
-  int64_t difficulty_step = 1;                 // fixed_linear, fixed_root
-  double root_degree = 1;                      // fixed_root
-  std::vector<int64_t> difficulty, max_step;   // fixed_discrete
-  std::vector<ScheduleRow> table;              // custom, steps increasing
+  int64_t total_curriculum_step = 0;          // fixed_linear, fixed_root
+  int64_t difficulty_step = 1;                // fixed_linear, fixed_root
+  double root_degree = 1;                     // fixed_root
+  std::vector<int64_t> difficulty, max_step;  // fixed_discrete
+  std::vector<ScheduleRow> table;             // custom, steps increasing
 };
 
 // What is wrong with settings: the key it concerns, relative to the metric
@@ -121,8 +123,8 @@ class CurriculumSchedule {
   int64_t table_lookup(int64_t step) const;
 
   ScheduleSettings s_;
-  std::vector<ScheduleRow> rows_;    // fixed_discrete and custom, from step INT64_MIN
-  int64_t latch_step_ = INT64_MAX;   // from here on the difficulty stays latch_value_
+  std::vector<ScheduleRow> rows_;   // fixed_discrete and custom, from step INT64_MIN
+  int64_t latch_step_ = INT64_MAX;  // from here on the difficulty stays latch_value_
   int64_t latch_value_ = 0;
 };
 

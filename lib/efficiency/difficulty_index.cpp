@@ -16,10 +16,11 @@ namespace turbine::efficiency {
 namespace {
 
 std::string describe(const IndexIdentity& id) {
-  return fmt::format("{} at seq_len {} ({} windows) over {} training tokens in {} documents, "
-                     "tokenizer {}",
-                     metric_name(id.metric), id.seq_len, id.windows, id.train_tokens,
-                     id.train_docs, id.tokenizer_identity);
+  return fmt::format(
+      "{} at seq_len {} ({} windows) over {} training tokens in {} documents, "
+      "tokenizer {}",
+      metric_name(id.metric), id.seq_len, id.windows, id.train_tokens, id.train_docs,
+      id.tokenizer_identity);
 }
 
 std::string remake(const IndexIdentity& id, const std::string& dataset_path) {
@@ -34,8 +35,8 @@ IndexIdentity index_identity(const data::TokenDataset& dataset, Metric metric, i
   id.metric = metric;
   id.seq_len = seq_len;
   // The loader's own definition of the windows (and its error when there are none).
-  id.windows = data::WindowLoader(dataset, data::Split::train, seq_len, 0, false)
-                   .windows_per_epoch();
+  id.windows =
+      data::WindowLoader(dataset, data::Split::train, seq_len, 0, false).windows_per_epoch();
   id.tokenizer_identity = dataset.tokenizer_identity();
   id.train_tokens = dataset.num_tokens(data::Split::train);
   id.train_docs = dataset.num_docs(data::Split::train);
