@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace turbine::efficiency {
 
@@ -63,8 +64,14 @@ void declare_random_ltd_config(io::ConfigSchema& s) {
 RandomLtdConfig random_ltd_from(const io::Config& c, int64_t n_layer, int64_t seq_len) {
   RandomLtdConfig r;
   r.enabled = c.get<bool>(kRoot + ".enabled") && c.get<bool>(kLtd + ".enabled");
-  if (c.schema().find("data_efficiency.enabled") != nullptr)
-    r.enabled = r.enabled && c.get<bool>("data_efficiency.enabled");
+  // data_efficiency.enabled is DeepSpeed's master switch (when declared).
+  if (r.enabled && c.schema().find("data_efficiency.enabled") != nullptr &&
+      !c.get<bool>("data_efficiency.enabled")) {
+    log::warn("{}: random-LTD is configured but data_efficiency.enabled is false, so it is off: "
+              "set data_efficiency.enabled: true to use it",
+              c.where(kLtd + ".enabled"));
+    r.enabled = false;
+  }
   if (!r.enabled) return r;
   const int64_t total = c.get<int64_t>(kLtd + ".total_layer_num");
   if (total != 0 && total != n_layer)

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dist/data_parallel.hpp"
+#include "efficiency/curriculum.hpp"
 #include "efficiency/random_ltd.hpp"
 #include "nn/bloom.hpp"
 #include "optim/adamw.hpp"
@@ -19,6 +20,7 @@ struct PretrainOptions {
   int64_t micro_batch = 8;
   int64_t accumulation = 1;
   int64_t train_steps = 100;
+  int64_t train_tokens = 0;  // > 0: also stop once this many training tokens are consumed
   uint64_t seed = 1234;
   int64_t steps_per_print = 10;
   double gradient_clipping = 1.0;  // <= 0: off
@@ -28,6 +30,7 @@ struct PretrainOptions {
   optim::LRSchedule schedule;
   dist::ZeroConfig zero;
   efficiency::RandomLtdConfig random_ltd;
+  efficiency::CurriculumConfig curriculum;
   // LayerToken schedule: the learning rate follows consumed layer-tokens
   // (in units of a full step's) instead of steps.
   bool lr_by_layer_tokens = false;

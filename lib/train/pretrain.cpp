@@ -15,6 +15,7 @@
 #include "core/timer.hpp"
 #include "data/loader.hpp"
 #include "data/token_stats.hpp"
+#include "efficiency/curriculum_sampler.hpp"
 #include "data/tokenizer.hpp"
 #include "infer/generate.hpp"
 #include "train/checkpoint.hpp"
@@ -120,6 +121,8 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                 o.model.vocab_size, dataset.path(), dataset.vocab_size());
   const data::Tokenizer tokenizer = data::Tokenizer::from_json(dataset.tokenizer_json(), dataset.path());
   data::WindowLoader train_loader(dataset, data::Split::train, o.seq_len, o.seed, o.shuffle);
+  std::optional<efficiency::CurriculumLoader> curriculum;
+  if (o.curriculum.enabled) curriculum.emplace(o.curriculum, dataset, train_loader);
   Evaluator evaluator{data::WindowLoader(dataset, dataset.num_tokens(data::Split::valid) > o.seq_len
                                                       ? data::Split::valid
                                                       : data::Split::train,
@@ -157,7 +160,6 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
 
   const int64_t world = comm.size();
   const int64_t params = o.model.parameter_count();
-  const double flops_per_token = o.model.train_flops_per_token(o.seq_len);
   const dist::MemoryPlan plan = optimizer.memory_plan();
   const double mib = 1.0 / (1 << 20);
   log::info("model: BLOOM {} layers, hidden {}, {} heads, vocab {}: {:.2f}M parameters",
@@ -190,7 +192,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
   double val_loss = NAN, train_loss = NAN;
   Timer run_timer;
   double busy_seconds = 0;
-  const int64_t first_step = state.step;
+  const int64_t first_step = state.step, first_tokens = state.tokens;
 
   auto evaluate = [&] {
     model.set_training(false);
@@ -208,23 +210,33 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     model.set_training(true);
   };
 
-  while (state.step < o.train_steps) {
+  auto budget_left = [&] {
+    return state.step < o.train_steps && (o.train_tokens <= 0 || state.tokens < o.train_tokens);
+  };
+  while (budget_left()) {
     Timer step_timer;
     const double full_layer_tokens =
         double(o.train_batch_size) * double(o.seq_len) * double(o.model.n_layer);
     const double lr = o.lr_by_layer_tokens
                           ? o.schedule.at_fractional_step(state.layer_tokens / full_layer_tokens)
                           : o.schedule.at(state.step);
-    const int64_t kept = o.random_ltd.enabled ? o.random_ltd.kept_at(state.step) : o.seq_len;
-    model.set_token_dropping(o.random_ltd.dropping_at(state.step, o.seed));
-    const double step_flops =
-        double(o.train_batch_size) *
-        o.model.train_flops_per_sequence(o.seq_len, o.random_ltd.layer_ids, kept);
+    // Curriculum: this step's difficulty and sequence length (DeepSpeed counts from 1).
+    const efficiency::CurriculumStep now =
+        curriculum ? curriculum->at(state.step + 1) : efficiency::CurriculumStep{};
+    const int64_t seq_now = curriculum ? now.seq_len : o.seq_len;
+    nn::TokenDropping dropping = o.random_ltd.dropping_at(state.step, o.seed);
+    dropping.kept = std::min(dropping.kept, seq_now);
+    model.set_token_dropping(dropping);
+    const int64_t kept = o.random_ltd.enabled ? dropping.kept : seq_now;
     optimizer.zero_grad();
     double loss_sum = 0;
+    int64_t rows_per_micro = o.micro_batch;  // seqlen_reshape cuts samples into more rows
     const int64_t rank_first = state.samples + comm.rank() * o.micro_batch * o.accumulation;
     for (int64_t m = 0; m < o.accumulation; ++m) {
-      const data::Batch batch = train_loader.read(rank_first + m * o.micro_batch, o.micro_batch);
+      const int64_t first = rank_first + m * o.micro_batch;
+      const data::Batch batch = curriculum ? curriculum->read(first, o.micro_batch, now)
+                                           : train_loader.read(first, o.micro_batch);
+      rows_per_micro = batch.ids.dim(0);
       // Dropout streams follow the global micro-batch, not the rank.
       model.set_dropout_step(uint64_t(state.step) * world * o.accumulation +
                              comm.rank() * o.accumulation + m);
@@ -238,25 +250,36 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     train_loss = loss / world;
     state.step += 1;
     state.samples += o.train_batch_size;
-    state.tokens += o.train_batch_size * o.seq_len;
-    state.layer_tokens += o.random_ltd.layer_tokens(state.step - 1, o.train_batch_size, o.seq_len,
-                                                    o.model.n_layer);
+    const int64_t rows = rows_per_micro * o.accumulation * world;  // sequences this step
+    const int64_t step_tokens = rows * seq_now;
+    const double step_flops = double(rows) * o.model.train_flops_per_sequence(
+                                                 seq_now, o.random_ltd.layer_ids, kept);
+    state.tokens += step_tokens;
+    state.layer_tokens +=
+        o.random_ltd.layer_tokens(state.step - 1, rows, seq_now, o.model.n_layer);
     state.flops += step_flops;
 
     const double seconds = step_timer.seconds();
     busy_seconds += seconds;
-    const double tokens_per_s = o.train_batch_size * o.seq_len / seconds;
+    const double tokens_per_s = double(step_tokens) / seconds;
     const double mfu = step_flops / seconds / (peak_gflops * 1e9 * world);
     const double avg_step = busy_seconds / double(state.step - first_step);
+    auto steps_left = [&] {
+      double left = double(o.train_steps - state.step);
+      if (o.train_tokens > 0)
+        left = std::min(left, double(std::max<int64_t>(0, o.train_tokens - state.tokens)) /
+                                  double(step_tokens));
+      return left;
+    };
     const auto memory = memory_stats(Device::cpu());
     progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
                                 "| ETA {}",
                                 state.step, o.train_steps, train_loss, lr, tokens_per_s,
                                 100 * mfu,
-                                format_duration(avg_step * double(o.train_steps - state.step))),
+                                format_duration(avg_step * steps_left())),
                   state.step % o.steps_per_print == 0);
 
-    const bool last = state.step == o.train_steps;
+    const bool last = !budget_left();
     const bool eval_now = last || (o.eval_interval > 0 && state.step % o.eval_interval == 0);
     if (eval_now) evaluate();
     JsonLine line;
@@ -267,8 +290,11 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
         .add("tokens", state.tokens)
         .add("layer_tokens", state.layer_tokens)
         .add("flops", state.flops)
-        .add("flops_saved", 1.0 - step_flops / (flops_per_token * o.train_batch_size * o.seq_len))
+        .add("flops_saved",
+             1.0 - step_flops / (double(rows) * o.model.train_flops_per_sequence(seq_now, {}, 0)))
         .add("kept_tokens", kept)
+        .add("seq_len", seq_now)
+        .add("difficulty", now.sample_difficulty)
         .add("tokens_per_s", tokens_per_s)
         .add("mfu", mfu)
         .add("step_s", seconds)
@@ -285,9 +311,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
       log::info("step {}: checkpoint {}", state.step,
                 (out / "checkpoints" / CheckpointStore::step_name(state.step)).string());
     }
-    result.tokens_per_second = state.step > first_step
-                                   ? o.train_batch_size * o.seq_len / avg_step
-                                   : 0;
+    result.tokens_per_second = double(state.tokens - first_tokens) / busy_seconds;
   }
   progress.break_line();
   if (state.step == first_step) {  // resumed a finished run: report it again

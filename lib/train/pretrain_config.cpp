@@ -20,6 +20,9 @@ io::ConfigSchema pretrain_schema() {
             "micro-batches per step on each rank; 0: derived from train_batch_size")
       .at_least(0);
   s.integer("train_steps", 200, "optimizer steps to run").at_least(1);
+  s.integer("train_tokens", 0,
+            "also stop once this many training tokens are consumed (a token budget); 0: off")
+      .at_least(0);
   s.integer("seed", 1234, "seed of initialization, shuffling, dropout and samples").at_least(0);
   s.integer("steps_per_print", 10, "progress line every N steps when not on a terminal")
       .at_least(1);
@@ -66,6 +69,7 @@ io::ConfigSchema pretrain_schema() {
       .at_least(1);
 
   io::declare_bloom_config(s);
+  efficiency::declare_curriculum_config(s);
   efficiency::declare_random_ltd_config(s);
 
   s.string("data.path", "data/kjv.h5", "token data set made by tools/prepare-data");
@@ -131,6 +135,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
                        o.micro_batch * o.accumulation * world));
 
   o.train_steps = c.get<int64_t>("train_steps");
+  o.train_tokens = c.get<int64_t>("train_tokens");
   o.seed = static_cast<uint64_t>(c.get<int64_t>("seed"));
   o.steps_per_print = c.get<int64_t>("steps_per_print");
   o.gradient_clipping = c.get<double>("gradient_clipping");
@@ -173,6 +178,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.seq_len = c.get<int64_t>("data.seq_len");
   o.shuffle = c.get<bool>("data.shuffle");
   o.random_ltd = efficiency::random_ltd_from(c, o.model.n_layer, o.seq_len);
+  o.curriculum = efficiency::curriculum_from(c);
   o.eval_interval = c.get<int64_t>("eval.interval");
   o.eval_batches = c.get<int64_t>("eval.batches");
   o.sample_interval = c.get<int64_t>("sample.interval");
@@ -191,14 +197,15 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
     o.model.vocab_size = data::TokenDataset::open(o.data_path).vocab_size();
   validate(o, world);
   // The resolved config holds the values the run uses, derived ones included.
+  std::vector<std::string> resolved = {
+      fmt::format("train_batch_size={}", o.train_batch_size),
+      fmt::format("gradient_accumulation_steps={}", o.accumulation),
+      fmt::format("scheduler.params.total_num_steps={}", o.schedule.total_steps),
+      fmt::format("model.vocab_size={}", o.model.vocab_size)};
+  resolved.insert(resolved.end(), o.curriculum.resolved_overrides.begin(),
+                  o.curriculum.resolved_overrides.end());
   o.resolved_config_yaml =
-      io::Config::from_string(
-          c.to_yaml(), c.origin(), c.schema(),
-          {fmt::format("train_batch_size={}", o.train_batch_size),
-           fmt::format("gradient_accumulation_steps={}", o.accumulation),
-           fmt::format("scheduler.params.total_num_steps={}", o.schedule.total_steps),
-           fmt::format("model.vocab_size={}", o.model.vocab_size)})
-          .to_yaml();
+      io::Config::from_string(c.to_yaml(), c.origin(), c.schema(), resolved).to_yaml();
   return o;
 }
 

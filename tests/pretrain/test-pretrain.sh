@@ -8,6 +8,8 @@
 #   crash          a run killed while writing a checkpoint resumes from the previous one
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
 #   tokenize       tools' tokenize round-trips the corpus exactly (trained BPE and GPT-2's)
+#   curriculum     seqlen_truncate and vocabularyrarity curricula (with random-LTD) resume
+#                  exactly; a missing difficulty index is a clear error
 #   random_ltd     keeping every token equals the baseline exactly; dropping resumes exactly
 #                  (with the LayerToken schedule); bad random-LTD keys are clear errors
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
@@ -215,9 +217,54 @@ PY
       echo "  $(basename "$tok"): $(wc -l < "$work/kjv-lines.txt") lines, $(wc -w < "$work/ids.txt") tokens, decoded byte for byte"
     done
     ;;
+  curriculum)
+    cm=data_efficiency.data_sampling.curriculum_learning.curriculum_metrics
+    cl=(--set data_efficiency.enabled=true --set data_efficiency.data_sampling.enabled=true
+        --set data_efficiency.data_sampling.curriculum_learning.enabled=true)
+    truncate=("${cl[@]}" --set $cm.seqlen_truncate.min_difficulty=8
+              --set $cm.seqlen_truncate.max_difficulty=32 --set $cm.seqlen_truncate.schedule_type=fixed_linear
+              --set $cm.seqlen_truncate.schedule_config.total_curriculum_step=12
+              --set $cm.seqlen_truncate.schedule_config.difficulty_step=8)
+    rarity=(--set $cm.vocabularyrarity.min_difficulty=10 --set $cm.vocabularyrarity.max_difficulty=100
+            --set $cm.vocabularyrarity.schedule_type=fixed_root
+            --set $cm.vocabularyrarity.schedule_config.total_curriculum_step=15
+            --set $cm.vocabularyrarity.schedule_config.difficulty_step=5
+            --set $cm.vocabularyrarity.schedule_config.root_degree=2)
+    ltd=data_efficiency.data_routing
+    both=("${truncate[@]}" "${rarity[@]}" --set model.n_layer=4 --set $ltd.enabled=true
+          --set $ltd.random_ltd.enabled=true --set $ltd.random_ltd.random_ltd_schedule.min_value=8
+          --set scheduler.params.schedule_by=layer_tokens)
+    long=(--set train_steps=20 --set scheduler.params.total_num_steps=20 --set checkpoint.interval=10
+          --set eval.interval=5)
+    rm -f "$work"/data.vocabularyrarity.*
+    run 2 cl-missing "${both[@]}" "${long[@]}" && fail "ran without a difficulty index"
+    grep -q "analyze-data" "$work/cl-missing.log" || fail "missing index: $(tail -3 "$work/cl-missing.log")"
+    echo "  without an index: $(grep -m1 -o 'error: .*' "$work/cl-missing.log" | cut -c1-140)"
+    mpirun -np 2 "$build/apps/analyze-data" --seq-len 32 --quiet "$work/data.h5" > "$work/analyze.log" 2>&1 \
+      || fail "analyze-data: $(cat "$work/analyze.log")"
+    for name in truncate both; do
+      declare -n opts=$name
+      run 2 cl-$name "${opts[@]}" "${long[@]}" || fail "$name: $(tail -3 "$work/cl-$name.log")"
+      run 2 cl-$name-split "${opts[@]}" "${long[@]}" --set train_steps=10 || fail "$name first half"
+      mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/cl-$name-split" "${opts[@]}" "${long[@]}" --resume \
+        > "$work/cl-$name-resume.log" 2>&1 || fail "$name resume: $(tail -3 "$work/cl-$name-resume.log")"
+      [[ $(losses cl-$name) == $(losses cl-$name-split) ]] || fail "$name: losses after resume differ"
+      python3 - "$work/cl-$name/metrics.jsonl" "$name" <<'PY' || fail "$name: the curriculum did not act"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+seq = [r["seq_len"] for r in rows]
+diff = [r["difficulty"] for r in rows]
+print(f"  {sys.argv[2]}: seq_len {seq[0]} -> {seq[-1]}, difficulty {diff[0]} -> {diff[-1]}; resumed exactly")
+grows = seq[0] < seq[-1] and (sys.argv[2] == "truncate" or diff[0] < diff[-1])
+sys.exit(0 if grows else 1)
+PY
+    done
+    ;;
   random_ltd)
     ltd=data_efficiency.data_routing
-    on=(--set model.n_layer=4 --set $ltd.enabled=true --set $ltd.random_ltd.enabled=true)
+    on=(--set model.n_layer=4 --set data_efficiency.enabled=true --set $ltd.enabled=true
+        --set $ltd.random_ltd.enabled=true)
     base=(--set model.n_layer=4 --set train_steps=10 --set eval.interval=5 --set checkpoint.interval=0)
     run 2 ltd-base "${base[@]}" || fail "baseline"
     run 2 ltd-all "${base[@]}" "${on[@]}" --set $ltd.random_ltd.random_ltd_schedule.min_value=32 \
