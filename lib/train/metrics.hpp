@@ -1,24 +1,12 @@
 // Run output on rank 0: metrics.jsonl (one JSON object per line).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <string>
-#include <utility>
-#include <vector>
 
 namespace turbine::train {
-
-// One flat JSON object of numbers and strings.
-class JsonLine {
- public:
-  JsonLine& add(const std::string& key, double value);
-  JsonLine& add(const std::string& key, int64_t value);
-  JsonLine& add(const std::string& key, const std::string& value);
-  std::string str() const;
-
- private:
-  std::vector<std::pair<std::string, std::string>> fields_;
-};
 
 class MetricsWriter {
  public:
@@ -29,7 +17,7 @@ class MetricsWriter {
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
-  void write(const JsonLine& line);
+  void write(const nlohmann::ordered_json& record);  // NaN becomes null
 
  private:
   FILE* file_ = nullptr;

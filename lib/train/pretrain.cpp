@@ -282,26 +282,26 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     const bool last = !budget_left();
     const bool eval_now = last || (o.eval_interval > 0 && state.step % o.eval_interval == 0);
     if (eval_now) evaluate();
-    JsonLine line;
-    line.add("step", state.step)
-        .add("loss", train_loss)
-        .add("lr", lr)
-        .add("grad_norm", grad_norm)
-        .add("tokens", state.tokens)
-        .add("layer_tokens", state.layer_tokens)
-        .add("flops", state.flops)
-        .add("flops_saved",
-             1.0 - step_flops / (double(rows) * o.model.train_flops_per_sequence(seq_now, {}, 0)))
-        .add("kept_tokens", kept)
-        .add("seq_len", seq_now)
-        .add("difficulty", now.sample_difficulty)
-        .add("tokens_per_s", tokens_per_s)
-        .add("mfu", mfu)
-        .add("step_s", seconds)
-        .add("mem_mb", memory.current_bytes * mib)
-        .add("peak_mem_mb", memory.peak_bytes * mib)
-        .add("time_s", run_timer.seconds());
-    if (eval_now) line.add("val_loss", val_loss);
+    const double full_step_flops =
+        double(rows) * o.model.train_flops_per_sequence(seq_now, {}, 0);
+    nlohmann::ordered_json line = {{"step", state.step},
+                                   {"loss", train_loss},
+                                   {"lr", lr},
+                                   {"grad_norm", grad_norm},
+                                   {"tokens", state.tokens},
+                                   {"layer_tokens", state.layer_tokens},
+                                   {"flops", state.flops},
+                                   {"flops_saved", 1.0 - step_flops / full_step_flops},
+                                   {"kept_tokens", kept},
+                                   {"seq_len", seq_now},
+                                   {"difficulty", now.sample_difficulty},
+                                   {"tokens_per_s", tokens_per_s},
+                                   {"mfu", mfu},
+                                   {"step_s", seconds},
+                                   {"mem_mb", memory.current_bytes * mib},
+                                   {"peak_mem_mb", memory.peak_bytes * mib},
+                                   {"time_s", run_timer.seconds()}};
+    if (eval_now) line["val_loss"] = val_loss;
     if (metrics) metrics->write(line);
     if (last || (o.sample_interval > 0 && state.step % o.sample_interval == 0)) sample();
     if (last || (o.checkpoint_interval > 0 && state.step % o.checkpoint_interval == 0)) {
