@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/signals.hpp"
 #include "dist/communicator.hpp"
 #include "train/pretrain.hpp"
 #include "train/pretrain_config.hpp"
@@ -15,7 +16,9 @@ using namespace turbine;
 int main(int argc, char** argv) {
   CLI::App app{
       "Pretrain a BLOOM model on a token data set (tools/prepare-data), data-parallel over MPI "
-      "ranks:\n  mpirun -np N pretrain --config FILE [--set key=value ...] [--resume]"};
+      "ranks:\n  mpirun -np N pretrain --config FILE [--set key=value ...] [--resume]\n"
+      "SIGUSR1 or SIGTERM (or Ctrl-C) stops it after the current step with a checkpoint and\n"
+      "exit status 75; --resume continues."};
   std::string config_path;
   std::vector<std::string> overrides;
   bool dry_run = false, resume = false;
@@ -35,7 +38,9 @@ int main(int argc, char** argv) {
       if (world.rank() == 0) std::printf("%s", options.resolved_config_yaml.c_str());
       return 0;
     }
+    install_stop_signals();
     const train::PretrainResult result = train::pretrain(options, world);
+    if (result.stopped_early) return kExitStoppedResumable;
     log::info("done: {} steps, final train loss {:.4f}, validation loss {:.4f} (unigram entropy "
               "{:.4f}), {:.0f} tokens/s",
               result.steps, result.final_train_loss, result.final_val_loss,

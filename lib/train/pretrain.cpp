@@ -12,6 +12,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/signals.hpp"
 #include "core/timer.hpp"
 #include "data/loader.hpp"
 #include "data/token_stats.hpp"
@@ -304,7 +305,10 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     if (eval_now) line["val_loss"] = val_loss;
     if (metrics) metrics->write(line);
     if (last || (o.sample_interval > 0 && state.step % o.sample_interval == 0)) sample();
-    if (last || (o.checkpoint_interval > 0 && state.step % o.checkpoint_interval == 0)) {
+    // A stop request (any rank) ends the run after a checkpoint of this step.
+    const bool stopping = !last && comm.any(stop_requested());
+    if (last || stopping ||
+        (o.checkpoint_interval > 0 && state.step % o.checkpoint_interval == 0)) {
       store.save(state, model.parameters(), optimizer, o.resolved_config_yaml,
                  o.checkpoint_keep);
       progress.break_line();
@@ -312,9 +316,17 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                 (out / "checkpoints" / CheckpointStore::step_name(state.step)).string());
     }
     result.tokens_per_second = double(state.tokens - first_tokens) / busy_seconds;
+    if (stopping) {
+      progress.break_line();
+      log::info("stopped at step {} of {} on request ({}): the checkpoint holds everything; "
+                "continue with --resume",
+                state.step, o.train_steps, stop_requested() ? stop_signal_name() : "another rank");
+      result.stopped_early = true;
+      break;
+    }
   }
   progress.break_line();
-  if (state.step == first_step) {  // resumed a finished run: report it again
+  if (state.step == first_step && !result.stopped_early) {  // resumed a finished run
     log::info("the run had already reached step {} of {}", state.step, o.train_steps);
     evaluate();
     sample();

@@ -13,6 +13,7 @@ struct PretrainResult {
   double final_train_loss = 0, final_val_loss = 0;
   double tokens_per_second = 0;
   double unigram_entropy = 0;  // of the training tokens, nats (rank 0 only)
+  bool stopped_early = false;  // a stop signal ended the run after a checkpoint
 };
 
 PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm);

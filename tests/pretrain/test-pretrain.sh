@@ -5,7 +5,8 @@
 #   resume         20 steps straight == 10 + --resume + 10, bit for bit (losses, weights,
 #                  optimizer state), with 1 and 2 ranks; a 2-rank ZeRO-1 checkpoint resumes
 #                  on 1 rank (resharding)
-#   crash          a run killed while writing a checkpoint resumes from the previous one
+#   crash          a run killed while writing a checkpoint resumes from the previous one;
+#                  SIGUSR1 stops a run with a checkpoint and exit status 75, and it resumes
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
 #   tokenize       tools' tokenize round-trips the corpus exactly (trained BPE and GPT-2's)
 #   curriculum     seqlen_truncate and vocabularyrarity curricula (with random-LTD) resume
@@ -162,6 +163,28 @@ PY
     [[ ! -e $work/crashed/checkpoints/.tmp-step_00000020 ]] || fail "stale partial checkpoint kept"
     [[ $(losses whole) == $(losses crashed) ]] || fail "losses after crash and resume differ"
     echo "  resumed from step 10: all 20 losses equal the uninterrupted run"
+    # A stop request: SIGUSR1 to mpirun reaches the ranks, which checkpoint and exit 75.
+    sig=(--set train_steps=600 --set checkpoint.interval=0 --set eval.interval=0)
+    run 2 sig-whole "${sig[@]}" || fail "uninterrupted 600-step run"
+    rm -rf "$work/sig"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/sig" "${sig[@]}" > "$work/sig.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 200); do
+      [[ -f $work/sig/metrics.jsonl && $(wc -l < "$work/sig/metrics.jsonl") -ge 20 ]] && break
+      sleep 0.1
+    done
+    kill -USR1 $pid
+    rc=0
+    wait $pid || rc=$?
+    [[ $rc -eq 75 ]] || fail "stopped run exited $rc, not 75: $(tail -3 "$work/sig.log")"
+    stopped=$(ls "$work/sig/checkpoints")
+    grep -q "stopped at step .* (SIGUSR1)" "$work/sig.log" || fail "no stop message"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/sig" "${sig[@]}" --resume > "$work/sig-resume.log" 2>&1 \
+      || fail "resume after stop: $(tail -3 "$work/sig-resume.log")"
+    [[ $(losses sig-whole) == $(losses sig) ]] || fail "losses after stop and resume differ"
+    echo "  SIGUSR1: stopped with exit 75 and $stopped, resumed to 600 steps with identical losses"
     # checkpoint.keep: only the newest complete checkpoints stay.
     run 2 keep --set train_steps=10 --set checkpoint.interval=2 --set checkpoint.keep=2 \
       --set eval.interval=0 || fail "keep run"
