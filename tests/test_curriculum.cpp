@@ -25,7 +25,12 @@
 #include "efficiency/difficulty_index.hpp"
 #include "io/config.hpp"
 
+#include "test_util.hpp"
+
 using namespace turbine;
+using testing::contains;
+using testing::error_of;
+using testing::TempDir;
 using namespace turbine::efficiency;
 namespace fs = std::filesystem;
 
@@ -37,30 +42,6 @@ struct MpiFixture {
   dist::MpiSession session{&argc, &argv};
 };
 
-// A fresh folder under the system's temp directory, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("turbine_test_curriculum_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // ------------------------------------------------------------------ schedules
 
@@ -162,7 +143,7 @@ BOOST_AUTO_TEST_CASE(fixed_discrete_follows_max_step_and_stops_at_max) {
 }
 
 BOOST_AUTO_TEST_CASE(custom_schedule_is_piecewise_constant_from_a_file) {
-  TempDir dir;
+  TempDir dir("curriculum");
   const std::string path = dir.file("schedule.txt");
   std::ofstream(path) << "# step difficulty\n10 16\n\n100 32   # halfway\n200 24\n300 64\n";
   ScheduleSettings s;
@@ -410,7 +391,7 @@ std::string indexed_dataset(const TempDir& dir, uint32_t seed, int documents, in
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(vocabularyrarity_is_the_mean_negative_log_frequency) {
-  TempDir dir;
+  TempDir dir("curriculum");
   const std::string path = dir.file("data.h5");
   const auto docs = write_dataset(path, 3, 60);
   std::vector<int32_t> tokens;
@@ -460,7 +441,7 @@ BOOST_AUTO_TEST_CASE(vocabularyrarity_is_the_mean_negative_log_frequency) {
 }
 
 BOOST_AUTO_TEST_CASE(index_round_trip_queries_and_stale_refusal) {
-  TempDir dir;
+  TempDir dir("curriculum");
   const std::string path = dir.file("data.h5");
   write_dataset(path, 5, 80);
   dist::Communicator world = dist::Communicator::world();
@@ -527,7 +508,7 @@ BOOST_AUTO_TEST_CASE(index_round_trip_queries_and_stale_refusal) {
 // ------------------------------------------------------------------ sampler
 
 BOOST_AUTO_TEST_CASE(sampler_draws_eligible_windows_deterministically_and_resumes) {
-  TempDir dir;
+  TempDir dir("curriculum");
   const int64_t T = 8;
   const data::TokenDataset dataset = data::TokenDataset::open(indexed_dataset(dir, 9, 120, T));
   const auto open = [&] { return DifficultyIndex::open_for(dataset, Metric::vocabularyrarity, T); };
@@ -582,7 +563,7 @@ BOOST_AUTO_TEST_CASE(sampler_draws_eligible_windows_deterministically_and_resume
 }
 
 BOOST_AUTO_TEST_CASE(curriculum_loader_reads_eligible_windows_at_the_scheduled_length) {
-  TempDir dir;
+  TempDir dir("curriculum");
   const int64_t T = 16;
   const data::TokenDataset dataset = data::TokenDataset::open(indexed_dataset(dir, 12, 120, T));
   const DifficultyIndex index = DifficultyIndex::open_for(dataset, Metric::vocabularyrarity, T);

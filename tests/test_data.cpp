@@ -13,23 +13,16 @@
 #include "data/tokenizer.hpp"
 #include "tensor/hdf5.hpp"
 
+#include "test_util.hpp"
+
 using namespace turbine;
 using namespace turbine::data;
 namespace fs = std::filesystem;
+using testing::contains;
+using testing::error_of;
+using testing::TempDir;
 
 namespace {
-
-// A fresh folder under the system's temp directory, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("turbine_test_data_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 struct Corpus {
   std::vector<std::vector<int32_t>> docs;
@@ -64,21 +57,8 @@ TokenDatasetStats write_corpus(const std::string& path, int64_t vocab, const Cor
   return writer.finish();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 void check_round_trip(int64_t vocab, DType stored, int n_docs, int max_len) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("tokens.h5");
   const Corpus c = make_corpus(vocab, n_docs, max_len, 7);
   const TokenDatasetStats stats = write_corpus(path, vocab, c);
@@ -128,7 +108,7 @@ BOOST_AUTO_TEST_CASE(round_trip_int32_tokens) {
 }
 
 BOOST_AUTO_TEST_CASE(empty_splits_round_trip) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("empty.h5");
   { TokenDatasetWriter(path, 10, "", "", false).finish(); }
   const TokenDataset ds = TokenDataset::open(path);
@@ -139,7 +119,7 @@ BOOST_AUTO_TEST_CASE(empty_splits_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(written_to_a_temporary_then_renamed) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("tokens.h5");
   {
     TokenDatasetWriter writer(path, 100, "{}", "id", false);
@@ -162,7 +142,7 @@ BOOST_AUTO_TEST_CASE(written_to_a_temporary_then_renamed) {
 }
 
 BOOST_AUTO_TEST_CASE(refuses_to_overwrite_without_force) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("tokens.h5");
   const Corpus small = make_corpus(50, 20, 10, 1);
   write_corpus(path, 50, small);
@@ -177,7 +157,7 @@ BOOST_AUTO_TEST_CASE(refuses_to_overwrite_without_force) {
 }
 
 BOOST_AUTO_TEST_CASE(token_ids_are_checked_against_the_vocabulary) {
-  TempDir dir;
+  TempDir dir("data");
   TokenDatasetWriter writer(dir.file("tokens.h5"), 100, "{}", "id", false);
   const std::vector<int32_t> too_big = {1, 100}, negative = {-1};
   BOOST_TEST(contains(error_of([&] { writer.add_document(too_big, false); }), "outside"));
@@ -186,7 +166,7 @@ BOOST_AUTO_TEST_CASE(token_ids_are_checked_against_the_vocabulary) {
 }
 
 BOOST_AUTO_TEST_CASE(missing_truncated_and_foreign_files_are_errors) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string missing = error_of([&] { TokenDataset::open(dir.file("nope.h5")); });
   BOOST_TEST(contains(missing, "nope.h5"));
   BOOST_TEST(contains(missing, "not found"));
@@ -229,7 +209,7 @@ BOOST_AUTO_TEST_CASE(missing_truncated_and_foreign_files_are_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(reads_outside_a_split_are_errors) {
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("tokens.h5");
   const Corpus c = make_corpus(1000, 100, 50, 9);
   write_corpus(path, 1000, c);
@@ -272,7 +252,7 @@ BOOST_AUTO_TEST_CASE(a_tokenized_corpus_decodes_back_to_its_documents) {
   options.min_frequency = 1;
   const Tokenizer tokenizer = Tokenizer::train(docs, options);
   BOOST_REQUIRE(tokenizer.eos_id().has_value());
-  TempDir dir;
+  TempDir dir("data");
   const std::string path = dir.file("corpus.h5");
   {
     TokenDatasetWriter writer(path, tokenizer.vocab_size(), tokenizer.to_json(),

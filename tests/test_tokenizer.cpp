@@ -15,7 +15,11 @@
 #include "core/error.hpp"
 #include "data/tokenizer.hpp"
 
+#include "test_util.hpp"
+
 using namespace turbine;
+using testing::contains;
+using testing::error_of;
 using data::Tokenizer;
 
 namespace {
@@ -82,18 +86,6 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 std::vector<std::string> pieces(std::string_view text) {
   const auto views = data::gpt2_pretokenize(text);
@@ -214,8 +206,8 @@ BOOST_AUTO_TEST_CASE(training_learns_the_expected_merges) {
   BOOST_TEST(t.eos_id().value_or(-1) == 258);
   const std::vector<int32_t> want = {256, 257, 32, 'c', 'd', 258};
   BOOST_TEST(t.encode("ab ab cd<|endoftext|>") == want, boost::test_tools::per_element());
-  BOOST_TEST(has(t.to_json(), "\"ab\""));
-  BOOST_TEST(has(t.to_json(), "\"\xC4\xA0 ab\""));
+  BOOST_TEST(contains(t.to_json(), "\"ab\""));
+  BOOST_TEST(contains(t.to_json(), "\"\xC4\xA0 ab\""));
 }
 
 BOOST_AUTO_TEST_CASE(trained_tokenizer_saves_and_loads) {
@@ -286,45 +278,45 @@ BOOST_AUTO_TEST_CASE(hand_written_hugging_face_json) {
   BOOST_TEST(t.decode(want) == "hello world<|endoftext|>h");
   // A byte the vocabulary lacks cannot be encoded, and the error says so.
   const std::string missing = error_of([&] { t.encode("hi"); });
-  BOOST_TEST(has(missing, "hand.json"));
-  BOOST_TEST(has(missing, "0x69"));
+  BOOST_TEST(contains(missing, "hand.json"));
+  BOOST_TEST(contains(missing, "0x69"));
 }
 
 BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
   const std::string missing = error_of([] { Tokenizer::load("/nonexistent/tokenizer.json"); });
-  BOOST_TEST(has(missing, "/nonexistent/tokenizer.json"));
-  BOOST_TEST(has(missing, "cannot open"));
+  BOOST_TEST(contains(missing, "/nonexistent/tokenizer.json"));
+  BOOST_TEST(contains(missing, "cannot open"));
 
   const TempPath dir("errors");
   std::filesystem::create_directories(dir.path);
-  BOOST_TEST(has(error_of([&] { Tokenizer::load(dir.path.string()); }),
+  BOOST_TEST(contains(error_of([&] { Tokenizer::load(dir.path.string()); }),
                  "neither tokenizer.json nor encoder.json + vocab.bpe"));
 
   const auto bad = dir.path / "bad.json";
   write_file(bad, R"({"model": {"type": "BPE", "vocab": {"a": 0)");
   const std::string malformed = error_of([&] { Tokenizer::load(bad.string()); });
-  BOOST_TEST(has(malformed, bad.string()));
-  BOOST_TEST(has(malformed, "not valid JSON"));
+  BOOST_TEST(contains(malformed, bad.string()));
+  BOOST_TEST(contains(malformed, "not valid JSON"));
 
   const std::string wordpiece = error_of([] {
     Tokenizer::from_json(R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})", "wp.json");
   });
-  BOOST_TEST(has(wordpiece, "wp.json"));
-  BOOST_TEST(has(wordpiece, "WordPiece"));
-  BOOST_TEST(has(wordpiece, "only byte-level BPE"));
+  BOOST_TEST(contains(wordpiece, "wp.json"));
+  BOOST_TEST(contains(wordpiece, "WordPiece"));
+  BOOST_TEST(contains(wordpiece, "only byte-level BPE"));
 
   const std::string merge = error_of([] {
     Tokenizer::from_json(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
                              "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})",
                          "merge.json");
   });
-  BOOST_TEST(has(merge, "merge.json: merge 1 ('a b') uses 'b'"));
+  BOOST_TEST(contains(merge, "merge.json: merge 1 ('a b') uses 'b'"));
 
   const std::string range = error_of([] {
     const std::vector<int32_t> ids = {262, 50257};
     gpt2().decode(ids);
   });
-  BOOST_TEST(has(range, "token id 50257 is out of range"));
-  BOOST_TEST(has(range, "50257 tokens"));
-  BOOST_TEST(has(error_of([] { gpt2().decode(std::vector<int32_t>{-1}); }), "token id -1"));
+  BOOST_TEST(contains(range, "token id 50257 is out of range"));
+  BOOST_TEST(contains(range, "50257 tokens"));
+  BOOST_TEST(contains(error_of([] { gpt2().decode(std::vector<int32_t>{-1}); }), "token id -1"));
 }
