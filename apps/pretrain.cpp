@@ -30,10 +30,23 @@ int main(int argc, char** argv) {
 
   dist::MpiSession mpi(&argc, &argv);
   dist::Communicator world = dist::Communicator::world();
+  if (resume) overrides.push_back("resume=auto");
+  // Every rank validates the config before any collective. A config error is
+  // the same on all ranks: rank 0 reports it once and all exit together.
+  train::PretrainOptions options;
+  std::string problem;
   try {
-    if (resume) overrides.push_back("resume=auto");
     const io::Config config = io::Config::load(config_path, train::pretrain_schema(), overrides);
-    const train::PretrainOptions options = train::pretrain_options(config, world.size());
+    options = train::pretrain_options(config, world.size());
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  int rank0_failed = world.rank() == 0 && !problem.empty();
+  world.broadcast(&rank0_failed, sizeof(rank0_failed), 0);
+  if (!problem.empty() && (world.rank() == 0 || !rank0_failed)) log::error("{}", problem);
+  if (world.any(!problem.empty())) return 1;
+
+  try {
     if (dry_run) {
       if (world.rank() == 0) std::printf("%s", options.resolved_config_yaml.c_str());
       return 0;
