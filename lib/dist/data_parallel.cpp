@@ -49,12 +49,7 @@ double DataParallelOptimizer::step(float lr, double clip_norm) {
   }
   // Norm of the average = norm of the sum / world.
   const double norm = std::sqrt(sum_squares) / world;
-  TURBINE_CHECK(std::isfinite(norm),
-                "gradient norm is {}: training diverged (lower the learning rate, set "
-                "gradient_clipping, or resume from an earlier checkpoint)",
-                norm);
-  double factor = 1.0 / world;
-  if (clip_norm > 0 && norm > clip_norm) factor *= clip_norm / (norm + 1e-6);
+  const double factor = optim::clip_coefficient(norm, clip_norm) / world;
   if (factor != 1.0)
     be.scale(grads + begin, grads + begin, count, static_cast<float>(factor), false);
 

@@ -67,17 +67,22 @@ void AdamW::step(float lr, const Tensor* grad) {
   }
 }
 
+double clip_coefficient(double norm, double max_norm) {
+  TURBINE_CHECK(std::isfinite(norm),
+                "gradient norm is {}: training diverged (lower the learning rate, set "
+                "gradient_clipping, or resume from an earlier checkpoint)",
+                norm);
+  return max_norm > 0.0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 double clip_grad_norm(const nn::ParameterList& params, double max_norm) {
   double total = 0.0;
   for (const nn::Parameter& p : params)
     if (p.tensor.grad().defined()) total += ops::sum_squares(p.tensor.grad());
   const double norm = std::sqrt(total);
-  TURBINE_CHECK(std::isfinite(norm),
-                "gradient norm is {}: the loss diverged (lower the learning rate, or enable "
-                "gradient_clipping)",
-                norm);
-  if (max_norm > 0.0 && norm > max_norm) {
-    const float factor = static_cast<float>(max_norm / (norm + 1e-6));
+  const double coefficient = clip_coefficient(norm, max_norm);
+  if (coefficient != 1.0) {
+    const float factor = static_cast<float>(coefficient);
     for (const nn::Parameter& p : params) {
       Tensor g = p.tensor.grad();
       if (g.defined())

@@ -54,6 +54,11 @@ class AdamW {
   int64_t step_ = 0;
 };
 
+// The factor that clips gradients of global norm `norm` to max_norm:
+// max_norm / (norm + 1e-6) when norm exceeds max_norm (max_norm > 0), else 1.
+// A non-finite norm (diverged training) is an error.
+double clip_coefficient(double norm, double max_norm);
+
 // Global L2 norm of the gradients; scales them by max_norm / (norm + 1e-6)
 // when the norm exceeds max_norm (as torch.nn.utils.clip_grad_norm_).
 // max_norm <= 0 only measures. Returns the norm before clipping.

@@ -146,22 +146,26 @@ bool H5File::has_attribute(const std::string& name) const {
   return H5Aexists(file_, name.c_str()) > 0;
 }
 
-double H5File::attribute_double(const std::string& name) const {
-  TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
-  Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
-  double value = 0;
-  TURBINE_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) >= 0,
-                "{}: attribute '{}' is not numeric", path_, name);
+namespace {
+// A numeric scalar attribute on the root group, converted by HDF5 to `type`.
+template <typename T>
+T read_attribute(hid_t file, const std::string& path, const std::string& name, hid_t type,
+                 const char* kind) {
+  TURBINE_CHECK(H5Aexists(file, name.c_str()) > 0, "{}: attribute '{}' not found", path, name);
+  Handle attr(H5Aopen(file, name.c_str(), H5P_DEFAULT), H5Aclose);
+  T value{};
+  TURBINE_CHECK(H5Aread(attr.get(), type, &value) >= 0, "{}: attribute '{}' is not {}", path,
+                name, kind);
   return value;
+}
+}  // namespace
+
+double H5File::attribute_double(const std::string& name) const {
+  return read_attribute<double>(file_, path_, name, H5T_NATIVE_DOUBLE, "numeric");
 }
 
 int64_t H5File::attribute_int(const std::string& name) const {
-  TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
-  Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
-  int64_t value = 0;
-  TURBINE_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0,
-                "{}: attribute '{}' is not an integer", path_, name);
-  return value;
+  return read_attribute<int64_t>(file_, path_, name, H5T_NATIVE_INT64, "an integer");
 }
 
 namespace {
