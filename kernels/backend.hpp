@@ -14,7 +14,8 @@ struct AttentionShape {
   int batch = 0, heads = 0, seq_q = 0, seq_k = 0, head_dim = 0;
   float scale = 1.0f;           // multiplies q.k
   bool causal = false;          // key j visible to query i only if j <= i
-  const float* alibi_slopes = nullptr;  // (heads) or null: adds -slope * (i - j)
+  // (heads) in HOST memory on every backend, or null: adds -slope * (i - j).
+  const float* alibi_slopes = nullptr;
   const uint8_t* mask = nullptr;        // (batch or 1, seq_q, seq_k), 1 = attend, or null
   bool mask_per_batch = false;          // mask holds one (seq_q, seq_k) plane per batch
   // Absolute positions (batch, seq) of the tokens, shared by queries and keys
@@ -24,10 +25,25 @@ struct AttentionShape {
   const int64_t* positions = nullptr;
 };
 
+// Precision of the matrix products (gemm and attention): plain f32, or the
+// inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
+// (CUDA runs them there; the CPU rounds the same way, for the same numbers).
+// Storage, elementwise ops and reductions stay f32 in every mode.
+enum class MathMode : uint8_t { f32, bf16, f16 };
+const char* math_mode_name(MathMode mode);
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  void set_math_mode(MathMode mode) { math_mode_ = mode; }
+  MathMode math_mode() const { return math_mode_; }
+  // Waits for the work queued so far (a no-op where kernels run in order on
+  // the calling thread, as on the CPU).
+  virtual void synchronize() {}
+  // Bytes held by the backend's allocator, in use or cached for reuse.
+  virtual int64_t reserved_bytes() const { return 0; }
 
   // Memory.
   virtual void* allocate(size_t bytes) = 0;
@@ -140,9 +156,35 @@ class Backend {
   virtual void adamw_step(float* param, const float* grad, float* m, float* v, size_t n, float lr,
                           float beta1, float beta2, float eps, float weight_decay,
                           float bias_correction1, float bias_correction2) = 0;
+
+  // Mixed precision: x *= alpha over n elements, returning whether every
+  // element of x was finite before scaling (fp16 loss scaling's overflow test).
+  virtual bool unscale_and_check(float* x, size_t n, float alpha) = 0;
+
+ private:
+  MathMode math_mode_ = MathMode::f32;
+};
+
+// Sets a backend's math mode for a scope and restores the previous one.
+class MathModeGuard {
+ public:
+  MathModeGuard(Backend& backend, MathMode mode) : backend_(backend), saved_(backend.math_mode()) {
+    backend_.set_math_mode(mode);
+  }
+  ~MathModeGuard() { backend_.set_math_mode(saved_); }
+  MathModeGuard(const MathModeGuard&) = delete;
+  MathModeGuard& operator=(const MathModeGuard&) = delete;
+
+ private:
+  Backend& backend_;
+  MathMode saved_;
 };
 
 // The CPU backend, always present.
 Backend& cpu_backend();
+
+// Usable CUDA devices: 0 in a build without the CUDA backend, and where no
+// GPU or driver is present (never throws).
+int cuda_device_count();
 
 }  // namespace turbine::kernels

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.hpp"
+#include "kernels/cpu/precision.hpp"
 #include "kernels/cpu/vec_math.hpp"
 
 namespace turbine::kernels {
@@ -93,6 +94,12 @@ void CpuBackend::attention_forward(const AttentionShape& s, const float* q, cons
                                    const float* v, float* out, float* lse) {
   const int D = s.head_dim, Tq = s.seq_q, Tk = s.seq_k;
   const int tasks = s.batch * s.heads;
+  // Reduced-precision math modes: the products see 16-bit inputs.
+  std::vector<float> q_round, k_round, v_round;
+  const size_t q_size = size_t(tasks) * Tq * D, kv_size = size_t(tasks) * Tk * D;
+  q = round_to_math_mode(q, q_size, math_mode(), q_round);
+  k = round_to_math_mode(k, kv_size, math_mode(), k_round);
+  v = round_to_math_mode(v, kv_size, math_mode(), v_round);
 #pragma omp parallel
   {
     std::vector<float> kt(size_t(D) * kBlock), scores(kBlock), acc(D);
@@ -166,6 +173,12 @@ void CpuBackend::attention_backward(const AttentionShape& s, const float* q, con
                                     bool accumulate) {
   const int D = s.head_dim, Tq = s.seq_q, Tk = s.seq_k;
   const int tasks = s.batch * s.heads;
+  std::vector<float> q_round, k_round, v_round, dout_round;
+  const size_t q_size = size_t(tasks) * Tq * D, kv_size = size_t(tasks) * Tk * D;
+  q = round_to_math_mode(q, q_size, math_mode(), q_round);
+  k = round_to_math_mode(k, kv_size, math_mode(), k_round);
+  v = round_to_math_mode(v, kv_size, math_mode(), v_round);
+  dout = round_to_math_mode(dout, q_size, math_mode(), dout_round);
 #pragma omp parallel
   {
     std::vector<float> kt(size_t(D) * kBlock), vt(size_t(D) * kBlock), p(kBlock), dp(kBlock),

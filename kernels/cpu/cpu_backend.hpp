@@ -92,6 +92,7 @@ class CpuBackend final : public Backend {
   void adamw_step(float* param, const float* grad, float* m, float* v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay,
                   float bias_correction1, float bias_correction2) override;
+  bool unscale_and_check(float* x, size_t n, float alpha) override;
 };
 
 // Loops shorter than this run on one thread: forking costs more than it saves.

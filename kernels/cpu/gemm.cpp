@@ -1,7 +1,13 @@
-// GEMM through OpenBLAS's cblas_sgemm (row-major).
+// GEMM through OpenBLAS's cblas_sgemm (row-major). In bf16/f16 math mode the
+// inputs are first rounded to the 16-bit type (accumulation stays f32), the
+// numbers a tensor-core GEMM produces; Debian's OpenBLAS has no bf16 GEMM, so
+// this costs a rounding pass rather than saving time.
 #include <cblas.h>
 
+#include <vector>
+
 #include "kernels/cpu/cpu_backend.hpp"
+#include "kernels/cpu/precision.hpp"
 
 namespace turbine::kernels {
 
@@ -9,6 +15,13 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
                       const float* A, int lda, const float* B, int ldb, float beta, float* C,
                       int ldc) {
   if (M == 0 || N == 0) return;
+  if (math_mode() != MathMode::f32 && K > 0) {
+    thread_local std::vector<float> a_round, b_round;
+    const size_t a_size = static_cast<size_t>(trans_a ? K - 1 : M - 1) * lda + (trans_a ? M : K);
+    const size_t b_size = static_cast<size_t>(trans_b ? N - 1 : K - 1) * ldb + (trans_b ? K : N);
+    A = round_to_math_mode(A, a_size, math_mode(), a_round);
+    B = round_to_math_mode(B, b_size, math_mode(), b_round);
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -1,5 +1,6 @@
 // CPU memory: 64-byte aligned allocations with a cache of freed large
 // blocks, copies, fills and dtype casts.
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.hpp"
+#include "kernels/cpu/precision.hpp"
 
 namespace turbine::kernels {
 
@@ -86,22 +88,6 @@ void CpuBackend::fill(float* x, size_t n, float value) {
   for (size_t i = 0; i < n; ++i) x[i] = value;
 }
 
-namespace {
-// Round to nearest even; NaN stays NaN.
-inline uint16_t f32_to_bf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>(bits >> 16);
-}
-inline float bf16_to_f32(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-}  // namespace
 
 void CpuBackend::convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
@@ -126,6 +112,28 @@ void CpuBackend::convert_f16_to_f32(const uint16_t* x, float* y, size_t n) {
     y[i] = static_cast<float>(h);
   }
 }
+
+bool CpuBackend::unscale_and_check(float* x, size_t n, float alpha) {
+  bool finite = true;
+#pragma omp parallel for simd schedule(static) reduction(&& : finite) if (n > kParallelGrain)
+  for (size_t i = 0; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    x[i] *= alpha;
+  }
+  return finite;
+}
+
+const char* math_mode_name(MathMode mode) {
+  switch (mode) {
+    case MathMode::bf16: return "bf16";
+    case MathMode::f16: return "f16";
+    default: return "f32";
+  }
+}
+
+#ifndef TURBINE_HAVE_CUDA
+int cuda_device_count() { return 0; }
+#endif
 
 Backend& cpu_backend() {
   static CpuBackend backend;

@@ -1,0 +1,208 @@
+// The CUDA backend's construction (host code: compiled by g++, not nvcc), caching allocator, copies and error
+// reporting. Freed blocks are kept by rounded size and handed out again:
+// all work runs in order on the backend's one stream, so a block freed by
+// the host can be reused by the next kernel without waiting. When
+// cudaMalloc fails the cache is emptied and the allocation retried; a real
+// out-of-memory error says how much was asked, held and free.
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdarg>
+#include <cstdio>
+#include <cmath>
+#include <memory>
+#include <mutex>
+
+#include "core/error.hpp"
+#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
+
+namespace turbine::kernels {
+
+namespace cuda {
+
+void fail_cuda(cudaError_t status, const char* call, const char* file, int line) {
+  throw_error(file, line,
+              fmt::format("CUDA error {} ({}) in {}", cudaGetErrorName(status),
+                          cudaGetErrorString(status), call));
+}
+
+void fail_printf(const char* file, int line, const char* format, ...) {
+  char buffer[1024];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buffer, sizeof(buffer), format, args);
+  va_end(args);
+  throw_error(file, line, buffer);
+}
+
+void fail_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
+  throw_error(file, line,
+              fmt::format("cuBLAS error {} ({}) in {}", cublasGetStatusName(status),
+                          cublasGetStatusString(status), call));
+}
+
+}  // namespace cuda
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device / no driver" status
+    return 0;
+  }
+  return count;
+}
+
+namespace {
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
+constexpr size_t kSmallBlock = size_t(1) << 20;
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : device_(device), name_(fmt::format("cuda:{}", device)) {
+  const int count = cuda_device_count();
+  TURBINE_CHECK(device >= 0 && device < count,
+                "device cuda:{} requested, but {} CUDA device(s) are visible{}", device, count,
+                count == 0 ? " (no GPU or no NVIDIA driver on this machine): use device cpu" : "");
+  TURBINE_CUDA_CHECK(cudaSetDevice(device));
+  TURBINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  TURBINE_CUBLAS_CHECK(cublasLtCreate(&lt_));
+  lt_workspace_bytes_ = kLtWorkspaceBytes;
+  TURBINE_CUDA_CHECK(cudaMalloc(&lt_workspace_, lt_workspace_bytes_));
+}
+
+CudaBackend::~CudaBackend() {
+  // Destructors must not throw: errors at teardown are ignored.
+  cudaSetDevice(device_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  release_cached();
+  if (scratch_) cudaFree(scratch_);
+  if (alibi_device_) cudaFree(alibi_device_);
+  if (lt_workspace_) cudaFree(lt_workspace_);
+  if (lt_) cublasLtDestroy(lt_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::synchronize() { TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+size_t CudaBackend::rounded(size_t bytes) {
+  if (bytes <= kSmallBlock) return bytes == 0 ? 512 : (bytes + 511) / 512 * 512;
+  return (bytes + kSmallBlock - 1) / kSmallBlock * kSmallBlock;
+}
+
+int64_t CudaBackend::reserved_bytes() const {
+  std::lock_guard lock(mutex_);
+  return reserved_;
+}
+
+void* CudaBackend::allocate(size_t bytes) {
+  const size_t size = rounded(bytes);
+  {
+    std::lock_guard lock(mutex_);
+    auto it = free_blocks_.find(size);
+    if (it != free_blocks_.end() && !it->second.empty()) {
+      void* ptr = it->second.back();
+      it->second.pop_back();
+      return ptr;
+    }
+  }
+  void* ptr = nullptr;
+  cudaError_t status = cudaMalloc(&ptr, size);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    release_cached();
+    status = cudaMalloc(&ptr, size);
+  }
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    TURBINE_FAIL(
+        "out of GPU memory on {}: asked for {:.1f} MiB with {:.1f} MiB held by Turbine and "
+        "{:.1f} of {:.1f} MiB free on the card; use a smaller micro batch, sequence or model, or "
+        "more ranks with ZeRO",
+        name_, size / 1048576.0, reserved_bytes() / 1048576.0, free_bytes / 1048576.0,
+        total_bytes / 1048576.0);
+  }
+  TURBINE_CUDA_CHECK(status);
+  std::lock_guard lock(mutex_);
+  reserved_ += static_cast<int64_t>(size);
+  return ptr;
+}
+
+void CudaBackend::deallocate(void* ptr, size_t bytes) {
+  if (ptr == nullptr) return;
+  std::lock_guard lock(mutex_);
+  free_blocks_[rounded(bytes)].push_back(ptr);
+}
+
+void CudaBackend::release_cached() {
+  std::lock_guard lock(mutex_);
+  if (!free_blocks_.empty() && stream_) cudaStreamSynchronize(stream_);
+  for (auto& [size, blocks] : free_blocks_) {
+    for (void* ptr : blocks) {
+      cudaFree(ptr);
+      reserved_ -= static_cast<int64_t>(size);
+    }
+  }
+  free_blocks_.clear();
+}
+
+void* CudaBackend::scratch(size_t bytes) {
+  if (bytes > scratch_bytes_) {
+    if (scratch_) {
+      TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      TURBINE_CUDA_CHECK(cudaFree(scratch_));
+    }
+    scratch_bytes_ = std::max(bytes, size_t(1) << 16);
+    TURBINE_CUDA_CHECK(cudaMalloc(&scratch_, scratch_bytes_));
+  }
+  return scratch_;
+}
+
+const float* CudaBackend::stage_alibi(const float* host_slopes, int heads) {
+  if (host_slopes == nullptr) return nullptr;
+  const std::vector<float> wanted(host_slopes, host_slopes + heads);
+  if (wanted != alibi_host_) {
+    if (alibi_device_) {
+      TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      TURBINE_CUDA_CHECK(cudaFree(alibi_device_));
+      alibi_device_ = nullptr;
+    }
+    TURBINE_CUDA_CHECK(cudaMalloc(&alibi_device_, sizeof(float) * heads));
+    TURBINE_CUDA_CHECK(cudaMemcpy(alibi_device_, host_slopes, sizeof(float) * heads,
+                                  cudaMemcpyHostToDevice));
+    alibi_host_ = wanted;
+  }
+  return alibi_device_;
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t bytes) {
+  if (bytes == 0) return;
+  // The caller may free host_src on return: wait for the copy.
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+Backend& cuda_backend(int device_index) {
+  static std::mutex mutex;
+  static std::array<std::unique_ptr<CudaBackend>, 16> backends;
+  TURBINE_CHECK(device_index >= 0 && device_index < static_cast<int>(backends.size()),
+                "device cuda:{} is out of range (0..{})", device_index, backends.size() - 1);
+  std::lock_guard lock(mutex);
+  auto& slot = backends[device_index];
+  if (!slot) slot = std::make_unique<CudaBackend>(device_index);
+  return *slot;
+}
+
+}  // namespace turbine::kernels

@@ -1,0 +1,154 @@
+// GEMM through cuBLASLt. Row-major C = op(A) op(B) is column-major
+// C^T = op(B)^T op(A)^T, so the operands are passed swapped. Storage is f32;
+// the math mode picks the compute type: plain f32 (CUBLAS_COMPUTE_32F), or
+// tensor cores on bf16 / f16 inputs with f32 accumulation
+// (CUBLAS_COMPUTE_32F_FAST_16BF / _16F). Layouts and the heuristic's chosen
+// algorithm are cached per shape, since training repeats a few shapes.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
+
+namespace turbine::kernels {
+
+namespace {
+
+struct GemmKey {
+  bool trans_a, trans_b;
+  int M, N, K, lda, ldb, ldc, batch;
+  int64_t stride_a, stride_b, stride_c;
+  MathMode mode;
+  bool beta_zero;
+  uint32_t align_a, align_b, align_c;  // pointer alignments (bytes, up to 256)
+  auto tie() const {
+    return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, batch, stride_a, stride_b,
+                    stride_c, mode, beta_zero, align_a, align_b, align_c);
+  }
+  bool operator<(const GemmKey& o) const { return tie() < o.tie(); }
+};
+
+// One prepared matmul: descriptors and the algorithm, owned for the process.
+struct GemmPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool has_algo = false;
+};
+
+cublasLtMatrixLayout_t layout(int rows, int cols, int ld, int batch, int64_t stride) {
+  cublasLtMatrixLayout_t l = nullptr;
+  TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, rows, cols, ld));
+  if (batch > 1) {
+    TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+    TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+  }
+  return l;
+}
+
+uint32_t alignment(const void* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 4 && address % a != 0) a /= 2;
+  return a;
+}
+
+cublasComputeType_t compute_type(MathMode mode) {
+  switch (mode) {
+    case MathMode::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case MathMode::f16: return CUBLAS_COMPUTE_32F_FAST_16F;
+    default: return CUBLAS_COMPUTE_32F;
+  }
+}
+
+GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes) {
+  GemmPlan plan;
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute_type(k.mode), CUDA_R_32F));
+  // Column-major view: C^T (N x M) = op(B)^T (N x K) * op(A)^T (K x M).
+  const cublasOperation_t op_first = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                      &op_first, sizeof(op_first)));
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                      &op_second, sizeof(op_second)));
+  // Stored (column-major) shapes: B^T is N x K unless transposed, A^T is K x M.
+  plan.a = k.trans_b ? layout(k.K, k.N, k.ldb, k.batch, k.stride_b)
+                     : layout(k.N, k.K, k.ldb, k.batch, k.stride_b);
+  plan.b = k.trans_a ? layout(k.M, k.K, k.lda, k.batch, k.stride_a)
+                     : layout(k.K, k.M, k.lda, k.batch, k.stride_a);
+  plan.c = layout(k.N, k.M, k.ldc, k.batch, k.stride_c);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof(workspace_bytes)));
+  // Operands as passed to cuBLASLt: its A is our B, its B our A.
+  const uint32_t aligns[3] = {k.align_b, k.align_a, k.align_c};
+  const cublasLtMatmulPreferenceAttributes_t align_attrs[3] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES};
+  for (int i = 0; i < 3; ++i)
+    TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &aligns[i],
+                                                              sizeof(aligns[i])));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      lt, plan.op, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (status == CUBLAS_STATUS_SUCCESS && found > 0) {
+    plan.algo = result.algo;
+    plan.has_algo = true;
+  }
+  return plan;
+}
+
+}  // namespace
+
+void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K,
+                                       float alpha, const float* A, int lda, int64_t stride_a,
+                                       const float* B, int ldb, int64_t stride_b, float beta,
+                                       float* C, int ldc, int64_t stride_c, int batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  if (K == 0) {  // C = beta * C, as BLAS defines it
+    for (int i = 0; i < batch; ++i)
+      for (int r = 0; r < M; ++r)
+        scale(C + i * stride_c + static_cast<int64_t>(r) * ldc, C + i * stride_c +
+              static_cast<int64_t>(r) * ldc, N, beta, false);
+    return;
+  }
+  static std::mutex mutex;
+  static std::map<GemmKey, GemmPlan> plans;
+  const GemmKey key{trans_a, trans_b, M, N, K, lda, ldb, ldc, batch,
+                    batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0,
+                    batch > 1 ? stride_c : 0, math_mode(), beta == 0.0f,
+                    alignment(A), alignment(B), alignment(C)};
+  GemmPlan* plan = nullptr;
+  {
+    std::lock_guard lock(mutex);
+    auto it = plans.find(key);
+    if (it == plans.end()) it = plans.emplace(key, make_plan(lt_, key, lt_workspace_bytes_)).first;
+    plan = &it->second;
+  }
+  TURBINE_CHECK(plan->has_algo,
+                "cuBLASLt found no algorithm for GEMM {}x{}x{} (trans {} {}, ld {} {} {}, batch "
+                "{}, math {})",
+                M, N, K, trans_a, trans_b, lda, ldb, ldc, batch, math_mode_name(math_mode()));
+  TURBINE_CUBLAS_CHECK(cublasLtMatmul(lt_, plan->op, &alpha, B, plan->a, A, plan->b, &beta, C,
+                                      plan->c, C, plan->c, &plan->algo, lt_workspace_,
+                                      lt_workspace_bytes_, stream_));
+}
+
+void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                       const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                       int ldc) {
+  gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0,
+                       1);
+}
+
+}  // namespace turbine::kernels
