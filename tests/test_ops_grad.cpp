@@ -238,7 +238,46 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_op_and_shapes) {
   const Tensor dup = Tensor::from_vector<int64_t>({1, 2}, std::vector<int64_t>{2, 2});
   BOOST_TEST(error_mentions([&] { ops::gather_rows(Tensor::randn({1, 4, 2}, 1, 5), dup); },
                             {"gather_rows", "twice"}));
-  BOOST_TEST(error_mentions([&] { backend_for(Device::cuda(0)); }, {"cuda:0"}));
+  // Without a GPU (or without the CUDA backend) asking for one names it.
+  if (kernels::cuda_device_count() == 0)
+    BOOST_TEST(error_mentions([&] { backend_for(Device::cuda(0)); }, {"cuda:0"}));
+}
+
+// bf16/f16 math modes: gemm and attention equal f32 math on inputs rounded
+// to the 16-bit type (what tensor cores compute), and differ from plain f32.
+BOOST_AUTO_TEST_CASE(math_modes_round_matrix_inputs) {
+  kernels::Backend& be = kernels::cpu_backend();
+  const Tensor a = Tensor::randn({5, 7}, 3, 1), b = Tensor::randn({7, 6}, 3, 2);
+  auto rounded = [&](const Tensor& x, DType type) { return x.to(type).to(DType::f32); };
+  auto gemm = [&](const Tensor& x, const Tensor& y) {
+    Tensor c = Tensor::empty({5, 6});
+    be.gemm(false, false, 5, 6, 7, 1.0f, x.data<float>(), 7, y.data<float>(), 6, 0.0f,
+            c.data<float>(), 6);
+    return c.to_vector<float>();
+  };
+  const auto plain = gemm(a, b);
+  for (const auto& [mode, type] : {std::pair{kernels::MathMode::bf16, DType::bf16},
+                                   std::pair{kernels::MathMode::f16, DType::f16}}) {
+    const auto expected = gemm(rounded(a, type), rounded(b, type));
+    std::vector<float> got;
+    {
+      kernels::MathModeGuard guard(be, mode);
+      got = gemm(a, b);
+    }
+    BOOST_TEST((be.math_mode() == kernels::MathMode::f32));  // the guard restored it
+    BOOST_TEST(got == expected);
+    BOOST_TEST(got != plain);
+  }
+  const Tensor q = Tensor::randn({1, 2, 4, 8}, 3, 3), k = Tensor::randn({1, 2, 4, 8}, 3, 4),
+               v = Tensor::randn({1, 2, 4, 8}, 3, 5);
+  ops::AttentionOptions causal;
+  causal.causal = true;
+  const auto expected =
+      ops::attention(rounded(q, DType::bf16), rounded(k, DType::bf16), rounded(v, DType::bf16),
+                     causal, nullptr)
+          .to_vector<float>();
+  kernels::MathModeGuard guard(be, kernels::MathMode::bf16);
+  BOOST_TEST(ops::attention(q, k, v, causal, nullptr).to_vector<float>() == expected);
 }
 
 BOOST_AUTO_TEST_CASE(no_grad_mode_records_nothing) {

@@ -1,13 +1,16 @@
 // AdamW against a hand computation, schedules against their formulas,
-// clipping against the global norm.
+// clipping against the global norm; loss scaling against its rules.
 #define BOOST_TEST_MODULE optim
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "core/error.hpp"
+#include "kernels/backend.hpp"
 #include "optim/adamw.hpp"
+#include "optim/loss_scaler.hpp"
 #include "optim/schedule.hpp"
 
 using namespace turbine;
@@ -107,4 +110,37 @@ BOOST_AUTO_TEST_CASE(bad_hyperparameters_are_errors) {
   BOOST_CHECK_THROW((optim::AdamW(params, {0.1f, 1.0f, 0.99f, 1e-8f, 0.0f})), Error);
   BOOST_CHECK_THROW((optim::AdamW(params, {-0.1f, 0.9f, 0.99f, 1e-8f, 0.0f})), Error);
   BOOST_CHECK_THROW((optim::AdamW(nn::ParameterList{}, optim::AdamWConfig{})), Error);
+}
+
+BOOST_AUTO_TEST_CASE(dynamic_loss_scale_backs_off_and_grows) {
+  optim::LossScaler scaler({0, 4, 3, 2, 2});  // 2^4, window 3, hysteresis 2, min 2
+  BOOST_TEST(scaler.scale() == 16.0);
+  BOOST_TEST(!scaler.update(true));  // first overflow: hysteresis absorbs it
+  BOOST_TEST(scaler.scale() == 16.0);
+  BOOST_TEST(!scaler.update(true));  // second in a row: halve
+  BOOST_TEST(scaler.scale() == 8.0);
+  for (int i = 0; i < 2; ++i) BOOST_TEST(scaler.update(false));
+  BOOST_TEST(scaler.scale() == 8.0);
+  BOOST_TEST(scaler.update(false));  // third clean step: double
+  BOOST_TEST(scaler.scale() == 16.0);
+  for (int i = 0; i < 20; ++i) scaler.update(true);
+  BOOST_TEST(scaler.scale() == 2.0);  // never below min_loss_scale
+  BOOST_TEST(scaler.overflows() == 22);
+
+  optim::LossScaler fixed({128, 16, 1, 1, 1});
+  BOOST_TEST(!fixed.update(true));
+  for (int i = 0; i < 3; ++i) fixed.update(false);
+  BOOST_TEST(fixed.scale() == 128.0);
+  BOOST_CHECK_THROW(optim::LossScaler({0, 16, 0, 2, 1}), Error);
+}
+
+BOOST_AUTO_TEST_CASE(unscale_reports_non_finite_values) {
+  kernels::Backend& be = kernels::cpu_backend();
+  std::vector<float> x{2.0f, -4.0f, 8.0f};
+  BOOST_TEST(be.unscale_and_check(x.data(), x.size(), 0.5f));
+  BOOST_TEST(x[1] == -2.0f);
+  x[2] = std::numeric_limits<float>::infinity();
+  BOOST_TEST(!be.unscale_and_check(x.data(), x.size(), 0.5f));
+  x[2] = std::nanf("");
+  BOOST_TEST(!be.unscale_and_check(x.data(), x.size(), 1.0f));
 }

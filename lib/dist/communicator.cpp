@@ -56,6 +56,13 @@ Communicator Communicator::split(int color, int key) const {
   return Communicator(out, true, name_ + "/" + std::to_string(color));
 }
 
+Communicator Communicator::node_local() const {
+  MPI_Comm out;
+  check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &out),
+            "comm split by node");
+  return Communicator(out, true, name_ + "/node");
+}
+
 Communicator::~Communicator() {
   int finalized = 0;
   MPI_Finalized(&finalized);

@@ -32,6 +32,9 @@ class Communicator {
   static Communicator world();
   // Ranks with the same color form a group, ordered by key.
   Communicator split(int color, int key) const;
+  // The ranks of this group on the same node (shared memory), in rank order:
+  // its rank() is the local rank that picks this process's GPU.
+  Communicator node_local() const;
   ~Communicator();
   Communicator(Communicator&& other) noexcept;
   Communicator& operator=(Communicator&& other) noexcept;

@@ -14,8 +14,15 @@ DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, const nn::Param
                 "zero_optimization.stage {} is not supported: use 0, 1 or 2", zero.stage);
   TURBINE_CHECK(zero.bucket_elements > 0, "zero_optimization bucket size must be positive");
   flat_ = std::make_unique<optim::FlatParameters>(params, comm.size());
+  const Device device = flat_->values().device();
+  if (device.is_cuda() && comm.size() > 1) nccl_ = std::make_unique<NcclCommunicator>(comm, device);
   // Every rank starts from rank 0's weights.
-  comm_.broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
+  if (comm.size() > 1) {
+    if (nccl_)
+      nccl_->broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
+    else
+      comm_.broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
+  }
   if (zero.stage == 0) {
     adamw_ = std::make_unique<optim::AdamW>(*flat_, config);
   } else {
@@ -24,7 +31,8 @@ DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, const nn::Param
   }
 }
 
-double DataParallelOptimizer::step(float lr, double clip_norm) {
+DataParallelOptimizer::StepResult DataParallelOptimizer::step(float lr, double clip_norm,
+                                                              double loss_scale) {
   float* grads = flat_->grads().data<float>();
   const int64_t total = flat_->padded_numel();
   const int64_t begin = adamw_->begin(), count = adamw_->end() - adamw_->begin();
@@ -32,21 +40,31 @@ double DataParallelOptimizer::step(float lr, double clip_norm) {
   const int world = comm_.size();
 
   // Sum over ranks: the whole buffer (stages 0, 1) or this rank's shard (2).
-  double sum_squares = 0;
   if (world > 1) {
     if (zero_.stage == 2) {
-      comm_.reduce_scatter_sum_inplace(grads, total / world);
+      if (nccl_)
+        nccl_->reduce_scatter_sum_inplace(grads, total / world);
+      else
+        comm_.reduce_scatter_sum_inplace(grads, total / world);
     } else {
-      for (int64_t at = 0; at < total; at += zero_.bucket_elements)
-        comm_.allreduce_sum(grads + at, std::min(zero_.bucket_elements, total - at));
+      for (int64_t at = 0; at < total; at += zero_.bucket_elements) {
+        const int64_t n = std::min(zero_.bucket_elements, total - at);
+        if (nccl_)
+          nccl_->allreduce_sum(grads + at, n);
+        else
+          comm_.allreduce_sum(grads + at, n);
+      }
     }
   }
-  if (zero_.stage == 2) {
-    sum_squares = be.sum_squares(grads + begin, count);
-    comm_.allreduce_sum(&sum_squares, 1);
-  } else {
-    sum_squares = be.sum_squares(grads, total);
+  // The range this rank's norm and update look at.
+  const int64_t lo = zero_.stage == 2 ? begin : 0, n = zero_.stage == 2 ? count : total;
+  if (loss_scale != 1.0) {
+    // Divide the scale out (and the sum over ranks), checking for overflow.
+    const bool finite = be.unscale_and_check(grads + lo, n, static_cast<float>(1.0 / loss_scale));
+    if (comm_.any(!finite)) return {NAN, false};
   }
+  double sum_squares = be.sum_squares(grads + lo, n);
+  if (zero_.stage == 2) comm_.allreduce_sum(&sum_squares, 1);
   // Norm of the average = norm of the sum / world.
   const double norm = std::sqrt(sum_squares) / world;
   const double factor = optim::clip_coefficient(norm, clip_norm) / world;
@@ -54,9 +72,13 @@ double DataParallelOptimizer::step(float lr, double clip_norm) {
     be.scale(grads + begin, grads + begin, count, static_cast<float>(factor), false);
 
   adamw_->step(lr);
-  if (zero_.stage > 0 && world > 1)
-    comm_.allgather_inplace(flat_->values().data<float>(), total / world);
-  return norm;
+  if (zero_.stage > 0 && world > 1) {
+    if (nccl_)
+      nccl_->allgather_inplace(flat_->values().data<float>(), total / world);
+    else
+      comm_.allgather_inplace(flat_->values().data<float>(), total / world);
+  }
+  return {norm, true};
 }
 
 MemoryPlan DataParallelOptimizer::memory_plan() const {

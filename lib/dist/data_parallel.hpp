@@ -8,12 +8,15 @@
 //            all-gathered;
 //   stage 2: gradients are reduce-scattered so each rank receives only its
 //            shard's sum, then as stage 1.
-// Gradients are averaged over ranks; clipping uses the global norm.
+// Gradients are averaged over ranks; clipping uses the global norm. With
+// the parameters on a GPU the buffer collectives run over NCCL (MPI still
+// carries the scalars).
 #pragma once
 
 #include <memory>
 
 #include "dist/communicator.hpp"
+#include "dist/nccl_communicator.hpp"
 #include "optim/adamw.hpp"
 
 namespace turbine::dist {
@@ -34,10 +37,16 @@ class DataParallelOptimizer {
                         optim::AdamWConfig config, ZeroConfig zero);
 
   void zero_grad() { flat_->zero_grads(); }
+  struct StepResult {
+    double grad_norm = 0;  // global norm before clipping (NaN when skipped)
+    bool applied = true;   // false: the gradients overflowed, nothing changed
+  };
   // After the backward passes of this rank's micro-batches (gradients summed
   // into the flat buffer): averages over ranks, clips to clip_norm (<= 0: no
-  // clipping) and updates. Returns the global gradient norm before clipping.
-  double step(float lr, double clip_norm);
+  // clipping) and updates. loss_scale: the factor the loss was multiplied by
+  // (fp16); it is divided out, and a step with any non-finite gradient on
+  // any rank is skipped (applied = false) instead of failing.
+  StepResult step(float lr, double clip_norm, double loss_scale = 1.0);
 
   MemoryPlan memory_plan() const;
   const ZeroConfig& zero() const { return zero_; }
@@ -50,6 +59,7 @@ class DataParallelOptimizer {
   ZeroConfig zero_;
   std::unique_ptr<optim::FlatParameters> flat_;
   std::unique_ptr<optim::AdamW> adamw_;
+  std::unique_ptr<NcclCommunicator> nccl_;  // when the parameters are on a GPU
 };
 
 }  // namespace turbine::dist

@@ -122,8 +122,13 @@ Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device)
   ln_f_.parameters("ln_f.", parameters_);
 }
 
-Tensor Bloom::hidden_states(const Tensor& ids) const {
-  TURBINE_CHECK(ids.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}", ids.str());
+Device Bloom::device() const { return word_embeddings_.weight.device(); }
+
+Tensor Bloom::hidden_states(const Tensor& ids_any) const {
+  TURBINE_CHECK(ids_any.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}",
+                ids_any.str());
+  // Batches come from the loaders in host memory; the model may be on a GPU.
+  const Tensor ids = ids_any.to(device());
   Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
   const int64_t batch = ids.dim(0), seq = ids.dim(1);
@@ -133,7 +138,8 @@ Tensor Bloom::hidden_states(const Tensor& ids) const {
     if (training_ && dropping_.active_in(int64_t(i), seq)) {
       // Random-LTD: the kept tokens pass through the layer, the rest skip it.
       const Tensor kept = random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed,
-                                             dropping_.step, int64_t(i));
+                                             dropping_.step, int64_t(i))
+                              .to(device());
       const Tensor through = h_[i].forward(ag::gather_rows(x, kept), alibi_, dropout_seed,
                                            stream, kept);
       x = ag::scatter_rows(x, kept, through);
@@ -153,7 +159,8 @@ Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {
   TURBINE_CHECK(targets.shape() == ids.shape(), "Bloom::loss: targets {} for ids {}",
                 targets.str(), ids.str());
   const Tensor l = logits(ids);
-  return ag::cross_entropy(ag::reshape(l, {-1, config_.vocab_size}), targets.view({-1}), -100);
+  return ag::cross_entropy(ag::reshape(l, {-1, config_.vocab_size}),
+                          targets.to(device()).view({-1}), -100);
 }
 
 Tensor Bloom::parameter(const std::string& name) const {

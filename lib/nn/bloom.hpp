@@ -65,6 +65,8 @@ class Bloom {
   Tensor hidden_states(const Tensor& ids) const;
 
   const BloomConfig& config() const { return config_; }
+  // Where the parameters live; inputs in host memory are moved there.
+  Device device() const;
   ParameterList& parameters() { return parameters_; }
   Tensor parameter(const std::string& name) const;
   // Copies tensors in by name; every model parameter must be present.

@@ -32,8 +32,6 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
   if (!o.alibi_slopes.empty()) {
     TURBINE_CHECK(static_cast<int>(o.alibi_slopes.size()) == s.heads,
                   "{}: {} ALiBi slopes for {} heads", op, o.alibi_slopes.size(), s.heads);
-    TURBINE_CHECK(q.device().is_cpu(), "{}: ALiBi slopes must be staged on {}", op,
-                  q.device().str());
     s.alibi_slopes = o.alibi_slopes.data();
   }
   if (o.mask.defined()) {
@@ -57,14 +55,13 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
                   "self-attention",
                   op, p.str(), s.batch, s.seq_q);
     check_same_device(op, {&q, &p});
-    if (p.device().is_cpu()) {
-      const int64_t* v = p.data<int64_t>();
-      for (int64_t b = 0; b < s.batch; ++b)
-        for (int64_t t = 1; t < s.seq_q; ++t)
-          TURBINE_CHECK(v[b * s.seq_q + t] > v[b * s.seq_q + t - 1],
-                        "{}: positions must increase along each row (row {}, index {})", op, b,
-                        t);
-    }
+    const auto host = p.to(Device::cpu());  // a small (B, T) copy on a GPU
+    const int64_t* v = host.data<int64_t>();
+    for (int64_t b = 0; b < s.batch; ++b)
+      for (int64_t t = 1; t < s.seq_q; ++t)
+        TURBINE_CHECK(v[b * s.seq_q + t] > v[b * s.seq_q + t - 1],
+                      "{}: positions must increase along each row (row {}, index {})", op, b,
+                      t);
     s.positions = p.data<int64_t>();
   }
   return s;

@@ -9,7 +9,6 @@ Tensor to_index(const Tensor& ids, const char* op) {
                     ids.dtype() == DType::u16,
                 "{}: ids must be i32, i64 or u16, got {}", op, ids.str());
   if (ids.dtype() == DType::i64) return ids.contiguous();
-  TURBINE_CHECK(ids.device().is_cpu(), "{}: ids on {} must be i64", op, ids.device().str());
   return ids.contiguous().to(DType::i64);
 }
 

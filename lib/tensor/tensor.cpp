@@ -314,9 +314,13 @@ void Tensor::copy_from(const Tensor& src_any) {
     return backend.convert_f32_to_f16(src.data<float>(), u16_dst, n);
   if (src.dtype() == DType::f16 && dtype() == DType::f32)
     return backend.convert_f16_to_f32(u16_src, data<float>(), n);
-  // Integer conversions go through the host: they are for data, not hot paths.
-  TURBINE_CHECK(device().is_cpu(), "copy_from {} to {}: integer casts run on the cpu only",
-                src.str(), str());
+  // Integer conversions run on the host: they are for data, not hot paths.
+  if (!device().is_cpu()) {
+    Tensor host = empty(shape(), dtype(), Device::cpu());
+    host.copy_from(src.to(Device::cpu()));
+    backend.copy_from_host(raw_data(), host.raw_data(), nbytes());
+    return;
+  }
   auto read = [&](size_t i) -> int64_t {
     switch (src.dtype()) {
       case DType::i32: return src.data<int32_t>()[i];

@@ -109,6 +109,7 @@ void CheckpointStore::save(const TrainerState& state, const nn::ParameterList& p
     trainer.set_attribute("zero_stage", int64_t(optimizer.zero().stage));
     trainer.set_attribute("numel", real);
     trainer.set_attribute("data_identity", state.data_identity);
+    trainer.set_attribute("loss_scale", state.loss_scale);
     std::ofstream(tmp_dir / "config.yaml") << config_yaml;
   }
   // Rename only once every rank's files are on disk.
@@ -156,6 +157,7 @@ TrainerState CheckpointStore::load(const std::string& checkpoint, const nn::Para
   state.layer_tokens = trainer.attribute_double("layer_tokens");
   state.flops = trainer.attribute_double("flops");
   state.data_identity = trainer.attribute_string("data_identity");
+  if (trainer.has_attribute("loss_scale")) state.loss_scale = trainer.attribute_double("loss_scale");
   const int64_t real = optimizer.flat().numel();
   TURBINE_CHECK(trainer.attribute_int("numel") == real,
                 "{}: the checkpoint has {} parameters, the model {}", trainer.path(),
@@ -173,12 +175,11 @@ TrainerState CheckpointStore::load(const std::string& checkpoint, const nn::Para
     const int64_t lo = std::max(b, begin), hi = std::min(e, end);
     adam_step = shard.attribute_int("adam_step");
     if (lo >= hi) continue;
-    const auto m = shard.read("exp_avg").to_vector<float>();
-    const auto v = shard.read("exp_avg_sq").to_vector<float>();
-    std::copy(m.begin() + (lo - b), m.begin() + (hi - b),
-              adamw.exp_avg().data<float>() + (lo - begin));
-    std::copy(v.begin() + (lo - b), v.begin() + (hi - b),
-              adamw.exp_avg_sq().data<float>() + (lo - begin));
+    // Tensor copies, so the state may live on a GPU.
+    adamw.exp_avg().narrow(0, lo - begin, hi - lo).copy_from(
+        shard.read("exp_avg").narrow(0, lo - b, hi - lo));
+    adamw.exp_avg_sq().narrow(0, lo - begin, hi - lo).copy_from(
+        shard.read("exp_avg_sq").narrow(0, lo - b, hi - lo));
     covered += hi - lo;
   }
   TURBINE_CHECK(covered == end - begin,

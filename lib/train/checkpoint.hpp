@@ -27,6 +27,7 @@ struct TrainerState {
   double layer_tokens = 0;  // tokens x layers they passed through (random-LTD counts kept ones)
   double flops = 0;         // training FLOPs spent (global)
   std::string data_identity;  // tokenizer identity of the data set
+  double loss_scale = 0;      // fp16's current loss scale (0: none)
 };
 
 class CheckpointStore {

@@ -9,7 +9,9 @@
 #include "efficiency/curriculum.hpp"
 #include "efficiency/random_ltd.hpp"
 #include "nn/bloom.hpp"
+#include "kernels/backend.hpp"
 #include "optim/adamw.hpp"
+#include "optim/loss_scaler.hpp"
 #include "optim/schedule.hpp"
 
 namespace turbine::train {
@@ -24,6 +26,13 @@ struct PretrainOptions {
   uint64_t seed = 1234;
   int64_t steps_per_print = 10;
   double gradient_clipping = 1.0;  // <= 0: off
+
+  // "cpu", or "cuda": each rank computes on the GPU of its node-local rank.
+  std::string device = "cpu";
+  // Precision of the matrix products (bf16.enabled / fp16.enabled).
+  kernels::MathMode math = kernels::MathMode::f32;
+  bool loss_scaling = false;  // fp16: dynamic (or static) loss scaling
+  optim::LossScaleConfig loss_scale;
 
   nn::BloomConfig model;
   optim::AdamWConfig optimizer;

@@ -47,26 +47,45 @@ void validate(const PretrainOptions& o, int world) {
 
 namespace {
 
-// Per-rank sgemm GFLOP/s measured now, with every rank busy: the peak that
-// MFU is measured against on a CPU.
-double measure_peak_gflops(dist::Communicator& comm) {
-  const int n = 768;
-  Tensor a = Tensor::randn({n, n}, 1, 0), b = Tensor::randn({n, n}, 1, 1), c = Tensor::empty({n, n});
-  kernels::Backend& be = backend_for(Device::cpu());
+// Per-rank GEMM GFLOP/s measured now, with every rank busy: the peak MFU is
+// measured against. On a CPU: sgemm (the bf16/f16 modes only emulate the
+// rounding there, so f32 is the hardware's peak). On a GPU: a large GEMM in
+// the run's math mode (tensor cores for bf16/f16).
+double measure_peak_gflops(dist::Communicator& comm, Device device) {
+  const int n = device.is_cpu() ? 768 : 8192;
+  Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device), b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
+  Tensor c = Tensor::empty({n, n}, DType::f32, device);
+  kernels::Backend& be = backend_for(device);
+  std::optional<kernels::MathModeGuard> f32;
+  if (device.is_cpu()) f32.emplace(be, kernels::MathMode::f32);
   auto run = [&] {
     be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(), n);
   };
   run();
+  be.synchronize();
   comm.barrier();
   Timer t;
   int reps = 0;
   while (t.seconds() < 0.3) {
     run();
+    be.synchronize();
     ++reps;
   }
   double gflops = 2.0 * n * n * n * reps / t.seconds() / 1e9;
   comm.allreduce_sum(&gflops, 1);
   return gflops / comm.size();
+}
+
+// The device this rank computes on: a GPU by node-local rank.
+Device pick_device(const PretrainOptions& o, dist::Communicator& comm) {
+  if (o.device == "cpu") return Device::cpu();
+  const int gpus = kernels::cuda_device_count();
+  TURBINE_CHECK(gpus > 0, "device cuda: no CUDA device is visible to rank {}", comm.rank());
+  const dist::Communicator local = comm.node_local();
+  if (local.size() > gpus)
+    log::warn("{} ranks share this node's {} GPU(s): ranks will share devices", local.size(),
+              gpus);
+  return Device::cuda(local.rank() % gpus);
 }
 
 // Validation loss over the first `batches x micro` windows of the split,
@@ -143,8 +162,11 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     std::ofstream(out / "config.yaml") << o.resolved_config_yaml;
   }
 
-  nn::Bloom model(o.model, o.seed);
+  const Device device = pick_device(o, comm);
+  kernels::MathModeGuard math(backend_for(device), o.math);
+  nn::Bloom model(o.model, o.seed, device);
   dist::DataParallelOptimizer optimizer(comm, model.parameters(), o.optimizer, o.zero);
+  optim::LossScaler scaler(o.loss_scale);
   TrainerState state;
   state.data_identity = dataset.tokenizer_identity();
   if (o.resume && existing) {
@@ -154,6 +176,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     if (state.data_identity != dataset.tokenizer_identity())
       log::warn("the checkpoint was trained on data tokenized by {}, this data set uses {}",
                 state.data_identity, dataset.tokenizer_identity());
+    if (o.loss_scaling && state.loss_scale > 0) scaler.set_scale(state.loss_scale);
   } else if (!o.init_from.empty()) {
     CheckpointStore::load_weights(o.init_from, model.parameters());
     log::info("initialized weights from {}", o.init_from);
@@ -170,6 +193,9 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
             dataset.num_tokens(data::Split::valid));
   log::info("batch: {} sequences = {} micro x {} accumulation x {} ranks; {} threads per rank",
             o.train_batch_size, o.micro_batch, o.accumulation, world, omp_get_max_threads());
+  log::info("compute: {} on rank 0, matrix products in {}{}", device.str(),
+            kernels::math_mode_name(o.math),
+            o.loss_scaling ? fmt::format(", loss scale {:g}", scaler.scale()) : std::string());
   const double state_full = 8.0 * params * mib;
   log::info("memory per rank: parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state "
             "{:.1f} MiB (ZeRO stage {})",
@@ -178,7 +204,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
   log::info("optimizer state per rank by ZeRO stage: 0: {:.1f} MiB, 1: {:.1f} MiB, 2: {:.1f} "
             "MiB (stage 2 also reduce-scatters gradients: each rank receives only its shard)",
             state_full, state_full / world, state_full / world);
-  const double peak_gflops = measure_peak_gflops(comm);
+  const double peak_gflops = measure_peak_gflops(comm, device);
   PretrainResult result;
   if (leader) {
     result.unigram_entropy = data::unigram_entropy(dataset, data::Split::train);
@@ -242,10 +268,25 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
       model.set_dropout_step(uint64_t(state.step) * world * o.accumulation +
                              comm.rank() * o.accumulation + m);
       const Tensor loss = model.loss(batch.ids, batch.targets);
-      autograd::backward(loss, Tensor::full({1}, 1.0f / float(o.accumulation)));
+      // fp16: the loss is scaled up so small gradients survive f16 rounding.
+      const double loss_scale = o.loss_scaling ? scaler.scale() : 1.0;
+      autograd::backward(loss, Tensor::full({1}, float(loss_scale / double(o.accumulation)),
+                                            loss.device()));
       loss_sum += loss.item();
     }
-    const double grad_norm = optimizer.step(static_cast<float>(lr), o.gradient_clipping);
+    const double used_scale = o.loss_scaling ? scaler.scale() : 1.0;
+    const auto update = optimizer.step(static_cast<float>(lr), o.gradient_clipping, used_scale);
+    const double grad_norm = update.grad_norm;
+    if (o.loss_scaling) {
+      scaler.update(!update.applied);
+      state.loss_scale = scaler.scale();
+      if (!update.applied) {
+        progress.break_line();
+        log::warn("step {}: fp16 gradients overflowed at loss scale {:g}: update skipped, "
+                  "scale now {:g}",
+                  state.step + 1, used_scale, scaler.scale());
+      }
+    }
     double loss = loss_sum / o.accumulation;
     comm.allreduce_sum(&loss, 1);
     train_loss = loss / world;
@@ -272,7 +313,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                   double(step_tokens));
       return left;
     };
-    const auto memory = memory_stats(Device::cpu());
+    const auto memory = memory_stats(device);
     progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
                                 "| ETA {}",
                                 state.step, o.train_steps, train_loss, lr, tokens_per_s,
@@ -302,6 +343,10 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                    {"mem_mb", memory.current_bytes * mib},
                                    {"peak_mem_mb", memory.peak_bytes * mib},
                                    {"time_s", run_timer.seconds()}};
+    if (o.loss_scaling) {
+      line["loss_scale"] = used_scale;
+      line["skipped"] = !update.applied;
+    }
     if (eval_now) line["val_loss"] = val_loss;
     if (metrics) metrics->write(line);
     if (last || (o.sample_interval > 0 && state.step % o.sample_interval == 0)) sample();

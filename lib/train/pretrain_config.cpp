@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "data/token_dataset.hpp"
+#include "dist/nccl_communicator.hpp"
+#include "kernels/backend.hpp"
 #include "io/model_config.hpp"
 #include "train/pretrain.hpp"
 
@@ -27,7 +29,23 @@ io::ConfigSchema pretrain_schema() {
   s.integer("steps_per_print", 10, "progress line every N steps when not on a terminal")
       .at_least(1);
   s.number("gradient_clipping", 1.0, "max global gradient norm; 0 disables").at_least(0);
-  s.string("device", "cpu", "where to compute").one_of({std::string("cpu"), std::string("cuda")});
+  s.string("device", "cpu",
+           "where to compute: cpu, or cuda (each rank takes the GPU of its local rank)")
+      .one_of({std::string("cpu"), std::string("cuda")});
+  s.boolean("bf16.enabled", false,
+            "bf16 mixed precision: matrix products (GEMM, attention) on bf16 inputs with f32 "
+            "accumulation; f32 master weights and optimizer state");
+  s.boolean("fp16.enabled", false,
+            "fp16 mixed precision: matrix products on f16 inputs with f32 accumulation, and "
+            "loss scaling");
+  s.number("fp16.loss_scale", 0, "fixed loss scale; 0: dynamic").at_least(0);
+  s.integer("fp16.initial_scale_power", 16, "dynamic loss scale starts at 2^power")
+      .at_least(0)
+      .at_most(60);
+  s.integer("fp16.loss_scale_window", 1000, "clean steps before the dynamic scale doubles")
+      .at_least(1);
+  s.integer("fp16.hysteresis", 2, "consecutive overflows before the scale halves").at_least(1);
+  s.number("fp16.min_loss_scale", 1, "the dynamic scale never drops below this").at_least(1e-10);
 
   s.string("optimizer.type", "AdamW", "optimizer").one_of({std::string("AdamW")});
   s.number("optimizer.params.lr", 6e-4, "peak learning rate").at_least(0);
@@ -102,10 +120,23 @@ io::ConfigSchema pretrain_schema() {
 
 PretrainOptions pretrain_options(const io::Config& c, int world) {
   PretrainOptions o;
-  if (c.get<std::string>("device") == "cuda")
+  o.device = c.get<std::string>("device");
+  if (o.device == "cuda" && kernels::cuda_device_count() == 0)
     c.fail("device",
-           "device cuda: this build has no CUDA backend; use device: cpu (the CUDA backend is "
-           "built when nvcc is available)");
+           dist::nccl_available()
+               ? "device cuda: no CUDA device is visible on this machine (no GPU, no NVIDIA "
+                 "driver, or CUDA_VISIBLE_DEVICES hides them); use device: cpu"
+               : "device cuda: this build has no CUDA backend (nvcc was not found when it was "
+                 "configured); use device: cpu, or rebuild with -Dcuda=enabled");
+  const bool bf16 = c.get<bool>("bf16.enabled"), fp16 = c.get<bool>("fp16.enabled");
+  if (bf16 && fp16) c.fail("fp16.enabled", "bf16.enabled and fp16.enabled are exclusive: pick one");
+  o.math = bf16 ? kernels::MathMode::bf16 : fp16 ? kernels::MathMode::f16 : kernels::MathMode::f32;
+  o.loss_scaling = fp16;
+  o.loss_scale.static_scale = c.get<double>("fp16.loss_scale");
+  o.loss_scale.initial_scale_power = static_cast<int>(c.get<int64_t>("fp16.initial_scale_power"));
+  o.loss_scale.window = c.get<int64_t>("fp16.loss_scale_window");
+  o.loss_scale.hysteresis = static_cast<int>(c.get<int64_t>("fp16.hysteresis"));
+  o.loss_scale.min_scale = c.get<double>("fp16.min_loss_scale");
   o.micro_batch = c.get<int64_t>("train_micro_batch_size_per_gpu");
   const int64_t global = c.get<int64_t>("train_batch_size");
   const int64_t accumulation = c.get<int64_t>("gradient_accumulation_steps");

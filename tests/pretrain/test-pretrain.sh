@@ -13,6 +13,10 @@
 #                  exactly; a missing difficulty index is a clear error
 #   random_ltd     keeping every token equals the baseline exactly; dropping resumes exactly
 #                  (with the LayerToken schedule); bad random-LTD keys are clear errors
+#   mixed_precision bf16 and fp16 runs (CPU emulation of the rounding) track the f32 run;
+#                  fp16's dynamic loss scale backs off from an overflowing start, skipping
+#                  those steps, and resumes with its scale; device cuda without a GPU and
+#                  bf16 + fp16 together are clear errors
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -218,6 +222,8 @@ PY
     expect_error vocab_mismatch "model.vocab_size 999" "1024" -- --set model.vocab_size=999
     expect_error unknown_key "optimizer.params.learning_rate" "did you mean" "optimizer.params.lr" \
       -- --set optimizer.params.learning_rate=0.1
+    expect_error both_precisions "bf16.enabled and fp16.enabled" -- --set bf16.enabled=true \
+      --set fp16.enabled=true
     expect_error indivisible_batch "train_batch_size 10" "train_micro_batch_size_per_gpu" -- \
       --set train_batch_size=10 --set train_micro_batch_size_per_gpu=4 --set gradient_accumulation_steps=0
     # A missing tokenizer file in data preparation.
@@ -330,6 +336,49 @@ PY
     expect min_above_max "above max_value" "${on[@]}" \
       --set $ltd.random_ltd.random_ltd_schedule.min_value=24 --set $ltd.random_ltd.random_ltd_schedule.max_value=16
     expect unknown_ltd_key "did you mean" "${on[@]}" --set $ltd.random_ltd.random_ltd_layer_ids=[1]
+    ;;
+  mixed_precision)
+    run 2 mp-f32 "${batch[@]}" || fail "f32: $(tail -3 "$work/mp-f32.log")"
+    run 2 mp-bf16 "${batch[@]}" --set bf16.enabled=true || fail "bf16: $(tail -3 "$work/mp-bf16.log")"
+    grep -q "matrix products in bf16" "$work/mp-bf16.log" || fail "bf16 not announced"
+    [[ $(losses mp-bf16) != $(losses mp-f32) ]] || fail "bf16 rounding changed nothing"
+    same_losses mp-bf16 mp-f32 2e-2 || fail "bf16 strays from f32"
+    # 2^26 overflows f16 at once (here the gradients fit from about 2^23): the first steps
+    # are skipped while the scale halves.
+    fp16=(--set fp16.enabled=true --set fp16.initial_scale_power=26 --set fp16.hysteresis=1)
+    run 2 mp-fp16 "${batch[@]}" "${fp16[@]}" --set train_steps=12 --set checkpoint.interval=6 \
+      --set scheduler.params.total_num_steps=12 || fail "fp16: $(tail -3 "$work/mp-fp16.log")"
+    grep -q "gradients overflowed" "$work/mp-fp16.log" || fail "no overflow reported"
+    python3 - "$work/mp-fp16/metrics.jsonl" <<'PY' || fail "fp16 loss scaling"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+skipped = [r["step"] for r in rows if r["skipped"]]
+scales = [r["loss_scale"] for r in rows]
+print(f"  fp16: loss scale {scales[0]:g} -> {scales[-1]:g}, steps skipped {skipped}, "
+      f"loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}")
+assert skipped and skipped[0] == 1 and len(skipped) < len(rows), "first steps skipped, not all"
+assert scales[-1] < scales[0] and all(b <= a for a, b in zip(scales, scales[1:]))
+assert rows[-1]["loss"] < rows[0]["loss"]
+PY
+    # Resuming restores the loss scale: the second half matches the straight run.
+    run 2 mp-fp16-split "${batch[@]}" "${fp16[@]}" --set train_steps=6 --set checkpoint.interval=6 \
+      --set scheduler.params.total_num_steps=12 || fail "fp16 first half"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/mp-fp16-split" "${batch[@]}" "${fp16[@]}" --set train_steps=12 \
+      --set checkpoint.interval=6 --set scheduler.params.total_num_steps=12 --resume \
+      > "$work/mp-fp16-resume.log" 2>&1 || fail "fp16 resume: $(tail -3 "$work/mp-fp16-resume.log")"
+    [[ $(losses mp-fp16) == $(losses mp-fp16-split) ]] || fail "fp16 losses after resume differ"
+    echo "  fp16 resumed with its loss scale: losses identical"
+    rm -rf "${work:?}/bad-cuda"
+    if mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/bad-cuda" --set device=cuda > "$work/bad-cuda.log" 2>&1; then
+      grep -q "cuda:0" "$work/bad-cuda.log" || fail "device cuda ran, but not on a GPU"
+      echo "  device cuda: ran on a GPU"
+    else
+      grep -q "device cuda" "$work/bad-cuda.log" || fail "device cuda: $(cat "$work/bad-cuda.log")"
+      [[ ! -e $work/bad-cuda ]] || fail "device cuda: output written"
+      echo "  device cuda: $(grep -m1 -o 'error: .*' "$work/bad-cuda.log" | cut -c1-150)"
+    fi
     ;;
   *) fail "unknown case $case_name" ;;
 esac

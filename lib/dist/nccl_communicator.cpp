@@ -1,0 +1,109 @@
+// NCCL collectives on the CUDA backend's stream (or, in a build without
+// CUDA, a constructor that says so).
+#include "dist/nccl_communicator.hpp"
+
+#include "core/error.hpp"
+
+#ifdef TURBINE_HAVE_CUDA
+#include <nccl.h>
+
+#include "kernels/cuda/cuda_backend.hpp"
+#include "tensor/tensor.hpp"
+
+#define TURBINE_NCCL_CHECK(call)                                                         \
+  do {                                                                                   \
+    const ncclResult_t turbine_nccl_ = (call);                                           \
+    TURBINE_CHECK(turbine_nccl_ == ncclSuccess, "NCCL error {} ({}) in {}",             \
+                  static_cast<int>(turbine_nccl_), ncclGetErrorString(turbine_nccl_), #call); \
+  } while (0)
+#endif
+
+namespace turbine::dist {
+
+#ifdef TURBINE_HAVE_CUDA
+
+struct NcclCommunicator::State {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+};
+
+bool nccl_available() { return true; }
+
+NcclCommunicator::NcclCommunicator(Communicator& comm, Device device)
+    : state_(std::make_unique<State>()), rank_(comm.rank()), size_(comm.size()) {
+  TURBINE_CHECK(device.is_cuda(), "NCCL communicator on {}: NCCL needs a CUDA device",
+                device.str());
+  auto& backend = static_cast<kernels::CudaBackend&>(backend_for(device));
+  state_->stream = backend.stream();
+  ncclUniqueId id{};
+  if (comm.rank() == 0) TURBINE_NCCL_CHECK(ncclGetUniqueId(&id));
+  comm.broadcast(&id, sizeof(id), 0);
+  TURBINE_NCCL_CHECK(ncclCommInitRank(&state_->comm, size_, id, rank_));
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (state_ && state_->comm) ncclCommDestroy(state_->comm);
+}
+
+void NcclCommunicator::allreduce_sum(float* data, int64_t count) {
+  TURBINE_NCCL_CHECK(ncclAllReduce(data, data, size_t(count), ncclFloat32, ncclSum, state_->comm,
+                                   state_->stream));
+  stats_.allreduce_bytes += count * 4;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::reduce_scatter_sum_inplace(float* data, int64_t block) {
+  TURBINE_NCCL_CHECK(ncclReduceScatter(data, data + block * rank_, size_t(block), ncclFloat32,
+                                       ncclSum, state_->comm, state_->stream));
+  stats_.reduce_scatter_bytes += block * size_ * 4;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::allgather_inplace(float* data, int64_t block) {
+  TURBINE_NCCL_CHECK(ncclAllGather(data + block * rank_, data, size_t(block), ncclFloat32,
+                                   state_->comm, state_->stream));
+  stats_.allgather_bytes += block * size_ * 4;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::broadcast(void* data, int64_t bytes, int root) {
+  TURBINE_NCCL_CHECK(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, state_->comm,
+                                   state_->stream));
+  stats_.broadcast_bytes += bytes;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::all_to_all(const float* send, float* recv, int64_t block) {
+  TURBINE_NCCL_CHECK(ncclGroupStart());
+  for (int peer = 0; peer < size_; ++peer) {
+    TURBINE_NCCL_CHECK(ncclSend(send + block * peer, size_t(block), ncclFloat32, peer,
+                                state_->comm, state_->stream));
+    TURBINE_NCCL_CHECK(ncclRecv(recv + block * peer, size_t(block), ncclFloat32, peer,
+                                state_->comm, state_->stream));
+  }
+  TURBINE_NCCL_CHECK(ncclGroupEnd());
+  ++stats_.calls;
+}
+
+#else
+
+struct NcclCommunicator::State {};
+
+bool nccl_available() { return false; }
+
+NcclCommunicator::NcclCommunicator(Communicator&, Device device) {
+  TURBINE_FAIL("NCCL communicator on {}: this build has no CUDA backend (rebuild where nvcc "
+               "is available)",
+               device.str());
+}
+
+NcclCommunicator::~NcclCommunicator() = default;
+void NcclCommunicator::allreduce_sum(float*, int64_t) {}
+void NcclCommunicator::reduce_scatter_sum_inplace(float*, int64_t) {}
+void NcclCommunicator::allgather_inplace(float*, int64_t) {}
+void NcclCommunicator::broadcast(void*, int64_t, int) {}
+void NcclCommunicator::all_to_all(const float*, float*, int64_t) {}
+
+#endif
+
+}  // namespace turbine::dist

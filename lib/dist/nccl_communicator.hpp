@@ -1,0 +1,49 @@
+// Collectives over NCCL for buffers in GPU memory: the device twin of
+// Communicator's float collectives, built from an MPI communicator (rank 0
+// makes the NCCL id and broadcasts it over MPI). Every call is queued on the
+// CUDA backend's stream, in order with the kernels that produce and consume
+// the buffers, so no extra synchronization is needed and the caching
+// allocator's reuse rule (one stream) holds. One GPU per rank.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "dist/communicator.hpp"
+#include "tensor/dtype.hpp"
+
+namespace turbine::dist {
+
+class NcclCommunicator {
+ public:
+  // Collective over `comm`: every rank calls it with its own device.
+  NcclCommunicator(Communicator& comm, Device device);
+  ~NcclCommunicator();
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  void allreduce_sum(float* data, int64_t count);
+  // As Communicator: block rank() ends up holding the sum over ranks.
+  void reduce_scatter_sum_inplace(float* data, int64_t block);
+  void allgather_inplace(float* data, int64_t block);
+  void broadcast(void* data, int64_t bytes, int root);
+  // send and recv hold size() blocks of `block` values; block j of send goes
+  // to rank j, and recv's block j comes from rank j (Ulysses' exchange).
+  void all_to_all(const float* send, float* recv, int64_t block);
+
+  const CommStats& stats() const { return stats_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  int rank_ = 0, size_ = 1;
+  CommStats stats_;
+};
+
+// True when this build has NCCL (the CUDA backend was compiled).
+bool nccl_available();
+
+}  // namespace turbine::dist

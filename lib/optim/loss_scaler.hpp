@@ -1,0 +1,39 @@
+// Dynamic loss scaling for fp16 mixed precision (Micikevicius et al. 2018),
+// with DeepSpeed's knobs: the loss is multiplied by `scale` before backward
+// so small gradients survive f16 rounding; gradients are divided by it
+// before the update. A step whose gradients overflow (inf/nan) is skipped
+// and the scale lowered (after `hysteresis` consecutive overflows); after
+// `window` clean steps it is doubled. A fixed scale (static) never changes.
+#pragma once
+
+#include <cstdint>
+
+namespace turbine::optim {
+
+struct LossScaleConfig {
+  double static_scale = 0;        // fp16.loss_scale: > 0 fixes the scale
+  int initial_scale_power = 16;   // dynamic: starts at 2^power
+  int64_t window = 1000;          // fp16.loss_scale_window
+  int hysteresis = 2;             // overflows tolerated before lowering
+  double min_scale = 1;           // fp16.min_loss_scale
+};
+
+class LossScaler {
+ public:
+  explicit LossScaler(LossScaleConfig config = {});
+  double scale() const { return scale_; }
+  // After a step's gradients are checked; returns true when the step may
+  // be applied (false: overflow, skip it).
+  bool update(bool overflow);
+  int64_t overflows() const { return overflows_; }
+  // Restores a checkpointed scale.
+  void set_scale(double scale) { scale_ = scale; }
+
+ private:
+  LossScaleConfig config_;
+  double scale_;
+  int64_t clean_steps_ = 0, overflows_ = 0;
+  int hysteresis_left_;
+};
+
+}  // namespace turbine::optim
