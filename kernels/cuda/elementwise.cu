@@ -1,22 +1,267 @@
-// STUB: replaced by the real kernels.
+// Elementwise CUDA kernels: fill, dtype casts, add, scale, bias, the double
+// reductions sum / sum_squares, GeLU (tanh form) and the loss-scaling
+// unscale. Same formulas as kernels/cpu/elementwise.cpp and memory.cpp.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
+#include "kernels/cuda/device.cuh"
 
 namespace turbine::kernels {
 
-void CudaBackend::fill(float*, size_t, float) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "fill: not implemented on CUDA yet"); }
-void CudaBackend::convert_f32_to_bf16(const float*, uint16_t*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "convert_f32_to_bf16: not implemented on CUDA yet"); }
-void CudaBackend::convert_bf16_to_f32(const uint16_t*, float*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "convert_bf16_to_f32: not implemented on CUDA yet"); }
-void CudaBackend::convert_f32_to_f16(const float*, uint16_t*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "convert_f32_to_f16: not implemented on CUDA yet"); }
-void CudaBackend::convert_f16_to_f32(const uint16_t*, float*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "convert_f16_to_f32: not implemented on CUDA yet"); }
-void CudaBackend::add(const float*, const float*, float*, size_t, float, float) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "add: not implemented on CUDA yet"); }
-void CudaBackend::scale(const float*, float*, size_t, float, bool) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "scale: not implemented on CUDA yet"); }
-void CudaBackend::add_bias(float*, const float*, int, int) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "add_bias: not implemented on CUDA yet"); }
-void CudaBackend::bias_backward(const float*, float*, int, int, bool) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "bias_backward: not implemented on CUDA yet"); }
-double CudaBackend::sum(const float*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "sum: not implemented on CUDA yet"); }
-double CudaBackend::sum_squares(const float*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "sum_squares: not implemented on CUDA yet"); }
-void CudaBackend::gelu_forward(const float*, float*, size_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "gelu_forward: not implemented on CUDA yet"); }
-void CudaBackend::gelu_backward(const float*, const float*, float*, size_t, bool) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "gelu_backward: not implemented on CUDA yet"); }
-bool CudaBackend::unscale_and_check(float*, size_t, float) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "unscale_and_check: not implemented on CUDA yet"); }
+using cuda::grid_index;
+using cuda::grid_stride;
+
+namespace {
+
+constexpr unsigned kThreads = cuda::kElementwiseThreads;
+
+__global__ void fill_kernel(float* __restrict__ x, size_t n, float value) {
+  for (size_t i = grid_index(); i < n; i += grid_stride()) x[i] = value;
+}
+
+// Round to nearest even with NaN kept NaN, bit for bit the CPU's f32_to_bf16
+// (kernels/cpu/precision.hpp): __float2bfloat16_rn would canonicalize NaNs.
+__device__ inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ x, uint16_t* __restrict__ y,
+                                   size_t n) {
+  for (size_t i = grid_index(); i < n; i += grid_stride()) y[i] = f32_to_bf16(x[i]);
+}
+
+__global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ x, float* __restrict__ y,
+                                   size_t n) {
+  for (size_t i = grid_index(); i < n; i += grid_stride())
+    y[i] = __uint_as_float(static_cast<uint32_t>(x[i]) << 16);
+}
+
+__global__ void f32_to_f16_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, size_t n) {
+  for (size_t i = grid_index(); i < n; i += grid_stride())
+    y[i] = __half_as_ushort(__float2half_rn(x[i]));
+}
+
+__global__ void f16_to_f32_kernel(const uint16_t* __restrict__ x, float* __restrict__ y, size_t n) {
+  for (size_t i = grid_index(); i < n; i += grid_stride())
+    y[i] = __half2float(__ushort_as_half(x[i]));
+}
+
+// y may alias a or b, so no __restrict__ here.
+__global__ void add_kernel(const float* a, const float* b, float* y, size_t n, float alpha,
+                           float beta) {
+  for (size_t i = grid_index(); i < n; i += grid_stride()) y[i] = alpha * a[i] + beta * b[i];
+}
+
+// y may alias x (in-place scaling).
+__global__ void scale_kernel(const float* x, float* y, size_t n, float alpha, bool accumulate) {
+  for (size_t i = grid_index(); i < n; i += grid_stride())
+    y[i] = accumulate ? y[i] + alpha * x[i] : alpha * x[i];
+}
+
+// One thread per column, looping over a stride of rows: bias is read once.
+__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ bias, int rows,
+                                int cols) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const float b = bias[c];
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) y[size_t(r) * cols + c] += b;
+}
+
+// First pass of bias_backward: partials (chunks, cols), see device.cuh.
+__global__ void bias_partials_kernel(const float* __restrict__ dy, float* __restrict__ partials,
+                                     int rows, int cols, int rows_per_chunk) {
+  __shared__ float tile[cuda::kColumnLanes][cuda::kColumnTile + 1];
+  const int c = blockIdx.x * cuda::kColumnTile + threadIdx.x;
+  const int r0 = blockIdx.y * rows_per_chunk;
+  const int r1 = min(rows, r0 + rows_per_chunk);
+  float acc = 0.0f;
+  if (c < cols)
+    for (int r = r0 + threadIdx.y; r < r1; r += cuda::kColumnLanes) acc += dy[size_t(r) * cols + c];
+  tile[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols)
+    partials[size_t(blockIdx.y) * cols + c] = cuda::sum_column_lanes(tile, threadIdx.x);
+}
+
+__global__ void bias_finish_kernel(const float* __restrict__ partials, int chunks, int cols,
+                                   float* __restrict__ dbias, bool accumulate) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c < cols) cuda::finish_column(partials, chunks, cols, c, dbias, accumulate);
+}
+
+// sum / sum_squares: each block writes its double partial, then one block
+// adds the partials. The block count depends only on n (deterministic).
+constexpr unsigned kSumBlocks = 1024;
+
+template <bool kSquares>
+__global__ void sum_partials_kernel(const float* __restrict__ x, size_t n,
+                                    double* __restrict__ partials) {
+  __shared__ double shared[32];
+  double total = 0.0;
+  for (size_t i = grid_index(); i < n; i += grid_stride()) {
+    const double v = x[i];
+    total += kSquares ? v * v : v;
+  }
+  total = cuda::block_sum(total, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+__global__ void sum_finish_kernel(const double* __restrict__ partials, unsigned count,
+                                  double* __restrict__ result) {
+  __shared__ double shared[32];
+  double total = 0.0;
+  for (unsigned i = threadIdx.x; i < count; i += blockDim.x) total += partials[i];
+  total = cuda::block_sum(total, shared);
+  if (threadIdx.x == 0) *result = total;
+}
+
+constexpr float kGeluC = 0.79788456f;  // sqrt(2/pi), the constant BLOOM uses
+
+// The CPU uses a polynomial tanh (vec_math.hpp) so that its loop vectorizes;
+// here the loop is memory-bound and the accurate tanhf costs nothing. The two
+// agree to a few ulp.
+// y may alias x (in place).
+__global__ void gelu_forward_kernel(const float* x, float* y, size_t n) {
+  for (size_t i = grid_index(); i < n; i += grid_stride()) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.0f + tanhf(kGeluC * v * (1.0f + 0.044715f * v * v)));
+  }
+}
+
+// dx may alias dy (an in-place gradient).
+__global__ void gelu_backward_kernel(const float* x, const float* dy, float* dx, size_t n,
+                                     bool accumulate) {
+  for (size_t i = grid_index(); i < n; i += grid_stride()) {
+    const float v = x[i];
+    const float t = tanhf(kGeluC * v * (1.0f + 0.044715f * v * v));
+    const float d =
+        0.5f * v * ((1.0f - t * t) * (kGeluC + 0.1070322243f * v * v)) + 0.5f * (1.0f + t);
+    dx[i] = accumulate ? dx[i] + d * dy[i] : d * dy[i];
+  }
+}
+
+// Scales x and raises *nonfinite if any element was inf or NaN before
+// scaling; every raising thread writes the same value, so the race is benign.
+__global__ void unscale_kernel(float* __restrict__ x, size_t n, float alpha,
+                               int* __restrict__ nonfinite) {
+  bool bad = false;
+  for (size_t i = grid_index(); i < n; i += grid_stride()) {
+    const float v = x[i];
+    bad = bad || !isfinite(v);
+    x[i] = v * alpha;
+  }
+  if (__syncthreads_or(bad) && threadIdx.x == 0) *nonfinite = 1;
+}
+
+}  // namespace
+
+void CudaBackend::fill(float* x, size_t n, float value) {
+  cuda::launch_elementwise(stream(), n, fill_kernel, x, n, value);
+}
+
+void CudaBackend::convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) {
+  cuda::launch_elementwise(stream(), n, f32_to_bf16_kernel, x, y, n);
+}
+
+void CudaBackend::convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) {
+  cuda::launch_elementwise(stream(), n, bf16_to_f32_kernel, x, y, n);
+}
+
+void CudaBackend::convert_f32_to_f16(const float* x, uint16_t* y, size_t n) {
+  cuda::launch_elementwise(stream(), n, f32_to_f16_kernel, x, y, n);
+}
+
+void CudaBackend::convert_f16_to_f32(const uint16_t* x, float* y, size_t n) {
+  cuda::launch_elementwise(stream(), n, f16_to_f32_kernel, x, y, n);
+}
+
+void CudaBackend::add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) {
+  cuda::launch_elementwise(stream(), n, add_kernel, a, b, y, n, alpha, beta);
+}
+
+void CudaBackend::scale(const float* x, float* y, size_t n, float alpha, bool accumulate) {
+  cuda::launch_elementwise(stream(), n, scale_kernel, x, y, n, alpha, accumulate);
+}
+
+void CudaBackend::add_bias(float* y, const float* bias, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const dim3 grid((cols + kThreads - 1) / kThreads, static_cast<unsigned>(std::min(rows, 4096)));
+  add_bias_kernel<<<grid, kThreads, 0, stream()>>>(y, bias, rows, cols);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::bias_backward(const float* dy, float* dbias, int rows, int cols,
+                                bool accumulate) {
+  if (cols <= 0) return;
+  if (rows <= 0) {
+    // No rows: the column sums are zero, as on the CPU.
+    if (!accumulate) TURBINE_CUDA_CHECK(cudaMemsetAsync(dbias, 0, sizeof(float) * cols, stream()));
+    return;
+  }
+  const cuda::ColumnChunks split = cuda::column_chunks(rows, cols);
+  auto* partials = static_cast<float*>(scratch(sizeof(float) * split.chunks * size_t(cols)));
+  const dim3 grid((cols + cuda::kColumnTile - 1) / cuda::kColumnTile, split.chunks);
+  const dim3 block(cuda::kColumnTile, cuda::kColumnLanes);
+  bias_partials_kernel<<<grid, block, 0, stream()>>>(dy, partials, rows, cols,
+                                                     split.rows_per_chunk);
+  TURBINE_CUDA_LAUNCH_CHECK();
+  bias_finish_kernel<<<(cols + kThreads - 1) / kThreads, kThreads, 0, stream()>>>(
+      partials, split.chunks, cols, dbias, accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+namespace {
+
+// Both passes of sum / sum_squares, and the copy of the total to the host.
+template <bool kSquares>
+double reduce_to_host(CudaBackend& backend, const float* x, size_t n) {
+  if (n == 0) return 0.0;
+  const unsigned blocks = std::min(cuda::blocks_for(n, kThreads), kSumBlocks);
+  auto* partials = static_cast<double*>(backend.scratch(sizeof(double) * (blocks + 1)));
+  double* result = partials + blocks;
+  sum_partials_kernel<kSquares><<<blocks, kThreads, 0, backend.stream()>>>(x, n, partials);
+  TURBINE_CUDA_LAUNCH_CHECK();
+  sum_finish_kernel<<<1, 1024, 0, backend.stream()>>>(partials, blocks, result);
+  TURBINE_CUDA_LAUNCH_CHECK();
+  double total = 0.0;
+  backend.copy_to_host(&total, result, sizeof(double));
+  return total;
+}
+
+}  // namespace
+
+double CudaBackend::sum(const float* x, size_t n) {
+  return reduce_to_host<false>(*this, x, n);
+}
+
+double CudaBackend::sum_squares(const float* x, size_t n) {
+  return reduce_to_host<true>(*this, x, n);
+}
+
+void CudaBackend::gelu_forward(const float* x, float* y, size_t n) {
+  cuda::launch_elementwise(stream(), n, gelu_forward_kernel, x, y, n);
+}
+
+void CudaBackend::gelu_backward(const float* x, const float* dy, float* dx, size_t n,
+                                bool accumulate) {
+  cuda::launch_elementwise(stream(), n, gelu_backward_kernel, x, dy, dx, n, accumulate);
+}
+
+bool CudaBackend::unscale_and_check(float* x, size_t n, float alpha) {
+  if (n == 0) return true;
+  auto* nonfinite = static_cast<int*>(scratch(sizeof(int)));
+  TURBINE_CUDA_CHECK(cudaMemsetAsync(nonfinite, 0, sizeof(int), stream()));
+  unscale_kernel<<<cuda::blocks_for(n, kThreads), kThreads, 0, stream()>>>(x, n, alpha, nonfinite);
+  TURBINE_CUDA_LAUNCH_CHECK();
+  int host_flag = 0;
+  copy_to_host(&host_flag, nonfinite, sizeof(int));
+  return host_flag == 0;
+}
 
 }  // namespace turbine::kernels

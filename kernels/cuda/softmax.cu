@@ -1,12 +1,216 @@
-// STUB: replaced by the real kernels.
+// Softmax over the last dim and cross entropy fused with log-softmax on
+// CUDA. Same formulas as kernels/cpu/softmax.cpp: y = exp(x - lse),
+// loss = lse - x[target], dlogits = dloss * exp(x - lse) - dloss at the target.
+// One block per row. The log-sum-exp is taken in one pass with a running
+// (max, sum of exp(x - max)) per thread, merged across the block, so a
+// 250880-wide vocabulary row is read once for it, not twice.
+#include <cmath>
+
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
+#include "kernels/cuda/device.cuh"
 
 namespace turbine::kernels {
 
-void CudaBackend::softmax_forward(const float*, float*, int, int) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "softmax_forward: not implemented on CUDA yet"); }
-void CudaBackend::softmax_backward(const float*, const float*, float*, int, int, bool) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "softmax_backward: not implemented on CUDA yet"); }
-void CudaBackend::cross_entropy_forward(const float*, const int64_t*, float*, float*, int, int, int64_t) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "cross_entropy_forward: not implemented on CUDA yet"); }
-void CudaBackend::cross_entropy_backward(const float*, const int64_t*, const float*, float, float*, int, int, int64_t, bool) { ::turbine::kernels::cuda::fail_printf(__FILE__, __LINE__, "cross_entropy_backward: not implemented on CUDA yet"); }
+using cuda::load_pack;
+using cuda::Pack;
+using cuda::store_pack;
+
+namespace {
+
+constexpr unsigned kMaxRowThreads = 1024;
+
+// A running log-sum-exp: the largest value seen and the sum of exp(x - max).
+// NaNs never become the max (they never compare greater) but make the sum
+// NaN, as on the CPU.
+struct MaxSum {
+  float max;
+  float sum;
+};
+
+__device__ inline void add_value(MaxSum& a, float x) {
+  if (x > a.max) {
+    a.sum = a.sum * expf(a.max - x) + 1.0f;
+    a.max = x;
+  } else if (x == a.max) {
+    // Also covers -inf == -inf and inf == inf, where x - max would be NaN;
+    // such rows end with an infinite max and a NaN log-sum-exp below.
+    a.sum += 1.0f;
+  } else {
+    a.sum += expf(x - a.max);
+  }
+}
+
+__device__ inline MaxSum combine(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.max, b.max);
+  const float sa = a.max == m ? a.sum : a.sum * expf(a.max - m);
+  const float sb = b.max == m ? b.sum : b.sum * expf(b.max - m);
+  return {m, sa + sb};
+}
+
+// Merges every thread's MaxSum over a 1-D block (a multiple of 32 threads) in
+// a fixed tree and returns log(sum(exp(row))) to every thread. The CPU's
+// exp(x - max) is NaN for an infinite max (inf - inf), so such rows give NaN
+// here too.
+__device__ inline float block_logsumexp(MaxSum a) {
+  __shared__ MaxSum shared[32];
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const MaxSum b{__shfl_xor_sync(0xffffffffu, a.max, offset),
+                   __shfl_xor_sync(0xffffffffu, a.sum, offset)};
+    a = combine(a, b);
+  }
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = a;
+  __syncthreads();
+  a = lane < blockDim.x / 32 ? shared[lane] : MaxSum{-INFINITY, 0.0f};
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const MaxSum b{__shfl_xor_sync(0xffffffffu, a.max, offset),
+                   __shfl_xor_sync(0xffffffffu, a.sum, offset)};
+    a = combine(a, b);
+  }
+  return isinf(a.max) ? NAN : a.max + logf(a.sum);
+}
+
+// The log-sum-exp of one row of `cols`, read V floats at a time.
+template <int V>
+__device__ inline float row_logsumexp(const float* row, int cols) {
+  MaxSum state{-INFINITY, 0.0f};
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> xv = load_pack<V>(row + p * V);
+    for (int j = 0; j < V; ++j) add_value(state, xv.v[j]);
+  }
+  return block_logsumexp(state);
+}
+
+// y may alias x: each element is read before it is written.
+template <int V>
+__global__ void softmax_forward_kernel(const float* x, float* y, int cols) {
+  const size_t r = blockIdx.x;
+  const float* xr = x + r * cols;
+  float* yr = y + r * cols;
+  const float lse = row_logsumexp<V>(xr, cols);
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> xv = load_pack<V>(xr + p * V);
+    Pack<V> yv;
+    for (int j = 0; j < V; ++j) yv.v[j] = expf(xv.v[j] - lse);
+    store_pack<V>(yr + p * V, yv);
+  }
+}
+
+// dx may alias dy: all of dy is read for the dot product before any write.
+template <int V>
+__global__ void softmax_backward_kernel(const float* __restrict__ y, const float* dy, float* dx,
+                                        int cols, bool accumulate) {
+  __shared__ float shared[32];
+  const size_t r = blockIdx.x;
+  const float* yr = y + r * cols;
+  const float* dyr = dy + r * cols;
+  float* dxr = dx + r * cols;
+  float dot = 0.0f;
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> yv = load_pack<V>(yr + p * V);
+    const Pack<V> dyv = load_pack<V>(dyr + p * V);
+    for (int j = 0; j < V; ++j) dot += yv.v[j] * dyv.v[j];
+  }
+  dot = cuda::block_sum(dot, shared);
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> yv = load_pack<V>(yr + p * V);
+    const Pack<V> dyv = load_pack<V>(dyr + p * V);
+    Pack<V> dxv{};
+    if (accumulate) dxv = load_pack<V>(dxr + p * V);
+    for (int j = 0; j < V; ++j) {
+      const float g = yv.v[j] * (dyv.v[j] - dot);
+      dxv.v[j] = accumulate ? dxv.v[j] + g : g;
+    }
+    store_pack<V>(dxr + p * V, dxv);
+  }
+}
+
+template <int V>
+__global__ void cross_entropy_forward_kernel(const float* __restrict__ logits,
+                                             const int64_t* __restrict__ targets,
+                                             float* __restrict__ losses, float* __restrict__ lse,
+                                             int vocab, int64_t ignore_index) {
+  const size_t r = blockIdx.x;
+  const float* row = logits + r * vocab;
+  const float row_lse = row_logsumexp<V>(row, vocab);
+  if (threadIdx.x == 0) {
+    lse[r] = row_lse;
+    const int64_t t = targets[r];
+    losses[r] = t == ignore_index ? 0.0f : row_lse - row[t];
+  }
+}
+
+// dlogits may alias logits (the gradient written over the logits): each
+// element is read before it is written. The target's subtraction comes after
+// the accumulate, in the CPU's order.
+template <int V>
+__global__ void cross_entropy_backward_kernel(const float* logits,
+                                              const int64_t* __restrict__ targets,
+                                              const float* __restrict__ lse, float dloss,
+                                              float* dlogits, int vocab, int64_t ignore_index,
+                                              bool accumulate) {
+  const size_t r = blockIdx.x;
+  const float* row = logits + r * vocab;
+  float* drow = dlogits + r * vocab;
+  const int64_t t = targets[r];
+  const float scale = t == ignore_index ? 0.0f : dloss;
+  const float row_lse = lse[r];
+  for (int p = threadIdx.x; p < vocab / V; p += blockDim.x) {
+    const Pack<V> xv = load_pack<V>(row + p * V);
+    Pack<V> dv{};
+    if (accumulate) dv = load_pack<V>(drow + p * V);
+    for (int j = 0; j < V; ++j) {
+      const float g = scale * expf(xv.v[j] - row_lse);
+      float d = accumulate ? dv.v[j] + g : g;
+      if (p * V + j == t) d -= scale;
+      dv.v[j] = d;
+    }
+    store_pack<V>(drow + p * V, dv);
+  }
+}
+
+}  // namespace
+
+void CudaBackend::softmax_forward(const float* x, float* y, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel =
+      cuda::rows_aligned16(cols, x, y) ? softmax_forward_kernel<4> : softmax_forward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(x, y, cols);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
+                                   bool accumulate) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel = cuda::rows_aligned16(cols, y, dy, dx) ? softmax_backward_kernel<4>
+                                                            : softmax_backward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(y, dy, dx, cols,
+                                                                         accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::cross_entropy_forward(const float* logits, const int64_t* targets, float* losses,
+                                        float* lse, int rows, int vocab, int64_t ignore_index) {
+  if (rows <= 0 || vocab <= 0) return;
+  const auto kernel = cuda::rows_aligned16(vocab, logits) ? cross_entropy_forward_kernel<4>
+                                                          : cross_entropy_forward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(logits, targets, losses,
+                                                                          lse, vocab, ignore_index);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::cross_entropy_backward(const float* logits, const int64_t* targets,
+                                         const float* lse, float dloss, float* dlogits, int rows,
+                                         int vocab, int64_t ignore_index, bool accumulate) {
+  if (rows <= 0 || vocab <= 0) return;
+  const auto kernel = cuda::rows_aligned16(vocab, logits, dlogits)
+                          ? cross_entropy_backward_kernel<4>
+                          : cross_entropy_backward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
+      logits, targets, lse, dloss, dlogits, vocab, ignore_index, accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
 
 }  // namespace turbine::kernels

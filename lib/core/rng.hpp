@@ -2,15 +2,27 @@
 // function of (seed, stream, offset), so every rank and every device produces
 // the same numbers for the same counter without sharing state, and a resumed
 // run continues the sequence by restoring one offset.
+// The functions are callable from CUDA kernels too (dropout regenerates the
+// CPU's mask on the GPU): philox4x32 and philox_uniform are integer and exact
+// float arithmetic, bit-identical on host and device; philox_normal's
+// log/sqrt/cos may differ from the host's in the last ulp.
 #pragma once
 
 #include <array>
 #include <cmath>
 #include <cstdint>
 
+// Marks a function for both host and device under nvcc; empty for g++.
+#ifdef __CUDACC__
+#define TURBINE_HOST_DEVICE __host__ __device__
+#else
+#define TURBINE_HOST_DEVICE
+#endif
+
 namespace turbine {
 
-inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64_t offset) {
+TURBINE_HOST_DEVICE inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream,
+                                                              uint64_t offset) {
   uint32_t c0 = static_cast<uint32_t>(offset), c1 = static_cast<uint32_t>(offset >> 32);
   uint32_t c2 = static_cast<uint32_t>(stream), c3 = static_cast<uint32_t>(stream >> 32);
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
@@ -31,17 +43,21 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64
 }
 
 // Uniform in [0, 1) from 24 random bits.
-inline float uint_to_unit_float(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+TURBINE_HOST_DEVICE inline float uint_to_unit_float(uint32_t x) {
+  return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+}
 
 // Element i of the stream (seed, stream) starting at counter `offset`:
 // four elements share one Philox call.
-inline float philox_uniform(uint64_t seed, uint64_t stream, uint64_t offset, uint64_t i) {
+TURBINE_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t stream, uint64_t offset,
+                                                uint64_t i) {
   const auto r = philox4x32(seed, stream, offset + i / 4);
   return uint_to_unit_float(r[i % 4]);
 }
 
 // Standard normal via Box-Muller on the pair of lanes (2k, 2k+1).
-inline float philox_normal(uint64_t seed, uint64_t stream, uint64_t offset, uint64_t i) {
+TURBINE_HOST_DEVICE inline float philox_normal(uint64_t seed, uint64_t stream, uint64_t offset,
+                                               uint64_t i) {
   const auto r = philox4x32(seed, stream, offset + i / 2);
   const int lane = static_cast<int>(i % 2);
   const float u1 = (static_cast<float>(r[0] >> 8) + 1.0f) * (1.0f / 16777217.0f);
