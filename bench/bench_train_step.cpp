@@ -1,27 +1,58 @@
 // Times full BLOOM training steps (forward, backward, clipping, AdamW) on the
-// CPU and prints one JSON line; tools/bench-train-step compares it with
-// PyTorch on the same model and thread count.
+// CPU or a GPU and prints one JSON line; tools/bench-train-step (CPU) and
+// tools/device-check (GPU) compare it with PyTorch on the same model. With
+// --peak-tflops 0 the MFU is against a GEMM measured here in the same
+// precision; otherwise against the given peak (the card's datasheet).
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "autograd/tape.hpp"
 #include "core/rng.hpp"
+#include "kernels/backend.hpp"
 #include "core/timer.hpp"
 #include "nn/bloom.hpp"
 #include "optim/adamw.hpp"
 
 using namespace turbine;
 
+namespace {
+// TFLOP/s of a square GEMM in the backend's current math mode (the matrix
+// peak this process can reach: tensor cores on a GPU, sgemm on a CPU).
+double measure_gemm_tflops(kernels::Backend& be, Device device) {
+  const int n = device.is_cpu() ? 768 : 8192;
+  const Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device);
+  const Tensor b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
+  Tensor c = Tensor::empty({n, n}, DType::f32, device);
+  auto run = [&] {
+    be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(),
+            n);
+  };
+  run();
+  be.synchronize();
+  Timer t;
+  int reps = 0;
+  while (t.seconds() < 0.5) {
+    run();
+    be.synchronize();
+    ++reps;
+  }
+  return 2.0 * n * n * n * reps / t.seconds() / 1e12;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"Time BLOOM training steps on the CPU"};
+  CLI::App app{"Time BLOOM training steps on the CPU or a GPU"};
   nn::BloomConfig c{8192, 384, 6, 6};
   int64_t batch = 8, seq = 256;
   int steps = 5, warmup = 2;
+  std::string device_name = "cpu", precision = "f32";
+  double peak_tflops = 0;
   app.add_option("--vocab", c.vocab_size, "vocabulary size")->capture_default_str();
   app.add_option("--hidden", c.hidden_size, "hidden size")->capture_default_str();
   app.add_option("--heads", c.n_head, "attention heads")->capture_default_str();
@@ -30,9 +61,25 @@ int main(int argc, char** argv) {
   app.add_option("--seq", seq, "tokens per sequence")->capture_default_str();
   app.add_option("--steps", steps, "timed steps")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", precision, "matrix products in f32, bf16 or f16")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+  app.add_option("--peak-tflops", peak_tflops,
+                 "peak for MFU (the card's bf16 datasheet figure); 0: measure a GEMM here")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  nn::Bloom model(c, 1234);
+  const Device device = Device::parse(device_name);
+  kernels::Backend& be = backend_for(device);
+  const kernels::MathMode math = precision == "bf16"  ? kernels::MathMode::bf16
+                                 : precision == "f16" ? kernels::MathMode::f16
+                                                      : kernels::MathMode::f32;
+  kernels::MathModeGuard guard(be, math);
+  const double gemm_tflops = measure_gemm_tflops(be, device);
+  if (peak_tflops <= 0) peak_tflops = gemm_tflops;
+
+  nn::Bloom model(c, 1234, device);
   optim::AdamW opt(model.parameters(), {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f});
   std::vector<int64_t> ids(batch * seq), targets(batch * seq);
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -52,6 +99,7 @@ int main(int argc, char** argv) {
     opt.step(1e-4f);
     opt.zero_grad();
     loss = l.item();
+    be.synchronize();
     if (step >= warmup) times.push_back(timer.seconds());
   }
   std::sort(times.begin(), times.end());
@@ -61,11 +109,14 @@ int main(int argc, char** argv) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
-      "{\"impl\":\"turbine\",\"threads\":%d,\"params\":%lld,\"tokens_per_s\":%.1f,"
-      "\"step_s\":%.4f,\"gflops\":%.1f,\"peak_tensor_mb\":%.1f,\"peak_rss_mb\":%.1f,"
-      "\"loss\":%.4f}\n",
-      omp_get_max_threads(), (long long)c.parameter_count(), tokens / median, median,
-      flops / median / 1e9, memory_stats(Device::cpu()).peak_bytes / 1048576.0,
+      "{\"impl\":\"turbine\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,"
+      "\"params\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"gflops\":%.1f,"
+      "\"gemm_tflops\":%.3f,\"peak_tflops\":%.3f,\"mfu\":%.4f,\"peak_tensor_mb\":%.1f,"
+      "\"reserved_mb\":%.1f,\"peak_rss_mb\":%.1f,\"loss\":%.4f}\n",
+      device.str().c_str(), precision.c_str(), omp_get_max_threads(),
+      (long long)c.parameter_count(), tokens / median, median, flops / median / 1e9, gemm_tflops,
+      peak_tflops, flops / median / (peak_tflops * 1e12),
+      memory_stats(device).peak_bytes / 1048576.0, be.reserved_bytes() / 1048576.0,
       usage.ru_maxrss / 1024.0, loss);
   return 0;
 }

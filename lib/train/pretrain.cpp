@@ -52,7 +52,7 @@ namespace {
 // rounding there, so f32 is the hardware's peak). On a GPU: a large GEMM in
 // the run's math mode (tensor cores for bf16/f16).
 double measure_peak_gflops(dist::Communicator& comm, Device device) {
-  const int n = device.is_cpu() ? 768 : 8192;
+  const int n = device.is_cpu() ? 768 : 4096;
   Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device), b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
   Tensor c = Tensor::empty({n, n}, DType::f32, device);
   kernels::Backend& be = backend_for(device);
