@@ -357,3 +357,23 @@ BOOST_AUTO_TEST_CASE(attention_with_positions_equals_masked_full_attention) {
   BOOST_TEST(grad_check(f, {param({B, H, K, D}, 21), param({B, H, K, D}, 22),
                             param({B, H, K, D}, 23)}) < kTol);
 }
+
+// overlap_comm's hook: a leaf is reported complete right after the last node
+// that adds to its gradient, so the last layer's weight is ready while the
+// first layer's backward has not run yet; an unused leaf is reported at the end.
+BOOST_AUTO_TEST_CASE(grad_ready_watch_reports_leaves_in_backward_order) {
+  const Tensor x = Tensor::randn({3, 4}, 1, 1);
+  const Tensor w1 = param({5, 4}, 2), w2 = param({2, 5}, 3), unused = param({2}, 4);
+  const Tensor y = ag::linear(ag::gelu(ag::linear(x, w1, Tensor())), w2, Tensor());
+  std::vector<std::pair<size_t, bool>> events;  // (leaf, w1's gradient exists yet)
+  autograd::GradReadyWatch watch{
+      {w1.autograd_meta(), w2.autograd_meta(), unused.autograd_meta()},
+      [&](size_t leaf) { events.emplace_back(leaf, w1.grad().defined()); }};
+  autograd::backward(y, Tensor::full({3, 2}, 1.0f), &watch);
+  BOOST_TEST_REQUIRE(events.size() == 3u);
+  BOOST_TEST(events[0].first == 1u);  // w2 first,
+  BOOST_TEST(!events[0].second);      // before w1's gradient is computed
+  BOOST_TEST(events[1].first == 0u);
+  BOOST_TEST(events[1].second);
+  BOOST_TEST(events[2].first == 2u);  // untouched: at the end
+}

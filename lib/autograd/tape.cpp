@@ -1,6 +1,9 @@
 // The per-thread tape and the backward pass.
 #include "autograd/tape.hpp"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "core/error.hpp"
 
 namespace turbine::autograd {
@@ -47,7 +50,7 @@ void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<T
   g_tape.nodes.emplace_back(std::move(in), std::move(out), std::move(backward));
 }
 
-void backward(const Tensor& loss, const Tensor& seed) {
+void backward(const Tensor& loss, const Tensor& seed, const GradReadyWatch* watch) {
   TURBINE_CHECK(loss.requires_grad(),
                 "backward: the loss {} does not depend on any tensor that requires grad",
                 loss.str());
@@ -58,6 +61,23 @@ void backward(const Tensor& loss, const Tensor& seed) {
   } else {
     loss.set_grad(Tensor::full(loss.shape(), 1.0f, loss.device()));
   }
+  // A watched leaf is complete once its first user on the tape has run
+  // (nodes run from the last recorded to the first).
+  std::vector<std::vector<size_t>> ready_after(watch ? g_tape.nodes.size() : 0);
+  std::vector<size_t> untouched;
+  if (watch) {
+    std::unordered_map<const AutogradMeta*, size_t> pending;
+    for (size_t leaf = 0; leaf < watch->leaves.size(); ++leaf)
+      pending.emplace(watch->leaves[leaf].get(), leaf);
+    for (size_t i = 0; i < g_tape.nodes.size() && !pending.empty(); ++i)
+      for (const auto& in : g_tape.nodes[i].inputs())
+        if (auto it = pending.find(in.get()); in && it != pending.end()) {
+          ready_after[i].push_back(it->second);
+          pending.erase(it);
+        }
+    for (const auto& [meta, leaf] : pending) untouched.push_back(leaf);
+    std::sort(untouched.begin(), untouched.end());
+  }
   // Nodes run in reverse; each is destroyed right after, freeing what it saved.
   const bool was_enabled = g_tape.enabled;
   g_tape.enabled = false;
@@ -67,7 +87,11 @@ void backward(const Tensor& loss, const Tensor& seed) {
       g_tape.nodes.pop_back();
       if (node.any_output_grad()) node.run();
       node.release_outputs();
+      if (watch)
+        for (size_t leaf : ready_after[g_tape.nodes.size()]) watch->ready(leaf);
     }
+    if (watch)
+      for (size_t leaf : untouched) watch->ready(leaf);
   } catch (...) {
     g_tape.nodes.clear();
     g_tape.enabled = was_enabled;

@@ -44,6 +44,7 @@ class Node {
     return inputs_[i] && inputs_[i]->requires_grad ? &inputs_[i]->grad : nullptr;
   }
   bool any_output_grad() const;
+  const std::vector<std::shared_ptr<AutogradMeta>>& inputs() const { return inputs_; }
   void run() { backward_(*this); }
   void release_outputs();  // frees non-leaf output gradients after the node ran
 
@@ -56,8 +57,18 @@ class Node {
 void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
             Node::Backward backward);
 
+// Leaves whose gradients someone wants as soon as they are complete (data
+// parallelism starts reducing a bucket while backward goes on): ready(i) is
+// called once for leaf i, right after the last node that adds to its
+// gradient has run (at the end for a leaf no node touches).
+struct GradReadyWatch {
+  std::vector<std::shared_ptr<AutogradMeta>> leaves;
+  std::function<void(size_t)> ready;
+};
+
 // Runs the tape backward from `loss` (seeded with ones, or with `seed`).
-void backward(const Tensor& loss, const Tensor& seed = Tensor());
+void backward(const Tensor& loss, const Tensor& seed = Tensor(),
+              const GradReadyWatch* watch = nullptr);
 // Drops the recorded nodes without running them (e.g. after an eval forward).
 void clear_tape();
 size_t tape_size();

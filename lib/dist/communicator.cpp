@@ -75,7 +75,8 @@ Communicator::Communicator(Communicator&& other) noexcept
       rank_(other.rank_),
       size_(other.size_),
       name_(std::move(other.name_)),
-      stats_(other.stats_) {
+      stats_(other.stats_),
+      pending_(std::move(other.pending_)) {
   other.comm_ = MPI_COMM_NULL;
   other.owned_ = false;
 }
@@ -87,6 +88,7 @@ Communicator& Communicator::operator=(Communicator&& other) noexcept {
   std::swap(size_, other.size_);
   std::swap(name_, other.name_);
   std::swap(stats_, other.stats_);
+  std::swap(pending_, other.pending_);
   return *this;
 }
 
@@ -143,6 +145,42 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
   }
   stats_.broadcast_bytes += bytes;
   ++stats_.calls;
+}
+
+void Communicator::start_allreduce_sum(float* data, int64_t count) {
+  for (int64_t done = 0; done < count; done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, count - done));
+    MPI_Request request;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, comm_, &request),
+              "iallreduce");
+    pending_.push_back(request);
+  }
+  stats_.allreduce_bytes += count * 4;
+  ++stats_.calls;
+}
+
+void Communicator::start_reduce_sum(float* data, int64_t count, int root) {
+  for (int64_t done = 0; done < count; done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, count - done));
+    MPI_Request request;
+    if (rank_ == root)
+      check_mpi(MPI_Ireduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, root, comm_,
+                            &request),
+                "ireduce");
+    else
+      check_mpi(MPI_Ireduce(data + done, nullptr, n, MPI_FLOAT, MPI_SUM, root, comm_, &request),
+                "ireduce");
+    pending_.push_back(request);
+  }
+  stats_.reduce_scatter_bytes += count * 4;
+  ++stats_.calls;
+}
+
+void Communicator::wait_all() {
+  if (pending_.empty()) return;
+  check_mpi(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE),
+            "waitall");
+  pending_.clear();
 }
 
 void Communicator::barrier() { check_mpi(MPI_Barrier(comm_), "barrier"); }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace turbine::dist {
 
@@ -58,6 +59,14 @@ class Communicator {
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
 
+  // Nonblocking collectives (in place): started now, complete after
+  // wait_all(); the buffer must not be touched in between. Every rank
+  // starts the same ones in the same order.
+  void start_allreduce_sum(float* data, int64_t count);
+  // Rank `root` ends up with the sum; the others' buffers are unchanged.
+  void start_reduce_sum(float* data, int64_t count, int root);
+  void wait_all();
+
   const CommStats& stats() const { return stats_; }
 
  private:
@@ -67,6 +76,7 @@ class Communicator {
   int rank_ = 0, size_ = 1;
   std::string name_;
   CommStats stats_;
+  std::vector<MPI_Request> pending_;
 };
 
 }  // namespace turbine::dist

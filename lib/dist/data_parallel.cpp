@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "autograd/tape.hpp"
 #include "core/error.hpp"
 
 namespace turbine::dist {
@@ -23,6 +24,7 @@ DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, const nn::Param
     else
       comm_.broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
   }
+  for (const nn::Parameter& p : params) leaves_.push_back(p.tensor.autograd_meta());
   if (zero.stage == 0) {
     adamw_ = std::make_unique<optim::AdamW>(*flat_, config);
   } else {
@@ -41,21 +43,22 @@ DataParallelOptimizer::StepResult DataParallelOptimizer::step(float lr, double c
 
   // Sum over ranks: the whole buffer (stages 0, 1) or this rank's shard (2).
   if (world > 1) {
-    if (zero_.stage == 2) {
+    if (reduced_) {
+      if (nccl_)
+        nccl_->wait_all();
+      else
+        comm_.wait_all();
+    } else if (zero_.stage == 2) {
       if (nccl_)
         nccl_->reduce_scatter_sum_inplace(grads, total / world);
       else
         comm_.reduce_scatter_sum_inplace(grads, total / world);
     } else {
-      for (int64_t at = 0; at < total; at += zero_.bucket_elements) {
-        const int64_t n = std::min(zero_.bucket_elements, total - at);
-        if (nccl_)
-          nccl_->allreduce_sum(grads + at, n);
-        else
-          comm_.allreduce_sum(grads + at, n);
-      }
+      for (int64_t at = 0; at < total; at += zero_.bucket_elements)
+        reduce_bucket(at, std::min(total, at + zero_.bucket_elements), false);
     }
   }
+  reduced_ = false;
   // The range this rank's norm and update look at.
   const int64_t lo = zero_.stage == 2 ? begin : 0, n = zero_.stage == 2 ? count : total;
   if (loss_scale != 1.0) {
@@ -79,6 +82,75 @@ DataParallelOptimizer::StepResult DataParallelOptimizer::step(float lr, double c
       comm_.allgather_inplace(flat_->values().data<float>(), total / world);
   }
   return {norm, true};
+}
+
+void DataParallelOptimizer::reduce_bucket(int64_t begin, int64_t end, bool overlapped) {
+  float* grads = flat_->grads().data<float>();
+  if (zero_.stage < 2) {
+    if (nccl_ && overlapped)
+      nccl_->start_allreduce_sum(grads + begin, end - begin);
+    else if (nccl_)
+      nccl_->allreduce_sum(grads + begin, end - begin);
+    else if (overlapped)
+      comm_.start_allreduce_sum(grads + begin, end - begin);
+    else
+      comm_.allreduce_sum(grads + begin, end - begin);
+    return;
+  }
+  // Stage 2 (overlapped only): each part goes to the rank whose shard holds it.
+  const int64_t shard = flat_->padded_numel() / comm_.size();
+  for (int64_t at = begin; at < end;) {
+    const int owner = static_cast<int>(at / shard);
+    const int64_t stop = std::min(end, (owner + 1) * shard);
+    if (nccl_)
+      nccl_->start_reduce_sum(grads + at, stop - at, owner);
+    else
+      comm_.start_reduce_sum(grads + at, stop - at, owner);
+    at = stop;
+  }
+}
+
+void DataParallelOptimizer::backward_and_reduce(const Tensor& loss, const Tensor& seed) {
+  if (!zero_.overlap_comm || comm_.size() == 1) {
+    autograd::backward(loss, seed);
+    return;
+  }
+  // Buckets of the flat buffer, each started once every parameter overlapping
+  // it is complete. Backward finishes the last layers first, so buckets are
+  // cut from the end and usually start in that order; every rank runs the
+  // same tape, so the collectives start in the same order everywhere.
+  const int64_t total = flat_->padded_numel();
+  struct Bucket {
+    int64_t begin, end;
+    int waiting = 0;  // parameters not yet complete
+  };
+  std::vector<Bucket> buckets;
+  for (int64_t end = total; end > 0; end -= zero_.bucket_elements)
+    buckets.push_back({std::max<int64_t>(0, end - zero_.bucket_elements), end});
+  const auto& segments = flat_->segments();
+  std::vector<std::vector<size_t>> buckets_of(segments.size());
+  for (size_t b = 0; b < buckets.size(); ++b)
+    for (size_t i = 0; i < segments.size(); ++i)
+      if (segments[i].offset < buckets[b].end &&
+          segments[i].offset + segments[i].numel > buckets[b].begin) {
+        buckets_of[i].push_back(b);
+        ++buckets[b].waiting;
+      }
+  size_t started = 0;
+  auto start = [&](Bucket& bucket) {
+    reduce_bucket(bucket.begin, bucket.end, true);
+    ++started;
+  };
+  for (Bucket& bucket : buckets)  // padding only
+    if (bucket.waiting == 0) start(bucket);
+  autograd::GradReadyWatch watch{leaves_, [&](size_t leaf) {
+                                   for (size_t b : buckets_of[leaf])
+                                     if (--buckets[b].waiting == 0) start(buckets[b]);
+                                 }};
+  autograd::backward(loss, seed, &watch);
+  TURBINE_CHECK(started == buckets.size(), "overlap_comm: {} of {} gradient buckets reduced",
+                started, buckets.size());
+  reduced_ = true;
 }
 
 MemoryPlan DataParallelOptimizer::memory_plan() const {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "dist/communicator.hpp"
 #include "dist/nccl_communicator.hpp"
@@ -24,6 +25,9 @@ namespace turbine::dist {
 struct ZeroConfig {
   int stage = 0;
   int64_t bucket_elements = 50'000'000;  // allreduce bucket size (DeepSpeed: allreduce_bucket_size)
+  // Start reducing each bucket as soon as backward has finished its
+  // gradients, while backward goes on (DeepSpeed: overlap_comm).
+  bool overlap_comm = false;
 };
 
 struct MemoryPlan {
@@ -37,6 +41,10 @@ class DataParallelOptimizer {
                         optim::AdamWConfig config, ZeroConfig zero);
 
   void zero_grad() { flat_->zero_grads(); }
+  // Backward of this rank's last micro-batch before step(): with
+  // overlap_comm (and more than one rank) each gradient bucket's reduction
+  // starts as soon as backward has completed it; otherwise plain backward.
+  void backward_and_reduce(const Tensor& loss, const Tensor& seed);
   struct StepResult {
     double grad_norm = 0;  // global norm before clipping (NaN when skipped)
     bool applied = true;   // false: the gradients overflowed, nothing changed
@@ -60,6 +68,12 @@ class DataParallelOptimizer {
   std::unique_ptr<optim::FlatParameters> flat_;
   std::unique_ptr<optim::AdamW> adamw_;
   std::unique_ptr<NcclCommunicator> nccl_;  // when the parameters are on a GPU
+  std::vector<std::shared_ptr<AutogradMeta>> leaves_;  // the parameters, flat order
+  bool reduced_ = false;  // backward_and_reduce started this step's reductions
+
+  // Bucket [begin, end) of the flat gradients: summed over ranks (stages 0,
+  // 1) or onto the owners of its parts (stage 2).
+  void reduce_bucket(int64_t begin, int64_t end, bool overlapped);
 };
 
 }  // namespace turbine::dist

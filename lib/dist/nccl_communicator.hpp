@@ -34,6 +34,13 @@ class NcclCommunicator {
   // to rank j, and recv's block j comes from rank j (Ulysses' exchange).
   void all_to_all(const float* send, float* recv, int64_t block);
 
+  // Overlapped with compute: queued on a second stream once the work queued
+  // so far on the compute stream is done; wait_all() makes the compute
+  // stream wait for them (no host blocking). Same order on every rank.
+  void start_allreduce_sum(float* data, int64_t count);
+  void start_reduce_sum(float* data, int64_t count, int root);
+  void wait_all();
+
   const CommStats& stats() const { return stats_; }
 
  private:

@@ -193,6 +193,14 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
             dataset.num_tokens(data::Split::valid));
   log::info("batch: {} sequences = {} micro x {} accumulation x {} ranks; {} threads per rank",
             o.train_batch_size, o.micro_batch, o.accumulation, world, omp_get_max_threads());
+  if (world > 1) {
+    const int64_t padded = optimizer.flat().padded_numel();
+    log::info("gradient reduction: {} bucket(s) of up to {} values, {}",
+              (padded + o.zero.bucket_elements - 1) / o.zero.bucket_elements,
+              o.zero.bucket_elements,
+              o.zero.overlap_comm ? "each started as soon as backward completes it (overlap_comm)"
+                                  : "after backward");
+  }
   log::info("compute: {} on rank 0, matrix products in {}{}", device.str(),
             kernels::math_mode_name(o.math),
             o.loss_scaling ? fmt::format(", loss scale {:g}", scaler.scale()) : std::string());
@@ -270,8 +278,12 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
       const Tensor loss = model.loss(batch.ids, batch.targets);
       // fp16: the loss is scaled up so small gradients survive f16 rounding.
       const double loss_scale = o.loss_scaling ? scaler.scale() : 1.0;
-      autograd::backward(loss, Tensor::full({1}, float(loss_scale / double(o.accumulation)),
-                                            loss.device()));
+      const Tensor seed =
+          Tensor::full({1}, float(loss_scale / double(o.accumulation)), loss.device());
+      if (m + 1 == o.accumulation)
+        optimizer.backward_and_reduce(loss, seed);  // overlap_comm: reductions start here
+      else
+        autograd::backward(loss, seed);
       loss_sum += loss.item();
     }
     const double used_scale = o.loss_scaling ? scaler.scale() : 1.0;

@@ -85,6 +85,8 @@ io::ConfigSchema pretrain_schema() {
   s.integer("zero_optimization.allreduce_bucket_size", 50'000'000,
             "elements per gradient all-reduce bucket")
       .at_least(1);
+  s.boolean("zero_optimization.overlap_comm", false,
+            "reduce each gradient bucket while backward computes the rest");
 
   io::declare_bloom_config(s);
   efficiency::declare_curriculum_config(s);
@@ -203,6 +205,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.lr_by_layer_tokens = c.get<std::string>("scheduler.params.schedule_by") == "layer_tokens";
   o.zero.stage = static_cast<int>(c.get<int64_t>("zero_optimization.stage"));
   o.zero.bucket_elements = c.get<int64_t>("zero_optimization.allreduce_bucket_size");
+  o.zero.overlap_comm = c.get<bool>("zero_optimization.overlap_comm");
 
   o.model = io::bloom_config_from(c);
   o.data_path = c.get<std::string>("data.path");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-rank tests of the pretrain job, run by meson (one case per test):
-#   data_parallel  2 and 3 ranks give the losses of 1 rank with the same global batch
-#   zero           ZeRO stages 1 and 2 give the losses of stage 0
+#   data_parallel  2 and 3 ranks give the losses of 1 rank with the same global batch,
+#                  also with overlap_comm (buckets reduced during backward)
+#   zero           ZeRO stages 1 and 2 give the losses of stage 0, also with overlap_comm
 #   resume         20 steps straight == 10 + --resume + 10, bit for bit (losses, weights,
 #                  optimizer state), with 1 and 2 ranks; a 2-rank ZeRO-1 checkpoint resumes
 #                  on 1 rank (resharding)
@@ -87,6 +88,13 @@ case $case_name in
       run $np dp$np "${batch[@]}" || fail "$np ranks: $(tail -3 "$work/dp$np.log")"
       same_losses dp$np dp1 1e-5 || fail "$np ranks differ from 1 rank"
     done
+    # Small buckets: many reductions start while backward runs.
+    overlap=(--set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000)
+    run 3 dp3-overlap "${batch[@]}" "${overlap[@]}" || fail "overlap: $(tail -3 "$work/dp3-overlap.log")"
+    same_losses dp3-overlap dp1 1e-5 || fail "overlap_comm differs from 1 rank"
+    grep -q "bucket(s) of up to 3000 values, each started as soon as backward" "$work/dp3-overlap.log" \
+      || fail "overlap not announced"
+    echo "  $(grep -o 'gradient reduction: .*' "$work/dp3-overlap.log" | head -1)"
     ;;
   zero)
     run 2 z0 "${batch[@]}" --set zero_optimization.stage=0 || fail "stage 0: $(tail -3 "$work/z0.log")"
@@ -97,6 +105,12 @@ case $case_name in
     done
     run 3 z2r3 "${batch[@]}" --set zero_optimization.stage=2 || fail "stage 2 on 3 ranks"
     same_losses z2r3 z0 1e-5 || fail "ZeRO stage 2 on 3 ranks differs"
+    for stage in 1 2; do
+      run 3 z${stage}-overlap "${batch[@]}" --set zero_optimization.stage=$stage \
+        --set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000 \
+        || fail "stage $stage overlap: $(tail -3 "$work/z${stage}-overlap.log")"
+      same_losses z${stage}-overlap z0 1e-5 || fail "ZeRO stage $stage with overlap_comm differs"
+    done
     ;;
   resume)
     # The schedule length is fixed so that the 10-step first half sees the same learning rates.
