@@ -79,6 +79,7 @@ CudaBackend::~CudaBackend() {
   if (alibi_device_) cudaFree(alibi_device_);
   if (lt_workspace_) cudaFree(lt_workspace_);
   if (lt_) cublasLtDestroy(lt_);
+  if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -136,6 +137,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t blas_ = nullptr;  // fallback for shapes cuBLASLt declines
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;
 

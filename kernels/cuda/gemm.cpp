@@ -135,13 +135,25 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
     if (it == plans.end()) it = plans.emplace(key, make_plan(lt_, key, lt_workspace_bytes_)).first;
     plan = &it->second;
   }
-  TURBINE_CHECK(plan->has_algo,
-                "cuBLASLt found no algorithm for GEMM {}x{}x{} (trans {} {}, ld {} {} {}, batch "
-                "{}, math {})",
-                M, N, K, trans_a, trans_b, lda, ldb, ldc, batch, math_mode_name(math_mode()));
-  TURBINE_CUBLAS_CHECK(cublasLtMatmul(lt_, plan->op, &alpha, B, plan->a, A, plan->b, &beta, C,
-                                      plan->c, C, plan->c, &plan->algo, lt_workspace_,
-                                      lt_workspace_bytes_, stream_));
+  if (plan->has_algo) {
+    const cublasStatus_t status =
+        cublasLtMatmul(lt_, plan->op, &alpha, B, plan->a, A, plan->b, &beta, C, plan->c, C,
+                       plan->c, &plan->algo, lt_workspace_, lt_workspace_bytes_, stream_);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+      TURBINE_CUBLAS_CHECK(status);
+      return;
+    }
+    plan->has_algo = false;  // e.g. operands less aligned than the heuristic assumed
+  }
+  // Shapes cuBLASLt declines go to classic cuBLAS, same compute type.
+  if (blas_ == nullptr) {
+    TURBINE_CUBLAS_CHECK(cublasCreate(&blas_));
+    TURBINE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  }
+  TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+      &alpha, B, CUDA_R_32F, ldb, stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C, CUDA_R_32F,
+      ldc, stride_c, batch, compute_type(math_mode()), CUBLAS_GEMM_DEFAULT));
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
