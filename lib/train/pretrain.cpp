@@ -354,6 +354,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                    {"step_s", seconds},
                                    {"mem_mb", memory.current_bytes * mib},
                                    {"peak_mem_mb", memory.peak_bytes * mib},
+                                   {"reserved_mb", backend_for(device).reserved_bytes() * mib},
                                    {"time_s", run_timer.seconds()}};
     if (o.loss_scaling) {
       line["loss_scale"] = used_scale;
