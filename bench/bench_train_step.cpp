@@ -17,34 +17,11 @@
 #include "kernels/backend.hpp"
 #include "core/timer.hpp"
 #include "nn/bloom.hpp"
+#include "ops/ops.hpp"
 #include "optim/adamw.hpp"
 
 using namespace turbine;
 
-namespace {
-// TFLOP/s of a square GEMM in the backend's current math mode (the matrix
-// peak this process can reach: tensor cores on a GPU, sgemm on a CPU).
-double measure_gemm_tflops(kernels::Backend& be, Device device) {
-  const int n = device.is_cpu() ? 768 : 8192;
-  const Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device);
-  const Tensor b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
-  Tensor c = Tensor::empty({n, n}, DType::f32, device);
-  auto run = [&] {
-    be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(),
-            n);
-  };
-  run();
-  be.synchronize();
-  Timer t;
-  int reps = 0;
-  while (t.seconds() < 0.5) {
-    run();
-    be.synchronize();
-    ++reps;
-  }
-  return 2.0 * n * n * n * reps / t.seconds() / 1e12;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Time BLOOM training steps on the CPU or a GPU"};
@@ -76,7 +53,7 @@ int main(int argc, char** argv) {
                                  : precision == "f16" ? kernels::MathMode::f16
                                                       : kernels::MathMode::f32;
   kernels::MathModeGuard guard(be, math);
-  const double gemm_tflops = measure_gemm_tflops(be, device);
+  const double gemm_tflops = ops::measure_gemm_tflops(device, device.is_cpu() ? 768 : 8192, 0.5);
   if (peak_tflops <= 0) peak_tflops = gemm_tflops;
 
   nn::Bloom model(c, 1234, device);

@@ -1,5 +1,6 @@
 // matmul and linear (x W^T + b, Hugging Face's weight layout (out, in)).
 #include "core/error.hpp"
+#include "core/timer.hpp"
 #include "ops/ops.hpp"
 
 namespace turbine::ops {
@@ -106,6 +107,26 @@ void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Te
     const bool acc = prepare_grad(dbias, Shape{out}, x.device());
     be.bias_backward(dy.data<float>(), dbias->data<float>(), rows, out, acc);
   }
+}
+
+double measure_gemm_tflops(Device device, int n, double seconds) {
+  const Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device);
+  const Tensor b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
+  Tensor c = Tensor::empty({n, n}, DType::f32, device);
+  kernels::Backend& be = backend_for(device);
+  auto run = [&] {
+    be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(),
+            n);
+    be.synchronize();
+  };
+  run();
+  Timer t;
+  int reps = 0;
+  while (t.seconds() < seconds) {
+    run();
+    ++reps;
+  }
+  return 2.0 * n * n * double(n) * reps / t.seconds() / 1e12;
 }
 
 }  // namespace turbine::ops

@@ -19,6 +19,7 @@
 #include "efficiency/curriculum_sampler.hpp"
 #include "data/tokenizer.hpp"
 #include "infer/generate.hpp"
+#include "ops/ops.hpp"
 #include "train/checkpoint.hpp"
 #include "train/metrics.hpp"
 
@@ -52,26 +53,10 @@ namespace {
 // rounding there, so f32 is the hardware's peak). On a GPU: a large GEMM in
 // the run's math mode (tensor cores for bf16/f16).
 double measure_peak_gflops(dist::Communicator& comm, Device device) {
-  const int n = device.is_cpu() ? 768 : 4096;
-  Tensor a = Tensor::randn({n, n}, 1, 0, 1.0f, device), b = Tensor::randn({n, n}, 1, 1, 1.0f, device);
-  Tensor c = Tensor::empty({n, n}, DType::f32, device);
-  kernels::Backend& be = backend_for(device);
   std::optional<kernels::MathModeGuard> f32;
-  if (device.is_cpu()) f32.emplace(be, kernels::MathMode::f32);
-  auto run = [&] {
-    be.gemm(false, false, n, n, n, 1, a.data<float>(), n, b.data<float>(), n, 0, c.data<float>(), n);
-  };
-  run();
-  be.synchronize();
+  if (device.is_cpu()) f32.emplace(backend_for(device), kernels::MathMode::f32);
   comm.barrier();
-  Timer t;
-  int reps = 0;
-  while (t.seconds() < 0.3) {
-    run();
-    be.synchronize();
-    ++reps;
-  }
-  double gflops = 2.0 * n * n * n * reps / t.seconds() / 1e9;
+  double gflops = 1e3 * ops::measure_gemm_tflops(device, device.is_cpu() ? 768 : 4096, 0.3);
   comm.allreduce_sum(&gflops, 1);
   return gflops / comm.size();
 }
