@@ -1334,6 +1334,17 @@ int main(int argc, char** argv) {
                kernels::math_mode_name(c.mode), compared ? fmt::format("{:.2e}", v.nmse) : "-",
                fmt::format("{:.0e}", c.max_nmse), c.params);
     if (!v.ok) fmt::print("      {}\n", v.detail);
+    // A 16-bit mode failing: is the GPU computing more precisely than the
+    // mode (cuBLAS's FAST_16BF may pick TF32), or wrongly?
+    if (!v.ok && compared && c.mode != MathMode::f32) {
+      try {
+        kernels::MathModeGuard guard(reference.backend, MathMode::f32);
+        const Verdict plain = judge(c.max_nmse, got, run(reference));
+        fmt::print("      against the CPU in f32 instead: nmse {:.2e}\n", plain.nmse);
+      } catch (const std::exception& e) {
+        fmt::print("      the f32 reference threw: {}\n", e.what());
+      }
+    }
     std::fflush(stdout);
   }
   const double seconds =
