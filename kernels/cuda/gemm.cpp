@@ -4,8 +4,14 @@
 // tensor cores on bf16 / f16 inputs with f32 accumulation
 // (CUBLAS_COMPUTE_32F_FAST_16BF / _16F). Layouts and the heuristic's chosen
 // algorithm are cached per shape, since training repeats a few shapes.
+// TURBINE_CUDA_GEMM=convert takes the other route in the 16-bit modes: the
+// operands are converted to bf16 / f16 first and multiplied as such (f32
+// accumulation and output): exactly the CPU's rounding (FAST_16BF may also
+// down-convert to TF32) and the plain 16-bit kernels, for a conversion pass.
 #include <cublasLt.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -25,9 +31,10 @@ struct GemmKey {
   MathMode mode;
   bool beta_zero;
   uint32_t align_a, align_b, align_c;  // pointer alignments (bytes, up to 256)
+  bool converted;                      // A and B are 16-bit copies (TURBINE_CUDA_GEMM=convert)
   auto tie() const {
     return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, batch, stride_a, stride_b,
-                    stride_c, mode, beta_zero, align_a, align_b, align_c);
+                    stride_c, mode, beta_zero, align_a, align_b, align_c, converted);
   }
   bool operator<(const GemmKey& o) const { return tie() < o.tie(); }
 };
@@ -40,9 +47,10 @@ struct GemmPlan {
   bool has_algo = false;
 };
 
-cublasLtMatrixLayout_t layout(int rows, int cols, int ld, int batch, int64_t stride) {
+cublasLtMatrixLayout_t layout(cudaDataType type, int rows, int cols, int ld, int batch,
+                              int64_t stride) {
   cublasLtMatrixLayout_t l = nullptr;
-  TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, rows, cols, ld));
+  TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
   if (batch > 1) {
     TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
@@ -59,6 +67,25 @@ uint32_t alignment(const void* p) {
   return a;
 }
 
+cudaDataType operand_type(const GemmKey& k) {
+  if (!k.converted) return CUDA_R_32F;
+  return k.mode == MathMode::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+}
+
+// The GEMM route for the 16-bit modes, read once from TURBINE_CUDA_GEMM.
+bool convert_operands() {
+  static const bool convert = [] {
+    const char* value = std::getenv("TURBINE_CUDA_GEMM");
+    if (value == nullptr || std::strcmp(value, "fast") == 0 || *value == 0) return false;
+    TURBINE_CHECK(std::strcmp(value, "convert") == 0,
+                  "TURBINE_CUDA_GEMM={}: use fast (f32 operands, cuBLAS's FAST_16BF/16F) or "
+                  "convert (16-bit copies of the operands)",
+                  value);
+    return true;
+  }();
+  return convert;
+}
+
 cublasComputeType_t compute_type(MathMode mode) {
   switch (mode) {
     case MathMode::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
@@ -69,7 +96,9 @@ cublasComputeType_t compute_type(MathMode mode) {
 
 GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes) {
   GemmPlan plan;
-  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute_type(k.mode), CUDA_R_32F));
+  // Converted operands are already 16-bit: plain f32 accumulation on them.
+  const cublasComputeType_t compute = k.converted ? CUBLAS_COMPUTE_32F : compute_type(k.mode);
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
   // Column-major view: C^T (N x M) = op(B)^T (N x K) * op(A)^T (K x M).
   const cublasOperation_t op_first = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -78,11 +107,12 @@ GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes
   TURBINE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
                                                       &op_second, sizeof(op_second)));
   // Stored (column-major) shapes: B^T is N x K unless transposed, A^T is K x M.
-  plan.a = k.trans_b ? layout(k.K, k.N, k.ldb, k.batch, k.stride_b)
-                     : layout(k.N, k.K, k.ldb, k.batch, k.stride_b);
-  plan.b = k.trans_a ? layout(k.M, k.K, k.lda, k.batch, k.stride_a)
-                     : layout(k.K, k.M, k.lda, k.batch, k.stride_a);
-  plan.c = layout(k.N, k.M, k.ldc, k.batch, k.stride_c);
+  const cudaDataType in = operand_type(k);
+  plan.a = k.trans_b ? layout(in, k.K, k.N, k.ldb, k.batch, k.stride_b)
+                     : layout(in, k.N, k.K, k.ldb, k.batch, k.stride_b);
+  plan.b = k.trans_a ? layout(in, k.M, k.K, k.lda, k.batch, k.stride_a)
+                     : layout(in, k.K, k.M, k.lda, k.batch, k.stride_a);
+  plan.c = layout(CUDA_R_32F, k.N, k.M, k.ldc, k.batch, k.stride_c);
 
   cublasLtMatmulPreference_t pref = nullptr;
   TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -122,12 +152,41 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
               static_cast<int64_t>(r) * ldc, N, beta, false);
     return;
   }
+  // convert: 16-bit copies spanning each operand's strided extent, in blocks
+  // from the caching allocator (freed in stream order once queued).
+  const bool converted = math_mode() != MathMode::f32 && convert_operands();
+  const void* a_in = A;
+  const void* b_in = B;
+  struct Copy {
+    CudaBackend* backend;
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    ~Copy() {
+      if (ptr) backend->deallocate(ptr, bytes);
+    }
+  } a_copy{this}, b_copy{this};
+  if (converted) {
+    const int64_t a_size = (batch - 1) * (batch > 1 ? stride_a : 0) +
+                           int64_t(trans_a ? K - 1 : M - 1) * lda + (trans_a ? M : K);
+    const int64_t b_size = (batch - 1) * (batch > 1 ? stride_b : 0) +
+                           int64_t(trans_b ? N - 1 : K - 1) * ldb + (trans_b ? K : N);
+    for (auto [copy, src, n] : {std::tuple{&a_copy, A, a_size}, std::tuple{&b_copy, B, b_size}}) {
+      copy->bytes = size_t(n) * 2;
+      copy->ptr = allocate(copy->bytes);
+      if (math_mode() == MathMode::bf16)
+        convert_f32_to_bf16(src, static_cast<uint16_t*>(copy->ptr), size_t(n));
+      else
+        convert_f32_to_f16(src, static_cast<uint16_t*>(copy->ptr), size_t(n));
+    }
+    a_in = a_copy.ptr;
+    b_in = b_copy.ptr;
+  }
   static std::mutex mutex;
   static std::map<GemmKey, GemmPlan> plans;
   const GemmKey key{trans_a, trans_b, M, N, K, lda, ldb, ldc, batch,
                     batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0,
                     batch > 1 ? stride_c : 0, math_mode(), beta == 0.0f,
-                    alignment(A), alignment(B), alignment(C)};
+                    alignment(a_in), alignment(b_in), alignment(C), converted};
   GemmPlan* plan = nullptr;
   {
     std::lock_guard lock(mutex);
@@ -137,7 +196,7 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
   }
   if (plan->has_algo) {
     const cublasStatus_t status =
-        cublasLtMatmul(lt_, plan->op, &alpha, B, plan->a, A, plan->b, &beta, C, plan->c, C,
+        cublasLtMatmul(lt_, plan->op, &alpha, b_in, plan->a, a_in, plan->b, &beta, C, plan->c, C,
                        plan->c, &plan->algo, lt_workspace_, lt_workspace_bytes_, stream_);
     if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
       TURBINE_CUBLAS_CHECK(status);
@@ -150,10 +209,12 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
     TURBINE_CUBLAS_CHECK(cublasCreate(&blas_));
     TURBINE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   }
+  const cudaDataType in = operand_type(key);
   TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-      &alpha, B, CUDA_R_32F, ldb, stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C, CUDA_R_32F,
-      ldc, stride_c, batch, compute_type(math_mode()), CUBLAS_GEMM_DEFAULT));
+      &alpha, b_in, in, ldb, stride_b, a_in, in, lda, stride_a, &beta, C, CUDA_R_32F, ldc,
+      stride_c, batch, converted ? CUBLAS_COMPUTE_32F : compute_type(math_mode()),
+      CUBLAS_GEMM_DEFAULT));
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
