@@ -17,13 +17,9 @@ DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, const nn::Param
   flat_ = std::make_unique<optim::FlatParameters>(params, comm.size());
   const Device device = flat_->values().device();
   if (device.is_cuda() && comm.size() > 1) nccl_ = std::make_unique<NcclCommunicator>(comm, device);
+  buffers_ = nccl_ ? static_cast<BufferCollectives*>(nccl_.get()) : &comm_;
   // Every rank starts from rank 0's weights.
-  if (comm.size() > 1) {
-    if (nccl_)
-      nccl_->broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
-    else
-      comm_.broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
-  }
+  if (comm.size() > 1) buffers_->broadcast(flat_->values().raw_data(), flat_->values().nbytes(), 0);
   for (const nn::Parameter& p : params) leaves_.push_back(p.tensor.autograd_meta());
   if (zero.stage == 0) {
     adamw_ = std::make_unique<optim::AdamW>(*flat_, config);
@@ -44,15 +40,9 @@ DataParallelOptimizer::StepResult DataParallelOptimizer::step(float lr, double c
   // Sum over ranks: the whole buffer (stages 0, 1) or this rank's shard (2).
   if (world > 1) {
     if (reduced_) {
-      if (nccl_)
-        nccl_->wait_all();
-      else
-        comm_.wait_all();
+      buffers_->wait_all();
     } else if (zero_.stage == 2) {
-      if (nccl_)
-        nccl_->reduce_scatter_sum_inplace(grads, total / world);
-      else
-        comm_.reduce_scatter_sum_inplace(grads, total / world);
+      buffers_->reduce_scatter_sum_inplace(grads, total / world);
     } else {
       for (int64_t at = 0; at < total; at += zero_.bucket_elements)
         reduce_bucket(at, std::min(total, at + zero_.bucket_elements), false);
@@ -75,26 +65,18 @@ DataParallelOptimizer::StepResult DataParallelOptimizer::step(float lr, double c
     be.scale(grads + begin, grads + begin, count, static_cast<float>(factor), false);
 
   adamw_->step(lr);
-  if (zero_.stage > 0 && world > 1) {
-    if (nccl_)
-      nccl_->allgather_inplace(flat_->values().data<float>(), total / world);
-    else
-      comm_.allgather_inplace(flat_->values().data<float>(), total / world);
-  }
+  if (zero_.stage > 0 && world > 1)
+    buffers_->allgather_inplace(flat_->values().data<float>(), total / world);
   return {norm, true};
 }
 
 void DataParallelOptimizer::reduce_bucket(int64_t begin, int64_t end, bool overlapped) {
   float* grads = flat_->grads().data<float>();
   if (zero_.stage < 2) {
-    if (nccl_ && overlapped)
-      nccl_->start_allreduce_sum(grads + begin, end - begin);
-    else if (nccl_)
-      nccl_->allreduce_sum(grads + begin, end - begin);
-    else if (overlapped)
-      comm_.start_allreduce_sum(grads + begin, end - begin);
+    if (overlapped)
+      buffers_->start_allreduce_sum(grads + begin, end - begin);
     else
-      comm_.allreduce_sum(grads + begin, end - begin);
+      buffers_->allreduce_sum(grads + begin, end - begin);
     return;
   }
   // Stage 2 (overlapped only): each part goes to the rank whose shard holds it.
@@ -102,10 +84,7 @@ void DataParallelOptimizer::reduce_bucket(int64_t begin, int64_t end, bool overl
   for (int64_t at = begin; at < end;) {
     const int owner = static_cast<int>(at / shard);
     const int64_t stop = std::min(end, (owner + 1) * shard);
-    if (nccl_)
-      nccl_->start_reduce_sum(grads + at, stop - at, owner);
-    else
-      comm_.start_reduce_sum(grads + at, stop - at, owner);
+    buffers_->start_reduce_sum(grads + at, stop - at, owner);
     at = stop;
   }
 }

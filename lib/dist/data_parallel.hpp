@@ -68,6 +68,7 @@ class DataParallelOptimizer {
   std::unique_ptr<optim::FlatParameters> flat_;
   std::unique_ptr<optim::AdamW> adamw_;
   std::unique_ptr<NcclCommunicator> nccl_;  // when the parameters are on a GPU
+  BufferCollectives* buffers_;              // nccl_, or comm_ for host memory
   std::vector<std::shared_ptr<AutogradMeta>> leaves_;  // the parameters, flat order
   bool reduced_ = false;  // backward_and_reduce started this step's reductions
 

@@ -14,32 +14,31 @@
 
 namespace turbine::dist {
 
-class NcclCommunicator {
+class NcclCommunicator final : public BufferCollectives {
  public:
   // Collective over `comm`: every rank calls it with its own device.
   NcclCommunicator(Communicator& comm, Device device);
-  ~NcclCommunicator();
+  ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
   int rank() const { return rank_; }
   int size() const { return size_; }
 
-  void allreduce_sum(float* data, int64_t count);
-  // As Communicator: block rank() ends up holding the sum over ranks.
-  void reduce_scatter_sum_inplace(float* data, int64_t block);
-  void allgather_inplace(float* data, int64_t block);
-  void broadcast(void* data, int64_t bytes, int root);
+  void allreduce_sum(float* data, int64_t count) override;
+  void reduce_scatter_sum_inplace(float* data, int64_t block) override;
+  void allgather_inplace(float* data, int64_t block) override;
+  void broadcast(void* data, int64_t bytes, int root) override;
   // send and recv hold size() blocks of `block` values; block j of send goes
   // to rank j, and recv's block j comes from rank j (Ulysses' exchange).
   void all_to_all(const float* send, float* recv, int64_t block);
 
-  // Overlapped with compute: queued on a second stream once the work queued
-  // so far on the compute stream is done; wait_all() makes the compute
-  // stream wait for them (no host blocking). Same order on every rank.
-  void start_allreduce_sum(float* data, int64_t count);
-  void start_reduce_sum(float* data, int64_t count, int root);
-  void wait_all();
+  // The overlapped ones run on a second stream, started once the work
+  // queued so far on the compute stream is done; wait_all() makes the
+  // compute stream wait for them (no host blocking).
+  void start_allreduce_sum(float* data, int64_t count) override;
+  void start_reduce_sum(float* data, int64_t count, int root) override;
+  void wait_all() override;
 
   const CommStats& stats() const { return stats_; }
 
