@@ -25,6 +25,12 @@ struct AttentionShape {
   const int64_t* positions = nullptr;
 };
 
+// Elements a row-major (rows, cols) matrix with leading dimension ld spans
+// in memory (what a GEMM operand touches).
+inline size_t matrix_extent(int rows, int cols, int ld) {
+  return rows == 0 ? 0 : static_cast<size_t>(rows - 1) * ld + cols;
+}
+
 // Precision of the matrix products (gemm and attention): plain f32, or the
 // inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
 // (CUDA runs them there; the CPU rounds the same way, for the same numbers).

@@ -17,10 +17,10 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
   if (M == 0 || N == 0) return;
   if (math_mode() != MathMode::f32 && K > 0) {
     thread_local std::vector<float> a_round, b_round;
-    const size_t a_size = static_cast<size_t>(trans_a ? K - 1 : M - 1) * lda + (trans_a ? M : K);
-    const size_t b_size = static_cast<size_t>(trans_b ? N - 1 : K - 1) * ldb + (trans_b ? K : N);
-    A = round_to_math_mode(A, a_size, math_mode(), a_round);
-    B = round_to_math_mode(B, b_size, math_mode(), b_round);
+    A = round_to_math_mode(A, matrix_extent(trans_a ? K : M, trans_a ? M : K, lda), math_mode(),
+                           a_round);
+    B = round_to_math_mode(B, matrix_extent(trans_b ? N : K, trans_b ? K : N, ldb), math_mode(),
+                           b_round);
   }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/backend.hpp"
+#include "kernels/cpu/cpu_backend.hpp"
 
 namespace turbine::kernels {
 
@@ -37,7 +37,7 @@ inline const float* round_to_math_mode(const float* x, size_t n, MathMode mode,
   if (mode == MathMode::f32) return x;
   scratch.resize(n);
   float* out = scratch.data();
-#pragma omp parallel for simd schedule(static) if (n > (1 << 14))
+#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) out[i] = round_to(x[i], mode);
   return out;
 }

@@ -86,8 +86,10 @@ bool convert_operands() {
   return convert;
 }
 
-cublasComputeType_t compute_type(MathMode mode) {
-  switch (mode) {
+// Converted operands are already 16-bit: plain f32 accumulation on them.
+cublasComputeType_t compute_type(const GemmKey& k) {
+  if (k.converted) return CUBLAS_COMPUTE_32F;
+  switch (k.mode) {
     case MathMode::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
     case MathMode::f16: return CUBLAS_COMPUTE_32F_FAST_16F;
     default: return CUBLAS_COMPUTE_32F;
@@ -96,9 +98,7 @@ cublasComputeType_t compute_type(MathMode mode) {
 
 GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes) {
   GemmPlan plan;
-  // Converted operands are already 16-bit: plain f32 accumulation on them.
-  const cublasComputeType_t compute = k.converted ? CUBLAS_COMPUTE_32F : compute_type(k.mode);
-  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute_type(k), CUDA_R_32F));
   // Column-major view: C^T (N x M) = op(B)^T (N x K) * op(A)^T (K x M).
   const cublasOperation_t op_first = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -167,9 +167,9 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
   } a_copy{this}, b_copy{this};
   if (converted) {
     const int64_t a_size = (batch - 1) * (batch > 1 ? stride_a : 0) +
-                           int64_t(trans_a ? K - 1 : M - 1) * lda + (trans_a ? M : K);
+                           int64_t(matrix_extent(trans_a ? K : M, trans_a ? M : K, lda));
     const int64_t b_size = (batch - 1) * (batch > 1 ? stride_b : 0) +
-                           int64_t(trans_b ? N - 1 : K - 1) * ldb + (trans_b ? K : N);
+                           int64_t(matrix_extent(trans_b ? N : K, trans_b ? K : N, ldb));
     for (auto [copy, src, n] : {std::tuple{&a_copy, A, a_size}, std::tuple{&b_copy, B, b_size}}) {
       copy->bytes = size_t(n) * 2;
       copy->ptr = allocate(copy->bytes);
@@ -213,8 +213,7 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
   TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
       &alpha, b_in, in, ldb, stride_b, a_in, in, lda, stride_a, &beta, C, CUDA_R_32F, ldc,
-      stride_c, batch, converted ? CUBLAS_COMPUTE_32F : compute_type(math_mode()),
-      CUBLAS_GEMM_DEFAULT));
+      stride_c, batch, compute_type(key), CUBLAS_GEMM_DEFAULT));
 }
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,

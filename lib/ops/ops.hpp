@@ -29,15 +29,15 @@ inline bool prepare_grad(Tensor* grad, const Tensor& like) {
 // ---- linear algebra (linear.cpp) ----------------------------------------------
 // a (..., M, K) @ b (K, N) -> (..., M, N), or batched a (B, M, K) @ b (B, K, N).
 Tensor matmul(const Tensor& a, const Tensor& b);
-// TFLOP/s of an n x n x n GEMM on `device` in its backend's current math
-// mode, timed for about `seconds` after one warm-up: the matrix peak this
-// process reaches (sgemm on a CPU, tensor cores in bf16/f16 on a GPU).
-double measure_gemm_tflops(Device device, int n, double seconds);
 void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
 // x (..., in) @ weight (out, in)^T + bias (out) -> (..., out); bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor* dx,
                      Tensor* dweight, Tensor* dbias);
+// TFLOP/s of an n x n x n GEMM on `device` in its backend's current math
+// mode, timed for about `seconds` after one warm-up: the matrix peak this
+// process reaches (sgemm on a CPU, tensor cores in bf16/f16 on a GPU).
+double measure_gemm_tflops(Device device, int n, double seconds);
 
 // ---- elementwise (elementwise.cpp) ---------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b, float alpha = 1.0f, float beta = 1.0f);

@@ -249,6 +249,8 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     model.set_token_dropping(dropping);
     const int64_t kept = o.random_ltd.enabled ? dropping.kept : seq_now;
     optimizer.zero_grad();
+    // fp16: the loss is scaled up so small gradients survive f16 rounding.
+    const double loss_scale = o.loss_scaling ? scaler.scale() : 1.0;
     double loss_sum = 0;
     int64_t rows_per_micro = o.micro_batch;  // seqlen_reshape cuts samples into more rows
     const int64_t rank_first = state.samples + comm.rank() * o.micro_batch * o.accumulation;
@@ -261,8 +263,6 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
       model.set_dropout_step(uint64_t(state.step) * world * o.accumulation +
                              comm.rank() * o.accumulation + m);
       const Tensor loss = model.loss(batch.ids, batch.targets);
-      // fp16: the loss is scaled up so small gradients survive f16 rounding.
-      const double loss_scale = o.loss_scaling ? scaler.scale() : 1.0;
       const Tensor seed =
           Tensor::full({1}, float(loss_scale / double(o.accumulation)), loss.device());
       if (m + 1 == o.accumulation)
@@ -271,8 +271,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
         autograd::backward(loss, seed);
       loss_sum += loss.item();
     }
-    const double used_scale = o.loss_scaling ? scaler.scale() : 1.0;
-    const auto update = optimizer.step(static_cast<float>(lr), o.gradient_clipping, used_scale);
+    const auto update = optimizer.step(static_cast<float>(lr), o.gradient_clipping, loss_scale);
     const double grad_norm = update.grad_norm;
     if (o.loss_scaling) {
       scaler.update(!update.applied);
@@ -281,7 +280,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
         progress.break_line();
         log::warn("step {}: fp16 gradients overflowed at loss scale {:g}: update skipped, "
                   "scale now {:g}",
-                  state.step + 1, used_scale, scaler.scale());
+                  state.step + 1, loss_scale, scaler.scale());
       }
     }
     double loss = loss_sum / o.accumulation;
@@ -342,7 +341,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                    {"reserved_mb", backend_for(device).reserved_bytes() * mib},
                                    {"time_s", run_timer.seconds()}};
     if (o.loss_scaling) {
-      line["loss_scale"] = used_scale;
+      line["loss_scale"] = loss_scale;
       line["skipped"] = !update.applied;
     }
     if (eval_now) line["val_loss"] = val_loss;
