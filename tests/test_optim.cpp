@@ -134,6 +134,32 @@ BOOST_AUTO_TEST_CASE(dynamic_loss_scale_backs_off_and_grows) {
   BOOST_CHECK_THROW(optim::LossScaler({0, 16, 0, 2, 1}), Error);
 }
 
+BOOST_AUTO_TEST_CASE(restored_loss_scaler_continues_like_an_uninterrupted_one) {
+  const optim::LossScaleConfig config{0, 4, 5, 3, 1};  // 2^4, window 5, hysteresis 3
+  // Overflows, clean steps and a halving, with a "checkpoint" after each
+  // step: the restored twin must then agree with the straight run for good.
+  const std::vector<bool> overflows{false, false, true,  false, true,  true, true,  false,
+                                    false, false, false, false, false, true, false, false};
+  for (size_t cut = 0; cut < overflows.size(); ++cut) {
+    optim::LossScaler straight(config), first(config);
+    for (size_t i = 0; i < cut; ++i) {
+      straight.update(overflows[i]);
+      first.update(overflows[i]);
+    }
+    optim::LossScaler resumed(config);
+    resumed.restore(first.state());
+    for (size_t i = cut; i < overflows.size(); ++i) {
+      BOOST_TEST(resumed.update(overflows[i]) == straight.update(overflows[i]));
+      BOOST_TEST(resumed.scale() == straight.scale(), "cut " << cut << ", step " << i);
+    }
+  }
+  optim::LossScaler scaler(config);
+  BOOST_CHECK_THROW(scaler.restore({0.0, 0, 1}), Error);
+  scaler.restore({64.0, 4, 0});  // a checkpoint without hysteresis: the configured one
+  BOOST_TEST(scaler.update(false));
+  BOOST_TEST(scaler.scale() == 128.0);  // the fifth clean step doubles
+}
+
 BOOST_AUTO_TEST_CASE(unscale_reports_non_finite_values) {
   kernels::Backend& be = kernels::cpu_backend();
   std::vector<float> x{2.0f, -4.0f, 8.0f};

@@ -19,6 +19,17 @@ LossScaler::LossScaler(LossScaleConfig config)
                 config.window, config.hysteresis, config.min_scale);
 }
 
+void LossScaler::restore(const State& state) {
+  TURBINE_CHECK(state.scale > 0 && state.clean_steps >= 0 && state.hysteresis_left >= 0,
+                "fp16 loss scaling: a checkpointed scale {}, clean steps {} and hysteresis {} "
+                "cannot be restored (a damaged checkpoint?)",
+                state.scale, state.clean_steps, state.hysteresis_left);
+  scale_ = state.scale;
+  clean_steps_ = state.clean_steps;
+  hysteresis_left_ = state.hysteresis_left > 0 ? std::min(state.hysteresis_left, config_.hysteresis)
+                                               : config_.hysteresis;
+}
+
 bool LossScaler::update(bool overflow) {
   if (!overflow) {
     hysteresis_left_ = config_.hysteresis;

@@ -26,8 +26,19 @@ class LossScaler {
   // be applied (false: overflow, skip it).
   bool update(bool overflow);
   int64_t overflows() const { return overflows_; }
-  // Restores a checkpointed scale.
-  void set_scale(double scale) { scale_ = scale; }
+
+  // What a checkpoint keeps so that a resumed run scales exactly as an
+  // uninterrupted one: the scale, the clean steps towards the next doubling
+  // and the overflows still tolerated before the next halving.
+  struct State {
+    double scale = 0;
+    int64_t clean_steps = 0;
+    int hysteresis_left = 0;
+  };
+  State state() const { return {scale_, clean_steps_, hysteresis_left_}; }
+  // Restores a checkpointed state; a hysteresis_left of 0 (a checkpoint from
+  // before it was kept) means the configured hysteresis.
+  void restore(const State& state);
 
  private:
   LossScaleConfig config_;

@@ -109,7 +109,9 @@ void CheckpointStore::save(const TrainerState& state, const nn::ParameterList& p
     trainer.set_attribute("zero_stage", int64_t(optimizer.zero().stage));
     trainer.set_attribute("numel", real);
     trainer.set_attribute("data_identity", state.data_identity);
-    trainer.set_attribute("loss_scale", state.loss_scale);
+    trainer.set_attribute("loss_scale", state.loss_scaler.scale);
+    trainer.set_attribute("loss_scale_clean_steps", state.loss_scaler.clean_steps);
+    trainer.set_attribute("loss_scale_hysteresis_left", int64_t(state.loss_scaler.hysteresis_left));
     std::ofstream(tmp_dir / "config.yaml") << config_yaml;
   }
   // Rename only once every rank's files are on disk.
@@ -157,7 +159,15 @@ TrainerState CheckpointStore::load(const std::string& checkpoint, const nn::Para
   state.layer_tokens = trainer.attribute_double("layer_tokens");
   state.flops = trainer.attribute_double("flops");
   state.data_identity = trainer.attribute_string("data_identity");
-  if (trainer.has_attribute("loss_scale")) state.loss_scale = trainer.attribute_double("loss_scale");
+  // Checkpoints from before fp16 training have no scaler state, and those
+  // from before the clean-step count was kept have only the scale.
+  if (trainer.has_attribute("loss_scale"))
+    state.loss_scaler.scale = trainer.attribute_double("loss_scale");
+  if (trainer.has_attribute("loss_scale_clean_steps")) {
+    state.loss_scaler.clean_steps = trainer.attribute_int("loss_scale_clean_steps");
+    state.loss_scaler.hysteresis_left =
+        static_cast<int>(trainer.attribute_int("loss_scale_hysteresis_left"));
+  }
   const int64_t real = optimizer.flat().numel();
   TURBINE_CHECK(trainer.attribute_int("numel") == real,
                 "{}: the checkpoint has {} parameters, the model {}", trainer.path(),

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "dist/data_parallel.hpp"
+#include "optim/loss_scaler.hpp"
 
 namespace turbine::train {
 
@@ -27,7 +28,7 @@ struct TrainerState {
   double layer_tokens = 0;  // tokens x layers they passed through (random-LTD counts kept ones)
   double flops = 0;         // training FLOPs spent (global)
   std::string data_identity;  // tokenizer identity of the data set
-  double loss_scale = 0;      // fp16's current loss scale (0: none)
+  optim::LossScaler::State loss_scaler;  // fp16's dynamic loss scaling (scale 0: none)
 };
 
 class CheckpointStore {

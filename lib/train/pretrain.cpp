@@ -161,7 +161,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     if (state.data_identity != dataset.tokenizer_identity())
       log::warn("the checkpoint was trained on data tokenized by {}, this data set uses {}",
                 state.data_identity, dataset.tokenizer_identity());
-    if (o.loss_scaling && state.loss_scale > 0) scaler.set_scale(state.loss_scale);
+    if (o.loss_scaling && state.loss_scaler.scale > 0) scaler.restore(state.loss_scaler);
   } else if (!o.init_from.empty()) {
     CheckpointStore::load_weights(o.init_from, model.parameters());
     log::info("initialized weights from {}", o.init_from);
@@ -275,7 +275,7 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     const double grad_norm = update.grad_norm;
     if (o.loss_scaling) {
       scaler.update(!update.applied);
-      state.loss_scale = scaler.scale();
+      state.loss_scaler = scaler.state();
       if (!update.applied) {
         progress.break_line();
         log::warn("step {}: fp16 gradients overflowed at loss scale {:g}: update skipped, "

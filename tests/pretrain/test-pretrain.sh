@@ -16,8 +16,8 @@
 #                  (with the LayerToken schedule); bad random-LTD keys are clear errors
 #   mixed_precision bf16 and fp16 runs (CPU emulation of the rounding) track the f32 run;
 #                  fp16's dynamic loss scale backs off from an overflowing start, skipping
-#                  those steps, and resumes with its scale; device cuda without a GPU and
-#                  bf16 + fp16 together are clear errors
+#                  those steps, and resumes with its scaler (scale and clean-step count);
+#                  device cuda without a GPU and bf16 + fp16 together are clear errors
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -374,15 +374,30 @@ assert skipped and skipped[0] == 1 and len(skipped) < len(rows), "first steps sk
 assert scales[-1] < scales[0] and all(b <= a for a, b in zip(scales, scales[1:]))
 assert rows[-1]["loss"] < rows[0]["loss"]
 PY
-    # Resuming restores the loss scale: the second half matches the straight run.
-    run 2 mp-fp16-split "${batch[@]}" "${fp16[@]}" --set train_steps=6 --set checkpoint.interval=6 \
-      --set scheduler.params.total_num_steps=12 || fail "fp16 first half"
+    # Resuming restores the loss scaler: with a window of 4 clean steps the scale doubles
+    # after the step-6 checkpoint, so the clean-step count must survive it too.
+    fp16w=("${fp16[@]}" --set fp16.loss_scale_window=4 --set scheduler.params.total_num_steps=12)
+    run 2 mp-fp16w "${batch[@]}" "${fp16w[@]}" --set train_steps=12 \
+      || fail "fp16 window 4: $(tail -3 "$work/mp-fp16w.log")"
+    python3 - "$work/mp-fp16w/metrics.jsonl" <<'PY' || fail "fp16 scale never doubled after step 6"
+import json, sys
+scales = [json.loads(l)["loss_scale"] for l in open(sys.argv[1])]
+assert any(b > a for a, b in zip(scales[6:], scales[7:])), scales
+PY
+    run 2 mp-fp16w-split "${batch[@]}" "${fp16w[@]}" --set train_steps=6 --set checkpoint.interval=6 \
+      || fail "fp16 first half"
     mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
-      --set output.dir="$work/mp-fp16-split" "${batch[@]}" "${fp16[@]}" --set train_steps=12 \
-      --set checkpoint.interval=6 --set scheduler.params.total_num_steps=12 --resume \
+      --set output.dir="$work/mp-fp16w-split" "${batch[@]}" "${fp16w[@]}" --set train_steps=12 \
+      --set checkpoint.interval=6 --resume \
       > "$work/mp-fp16-resume.log" 2>&1 || fail "fp16 resume: $(tail -3 "$work/mp-fp16-resume.log")"
-    [[ $(losses mp-fp16) == $(losses mp-fp16-split) ]] || fail "fp16 losses after resume differ"
-    echo "  fp16 resumed with its loss scale: losses identical"
+    [[ $(losses mp-fp16w) == $(losses mp-fp16w-split) ]] || fail "fp16 losses after resume differ"
+    python3 - "$work/mp-fp16w/metrics.jsonl" "$work/mp-fp16w-split/metrics.jsonl" <<'PY' \
+      || fail "fp16 loss scales after resume differ"
+import json, sys
+scales = [[json.loads(l)["loss_scale"] for l in open(f)] for f in sys.argv[1:]]
+assert scales[0] == scales[1], scales
+print(f"  fp16 resumed with its loss scaler: losses and scales identical {scales[0]}")
+PY
     rm -rf "${work:?}/bad-cuda"
     if mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
         --set output.dir="$work/bad-cuda" --set device=cuda > "$work/bad-cuda.log" 2>&1; then
