@@ -3,10 +3,12 @@
 // tools/device-check (GPU) compare it with PyTorch on the same model. With
 // --peak-tflops 0 the MFU is against a GEMM measured here in the same
 // precision; otherwise against the given peak (the card's datasheet).
-#include <CLI/CLI.hpp>
+// --profile N then runs N more steps with every kernel call timed and prints
+// where a step's time goes, op by op, before the JSON line.
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -16,6 +18,7 @@
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/profiling.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
 #include "optim/adamw.hpp"
@@ -26,7 +29,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Time BLOOM training steps on the CPU or a GPU"};
   nn::BloomConfig c{8192, 384, 6, 6};
   int64_t batch = 8, seq = 256;
-  int steps = 5, warmup = 2;
+  int steps = 5, warmup = 2, profile_steps = 0;
   std::string device_name = "cpu", precision = "f32";
   double peak_tflops = 0;
   app.add_option("--vocab", c.vocab_size, "vocabulary size")->capture_default_str();
@@ -43,6 +46,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--peak-tflops", peak_tflops,
                  "peak for MFU (the card's bf16 datasheet figure); 0: measure a GEMM here")
+      ->capture_default_str();
+  app.add_option("--profile", profile_steps,
+                 "then time every kernel call over this many more steps and print the table")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -65,17 +72,31 @@ int main(int argc, char** argv) {
   const Tensor x = Tensor::from_vector<int64_t>({batch, seq}, ids);
   const Tensor y = Tensor::from_vector<int64_t>({batch, seq}, targets);
 
-  std::vector<double> times;
   float loss = 0;
-  for (int step = 0; step < warmup + steps; ++step) {
-    Timer timer;
+  auto train_step = [&] {
     Tensor l = model.loss(x, y);
     autograd::backward(l);
     optim::clip_grad_norm(model.parameters(), 1.0);
     opt.step(1e-4f);
     opt.zero_grad();
     loss = l.item();  // waits for the step's queued GPU work too
+  };
+  std::vector<double> times;
+  for (int step = 0; step < warmup + steps; ++step) {
+    Timer timer;
+    train_step();
     if (step >= warmup) times.push_back(timer.seconds());
+  }
+  if (profile_steps > 0) {
+    kernels::ProfilingBackend profiler(be);
+    Timer timer;
+    {
+      ScopedBackend scoped(device, profiler);
+      for (int step = 0; step < profile_steps; ++step) train_step();
+    }
+    std::printf("profile of %d step(s) on %s, %s: every call synchronized, %.3f s per step\n%s",
+                profile_steps, device.str().c_str(), precision.c_str(),
+                timer.seconds() / profile_steps, profiler.table(profile_steps).c_str());
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];

@@ -1,10 +1,14 @@
-// Tensors: dtypes, views, copies, casts and memory accounting.
+// Tensors: dtypes, views, copies, casts, memory accounting and scoped
+// (profiling) backends.
 #define BOOST_TEST_MODULE tensor
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/profiling.hpp"
+#include "ops/ops.hpp"
 #include "tensor/tensor.hpp"
 
 using namespace turbine;
@@ -91,4 +95,39 @@ BOOST_AUTO_TEST_CASE(bad_tensor_use_is_an_error) {
   BOOST_CHECK_THROW(Tensor().shape(), Error);
   if (kernels::cuda_device_count() == 0)
     BOOST_CHECK_THROW(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);
+}
+
+BOOST_AUTO_TEST_CASE(profiling_backend_forwards_times_and_keeps_the_math_mode) {
+  std::vector<float> xs(64 * 48), ws(48 * 32);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = philox_normal(3, 0, 0, i);
+  for (size_t i = 0; i < ws.size(); ++i) ws[i] = philox_normal(3, 1, 0, i);
+  const Tensor x = Tensor::from_vector<float>({64, 48}, xs);
+  const Tensor w = Tensor::from_vector<float>({48, 32}, ws);
+  kernels::Backend& cpu = kernels::cpu_backend();
+  const auto f32 = ops::matmul(x, w).to_vector<float>();
+  kernels::MathModeGuard bf16(cpu, kernels::MathMode::bf16);
+  const auto plain = ops::matmul(x, w).to_vector<float>();
+  BOOST_TEST(plain != f32);  // bf16 rounding shows, so a lost math mode would too
+
+  kernels::ProfilingBackend profiler(cpu);
+  std::vector<float> profiled;
+  {
+    ScopedBackend scoped(Device::cpu(), profiler);
+    BOOST_TEST(&backend_for(Device::cpu()) == &profiler);
+    BOOST_CHECK_THROW(ScopedBackend(Device::cpu(), profiler), Error);
+    profiled = ops::matmul(x, w).to_vector<float>();
+  }
+  BOOST_TEST(&backend_for(Device::cpu()) == &cpu);
+  BOOST_TEST(profiled == plain);
+  const auto entries = profiler.entries();
+  const auto gemm = std::find_if(entries.begin(), entries.end(),
+                                 [](const auto& e) { return e.op.rfind("gemm", 0) == 0; });
+  BOOST_REQUIRE(gemm != entries.end());
+  BOOST_TEST(gemm->op == "gemm 64x32x48");
+  BOOST_TEST(gemm->calls == 1);
+  BOOST_TEST(gemm->flops == 2.0 * 64 * 32 * 48);
+  BOOST_TEST(gemm->seconds > 0);
+  const std::string table = profiler.table(1);
+  BOOST_TEST(table.find("gemm 64x32x48") != std::string::npos);
+  BOOST_TEST(table.find("total") != std::string::npos);
 }

@@ -150,4 +150,7 @@ class CudaBackend final : public Backend {
   float* alibi_device_ = nullptr;
 };
 
+// The backend of CUDA device `device_index`, created on first use.
+Backend& cuda_backend(int device_index);
+
 }  // namespace turbine::kernels

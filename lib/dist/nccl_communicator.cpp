@@ -43,7 +43,8 @@ NcclCommunicator::NcclCommunicator(Communicator& comm, Device device)
     : state_(std::make_unique<State>()), rank_(comm.rank()), size_(comm.size()) {
   TURBINE_CHECK(device.is_cuda(), "NCCL communicator on {}: NCCL needs a CUDA device",
                 device.str());
-  auto& backend = static_cast<kernels::CudaBackend&>(backend_for(device));
+  // The device's own backend, never a wrapper that backend_for may return.
+  auto& backend = static_cast<kernels::CudaBackend&>(kernels::cuda_backend(device.index));
   state_->stream = backend.stream();
   ncclUniqueId id{};
   if (comm.rank() == 0) TURBINE_NCCL_CHECK(ncclGetUniqueId(&id));

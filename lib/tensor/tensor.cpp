@@ -18,7 +18,20 @@ Backend& cuda_backend(int device_index);
 }
 #endif
 
+namespace {
+constexpr int kMaxDevices = 17;  // cpu + 16 GPUs
+
+int device_slot(Device device) {
+  const int slot = device.is_cpu() ? 0 : 1 + device.index;
+  TURBINE_CHECK(slot < kMaxDevices, "device {} is out of range", device.str());
+  return slot;
+}
+
+std::array<kernels::Backend*, kMaxDevices> g_scoped_backends{};
+}  // namespace
+
 kernels::Backend& backend_for(Device device) {
+  if (kernels::Backend* scoped = g_scoped_backends[device_slot(device)]) return *scoped;
   if (device.is_cpu()) return kernels::cpu_backend();
 #ifdef TURBINE_HAVE_CUDA
   return kernels::cuda_backend(device.index);
@@ -30,17 +43,24 @@ kernels::Backend& backend_for(Device device) {
 #endif
 }
 
+ScopedBackend::ScopedBackend(Device device, kernels::Backend& backend) : device_(device) {
+  kernels::Backend*& slot = g_scoped_backends[device_slot(device)];
+  TURBINE_CHECK(slot == nullptr, "device {} already has a scoped backend", device.str());
+  slot = &backend;
+}
+
+ScopedBackend::~ScopedBackend() {
+  g_scoped_backends[device_slot(device_)] = nullptr;
+}
+
 namespace {
-constexpr int kMaxDevices = 17;  // cpu + 16 GPUs
 struct Counters {
   std::atomic<int64_t> current{0}, peak{0}, allocations{0};
 };
 std::array<Counters, kMaxDevices> g_counters;
 
 Counters& counters(Device device) {
-  const int slot = device.is_cpu() ? 0 : 1 + device.index;
-  TURBINE_CHECK(slot < kMaxDevices, "device {} is out of range", device.str());
-  return g_counters[slot];
+  return g_counters[device_slot(device)];
 }
 }  // namespace
 

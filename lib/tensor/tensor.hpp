@@ -22,6 +22,20 @@ int64_t shape_numel(const Shape& shape);
 // The kernel backend for a device; a clear error if this build lacks it.
 kernels::Backend& backend_for(Device device);
 
+// Routes backend_for(device) to `backend` while this object lives: a wrapper
+// that forwards to the device's own backend (kernels::ProfilingBackend). One
+// at a time per device; not for use while other threads run ops.
+class ScopedBackend {
+ public:
+  ScopedBackend(Device device, kernels::Backend& backend);
+  ~ScopedBackend();
+  ScopedBackend(const ScopedBackend&) = delete;
+  ScopedBackend& operator=(const ScopedBackend&) = delete;
+
+ private:
+  Device device_;
+};
+
 struct MemoryStats {
   int64_t current_bytes = 0;
   int64_t peak_bytes = 0;

@@ -1,0 +1,132 @@
+// A backend that times every call of another one: which kernels a training
+// step spends its time in, on any device. Each call is bracketed by the inner
+// backend's synchronize() and a wall clock, so on a GPU a call's time is its
+// kernels' time plus one launch latency (a few microseconds), and the profiled
+// step runs slower than an unprofiled one; compare the two totals. GEMMs are
+// kept apart by shape, and GEMMs and attention report their TFLOP/s.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.hpp"
+
+namespace turbine::kernels {
+
+class ProfilingBackend final : public Backend {
+ public:
+  // Starts in the inner backend's math mode; calls run in this one's.
+  explicit ProfilingBackend(Backend& inner);
+
+  struct Entry {
+    std::string op;  // the Backend method (and the GEMM shape)
+    int64_t calls = 0;
+    double seconds = 0;  // wall time of the calls, inner backend synchronized
+    double flops = 0;    // floating-point operations done (GEMM and attention only)
+  };
+  // Every op timed since the last reset, the most expensive first.
+  std::vector<Entry> entries() const;
+  void reset() { entries_.clear(); }
+  // The entries as a text table, per step of `steps` profiled steps.
+  std::string table(int steps) const;
+
+  const char* name() const override { return inner_.name(); }
+  void synchronize() override { inner_.synchronize(); }
+  int64_t reserved_bytes() const override { return inner_.reserved_bytes(); }
+
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
+  void copy_from_host(void* dst, const void* host_src, size_t bytes) override;
+  void fill(float* x, size_t n, float value) override;
+  void convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) override;
+  void convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) override;
+  void convert_f32_to_f16(const float* x, uint16_t* y, size_t n) override;
+  void convert_f16_to_f32(const uint16_t* x, float* y, size_t n) override;
+
+  void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override;
+  void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                            int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                            int batch) override;
+
+  void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) override;
+  void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) override;
+  void add_bias(float* y, const float* bias, int rows, int cols) override;
+  void bias_backward(const float* dy, float* dbias, int rows, int cols, bool accumulate) override;
+  double sum(const float* x, size_t n) override;
+  double sum_squares(const float* x, size_t n) override;
+
+  void gelu_forward(const float* x, float* y, size_t n) override;
+  void gelu_backward(const float* x, const float* dy, float* dx, size_t n,
+                     bool accumulate) override;
+
+  void layer_norm_forward(const float* x, const float* weight, const float* bias, float* y,
+                          float* mean, float* rstd, int rows, int cols, float eps) override;
+  void layer_norm_backward(const float* x, const float* weight, const float* mean,
+                           const float* rstd, const float* dy, float* dx, float* dweight,
+                           float* dbias, int rows, int cols, bool accumulate_dx,
+                           bool accumulate_params) override;
+
+  void softmax_forward(const float* x, float* y, int rows, int cols) override;
+  void softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
+                        bool accumulate) override;
+
+  void cross_entropy_forward(const float* logits, const int64_t* targets, float* losses, float* lse,
+                             int rows, int vocab, int64_t ignore_index) override;
+  void cross_entropy_backward(const float* logits, const int64_t* targets, const float* lse,
+                              float dloss, float* dlogits, int rows, int vocab,
+                              int64_t ignore_index, bool accumulate) override;
+
+  void embedding_forward(const int64_t* ids, const float* table, float* out, int n, int vocab,
+                         int dim) override;
+  void embedding_backward(const int64_t* ids, const float* dout, float* dtable, int n, int vocab,
+                          int dim, bool accumulate) override;
+
+  void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                         float* out, float* lse) override;
+  void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                          const float* out, const float* lse, const float* dout, float* dq,
+                          float* dk, float* dv, bool accumulate) override;
+
+  void dropout_forward(const float* x, float* y, size_t n, float p, uint64_t seed, uint64_t stream,
+                       uint64_t offset) override;
+  void dropout_backward(const float* dy, float* dx, size_t n, float p, uint64_t seed,
+                        uint64_t stream, uint64_t offset, bool accumulate) override;
+
+  void gather_rows(const float* x, const int64_t* index, float* y, int batch, int rows, int picked,
+                   int cols, bool accumulate) override;
+  void scatter_rows(const float* src, const int64_t* index, float* y, int batch, int rows,
+                    int picked, int cols, bool accumulate) override;
+  void zero_rows(float* y, const int64_t* index, int batch, int rows, int picked,
+                 int cols) override;
+
+  void split_qkv(const float* qkv, float* q, float* k, float* v, int batch, int seq, int heads,
+                 int head_dim) override;
+  void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv, int batch, int seq,
+                 int heads, int head_dim, bool accumulate) override;
+  void merge_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
+                   bool accumulate) override;
+  void split_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
+                   bool accumulate) override;
+
+  void adamw_step(float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float bias_correction1,
+                  float bias_correction2) override;
+  bool unscale_and_check(float* x, size_t n, float alpha) override;
+
+ private:
+  // Runs `call` on the inner backend (in this backend's math mode), timed
+  // between two synchronizations, and books it under `op`.
+  template <class Call>
+  auto timed(const std::string& op, double flops, Call&& call);
+
+  Backend& inner_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace turbine::kernels
