@@ -486,8 +486,9 @@ void add_gemm_cases(std::vector<Case>& cases) {
     }
     add_gemm_case(cases, {false, true, 48, 80, 64, 0, 1.0f, 0.5f, 3, 5, true}, mode);
   }
-  // K = 0: C = beta * C, as BLAS defines it.
+  // K = 0: C = beta * C, as BLAS defines it (C unread when beta = 0).
   add_gemm_case(cases, {false, false, 5, 7, 0, 1, 1.0f, 0.5f}, MathMode::f32);
+  add_gemm_case(cases, {false, false, 5, 7, 0, 1, 1.0f, 0.0f}, MathMode::f32);
 }
 
 // ---- elementwise ------------------------------------------------------------------------

@@ -118,12 +118,13 @@ GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes
   TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof(workspace_bytes)));
-  // Operands as passed to cuBLASLt: its A is our B, its B our A.
-  const uint32_t aligns[3] = {k.align_b, k.align_a, k.align_c};
-  const cublasLtMatmulPreferenceAttributes_t align_attrs[3] = {
+  // Operands as passed to cuBLASLt: its A is our B, its B our A; D is C
+  // (the preference's D alignment defaults to 256 bytes, so it must be set).
+  const uint32_t aligns[4] = {k.align_b, k.align_a, k.align_c, k.align_c};
+  const cublasLtMatmulPreferenceAttributes_t align_attrs[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES};
-  for (int i = 0; i < 3; ++i)
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i)
     TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &aligns[i],
                                                               sizeof(aligns[i])));
   cublasLtMatmulHeuristicResult_t result{};
@@ -145,11 +146,15 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
                                        const float* B, int ldb, int64_t stride_b, float beta,
                                        float* C, int ldc, int64_t stride_c, int batch) {
   if (M == 0 || N == 0 || batch == 0) return;
-  if (K == 0) {  // C = beta * C, as BLAS defines it
+  if (K == 0) {  // C = beta * C, as BLAS defines it: C is not read when beta is 0
     for (int i = 0; i < batch; ++i)
-      for (int r = 0; r < M; ++r)
-        scale(C + i * stride_c + static_cast<int64_t>(r) * ldc, C + i * stride_c +
-              static_cast<int64_t>(r) * ldc, N, beta, false);
+      for (int r = 0; r < M; ++r) {
+        float* row = C + i * stride_c + static_cast<int64_t>(r) * ldc;
+        if (beta == 0.0f)
+          fill(row, N, 0.0f);
+        else
+          scale(row, row, N, beta, false);
+      }
     return;
   }
   // convert: 16-bit copies spanning each operand's strided extent, in blocks

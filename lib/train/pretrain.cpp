@@ -67,10 +67,14 @@ Device pick_device(const PretrainOptions& o, dist::Communicator& comm) {
   const int gpus = kernels::cuda_device_count();
   TURBINE_CHECK(gpus > 0, "device cuda: no CUDA device is visible to rank {}", comm.rank());
   const dist::Communicator local = comm.node_local();
-  if (local.size() > gpus)
-    log::warn("{} ranks share this node's {} GPU(s): ranks will share devices", local.size(),
-              gpus);
-  return Device::cuda(local.rank() % gpus);
+  // NCCL refuses two ranks of one communicator on one GPU ("duplicate GPU"),
+  // so say so here, on every rank, rather than as an NCCL error code later.
+  TURBINE_CHECK(!comm.any(local.size() > gpus && comm.size() > 1),
+                "device cuda: a node runs more ranks than it has GPUs ({} here, {} visible): "
+                "gradients are reduced over NCCL, which cannot put two ranks on one GPU; start "
+                "at most one rank per GPU (mpirun --map-by ppr:N:node, or fewer -np)",
+                local.size(), gpus);
+  return Device::cuda(local.rank());
 }
 
 // Validation loss over the first `batches x micro` windows of the split,
