@@ -29,6 +29,7 @@ struct PretrainOptions {
 
   // "cpu", or "cuda": each rank computes on the GPU of its node-local rank.
   std::string device = "cpu";
+  double peak_tflops = 0;  // per device, for MFU; 0: measured at the start
   // Precision of the matrix products (bf16.enabled / fp16.enabled).
   kernels::MathMode math = kernels::MathMode::f32;
   bool loss_scaling = false;  // fp16: dynamic (or static) loss scaling

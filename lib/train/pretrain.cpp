@@ -201,7 +201,8 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
   log::info("optimizer state per rank by ZeRO stage: 0: {:.1f} MiB, 1: {:.1f} MiB, 2: {:.1f} "
             "MiB (stage 2 also reduce-scatters gradients: each rank receives only its shard)",
             state_full, state_full / world, state_full / world);
-  const double peak_gflops = measure_peak_gflops(comm, device);
+  const double peak_gflops =
+      o.peak_tflops > 0 ? 1e3 * o.peak_tflops : measure_peak_gflops(comm, device);
   PretrainResult result;
   if (leader) {
     result.unigram_entropy = data::unigram_entropy(dataset, data::Split::train);

@@ -32,6 +32,10 @@ io::ConfigSchema pretrain_schema() {
   s.string("device", "cpu",
            "where to compute: cpu, or cuda (each rank takes the GPU of its local rank)")
       .one_of({std::string("cpu"), std::string("cuda")});
+  s.number("peak_tflops", 0,
+           "per-device peak TFLOP/s that MFU is reported against (a GPU's datasheet figure "
+           "for the run's precision); 0: measure a large GEMM at the start")
+      .at_least(0);
   s.boolean("bf16.enabled", false,
             "bf16 mixed precision: matrix products (GEMM, attention) on bf16 inputs with f32 "
             "accumulation; f32 master weights and optimizer state");
@@ -123,6 +127,7 @@ io::ConfigSchema pretrain_schema() {
 PretrainOptions pretrain_options(const io::Config& c, int world) {
   PretrainOptions o;
   o.device = c.get<std::string>("device");
+  o.peak_tflops = c.get<double>("peak_tflops");
   if (o.device == "cuda" && kernels::cuda_device_count() == 0)
     c.fail("device",
            dist::nccl_available()
