@@ -81,6 +81,15 @@ struct MathF16 {
 template <class Math>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
                                           const uint32_t (&b)[2]) {
+#ifdef TURBINE_CUDA_EMULATION
+  // The CPU emulator (tests/cuda_emu): the same warp-wide product, from the
+  // PTX ISA's fragment layouts.
+  if constexpr (std::is_same_v<Math, MathBf16>) {
+    turbine_emu::mma_m16n8k16_bf16(d, a, b);
+  } else {
+    turbine_emu::mma_m16n8k16_f16(d, a, b);
+  }
+#else
   if constexpr (std::is_same_v<Math, MathBf16>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
@@ -94,6 +103,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
+#endif
 }
 
 // Two adjacent 16-bit values of a tile (the first at an even index).

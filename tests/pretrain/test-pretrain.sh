@@ -18,6 +18,9 @@
 #                  fp16's dynamic loss scale backs off from an overflowing start, skipping
 #                  those steps, and resumes with its scaler (scale and clean-step count);
 #                  device cuda without a GPU and bf16 + fp16 together are clear errors
+#   cuda           device cuda (a GPU, or the CUDA emulator) against the CPU on 2 ranks in
+#                  f32, bf16 and fp16, ZeRO-2 with overlap_comm, and an exact resume;
+#                  SKIP without a device
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -408,6 +411,50 @@ PY
       [[ ! -e $work/bad-cuda ]] || fail "device cuda: output written"
       echo "  device cuda: $(grep -m1 -o 'error: .*' "$work/bad-cuda.log" | cut -c1-150)"
     fi
+    ;;
+  cuda)
+    # device cuda against the CPU, on a GPU or on the CUDA emulator (-Dcuda_emulation=true,
+    # which CI runs): 2 ranks, so gradients go over NCCL; f32, bf16, fp16 with overflow
+    # skips; ZeRO-2 with overlap_comm; a resume on the device. SKIP (77) without one.
+    # peak_tflops: no GEMM peak measured at the start (a 4096^3 GEMM takes minutes on the
+    # emulator's plain loops).
+    gpu=(--set device=cuda --set peak_tflops=100)
+    if ! run 1 cu-probe "${batch[@]}" "${gpu[@]}" --set train_steps=1 --set eval.interval=0; then
+      grep -q "device cuda\|CUDA backend" "$work/cu-probe.log" || fail "probe: $(tail -3 "$work/cu-probe.log")"
+      echo "SKIP: $(grep -m1 -o 'error: .*' "$work/cu-probe.log" | cut -c1-150)"
+      exit 77
+    fi
+    grep -q "cuda:0" "$work/cu-probe.log" || fail "device cuda ran, but its log names no cuda:0"
+    fp16=(--set fp16.enabled=true --set fp16.initial_scale_power=26 --set fp16.hysteresis=1)
+    for mode in f32 bf16 fp16; do
+      opts=()
+      [[ $mode == bf16 ]] && opts=(--set bf16.enabled=true)
+      [[ $mode == fp16 ]] && opts=("${fp16[@]}")
+      run 2 cu-cpu-$mode "${batch[@]}" "${opts[@]}" || fail "cpu $mode: $(tail -3 "$work/cu-cpu-$mode.log")"
+      run 2 cu-gpu-$mode "${batch[@]}" "${opts[@]}" "${gpu[@]}" \
+        || fail "cuda $mode: $(tail -3 "$work/cu-gpu-$mode.log")"
+      same_losses cu-gpu-$mode cu-cpu-$mode 2e-5 || fail "cuda $mode differs from the CPU"
+    done
+    python3 - "$work/cu-cpu-fp16/metrics.jsonl" "$work/cu-gpu-fp16/metrics.jsonl" <<'PY' \
+      || fail "fp16 on cuda skipped other steps than on the CPU"
+import json, sys
+skipped = [[r["step"] for r in map(json.loads, open(f)) if r["skipped"]] for f in sys.argv[1:]]
+assert skipped[0] == skipped[1] and skipped[0], skipped
+print(f"  fp16: the same overflowing steps skipped on both devices: {skipped[0]}")
+PY
+    run 2 cu-gpu-z2 "${batch[@]}" "${gpu[@]}" --set zero_optimization.stage=2 \
+      --set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000 \
+      || fail "cuda ZeRO-2 overlap: $(tail -3 "$work/cu-gpu-z2.log")"
+    same_losses cu-gpu-z2 cu-gpu-f32 1e-6 || fail "cuda ZeRO-2 with overlap_comm differs from stage 0"
+    # 6 steps straight, and 3 + resume + 3: the same bits on the device.
+    six=(--set train_steps=6 --set checkpoint.interval=3 --set scheduler.params.total_num_steps=6)
+    run 2 cu-straight "${batch[@]}" "${gpu[@]}" "${six[@]}" || fail "cuda straight"
+    run 2 cu-split "${batch[@]}" "${gpu[@]}" "${six[@]}" --set train_steps=3 || fail "cuda first half"
+    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/cu-split" "${batch[@]}" "${gpu[@]}" "${six[@]}" --resume \
+      > "$work/cu-resume.log" 2>&1 || fail "cuda resume: $(tail -3 "$work/cu-resume.log")"
+    [[ $(losses cu-straight) == $(losses cu-split) ]] || fail "cuda losses after resume differ"
+    echo "  cuda: 3 + resume + 3 steps give the straight run's 6 losses bit for bit"
     ;;
   *) fail "unknown case $case_name" ;;
 esac
