@@ -1,5 +1,6 @@
-// Times full BLOOM training steps (forward, backward, clipping, AdamW) on the
-// CPU or a GPU and prints one JSON line; tools/bench-train-step (CPU) and
+// Times full BLOOM training steps on the CPU or a GPU, as pretrain runs them
+// (forward, backward into the flat gradient buffer, one global-norm clip,
+// AdamW over the flat buffer), and prints one JSON line; tools/bench-train-step (CPU) and
 // tools/device-check (GPU) compare it with PyTorch on the same model. With
 // --peak-tflops 0 the MFU is against a GEMM measured here in the same
 // precision; otherwise against the given peak (the card's datasheet).
@@ -17,19 +18,21 @@
 #include "autograd/tape.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
+#include "dist/communicator.hpp"
+#include "dist/data_parallel.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/profiling.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
-#include "optim/adamw.hpp"
 
 using namespace turbine;
 
 int main(int argc, char** argv) {
+  dist::MpiSession mpi(&argc, &argv);  // one rank: the optimizer is pretrain's
   CLI::App app{"Time BLOOM training steps on the CPU or a GPU"};
   nn::BloomConfig c{8192, 384, 6, 6};
   int64_t batch = 8, seq = 256;
-  int steps = 5, warmup = 2, profile_steps = 0;
+  int steps = 5, warmup = 2, profile_steps = 0, gemm_size = 0;
   std::string device_name = "cpu", precision = "f32";
   double peak_tflops = 0;
   app.add_option("--vocab", c.vocab_size, "vocabulary size")->capture_default_str();
@@ -47,6 +50,11 @@ int main(int argc, char** argv) {
   app.add_option("--peak-tflops", peak_tflops,
                  "peak for MFU (the card's bf16 datasheet figure); 0: measure a GEMM here")
       ->capture_default_str();
+  app.add_option("--gemm-size", gemm_size,
+                 "side of the square GEMM timed for the reference figure; 0: 768 on a CPU, 8192 "
+                 "on a GPU")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--profile", profile_steps,
                  "then time every kernel call over this many more steps and print the table")
       ->check(CLI::NonNegativeNumber)
@@ -59,11 +67,15 @@ int main(int argc, char** argv) {
                                  : precision == "f16" ? kernels::MathMode::f16
                                                       : kernels::MathMode::f32;
   kernels::MathModeGuard guard(be, math);
-  const double gemm_tflops = ops::measure_gemm_tflops(device, device.is_cpu() ? 768 : 8192, 0.5);
+  if (gemm_size == 0) gemm_size = device.is_cpu() ? 768 : 8192;
+  const double gemm_tflops = ops::measure_gemm_tflops(device, gemm_size, 0.5);
   if (peak_tflops <= 0) peak_tflops = gemm_tflops;
 
   nn::Bloom model(c, 1234, device);
-  optim::AdamW opt(model.parameters(), {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f});
+  dist::Communicator world = dist::Communicator::world();
+  dist::DataParallelOptimizer opt(world, model.parameters(), {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f},
+                                  dist::ZeroConfig{});
+  const Tensor seed = Tensor::full({1}, 1.0f, device);
   std::vector<int64_t> ids(batch * seq), targets(batch * seq);
   for (size_t i = 0; i < ids.size(); ++i) {
     ids[i] = philox4x32(7, 0, i)[0] % c.vocab_size;
@@ -74,11 +86,10 @@ int main(int argc, char** argv) {
 
   float loss = 0;
   auto train_step = [&] {
-    Tensor l = model.loss(x, y);
-    autograd::backward(l);
-    optim::clip_grad_norm(model.parameters(), 1.0);
-    opt.step(1e-4f);
     opt.zero_grad();
+    Tensor l = model.loss(x, y);
+    opt.backward_and_reduce(l, seed);
+    opt.step(1e-4f, 1.0);
     loss = l.item();  // waits for the step's queued GPU work too
   };
   std::vector<double> times;
