@@ -134,6 +134,34 @@ BOOST_AUTO_TEST_CASE(dynamic_loss_scale_backs_off_and_grows) {
   BOOST_CHECK_THROW(optim::LossScaler({0, 16, 0, 2, 1}), Error);
 }
 
+// DeepSpeed's DynamicLossScaler rules: the hysteresis is not restored by a
+// halving, nor (by default) by clean steps, only when the scale doubles.
+BOOST_AUTO_TEST_CASE(loss_scale_hysteresis_follows_deepspeed) {
+  optim::LossScaleConfig config{0, 4, 3, 2, 1};  // 2^4, window 3, hysteresis 2
+  optim::LossScaler scaler(config);
+  const std::vector<std::pair<bool, double>> steps{
+      {true, 16},   // absorbed: one overflow of tolerance left
+      {false, 16},  // a clean step does not restore it
+      {true, 8},    // so this one halves
+      {true, 4},    // and so does the next: a halving does not restore it either
+      {false, 4},  {false, 4},
+      {false, 8},  // the third clean step since the overflow doubles, restoring it
+      {true, 8},   // absorbed again
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    BOOST_TEST(scaler.update(steps[i].first) == !steps[i].first);
+    BOOST_TEST(scaler.scale() == steps[i].second, "step " << i);
+  }
+  config.consecutive_hysteresis = true;  // every clean step restores it
+  optim::LossScaler consecutive(config);
+  for (bool overflow : {true, false, true}) consecutive.update(overflow);
+  BOOST_TEST(consecutive.scale() == 16.0);
+  consecutive.update(true);
+  BOOST_TEST(consecutive.scale() == 8.0);
+  consecutive.update(true);
+  BOOST_TEST(consecutive.scale() == 4.0);
+}
+
 BOOST_AUTO_TEST_CASE(restored_loss_scaler_continues_like_an_uninterrupted_one) {
   const optim::LossScaleConfig config{0, 4, 5, 3, 1};  // 2^4, window 5, hysteresis 3
   // Overflows, clean steps and a halving, with a "checkpoint" after each

@@ -31,19 +31,23 @@ void LossScaler::restore(const State& state) {
 }
 
 bool LossScaler::update(bool overflow) {
-  if (!overflow) {
-    hysteresis_left_ = config_.hysteresis;
-    if (config_.static_scale <= 0 && ++clean_steps_ % config_.window == 0) scale_ *= 2;
-    return true;
+  if (overflow) {
+    ++overflows_;
+    clean_steps_ = 0;
+    if (config_.static_scale > 0) return false;
+    if (hysteresis_left_ <= 1)
+      scale_ = std::max(scale_ / 2, config_.min_scale);  // the tolerance stays used up
+    else
+      --hysteresis_left_;
+    return false;
   }
-  ++overflows_;
-  clean_steps_ = 0;
-  if (config_.static_scale > 0) return false;
-  if (--hysteresis_left_ <= 0) {
-    scale_ = std::max(scale_ / 2, config_.min_scale);
+  if (config_.static_scale > 0) return true;
+  if (config_.consecutive_hysteresis) hysteresis_left_ = config_.hysteresis;
+  if (++clean_steps_ % config_.window == 0) {
     hysteresis_left_ = config_.hysteresis;
+    scale_ *= 2;
   }
-  return false;
+  return true;
 }
 
 }  // namespace turbine::optim

@@ -1,9 +1,12 @@
 // Dynamic loss scaling for fp16 mixed precision (Micikevicius et al. 2018),
-// with DeepSpeed's knobs: the loss is multiplied by `scale` before backward
-// so small gradients survive f16 rounding; gradients are divided by it
-// before the update. A step whose gradients overflow (inf/nan) is skipped
-// and the scale lowered (after `hysteresis` consecutive overflows); after
-// `window` clean steps it is doubled. A fixed scale (static) never changes.
+// with DeepSpeed's knobs and rules (its DynamicLossScaler): the loss is
+// multiplied by `scale` before backward so small gradients survive f16
+// rounding; gradients are divided by it before the update. A step whose
+// gradients overflow (inf/nan) is skipped; the scale halves on an overflow
+// once `hysteresis - 1` earlier ones have used up the tolerance, which comes
+// back when the scale doubles (or, with consecutive_hysteresis, after every
+// clean step). The scale doubles after each `window` clean steps since the
+// last overflow. A fixed scale (static) never changes.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@ struct LossScaleConfig {
   int64_t window = 1000;          // fp16.loss_scale_window
   int hysteresis = 2;             // overflows tolerated before lowering
   double min_scale = 1;           // fp16.min_loss_scale
+  bool consecutive_hysteresis = false;  // clean steps restore the hysteresis
 };
 
 class LossScaler {

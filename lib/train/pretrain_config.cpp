@@ -48,7 +48,9 @@ io::ConfigSchema pretrain_schema() {
       .at_most(60);
   s.integer("fp16.loss_scale_window", 1000, "clean steps before the dynamic scale doubles")
       .at_least(1);
-  s.integer("fp16.hysteresis", 2, "consecutive overflows before the scale halves").at_least(1);
+  s.integer("fp16.hysteresis", 2, "overflows tolerated before the scale halves").at_least(1);
+  s.boolean("fp16.consecutive_hysteresis", false,
+            "restore the hysteresis after every clean step (else only when the scale doubles)");
   s.number("fp16.min_loss_scale", 1, "the dynamic scale never drops below this").at_least(1e-10);
 
   s.string("optimizer.type", "AdamW", "optimizer").one_of({std::string("AdamW")});
@@ -143,6 +145,7 @@ PretrainOptions pretrain_options(const io::Config& c, int world) {
   o.loss_scale.initial_scale_power = static_cast<int>(c.get<int64_t>("fp16.initial_scale_power"));
   o.loss_scale.window = c.get<int64_t>("fp16.loss_scale_window");
   o.loss_scale.hysteresis = static_cast<int>(c.get<int64_t>("fp16.hysteresis"));
+  o.loss_scale.consecutive_hysteresis = c.get<bool>("fp16.consecutive_hysteresis");
   o.loss_scale.min_scale = c.get<double>("fp16.min_loss_scale");
   o.micro_batch = c.get<int64_t>("train_micro_batch_size_per_gpu");
   const int64_t global = c.get<int64_t>("train_batch_size");
