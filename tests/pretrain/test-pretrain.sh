@@ -19,8 +19,8 @@
 #                  those steps, and resumes with its scaler (scale and clean-step count);
 #                  device cuda without a GPU and bf16 + fp16 together are clear errors
 #   cuda           device cuda (a GPU, or the CUDA emulator) against the CPU on 2 ranks in
-#                  f32, bf16 and fp16, ZeRO-2 with overlap_comm, and an exact resume;
-#                  SKIP without a device
+#                  f32, bf16 and fp16, ZeRO-2 with overlap_comm, random-LTD, and an exact
+#                  resume; SKIP without a device
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -446,6 +446,16 @@ PY
       --set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000 \
       || fail "cuda ZeRO-2 overlap: $(tail -3 "$work/cu-gpu-z2.log")"
     same_losses cu-gpu-z2 cu-gpu-f32 1e-6 || fail "cuda ZeRO-2 with overlap_comm differs from stage 0"
+    # Random-LTD: gathered rows, attention at the kept tokens' positions.
+    ltd=data_efficiency.data_routing.random_ltd
+    eff=(--set model.n_layer=4 --set data_efficiency.enabled=true
+         --set data_efficiency.data_routing.enabled=true --set $ltd.enabled=true
+         --set $ltd.random_ltd_schedule.min_value=8
+         --set $ltd.random_ltd_schedule.schedule_config.require_steps=20)
+    run 2 cu-cpu-ltd "${batch[@]}" "${eff[@]}" || fail "cpu random-LTD: $(tail -3 "$work/cu-cpu-ltd.log")"
+    run 2 cu-gpu-ltd "${batch[@]}" "${eff[@]}" "${gpu[@]}" \
+      || fail "cuda random-LTD: $(tail -3 "$work/cu-gpu-ltd.log")"
+    same_losses cu-gpu-ltd cu-cpu-ltd 2e-5 || fail "cuda random-LTD differs from the CPU"
     # 6 steps straight, and 3 + resume + 3: the same bits on the device.
     six=(--set train_steps=6 --set checkpoint.interval=3 --set scheduler.params.total_num_steps=6)
     run 2 cu-straight "${batch[@]}" "${gpu[@]}" "${six[@]}" || fail "cuda straight"
