@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace turbine::kernels {
 
@@ -192,5 +193,8 @@ Backend& cpu_backend();
 // Usable CUDA devices: 0 in a build without the CUDA backend, and where no
 // GPU or driver is present (never throws).
 int cuda_device_count();
+// A visible device's identity (its UUID in hex): the same in every process
+// on the node whatever index CUDA_VISIBLE_DEVICES gives the GPU there.
+std::string cuda_device_uuid(int device);
 
 }  // namespace turbine::kernels

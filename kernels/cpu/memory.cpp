@@ -8,6 +8,7 @@
 #include <new>
 #include <vector>
 
+#include "core/error.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "kernels/cpu/precision.hpp"
 
@@ -133,6 +134,9 @@ const char* math_mode_name(MathMode mode) {
 
 #ifndef TURBINE_HAVE_CUDA
 int cuda_device_count() { return 0; }
+std::string cuda_device_uuid(int device) {
+  TURBINE_FAIL("cuda_device_uuid({}): this build has no CUDA backend", device);
+}
 #endif
 
 Backend& cpu_backend() {

@@ -53,6 +53,14 @@ int cuda_device_count() {
   return count;
 }
 
+std::string cuda_device_uuid(int device) {
+  cudaDeviceProp prop{};
+  TURBINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::string hex;
+  for (const char byte : prop.uuid.bytes) hex += fmt::format("{:02x}", uint8_t(byte));
+  return hex;
+}
+
 namespace {
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
 constexpr size_t kSmallBlock = size_t(1) << 20;

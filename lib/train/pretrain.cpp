@@ -66,15 +66,28 @@ Device pick_device(const PretrainOptions& o, dist::Communicator& comm) {
   if (o.device == "cpu") return Device::cpu();
   const int gpus = kernels::cuda_device_count();
   TURBINE_CHECK(gpus > 0, "device cuda: no CUDA device is visible to rank {}", comm.rank());
-  const dist::Communicator local = comm.node_local();
+  dist::Communicator local = comm.node_local();
+  const Device device = Device::cuda(local.rank() % gpus);
   // NCCL refuses two ranks of one communicator on one GPU ("duplicate GPU"),
   // so say so here, on every rank, rather than as an NCCL error code later.
-  TURBINE_CHECK(!comm.any(local.size() > gpus && comm.size() > 1),
-                "device cuda: a node runs more ranks than it has GPUs ({} here, {} visible): "
-                "gradients are reduced over NCCL, which cannot put two ranks on one GPU; start "
-                "at most one rank per GPU (mpirun --map-by ppr:N:node, or fewer -np)",
+  // GPUs are compared by UUID: with per-task binding (Slurm --gpus-per-task)
+  // each rank sees its own GPU as device 0.
+  bool shared = false;
+  if (comm.size() > 1) {
+    std::string mine = kernels::cuda_device_uuid(device.index);
+    mine.resize(32);
+    for (int r = 0; r < local.size(); ++r) {
+      std::string theirs = mine;
+      local.broadcast(theirs.data(), int64_t(theirs.size()), r);
+      shared |= r != local.rank() && theirs == mine;
+    }
+  }
+  TURBINE_CHECK(!comm.any(shared),
+                "device cuda: ranks on this node share a GPU ({} ranks, {} GPU(s) visible to "
+                "each): gradients are reduced over NCCL, which cannot put two ranks on one GPU; "
+                "start at most one rank per GPU (mpirun --map-by ppr:N:node, or fewer -np)",
                 local.size(), gpus);
-  return Device::cuda(local.rank());
+  return device;
 }
 
 // Validation loss over the first `batches x micro` windows of the split,
@@ -138,6 +151,8 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
                                          o.seq_len, o.seed, false),
                       o.micro_batch, o.eval_batches};
 
+  const Device device = pick_device(o, comm);  // before any output: it may refuse the layout
+
   // Output folder: never silently mix two runs.
   const fs::path out = o.output_dir;
   CheckpointStore store((out / "checkpoints").string(), comm);
@@ -151,7 +166,6 @@ PretrainResult pretrain(const PretrainOptions& options, dist::Communicator& comm
     std::ofstream(out / "config.yaml") << o.resolved_config_yaml;
   }
 
-  const Device device = pick_device(o, comm);
   kernels::MathModeGuard math(backend_for(device), o.math);
   nn::Bloom model(o.model, o.seed, device);
   dist::DataParallelOptimizer optimizer(comm, model.parameters(), o.optimizer, o.zero);

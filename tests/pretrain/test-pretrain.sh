@@ -20,7 +20,8 @@
 #                  device cuda without a GPU and bf16 + fp16 together are clear errors
 #   cuda           device cuda (a GPU, or the CUDA emulator) against the CPU on 2 ranks in
 #                  f32, bf16 and fp16, ZeRO-2 with overlap_comm, random-LTD, and an exact
-#                  resume; SKIP without a device
+#                  resume; GPUs shared by ranks refused, per-rank binding accepted; SKIP
+#                  without 2 GPUs
 # Usage: test-pretrain.sh CASE (BUILD and SOURCE come from the environment).
 set -euo pipefail
 case_name=$1
@@ -419,12 +420,22 @@ PY
     # peak_tflops: no GEMM peak measured at the start (a 4096^3 GEMM takes minutes on the
     # emulator's plain loops).
     gpu=(--set device=cuda --set peak_tflops=100)
-    if ! run 1 cu-probe "${batch[@]}" "${gpu[@]}" --set train_steps=1 --set eval.interval=0; then
+    if ! run 2 cu-probe "${batch[@]}" "${gpu[@]}" --set train_steps=1 --set eval.interval=0; then
       grep -q "device cuda\|CUDA backend" "$work/cu-probe.log" || fail "probe: $(tail -3 "$work/cu-probe.log")"
-      echo "SKIP: $(grep -m1 -o 'error: .*' "$work/cu-probe.log" | cut -c1-150)"
+      echo "SKIP (2 GPUs needed): $(grep -m1 -o 'error: .*' "$work/cu-probe.log" | cut -c1-150)"
       exit 77
     fi
     grep -q "cuda:0" "$work/cu-probe.log" || fail "device cuda ran, but its log names no cuda:0"
+    # Two ranks on one GPU are refused before any output; per-task binding (each rank sees
+    # its own GPU as device 0, as Slurm's --gpus-per-task does) is not two ranks on one GPU.
+    rm -rf "${work:?}/cu-shared"
+    if CUDA_VISIBLE_DEVICES=0 mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/cu-shared" "${batch[@]}" "${gpu[@]}" > "$work/cu-shared.log" 2>&1; then
+      fail "two ranks on one GPU were not refused"
+    fi
+    grep -q "share a GPU" "$work/cu-shared.log" || fail "shared GPU: $(tail -3 "$work/cu-shared.log")"
+    [[ ! -e $work/cu-shared ]] || fail "shared GPU: output written"
+    echo "  $(grep -m1 -o 'error: .*' "$work/cu-shared.log" | cut -c1-120)"
     fp16=(--set fp16.enabled=true --set fp16.initial_scale_power=26 --set fp16.hysteresis=1)
     for mode in f32 bf16 fp16; do
       opts=()
@@ -446,6 +457,14 @@ PY
       --set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000 \
       || fail "cuda ZeRO-2 overlap: $(tail -3 "$work/cu-gpu-z2.log")"
     same_losses cu-gpu-z2 cu-gpu-f32 1e-6 || fail "cuda ZeRO-2 with overlap_comm differs from stage 0"
+    rm -rf "${work:?}/cu-bound"
+    bound=(--config "$config" --set data.path="$work/data.h5" --set output.dir="$work/cu-bound"
+           "${batch[@]}" "${gpu[@]}")
+    mpirun -np 1 -x CUDA_VISIBLE_DEVICES=0 "$pretrain" "${bound[@]}" : \
+      -np 1 -x CUDA_VISIBLE_DEVICES=1 "$pretrain" "${bound[@]}" > "$work/cu-bound.log" 2>&1 \
+      || fail "per-rank CUDA_VISIBLE_DEVICES: $(tail -3 "$work/cu-bound.log")"
+    [[ $(losses cu-bound) == $(losses cu-gpu-f32) ]] || fail "per-rank GPU binding changed the losses"
+    echo "  one GPU per rank through CUDA_VISIBLE_DEVICES (both see device 0): the same losses"
     # Random-LTD: gathered rows, attention at the kept tokens' positions.
     ltd=data_efficiency.data_routing.random_ltd
     eff=(--set model.n_layer=4 --set data_efficiency.enabled=true

@@ -6,7 +6,8 @@
 // a registry, so every call can check that a pointer is what its argument
 // claims (device or host) and catch use after free; fresh allocations are
 // filled with 0xFF bytes (NaN floats) to expose reads of unwritten memory.
-// Environment: TURBINE_EMU_DEVICES (devices, default 4), TURBINE_EMU_MEMORY_MB
+// Environment: TURBINE_EMU_DEVICES (devices, default 4; CUDA_VISIBLE_DEVICES then
+// selects among them as on a real machine), TURBINE_EMU_MEMORY_MB
 // (capacity of each, default 16384), TURBINE_EMU_QUIET=1 (no diagnostics on
 // stderr when a call fails).
 #pragma once
@@ -61,8 +62,14 @@ enum cudaDeviceAttr : int {
 };
 
 // The fields of the real struct that code may read; an H100 SXM's values.
+struct CUuuid_st {
+  char bytes[16];
+};
+using cudaUUID_t = CUuuid_st;
+
 struct cudaDeviceProp {
   char name[256];
+  cudaUUID_t uuid;
   size_t totalGlobalMem;
   size_t sharedMemPerBlock;
   int regsPerBlock;

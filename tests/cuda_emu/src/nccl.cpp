@@ -379,7 +379,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId commId,
   } me{};
   me.rank = rank;
   me.nranks = nranks;
-  me.device = device;
+  me.device = physical_device(device);  // the same GPU under any CUDA_VISIBLE_DEVICES
   if (const char* host = std::getenv("NCCL_HOSTID"); host && *host) {
     std::snprintf(me.host, sizeof(me.host), "%s", host);
   } else {

@@ -45,6 +45,7 @@ constexpr size_t kQuarantineBytes = size_t(256) << 20;
 
 struct Config {
   int devices = 4;
+  std::vector<int> physical;  // the machine's device behind each visible index
   size_t capacity = size_t(16384) << 20;
   bool quiet = false;
 };
@@ -54,6 +55,22 @@ const Config& config() {
     Config c;
     if (const char* v = std::getenv("TURBINE_EMU_DEVICES"); v && *v) c.devices = std::atoi(v);
     if (c.devices < 0) c.devices = 0;
+    // CUDA_VISIBLE_DEVICES as the runtime reads it: a comma-separated list of
+    // the machine's device indices, cut at the first invalid one.
+    for (int i = 0; i < c.devices; ++i) c.physical.push_back(i);
+    if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v != nullptr) {
+      std::vector<int> visible;
+      for (const char* p = v; *p != '\0';) {
+        char* end = nullptr;
+        const long index = std::strtol(p, &end, 10);
+        if (end == p || index < 0 || index >= c.devices) break;
+        visible.push_back(static_cast<int>(index));
+        p = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end != '\0') break;
+      }
+      c.physical = visible;
+      c.devices = static_cast<int>(visible.size());
+    }
     if (const char* v = std::getenv("TURBINE_EMU_MEMORY_MB"); v && *v)
       c.capacity = size_t(std::strtoull(v, nullptr, 10)) << 20;
     if (const char* v = std::getenv("TURBINE_EMU_QUIET"); v && *v && std::strcmp(v, "0") != 0)
@@ -319,6 +336,11 @@ bool is_device_range(const void* p, size_t bytes) {
   return Registry::find(r.live, p, bytes) != nullptr;
 }
 
+int physical_device(int device) {
+  const Config& c = config();
+  return device >= 0 && device < c.devices ? c.physical[size_t(device)] : -1;
+}
+
 bool is_freed_device_pointer(const void* p) {
   if (p == nullptr) return false;
   Registry& r = registry();
@@ -467,6 +489,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
                 turbine_emu::config().devices);
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof(prop->name), "Turbine CUDA emulator (H100 SXM limits)");
+  // One UUID per device of the machine, whatever index a process sees it under.
+  std::snprintf(prop->uuid.bytes, sizeof(prop->uuid.bytes), "emu-gpu-%d",
+                turbine_emu::physical_device(device));
   prop->totalGlobalMem = turbine_emu::config().capacity;
   prop->sharedMemPerBlock = turbine_emu::kDefaultDynamicShared;
   prop->regsPerBlock = 65536;

@@ -83,6 +83,10 @@ cudaError_t check_launch_stream(cudaStream_t stream);
 // are held back from reuse for a while so that late uses are caught).
 bool is_freed_device_pointer(const void* p);
 
+// The machine's index of visible device `device` (CUDA_VISIBLE_DEVICES maps
+// one to the other); -1 for an invalid one.
+int physical_device(int device);
+
 // Device half (launch.cpp) ------------------------------------------------
 
 // The properties the emulated device reports (an H100 SXM's limits).
