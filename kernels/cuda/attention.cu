@@ -282,6 +282,14 @@ struct ScoreRule {
   }
 };
 
+// Where a block works: the (batch, head) bh, that head's score rule, and
+// the offsets of its rows in the (B,H,Tq,D) and (B,H,Tk,D) tensors.
+struct HeadPlace {
+  int bh;
+  ScoreRule rule;
+  int64_t q_offset, kv_offset;
+};
+
 // The problem, as kernels see it.
 struct Problem {
   int heads, seq_q, seq_k, head_dim;
@@ -305,7 +313,25 @@ struct Problem {
     r.causal = causal;
     return r;
   }
+  __device__ HeadPlace place(int bh) const {
+    return {bh, rule(bh / heads, bh % heads), int64_t(bh) * seq_q * head_dim,
+            int64_t(bh) * seq_k * head_dim};
+  }
 };
+
+// Row r (0 or 1) of the two a lane holds in its warp's accumulator tile
+// (rows g and g + 8 for lane 4g + t), the tile's first row being row_base.
+__device__ __forceinline__ int lane_row(int row_base, int lane, int r) {
+  return row_base + lane / 4 + 8 * r;
+}
+
+// The positions of keys [j0, j0 + kKeyTile) into shared memory (0 past Tk),
+// by the whole block.
+__device__ __forceinline__ void stage_key_positions(float* key_pos, const ScoreRule& rule, int j0,
+                                                    int Tk) {
+  for (int r = threadIdx.x; r < kKeyTile; r += kThreads)
+    key_pos[r] = j0 + r < Tk ? rule.key_position(j0 + r) : 0.0f;
+}
 
 // Turns a warp's dot products into scores in place: scale, ALiBi, -inf where
 // hidden (only when check). Rows are queries (forward, dq) or keys (dk, dv,
@@ -448,16 +474,14 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Forwa
 
   const Problem& pr = a.pr;
   const int Tq = pr.seq_q, Tk = pr.seq_k, D = pr.head_dim;
-  const int bh = blockIdx.x, b = bh / pr.heads, h = bh % pr.heads;
+  const auto [bh, rule, q_offset, kv_offset] = pr.place(blockIdx.x);
   const int i0 = (gridDim.y - 1 - blockIdx.y) * kBlockRows;  // longest causal rows first
-  const ScoreRule rule = pr.rule(b, h);
-  const int64_t q_offset = int64_t(bh) * Tq * D, kv_offset = int64_t(bh) * Tk * D;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_base = i0 + warp * kWarpRows;
   float query_pos[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int i = row_base + lane / 4 + 8 * r;
+    const int i = lane_row(row_base, lane, r);
     query_pos[r] = i < Tq ? rule.query_position(i) : 0.0f;
   }
 
@@ -475,8 +499,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Forwa
     } else {
       load_tile<Math, kKeyTile, kDp>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
     }
-    for (int r = threadIdx.x; r < kKeyTile; r += kThreads)
-      key_pos[r] = j0 + r < Tk ? rule.key_position(j0 + r) : 0.0f;
+    stage_key_positions(key_pos, rule, j0, Tk);
     __syncthreads();
 
     float s[kKeyTiles8][4] = {};
@@ -501,7 +524,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Forwa
     l[r] += __shfl_xor_sync(kFullMask, l[r], 2);
     // No visible key: zeros out (o is 0) and lse = -inf, as on the CPU.
     inverse[r] = l[r] == 0.0f ? 0.0f : 1.0f / l[r];
-    const int i = row_base + lane / 4 + 8 * r;
+    const int i = lane_row(row_base, lane, r);
     if (i < Tq && lane % 4 == 0)
       a.lse[int64_t(bh) * Tq + i] = l[r] == 0.0f ? -kInf : m[r] + logf(l[r]);
   }
@@ -585,16 +608,14 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const B
 
   const Problem& pr = a.pr;
   const int Tq = pr.seq_q, Tk = pr.seq_k, D = pr.head_dim;
-  const int bh = blockIdx.x, b = bh / pr.heads, h = bh % pr.heads;
+  const auto [bh, rule, q_offset, kv_offset] = pr.place(blockIdx.x);
   const int i0 = (gridDim.y - 1 - blockIdx.y) * kBlockRows;
-  const ScoreRule rule = pr.rule(b, h);
-  const int64_t q_offset = int64_t(bh) * Tq * D, kv_offset = int64_t(bh) * Tk * D;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_base = i0 + warp * kWarpRows;
   float query_pos[2], row_lse[2], row_delta[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int i = row_base + lane / 4 + 8 * r;
+    const int i = lane_row(row_base, lane, r);
     query_pos[r] = i < Tq ? rule.query_position(i) : 0.0f;
     row_lse[r] = lse_base(a.lse + int64_t(bh) * Tq, i, Tq);
     row_delta[r] = i < Tq ? a.delta[int64_t(bh) * Tq + i] : 0.0f;
@@ -611,8 +632,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const B
     if constexpr (Math::kTensorCores)
       load_tile_transposed<Math, kKeyTile, kDp>(kt_tile, L::ldt, a.k + kv_offset, j0, Tk, D,
                                                 pr.vec4);
-    for (int r = threadIdx.x; r < kKeyTile; r += kThreads)
-      key_pos[r] = j0 + r < Tk ? rule.key_position(j0 + r) : 0.0f;
+    stage_key_positions(key_pos, rule, j0, Tk);
     __syncthreads();
 
     float s[kKeyTiles8][4] = {};
@@ -684,6 +704,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(const
 
   const Problem& pr = a.pr;
   const int Tq = pr.seq_q, Tk = pr.seq_k, D = pr.head_dim;
+  // pr.place(), written out: through it ptxas gives the sm_80 f32 build of
+  // this kernel 254 registers instead of 168 (CUDA 13).
   const int bh = blockIdx.x, b = bh / pr.heads, h = bh % pr.heads;
   const int j0 = blockIdx.y * kBlockRows;  // the first keys see the most queries: first
   const ScoreRule rule = pr.rule(b, h);
@@ -693,7 +715,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(const
   float key_pos[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int j = row_base + lane / 4 + 8 * r;
+    const int j = lane_row(row_base, lane, r);
     key_pos[r] = j < Tk ? rule.key_position(j) : 0.0f;
   }
 
