@@ -27,49 +27,86 @@
 
 using namespace turbine;
 
+namespace {
+
+// Positive and non-negative counts, with a message that reads as one.
+const CLI::Range kPositive(1, 1 << 30), kNonNegative(0, 1 << 30);
+
+struct Options {
+  nn::BloomConfig model{8192, 384, 6, 6};
+  int64_t batch = 8, seq = 256;
+  int steps = 5, warmup = 2, profile_steps = 0, gemm_size = 0;
+  std::string device = "cpu", precision = "f32";
+  double peak_tflops = 0;
+};
+
+int run(Options o);
+
+}  // namespace
+
 int main(int argc, char** argv) {
   dist::MpiSession mpi(&argc, &argv);  // one rank: the optimizer is pretrain's
   CLI::App app{"Time BLOOM training steps on the CPU or a GPU"};
-  nn::BloomConfig c{8192, 384, 6, 6};
-  int64_t batch = 8, seq = 256;
-  int steps = 5, warmup = 2, profile_steps = 0, gemm_size = 0;
-  std::string device_name = "cpu", precision = "f32";
-  double peak_tflops = 0;
-  app.add_option("--vocab", c.vocab_size, "vocabulary size")->capture_default_str();
-  app.add_option("--hidden", c.hidden_size, "hidden size")->capture_default_str();
-  app.add_option("--heads", c.n_head, "attention heads")->capture_default_str();
-  app.add_option("--layers", c.n_layer, "layers")->capture_default_str();
-  app.add_option("--batch", batch, "sequences per step")->capture_default_str();
-  app.add_option("--seq", seq, "tokens per sequence")->capture_default_str();
-  app.add_option("--steps", steps, "timed steps")->capture_default_str();
-  app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
-  app.add_option("--device", device_name, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--precision", precision, "matrix products in f32, bf16 or f16")
+  Options o;
+  app.add_option("--vocab", o.model.vocab_size, "vocabulary size")
+      ->check(kPositive)
+      ->capture_default_str();
+  app.add_option("--hidden", o.model.hidden_size, "hidden size")
+      ->check(kPositive)
+      ->capture_default_str();
+  app.add_option("--heads", o.model.n_head, "attention heads")
+      ->check(kPositive)
+      ->capture_default_str();
+  app.add_option("--layers", o.model.n_layer, "layers")->check(kPositive)->capture_default_str();
+  app.add_option("--batch", o.batch, "sequences per step")->check(kPositive)->capture_default_str();
+  app.add_option("--seq", o.seq, "tokens per sequence")->check(kPositive)->capture_default_str();
+  app.add_option("--steps", o.steps, "timed steps")->check(kPositive)->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed steps first")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  app.add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", o.precision, "matrix products in f32, bf16 or f16")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
-  app.add_option("--peak-tflops", peak_tflops,
+  app.add_option("--peak-tflops", o.peak_tflops,
                  "peak for MFU (the card's bf16 datasheet figure); 0: measure a GEMM here")
+      ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  app.add_option("--gemm-size", gemm_size,
+  app.add_option("--gemm-size", o.gemm_size,
                  "side of the square GEMM timed for the reference figure; 0: 768 on a CPU, 8192 "
                  "on a GPU")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
-  app.add_option("--profile", profile_steps,
+  app.add_option("--profile", o.profile_steps,
                  "then time every kernel call over this many more steps and print the table")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // A bad model shape, no GPU, memory exhausted: one line, not a core dump.
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench-train-step: %s\n", e.what());
+    return 1;
+  }
+}
 
-  const Device device = Device::parse(device_name);
+namespace {
+
+int run(Options o) {
+  const nn::BloomConfig& c = o.model;
+  const int64_t batch = o.batch, seq = o.seq;
+  const int steps = o.steps, warmup = o.warmup, profile_steps = o.profile_steps;
+  const std::string& precision = o.precision;
+  const Device device = Device::parse(o.device);
   kernels::Backend& be = backend_for(device);
   const kernels::MathMode math = precision == "bf16"  ? kernels::MathMode::bf16
                                  : precision == "f16" ? kernels::MathMode::f16
                                                       : kernels::MathMode::f32;
   kernels::MathModeGuard guard(be, math);
-  if (gemm_size == 0) gemm_size = device.is_cpu() ? 768 : 8192;
+  const int gemm_size = o.gemm_size > 0 ? o.gemm_size : device.is_cpu() ? 768 : 8192;
   const double gemm_tflops = ops::measure_gemm_tflops(device, gemm_size, 0.5);
-  if (peak_tflops <= 0) peak_tflops = gemm_tflops;
+  const double peak_tflops = o.peak_tflops > 0 ? o.peak_tflops : gemm_tflops;
 
   nn::Bloom model(c, 1234, device);
   dist::Communicator world = dist::Communicator::world();
@@ -127,3 +164,5 @@ int main(int argc, char** argv) {
       usage.ru_maxrss / 1024.0, loss);
   return 0;
 }
+
+}  // namespace
