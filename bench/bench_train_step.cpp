@@ -40,7 +40,7 @@ struct Options {
   double peak_tflops = 0;
 };
 
-int run(Options o);
+int run(const Options& o);
 
 }  // namespace
 
@@ -93,16 +93,13 @@ int main(int argc, char** argv) {
 
 namespace {
 
-int run(Options o) {
+int run(const Options& o) {
   const nn::BloomConfig& c = o.model;
-  const int64_t batch = o.batch, seq = o.seq;
-  const int steps = o.steps, warmup = o.warmup, profile_steps = o.profile_steps;
-  const std::string& precision = o.precision;
   const Device device = Device::parse(o.device);
   kernels::Backend& be = backend_for(device);
-  const kernels::MathMode math = precision == "bf16"  ? kernels::MathMode::bf16
-                                 : precision == "f16" ? kernels::MathMode::f16
-                                                      : kernels::MathMode::f32;
+  const kernels::MathMode math = o.precision == "bf16"  ? kernels::MathMode::bf16
+                                 : o.precision == "f16" ? kernels::MathMode::f16
+                                                        : kernels::MathMode::f32;
   kernels::MathModeGuard guard(be, math);
   const int gemm_size = o.gemm_size > 0 ? o.gemm_size : device.is_cpu() ? 768 : 8192;
   const double gemm_tflops = ops::measure_gemm_tflops(device, gemm_size, 0.5);
@@ -113,13 +110,13 @@ int run(Options o) {
   dist::DataParallelOptimizer opt(world, model.parameters(), {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f},
                                   dist::ZeroConfig{});
   const Tensor seed = Tensor::full({1}, 1.0f, device);
-  std::vector<int64_t> ids(batch * seq), targets(batch * seq);
+  std::vector<int64_t> ids(o.batch * o.seq), targets(o.batch * o.seq);
   for (size_t i = 0; i < ids.size(); ++i) {
     ids[i] = philox4x32(7, 0, i)[0] % c.vocab_size;
     targets[i] = philox4x32(7, 1, i)[0] % c.vocab_size;
   }
-  const Tensor x = Tensor::from_vector<int64_t>({batch, seq}, ids);
-  const Tensor y = Tensor::from_vector<int64_t>({batch, seq}, targets);
+  const Tensor x = Tensor::from_vector<int64_t>({o.batch, o.seq}, ids);
+  const Tensor y = Tensor::from_vector<int64_t>({o.batch, o.seq}, targets);
 
   float loss = 0;
   auto train_step = [&] {
@@ -130,26 +127,26 @@ int run(Options o) {
     loss = l.item();  // waits for the step's queued GPU work too
   };
   std::vector<double> times;
-  for (int step = 0; step < warmup + steps; ++step) {
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
     Timer timer;
     train_step();
-    if (step >= warmup) times.push_back(timer.seconds());
+    if (step >= o.warmup) times.push_back(timer.seconds());
   }
-  if (profile_steps > 0) {
+  if (o.profile_steps > 0) {
     kernels::ProfilingBackend profiler(be);
     Timer timer;
     {
       ScopedBackend scoped(device, profiler);
-      for (int step = 0; step < profile_steps; ++step) train_step();
+      for (int step = 0; step < o.profile_steps; ++step) train_step();
     }
     std::printf("profile of %d step(s) on %s, %s: every call synchronized, %.3f s per step\n%s",
-                profile_steps, device.str().c_str(), precision.c_str(),
-                timer.seconds() / profile_steps, profiler.table(profile_steps).c_str());
+                o.profile_steps, device.str().c_str(), o.precision.c_str(),
+                timer.seconds() / o.profile_steps, profiler.table(o.profile_steps).c_str());
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
-  const double tokens = double(batch * seq);
-  const double flops = c.train_flops_per_token(seq) * tokens;
+  const double tokens = double(o.batch * o.seq);
+  const double flops = c.train_flops_per_token(o.seq) * tokens;
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
@@ -157,7 +154,7 @@ int run(Options o) {
       "\"params\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"gflops\":%.1f,"
       "\"gemm_tflops\":%.3f,\"peak_tflops\":%.3f,\"mfu\":%.4f,\"peak_tensor_mb\":%.1f,"
       "\"reserved_mb\":%.1f,\"peak_rss_mb\":%.1f,\"loss\":%.4f}\n",
-      device.str().c_str(), precision.c_str(), omp_get_max_threads(),
+      device.str().c_str(), o.precision.c_str(), omp_get_max_threads(),
       (long long)c.parameter_count(), tokens / median, median, flops / median / 1e9, gemm_tflops,
       peak_tflops, flops / median / (peak_tflops * 1e12),
       memory_stats(device).peak_bytes / 1048576.0, be.reserved_bytes() / 1048576.0,
