@@ -196,5 +196,8 @@ int cuda_device_count();
 // A visible device's identity (its UUID in hex): the same in every process
 // on the node whatever index CUDA_VISIBLE_DEVICES gives the GPU there.
 std::string cuda_device_uuid(int device);
+// The backend of CUDA device `device_index`, created on first use. Defined
+// only in builds with the CUDA backend: call it where TURBINE_HAVE_CUDA is set.
+Backend& cuda_backend(int device_index);
 
 }  // namespace turbine::kernels

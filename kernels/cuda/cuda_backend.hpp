@@ -150,7 +150,4 @@ class CudaBackend final : public Backend {
   float* alibi_device_ = nullptr;
 };
 
-// The backend of CUDA device `device_index`, created on first use.
-Backend& cuda_backend(int device_index);
-
 }  // namespace turbine::kernels

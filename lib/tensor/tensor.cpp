@@ -12,12 +12,6 @@ namespace turbine {
 
 // ---- devices and memory accounting ------------------------------------------
 
-#ifdef TURBINE_HAVE_CUDA
-namespace kernels {
-Backend& cuda_backend(int device_index);
-}
-#endif
-
 namespace {
 constexpr int kMaxDevices = 17;  // cpu + 16 GPUs
 
