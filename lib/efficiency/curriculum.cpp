@@ -313,8 +313,15 @@ void declare_curriculum_config(io::ConfigSchema& s) {
         .at_least(0);
   }
   s.boolean(key(kSampling, "enabled"), false, "efficient data sampling (curriculum learning)");
+  s.ignored(key(kSampling, "num_epochs"),
+            "the run's length is train_steps (or train_tokens); windows reshuffle each epoch");
+  s.ignored(key(kSampling, "num_workers"), "each rank reads its windows from HDF5 itself");
   s.boolean(key(kCurriculum, "enabled"), false,
             "curriculum learning over the metrics named under curriculum_metrics");
+  const std::string index_files =
+      "vocabularyrarity reads the difficulty index that tools/analyze-data writes next to the "
+      "data set; no cluster or index files are named";
+  s.ignored(key(kCurriculum, "data_cluster_path"), index_files);
   for (Metric m : kAllMetrics) {
     const bool seqlen = is_seqlen_metric(m);
     const auto k = [m](const char* setting) { return metric_key(m, setting); };
@@ -350,6 +357,8 @@ void declare_curriculum_config(io::ConfigSchema& s) {
                "fixed_discrete: last step of each difficulty but the last")
         .at_least(1);
     s.string(k("schedule_config.file"), "", "custom: a file of 'step difficulty' lines");
+    s.ignored(k("index_to_sample_path"), index_files);
+    s.ignored(k("index_to_metric_path"), index_files);
   }
 }
 

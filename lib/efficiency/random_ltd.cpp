@@ -45,6 +45,12 @@ void declare_random_ltd_config(io::ConfigSchema& s) {
   s.integers(kLtd + ".random_ltd_layer_id", {},
              "ids of the layers that drop tokens; empty: 1 .. n_layer-2");
   s.string(kLtd + ".model_type", "decoder", "model kind").one_of({std::string("decoder")});
+  s.ignored(kLtd + ".model_mask_name",
+            "Turbine's models take no mask argument to name: kept tokens attend by their "
+            "original positions");
+  s.ignored(kLtd + ".hidden_state_order",
+            "Turbine's hidden states are always (batch, seq, hidden) and its layers are "
+            "wrapped by position, not by argument order");
   s.integer(kLtd + ".random_ltd_schedule.min_value", 0,
             "tokens kept per sequence at the start; 0: data.seq_len / 2")
       .at_least(0);
@@ -67,17 +73,18 @@ RandomLtdConfig random_ltd_from(const io::Config& c, int64_t n_layer, int64_t se
   // data_efficiency.enabled is DeepSpeed's master switch (when declared).
   if (r.enabled && c.schema().find("data_efficiency.enabled") != nullptr &&
       !c.get<bool>("data_efficiency.enabled")) {
-    log::warn("{}: random-LTD is configured but data_efficiency.enabled is false, so it is off: "
-              "set data_efficiency.enabled: true to use it",
-              c.where(kLtd + ".enabled"));
+    log::warn(
+        "{}: random-LTD is configured but data_efficiency.enabled is false, so it is off: "
+        "set data_efficiency.enabled: true to use it",
+        c.where(kLtd + ".enabled"));
     r.enabled = false;
   }
   if (!r.enabled) return r;
   const int64_t total = c.get<int64_t>(kLtd + ".total_layer_num");
   if (total != 0 && total != n_layer)
     c.fail(kLtd + ".total_layer_num",
-           fmt::format("total_layer_num {} != model.n_layer {}: set it to {} or remove it",
-                       total, n_layer, n_layer));
+           fmt::format("total_layer_num {} != model.n_layer {}: set it to {} or remove it", total,
+                       n_layer, n_layer));
   r.layer_ids = c.get<std::vector<int64_t>>(kLtd + ".random_ltd_layer_id");
   if (r.layer_ids.empty())
     for (int64_t i = 1; i + 1 < n_layer; ++i) r.layer_ids.push_back(i);
@@ -112,8 +119,8 @@ RandomLtdConfig random_ltd_from(const io::Config& c, int64_t n_layer, int64_t se
   r.seq_per_step = c.get<int64_t>(sched + ".schedule_config.seq_per_step");
   if (r.min_value < r.seq_per_step)
     c.fail(sched + ".min_value",
-           fmt::format("min_value {} is below seq_per_step {}: no token would be kept",
-                       r.min_value, r.seq_per_step));
+           fmt::format("min_value {} is below seq_per_step {}: no token would be kept", r.min_value,
+                       r.seq_per_step));
   return r;
 }
 

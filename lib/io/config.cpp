@@ -293,6 +293,7 @@ ConfigSchema::KeyRef ConfigSchema::add(Key key) {
     TURBINE_CHECK(!index_.count(up), "schema: {} lies below key {}, which is {}", key.name, up,
                   config_type_name(keys_[index_.at(up)].type));
   }
+  TURBINE_CHECK(!foreign(key.name), "schema: key {} is also declared foreign", key.name);
   index_[key.name] = keys_.size();
   keys_.push_back(std::move(key));
   return KeyRef(*this, keys_.size() - 1);
@@ -343,6 +344,30 @@ ConfigSchema::KeyRef ConfigSchema::mapping(const std::string& name, const std::s
 ConfigSchema::KeyRef ConfigSchema::required(const std::string& name, ConfigType type,
                                             const std::string& help) {
   return add({name, type, std::nullopt, help, {}, {}, {}});
+}
+
+void ConfigSchema::ignored(const std::string& name, const std::string& reason) {
+  add_foreign({name, reason, false});
+}
+
+void ConfigSchema::unsupported(const std::string& name, const std::string& reason) {
+  add_foreign({name, reason, true});
+}
+
+void ConfigSchema::add_foreign(ForeignKey key) {
+  TURBINE_CHECK(!find(key.name) && !foreign_.count(key.name), "schema: key {} is declared twice",
+                key.name);
+  for (std::string up = parent_of(key.name); !up.empty(); up = parent_of(up)) {
+    TURBINE_CHECK(!find(up) && !foreign_.count(up), "schema: {} lies below key {}", key.name, up);
+  }
+  foreign_[key.name] = std::move(key);
+}
+
+const ConfigSchema::ForeignKey* ConfigSchema::foreign(const std::string& name) const {
+  for (std::string up = name; !up.empty(); up = parent_of(up)) {
+    if (const auto it = foreign_.find(up); it != foreign_.end()) return &it->second;
+  }
+  return nullptr;
 }
 
 const ConfigSchema::Key* ConfigSchema::find(const std::string& name) const {
@@ -424,6 +449,12 @@ class Config::Loader {
   void visit(const std::string& path, const YAML::Node& node, const Origin& from, YAML::Mark mark) {
     if (mark.is_null()) mark = node.Mark();
     if (const ConfigSchema::Key* key = schema_.find(path)) return set(*key, node, from, mark);
+    if (const ConfigSchema::ForeignKey* foreign = schema_.foreign(path)) {
+      if (foreign->unsupported)
+        return problem(from, mark, fmt::format("{}: {}", path, foreign->reason));
+      config_.ignored_.push_back({path, location(from, mark), foreign->reason});
+      return;
+    }
     if (path.empty() || schema_.is_parent(path)) {
       if (node.IsNull()) return;
       if (!node.IsMap()) {

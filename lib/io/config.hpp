@@ -88,6 +88,20 @@ class ConfigSchema {
   // A key with no default: loading fails while neither the file nor a --set gives it.
   KeyRef required(const std::string& name, ConfigType type, const std::string& help);
 
+  // Keys another tool defines (DeepSpeed's) that a config may carry, each with
+  // everything below it. An `ignored` key means nothing here and is accepted:
+  // loading lists it in Config::ignored() with the reason, and the job reports
+  // it once. An `unsupported` key belongs to a feature Turbine lacks that would
+  // change the run: giving one is an error that says so.
+  void ignored(const std::string& name, const std::string& reason);
+  void unsupported(const std::string& name, const std::string& reason);
+  struct ForeignKey {
+    std::string name, reason;
+    bool unsupported = false;
+  };
+  // The foreign key that `name` is or lies below, or nullptr.
+  const ForeignKey* foreign(const std::string& name) const;
+
   // In declaration order.
   const std::vector<Key>& keys() const { return keys_; }
   // The declared key of that name, or nullptr.
@@ -97,8 +111,10 @@ class ConfigSchema {
 
  private:
   KeyRef add(Key key);
+  void add_foreign(ForeignKey key);
   std::vector<Key> keys_;
   std::map<std::string, size_t> index_;
+  std::map<std::string, ForeignKey> foreign_;
 };
 
 class Config {
@@ -135,6 +151,12 @@ class Config {
   const std::string& origin() const { return origin_; }
   const ConfigSchema& schema() const { return schema_; }
 
+  // The ignored keys the file or a --set gave, in the order met.
+  struct IgnoredKey {
+    std::string key, where, reason;
+  };
+  const std::vector<IgnoredKey>& ignored() const { return ignored_; }
+
  private:
   enum class Source { default_value, file, override };
   struct Entry {
@@ -150,6 +172,7 @@ class Config {
   ConfigSchema schema_;
   std::string origin_;
   std::map<std::string, Entry> entries_;
+  std::vector<IgnoredKey> ignored_;
 };
 
 // Reads a YAML file; errors name the file and, for syntax errors, the line.

@@ -30,11 +30,18 @@ class Handle {
 
 hid_t native_type(DType dtype) {
   switch (dtype) {
-    case DType::f32: return H5T_NATIVE_FLOAT;
-    case DType::i32: return H5T_NATIVE_INT32;
-    case DType::i64: return H5T_NATIVE_INT64;
-    case DType::u8: return H5T_NATIVE_UINT8;
-    case DType::u16: case DType::bf16: case DType::f16: return H5T_NATIVE_UINT16;
+    case DType::f32:
+      return H5T_NATIVE_FLOAT;
+    case DType::i32:
+      return H5T_NATIVE_INT32;
+    case DType::i64:
+      return H5T_NATIVE_INT64;
+    case DType::u8:
+      return H5T_NATIVE_UINT8;
+    case DType::u16:
+    case DType::bf16:
+    case DType::f16:
+      return H5T_NATIVE_UINT16;
   }
   return H5T_NATIVE_FLOAT;
 }
@@ -66,8 +73,10 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
                   path);
   } else if (mode == Mode::create) {
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    TURBINE_CHECK(file_ >= 0, "cannot create HDF5 file '{}': check the folder exists and is "
-                  "writable", path);
+    TURBINE_CHECK(file_ >= 0,
+                  "cannot create HDF5 file '{}': check the folder exists and is "
+                  "writable",
+                  path);
   } else {
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     TURBINE_CHECK(file_ >= 0, "cannot open HDF5 file '{}' for writing", path);
@@ -102,9 +111,9 @@ Tensor H5File::read(const std::string& name) const {
   Shape shape(dims.begin(), dims.end());
   const DType dtype = dtype_of_h5(type.get(), where);
   Tensor t = Tensor::empty(shape, dtype, Device::cpu());
-  TURBINE_CHECK(H5Dread(ds.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                        t.raw_data()) >= 0,
-                "{}: read failed (the file may be truncated)", where);
+  TURBINE_CHECK(
+      H5Dread(ds.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()) >= 0,
+      "{}: read failed (the file may be truncated)", where);
   return t;
 }
 
@@ -132,8 +141,8 @@ std::vector<std::string> H5File::list(const std::string& group) const {
   H5Gget_info(g.get(), &info);
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t size = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr,
-                                            0, H5P_DEFAULT);
+    const ssize_t size =
+        H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     std::string name(size, '\0');
     H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), size + 1,
                        H5P_DEFAULT);
@@ -146,6 +155,27 @@ bool H5File::has_attribute(const std::string& name) const {
   return H5Aexists(file_, name.c_str()) > 0;
 }
 
+std::vector<std::pair<std::string, H5File::AttributeKind>> H5File::attributes() const {
+  std::vector<std::pair<std::string, AttributeKind>> out;
+  const auto visit = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::pair<std::string, AttributeKind>>*>(data)->emplace_back(
+        name, AttributeKind::integer);
+    return 0;
+  };
+  hsize_t index = 0;
+  TURBINE_CHECK(H5Aiterate2(file_, H5_INDEX_NAME, H5_ITER_INC, &index, visit, &out) >= 0,
+                "{}: cannot list the attributes", path_);
+  for (auto& [name, kind] : out) {
+    Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
+    Handle type(H5Aget_type(attr.get()), H5Tclose);
+    const H5T_class_t cls = H5Tget_class(type.get());
+    kind = cls == H5T_STRING  ? AttributeKind::string
+           : cls == H5T_FLOAT ? AttributeKind::number
+                              : AttributeKind::integer;
+  }
+  return out;
+}
+
 namespace {
 // A numeric scalar attribute on the root group, converted by HDF5 to `type`.
 template <typename T>
@@ -154,8 +184,8 @@ T read_attribute(hid_t file, const std::string& path, const std::string& name, h
   TURBINE_CHECK(H5Aexists(file, name.c_str()) > 0, "{}: attribute '{}' not found", path, name);
   Handle attr(H5Aopen(file, name.c_str(), H5P_DEFAULT), H5Aclose);
   T value{};
-  TURBINE_CHECK(H5Aread(attr.get(), type, &value) >= 0, "{}: attribute '{}' is not {}", path,
-                name, kind);
+  TURBINE_CHECK(H5Aread(attr.get(), type, &value) >= 0, "{}: attribute '{}' is not {}", path, name,
+                kind);
   return value;
 }
 }  // namespace

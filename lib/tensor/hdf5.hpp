@@ -25,7 +25,10 @@ class H5File {
   Tensor read(const std::string& dataset) const;  // to a cpu tensor of the stored dtype
   void write(const std::string& dataset, const Tensor& tensor);
   std::vector<std::string> list(const std::string& group) const;
-  bool has_attribute(const std::string& name) const;       // on the root group
+  bool has_attribute(const std::string& name) const;  // on the root group
+  // The root group's scalar attributes by name, each as what it holds.
+  enum class AttributeKind { integer, number, string };
+  std::vector<std::pair<std::string, AttributeKind>> attributes() const;
   double attribute_double(const std::string& name) const;  // on the root group
   int64_t attribute_int(const std::string& name) const;
   void set_attribute(const std::string& name, double value);

@@ -1,34 +1,58 @@
 // Checkpoints: one directory per step under <output>/checkpoints, written
 // by all ranks into ".tmp-step_N" and renamed to "step_N" by rank 0 only
 // after every rank has finished, so a crash never leaves a half checkpoint
-// that looks whole. Contents:
-//   model.h5               params/<Hugging Face name> (f32)
-//   optimizer_rank<R>.h5   AdamW exp_avg / exp_avg_sq over the flat range
-//                          [begin, end) of real parameters this rank owned
-//   trainer.h5             step, samples and tokens consumed, world size,
-//                          ZeRO stage, seed, data identity
-//   config.yaml            the resolved config of the run
-// Optimizer shards are stored by flat range, so a run with another world
-// size or ZeRO stage reads the pieces it needs (resharding).
+// that looks whole. A checkpoint holds named parts (parameter sets, each
+// with its optimizer when it trains: PPO's actor and critic, a reference
+// model) and key/value state (the loop's counters, loss scalers, the app's
+// own). Contents:
+//   <part>.h5                 params/<Hugging Face name> (f32)
+//   <part>_optimizer_rank<R>.h5
+//                             AdamW exp_avg / exp_avg_sq over the flat range
+//                             [begin, end) of real parameters rank R owned
+//   trainer.h5                the key/value state as attributes, the world
+//                             size, and per part its numel and ZeRO stage
+//   config.yaml               the resolved config of the run
+// The part named "model" keeps the names of the first format (model.h5,
+// optimizer_rank<R>.h5, unprefixed numel and zero_stage), so checkpoints of
+// earlier pretrain runs load unchanged. Optimizer shards are stored by flat
+// range, so a run with another world size or ZeRO stage reads the pieces it
+// needs (resharding).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "dist/data_parallel.hpp"
-#include "optim/loss_scaler.hpp"
 
 namespace turbine::train {
 
-struct TrainerState {
-  int64_t step = 0;     // optimizer steps taken
-  int64_t samples = 0;  // training windows consumed (global)
-  int64_t tokens = 0;   // training tokens consumed (global)
-  double layer_tokens = 0;  // tokens x layers they passed through (random-LTD counts kept ones)
-  double flops = 0;         // training FLOPs spent (global)
-  std::string data_identity;  // tokenizer identity of the data set
-  optim::LossScaler::State loss_scaler;  // fp16's dynamic loss scaling (scale 0: none)
+// Key/value state saved with a checkpoint.
+class StateMap {
+ public:
+  using Value = std::variant<int64_t, double, std::string>;
+  void set(const std::string& key, Value value) { values_[key] = std::move(value); }
+  bool has(const std::string& key) const { return values_.count(key) > 0; }
+  // Each throws naming the key when it is missing or of another kind
+  // (get_double also reads an integer).
+  int64_t get_int(const std::string& key) const;
+  double get_double(const std::string& key) const;
+  const std::string& get_string(const std::string& key) const;
+  const std::map<std::string, Value>& values() const { return values_; }
+
+ private:
+  const Value& at(const std::string& key) const;
+  std::map<std::string, Value> values_;
+};
+
+// A named parameter set of a checkpoint, with its optimizer when it trains
+// (null: weights only, e.g. a frozen reference model).
+struct CheckpointPart {
+  std::string name;
+  const nn::ParameterList* params = nullptr;
+  dist::DataParallelOptimizer* optimizer = nullptr;
 };
 
 class CheckpointStore {
@@ -39,16 +63,16 @@ class CheckpointStore {
   std::vector<std::string> complete() const;
   std::optional<std::string> latest() const;
 
-  // Collective. Keeps the newest `keep` complete checkpoints.
-  void save(const TrainerState& state, const nn::ParameterList& params,
-            dist::DataParallelOptimizer& optimizer, const std::string& config_yaml, int64_t keep);
-  // Collective. Restores weights, optimizer state (resharded as needed) and
-  // returns the trainer state.
-  TrainerState load(const std::string& checkpoint, const nn::ParameterList& params,
-                    dist::DataParallelOptimizer& optimizer);
+  // Collective. Keeps the newest `keep` complete checkpoints (0: all).
+  void save(int64_t step, const std::vector<CheckpointPart>& parts, const StateMap& state,
+            const std::string& config_yaml, int64_t keep);
+  // Collective. Restores every part's weights and optimizer state
+  // (resharded as needed) and returns the key/value state.
+  StateMap load(const std::string& checkpoint, const std::vector<CheckpointPart>& parts);
 
-  // Weights only (init_from); any process may call it.
-  static void load_weights(const std::string& checkpoint, const nn::ParameterList& params);
+  // One part's weights only (init_from, inference); any process may call it.
+  static void load_weights(const std::string& checkpoint, const nn::ParameterList& params,
+                           const std::string& part = "model");
   static std::string step_name(int64_t step);
 
  private:

@@ -1,12 +1,13 @@
 // Metrics file and progress line.
 #include "train/metrics.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.hpp"
-#include <fmt/format.h>
 
 namespace turbine::train {
 

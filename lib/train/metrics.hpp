@@ -1,9 +1,8 @@
 // Run output on rank 0: metrics.jsonl (one JSON object per line).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace turbine::train {

@@ -1,0 +1,100 @@
+// The training loop every training app runs: the app supplies its step as a
+// TrainTask (the forward and loss of one micro-batch, plus what a step
+// consumed); the loop owns the rest: the step budget (steps and tokens),
+// accumulation, backward, the optimizer step with clipping and loss scaling
+// (through the Engine), evaluation and sample cadence, the progress line,
+// metrics.jsonl, stop requests and checkpoints (with exact resume), and the
+// output folder rules.
+#pragma once
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "train/checkpoint.hpp"
+#include "train/engine.hpp"
+#include "train/schema.hpp"
+
+namespace turbine::train {
+
+// The loop's counters, saved with every checkpoint (global over ranks).
+struct LoopCounters {
+  int64_t step = 0;         // optimizer steps taken
+  int64_t samples = 0;      // data samples consumed: the data position
+  int64_t tokens = 0;       // training tokens consumed
+  double layer_tokens = 0;  // tokens x layers they passed through (random-LTD counts kept ones)
+  double flops = 0;         // training FLOPs spent
+};
+
+// What one step consumed over all ranks, and the task's own metrics fields.
+struct StepWork {
+  int64_t samples = 0, tokens = 0;
+  double layer_tokens = 0, flops = 0;
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+};
+
+// The app's side of a training step.
+class TrainTask {
+ public:
+  virtual ~TrainTask() = default;
+  // The learning rate of the coming step.
+  virtual double learning_rate(const LoopCounters& at) = 0;
+  // Before the step's micro-batches (curriculum, token dropping, ...).
+  virtual void begin_step(const LoopCounters& /*at*/) {}
+  // Forward and loss of this rank's micro-batch `micro` of the step; the loop
+  // runs backward. `at` holds the counters before the step.
+  virtual Tensor micro_batch_loss(const LoopCounters& at, int64_t micro) = 0;
+  // After the optimizer step: what the step consumed.
+  virtual StepWork step_work(const LoopCounters& at) = 0;
+  // Validation loss (collective), or NaN when the task has none.
+  virtual double evaluate() { return NAN; }
+  // A sample of the model's output to print (rank 0 only), or "".
+  virtual std::string sample(int64_t /*step*/) { return {}; }
+  // The task's own checkpoint state.
+  virtual void save_state(StateMap& /*state*/) const {}
+  virtual void load_state(const StateMap& /*state*/) {}
+};
+
+struct LoopResult {
+  int64_t steps = 0;
+  double final_train_loss = NAN, final_val_loss = NAN;
+  double tokens_per_second = 0;
+  bool stopped_early = false;  // a stop signal ended the run after a checkpoint
+};
+
+class Loop {
+ public:
+  // `resolved_yaml` is written to <output.dir>/config.yaml and to every
+  // checkpoint. Refuses an output folder that holds checkpoints unless the
+  // run resumes.
+  Loop(dist::Communicator& comm, const RunOptions& run, Device device, Engine& engine,
+       std::string resolved_yaml);
+  // A frozen parameter set saved and restored with the engine's (a
+  // reference model), or a second engine's part.
+  void add_part(const CheckpointPart& part) { parts_.push_back(part); }
+  // Restores the newest checkpoint when resuming (else init_from's weights)
+  // into the engine, the extra parts and the task. Collective.
+  void restore(TrainTask& task);
+  const LoopCounters& counters() const { return counters_; }
+  // Trains until the budget is spent or a stop is requested. Collective.
+  LoopResult run(TrainTask& task);
+
+ private:
+  struct StepOutcome;
+  StepOutcome train_step(TrainTask& task);
+  void checkpoint(const TrainTask& task);
+  bool budget_left() const;
+
+  dist::Communicator& comm_;
+  RunOptions run_;
+  Device device_;
+  Engine& engine_;
+  std::string resolved_yaml_;
+  std::vector<CheckpointPart> parts_;
+  CheckpointStore store_;
+  std::optional<std::string> existing_;
+  LoopCounters counters_;
+};
+
+}  // namespace turbine::train
