@@ -135,14 +135,25 @@ std::string value_text(const ConfigValue& value) {
 }
 
 // Reads a scalar as T; nullopt where it is not one (NaN is not a number here).
+// An integer may be written as a number with an integral value, as JSON
+// configs of DeepSpeed write sizes ("reduce_bucket_size": 5e8).
 template <typename T>
 std::optional<T> scalar_as(const YAML::Node& node) {
   T value;
-  if (!node.IsScalar() || !YAML::convert<T>::decode(node, value)) return std::nullopt;
-  if constexpr (std::is_same_v<T, double>) {
-    if (std::isnan(value)) return std::nullopt;
+  if (!node.IsScalar()) return std::nullopt;
+  if (YAML::convert<T>::decode(node, value)) {
+    if constexpr (std::is_same_v<T, double>) {
+      if (std::isnan(value)) return std::nullopt;
+    }
+    return value;
   }
-  return value;
+  if constexpr (std::is_same_v<T, int64_t>) {
+    double number = 0;
+    if (YAML::convert<double>::decode(node, number) && std::isfinite(number) &&
+        number == std::floor(number) && std::abs(number) < 9.2e18)
+      return static_cast<int64_t>(number);
+  }
+  return std::nullopt;
 }
 
 // A string that a plain YAML scalar would turn into something else (true, 12, ~) is quoted.

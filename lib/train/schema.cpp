@@ -338,11 +338,18 @@ void declare_zero(io::ConfigSchema& s) {
                           "mics_hierarchical_params_gather",
                           "zero_quantized_nontrainable_weights"})
     s.ignored(std::string("zero_optimization.") + key, stage3);
-  for (const char* key : {"zero_hpz_partition_size", "zero_quantized_weights",
-                          "zero_quantized_gradients", "zeropp_loco_param"})
-    s.unsupported(std::string("zero_optimization.") + key,
-                  "ZeRO++ (hierarchical partitioning, quantized weights and gradients) is not "
-                  "implemented; remove the key");
+  // ZeRO++ keys: DeepSpeed's documented example gives them their off values.
+  s.integer("zero_optimization.zero_hpz_partition_size", 1,
+            "ZeRO++ hierarchical partitioning: not implemented, so 1 (off)")
+      .one_of({int64_t(1)});
+  s.boolean("zero_optimization.zero_quantized_weights", false,
+            "ZeRO++ quantized weights: not implemented, so false")
+      .one_of({false});
+  s.boolean("zero_optimization.zero_quantized_gradients", false,
+            "ZeRO++ quantized gradients: not implemented, so false")
+      .one_of({false});
+  s.unsupported("zero_optimization.zeropp_loco_param",
+                "ZeRO++ LoCo gradient compression is not implemented; remove the key");
 }
 
 dist::ZeroConfig zero_from(const io::Config& c) {
