@@ -1,7 +1,8 @@
-// Times full BLOOM training steps on the CPU or a GPU, as pretrain runs them
-// (forward, backward into the flat gradient buffer, one global-norm clip,
-// AdamW over the flat buffer), and prints one JSON line; tools/bench-train-step (CPU) and
-// tools/device-check (GPU) compare it with PyTorch on the same model. With
+// Times full BLOOM training steps on the CPU or a GPU with pretrain's own
+// step code (train::train_step over a train::Engine: forward, backward into
+// the flat gradient buffer, one global-norm clip, AdamW over the flat buffer), and prints one JSON
+// line; tools/bench-train-step (CPU) and tools/device-check (GPU) compare it with PyTorch on the
+// same model. With
 // --peak-tflops 0 the MFU is against a GEMM measured here in the same
 // precision; otherwise against the given peak (the card's datasheet).
 // --profile N then runs N more steps with every kernel call timed and prints
@@ -19,11 +20,11 @@
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "dist/communicator.hpp"
-#include "dist/data_parallel.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/profiling.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
+#include "train/loop.hpp"
 
 using namespace turbine;
 
@@ -41,6 +42,22 @@ struct Options {
 };
 
 int run(const Options& o);
+
+// pretrain's step on one fixed batch: the same engine and step code, no data.
+class FixedBatchTask final : public train::TrainTask {
+ public:
+  FixedBatchTask(const nn::Bloom& model, Tensor ids, Tensor targets)
+      : model_(model), ids_(std::move(ids)), targets_(std::move(targets)) {}
+  double learning_rate(const train::LoopCounters&) override { return 1e-4; }
+  Tensor micro_batch_loss(const train::LoopCounters&, int64_t) override {
+    return model_.loss(ids_, targets_);
+  }
+  train::StepWork step_work(const train::LoopCounters&) override { return {}; }
+
+ private:
+  const nn::Bloom& model_;
+  Tensor ids_, targets_;
+};
 
 }  // namespace
 
@@ -107,9 +124,9 @@ int run(const Options& o) {
 
   nn::Bloom model(c, 1234, device);
   dist::Communicator world = dist::Communicator::world();
-  dist::DataParallelOptimizer opt(world, model.parameters(), {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f},
-                                  dist::ZeroConfig{});
-  const Tensor seed = Tensor::full({1}, 1.0f, device);
+  train::EngineOptions engine_options;
+  engine_options.optimizer = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+  train::Engine engine("model", world, model.parameters(), engine_options);
   std::vector<int64_t> ids(o.batch * o.seq), targets(o.batch * o.seq);
   for (size_t i = 0; i < ids.size(); ++i) {
     ids[i] = philox4x32(7, 0, i)[0] % c.vocab_size;
@@ -118,13 +135,11 @@ int run(const Options& o) {
   const Tensor x = Tensor::from_vector<int64_t>({o.batch, o.seq}, ids);
   const Tensor y = Tensor::from_vector<int64_t>({o.batch, o.seq}, targets);
 
-  float loss = 0;
-  auto train_step = [&] {
-    opt.zero_grad();
-    Tensor l = model.loss(x, y);
-    opt.backward_and_reduce(l, seed);
-    opt.step(1e-4f, 1.0);
-    loss = l.item();  // waits for the step's queued GPU work too
+  FixedBatchTask task(model, x, y);
+  train::LoopCounters counters;
+  double loss = 0;
+  auto train_step = [&] {  // the loss's item() waits for the step's queued GPU work too
+    loss = train::train_step(world, engine, task, counters).loss;
   };
   std::vector<double> times;
   for (int step = 0; step < o.warmup + o.steps; ++step) {

@@ -39,14 +39,6 @@ LoopCounters load_counters(const StateMap& state) {
 }
 }  // namespace
 
-struct Loop::StepOutcome {
-  double loss = 0;  // mean over the step's micro-batches and ranks
-  double lr = 0;
-  Engine::StepResult update;
-  StepWork work;
-  double seconds = 0;
-};
-
 Loop::Loop(dist::Communicator& comm, const RunOptions& run, Device device, Engine& engine,
            std::string resolved_yaml)
     : comm_(comm),
@@ -87,29 +79,30 @@ bool Loop::budget_left() const {
          (run_.train_tokens <= 0 || counters_.tokens < run_.train_tokens);
 }
 
-Loop::StepOutcome Loop::train_step(TrainTask& task) {
+StepOutcome train_step(dist::Communicator& comm, Engine& engine, TrainTask& task,
+                       LoopCounters& counters) {
   Timer timer;
   StepOutcome out;
-  out.lr = task.learning_rate(counters_);
-  task.begin_step(counters_);
-  engine_.zero_grad();
-  const int64_t accumulation = engine_.options().accumulation;
+  out.lr = task.learning_rate(counters);
+  task.begin_step(counters);
+  engine.zero_grad();
+  const int64_t accumulation = engine.options().accumulation;
   double loss_sum = 0;
   for (int64_t m = 0; m < accumulation; ++m) {
-    const Tensor loss = task.micro_batch_loss(counters_, m);
-    engine_.backward(loss, m);
+    const Tensor loss = task.micro_batch_loss(counters, m);
+    engine.backward(loss, m);
     loss_sum += loss.item();
   }
-  out.update = engine_.step(out.lr);
+  out.update = engine.step(out.lr);
   double loss = loss_sum / double(accumulation);
-  comm_.allreduce_sum(&loss, 1);
-  out.loss = loss / comm_.size();
-  out.work = task.step_work(counters_);
-  counters_.step += 1;
-  counters_.samples += out.work.samples;
-  counters_.tokens += out.work.tokens;
-  counters_.layer_tokens += out.work.layer_tokens;
-  counters_.flops += out.work.flops;
+  comm.allreduce_sum(&loss, 1);
+  out.loss = loss / comm.size();
+  out.work = task.step_work(counters);
+  counters.step += 1;
+  counters.samples += out.work.samples;
+  counters.tokens += out.work.tokens;
+  counters.layer_tokens += out.work.layer_tokens;
+  counters.flops += out.work.flops;
   out.seconds = timer.seconds();
   return out;
 }
@@ -151,7 +144,7 @@ LoopResult Loop::run(TrainTask& task) {
   };
 
   while (budget_left()) {
-    const StepOutcome s = train_step(task);
+    const StepOutcome s = train_step(comm_, engine_, task, counters_);
     result.final_train_loss = s.loss;
     if (!s.update.applied) {
       progress.break_line();

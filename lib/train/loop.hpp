@@ -56,6 +56,20 @@ class TrainTask {
   virtual void load_state(const StateMap& /*state*/) {}
 };
 
+// One training step of `task` on `engine`, as the loop runs it: learning
+// rate, the micro-batches' forward and backward, the optimizer step; the
+// counters move on by what the step consumed. Collective. (The loop adds
+// progress, metrics, evaluation and checkpoints; benchmarks call it alone.)
+struct StepOutcome {
+  double loss = 0;  // mean over the step's micro-batches and ranks
+  double lr = 0;
+  Engine::StepResult update;
+  StepWork work;
+  double seconds = 0;
+};
+StepOutcome train_step(dist::Communicator& comm, Engine& engine, TrainTask& task,
+                       LoopCounters& counters);
+
 struct LoopResult {
   int64_t steps = 0;
   double final_train_loss = NAN, final_val_loss = NAN;
@@ -81,8 +95,6 @@ class Loop {
   LoopResult run(TrainTask& task);
 
  private:
-  struct StepOutcome;
-  StepOutcome train_step(TrainTask& task);
   void checkpoint(const TrainTask& task);
   bool budget_left() const;
 
