@@ -15,17 +15,18 @@ std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> token
                               const SamplingOptions& o) {
   TURBINE_CHECK(!tokens.empty(), "generate: the prompt encodes to no tokens");
   TURBINE_CHECK(o.temperature >= 0 && o.top_k >= 0 && o.context > 0,
-                "generate: temperature {} and top_k {} must be >= 0, context {} > 0",
-                o.temperature, o.top_k, o.context);
+                "generate: temperature {} and top_k {} must be >= 0, context {} > 0", o.temperature,
+                o.top_k, o.context);
   autograd::NoGradGuard no_grad;
   const int64_t vocab = model.config().vocab_size;
   for (int64_t n = 0; n < o.max_new_tokens; ++n) {
     const int64_t start = std::max<int64_t>(0, int64_t(tokens.size()) - o.context);
     const std::vector<int32_t> window(tokens.begin() + start, tokens.end());
     const Tensor ids = Tensor::from_vector<int32_t>({1, int64_t(window.size())}, window);
-    const Tensor logits = model.logits(ids);
-    const auto all = logits.to_vector<float>();
-    const float* last = all.data() + (window.size() - 1) * vocab;
+    // The LM head on the last position only: (1, vocab).
+    const auto all =
+        model.logits_at(ids, Tensor::from_vector<int64_t>({1}, {-1})).to_vector<float>();
+    const float* last = all.data();
     int32_t next = 0;
     if (o.temperature == 0) {
       next = static_cast<int32_t>(std::max_element(last, last + vocab) - last);

@@ -8,12 +8,16 @@
 
 namespace turbine::nn {
 
-BloomConfig BloomConfig::bloom_560m() { return {250880, 1024, 16, 24}; }
-BloomConfig BloomConfig::bloom_176b() { return {250880, 14336, 112, 70}; }
+BloomConfig BloomConfig::bloom_560m() {
+  return {250880, 1024, 16, 24};
+}
+BloomConfig BloomConfig::bloom_176b() {
+  return {250880, 14336, 112, 70};
+}
 
 int64_t BloomConfig::parameter_count() const {
   const int64_t H = hidden_size;
-  const int64_t per_block = 2 * H            // input_layernorm
+  const int64_t per_block = 2 * H                // input_layernorm
                             + 3 * H * H + 3 * H  // query_key_value
                             + H * H + H          // dense
                             + 2 * H              // post_attention_layernorm
@@ -38,9 +42,9 @@ double BloomConfig::train_flops_per_sequence(int64_t seq_len,
                            double(std::max<int64_t>(n_layer, 1));
   double flops = 6.0 * double(vocab_size * hidden_size + 4 * hidden_size) * T;
   for (int64_t layer = 0; layer < n_layer; ++layer) {
-    const bool drops = kept > 0 && kept < seq_len &&
-                       std::find(dropping_layers.begin(), dropping_layers.end(), layer) !=
-                           dropping_layers.end();
+    const bool drops =
+        kept > 0 && kept < seq_len &&
+        std::find(dropping_layers.begin(), dropping_layers.end(), layer) != dropping_layers.end();
     const double n = drops ? double(kept) : T;
     flops += 6.0 * per_layer * n + 12.0 * H * n * n;
   }
@@ -63,40 +67,52 @@ void BloomConfig::validate() const {
 BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
     : input_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
       post_attention_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
-      query_key_value(c.hidden_size, 3 * c.hidden_size, true, init),
-      dense(c.hidden_size, c.hidden_size, true, init),
-      dense_h_to_4h(c.hidden_size, 4 * c.hidden_size, true, init),
-      dense_4h_to_h(4 * c.hidden_size, c.hidden_size, true, init),
+      query_key_value(std::make_unique<Linear>(c.hidden_size, 3 * c.hidden_size, true, init)),
+      dense(std::make_unique<Linear>(c.hidden_size, c.hidden_size, true, init)),
+      dense_h_to_4h(std::make_unique<Linear>(c.hidden_size, 4 * c.hidden_size, true, init)),
+      dense_4h_to_h(std::make_unique<Linear>(4 * c.hidden_size, c.hidden_size, true, init)),
       n_head_(c.n_head),
       hidden_dropout_(c.hidden_dropout) {}
 
-Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi,
-                           uint64_t dropout_seed, uint64_t dropout_stream,
-                           const Tensor& positions) const {
+Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
+                           uint64_t dropout_stream, const Tensor& positions) const {
   // Attention: residual from the LN input (apply_residual_connection_post_layernorm = False).
   const Tensor h = input_layernorm.forward(x);
-  const ops::Qkv qkv = ag::split_qkv(query_key_value.forward(h), static_cast<int>(n_head_));
+  const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
   ops::AttentionOptions options;
   options.causal = true;
   options.alibi_slopes = alibi;
   options.positions = positions;
   const Tensor context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
-  const Tensor attn = ag::dropout(dense.forward(context), hidden_dropout_,
-                                  {dropout_seed, dropout_stream, 0});
+  const Tensor attn =
+      ag::dropout(dense->forward(context), hidden_dropout_, {dropout_seed, dropout_stream, 0});
   const Tensor x1 = ag::add(x, attn);
   // MLP.
   const Tensor h2 = post_attention_layernorm.forward(x1);
-  const Tensor mlp = dense_4h_to_h.forward(ag::gelu(dense_h_to_4h.forward(h2)));
+  const Tensor mlp = dense_4h_to_h->forward(ag::gelu(dense_h_to_4h->forward(h2)));
   return ag::add(x1, ag::dropout(mlp, hidden_dropout_, {dropout_seed, dropout_stream + 1, 0}));
 }
 
 void BloomBlock::parameters(const std::string& prefix, ParameterList& out) {
   input_layernorm.parameters(prefix + "input_layernorm.", out);
-  query_key_value.parameters(prefix + "self_attention.query_key_value.", out);
-  dense.parameters(prefix + "self_attention.dense.", out);
+  query_key_value->parameters(prefix + "self_attention.query_key_value.", out);
+  dense->parameters(prefix + "self_attention.dense.", out);
   post_attention_layernorm.parameters(prefix + "post_attention_layernorm.", out);
-  dense_h_to_4h.parameters(prefix + "mlp.dense_h_to_4h.", out);
-  dense_4h_to_h.parameters(prefix + "mlp.dense_4h_to_h.", out);
+  dense_h_to_4h->parameters(prefix + "mlp.dense_h_to_4h.", out);
+  dense_4h_to_h->parameters(prefix + "mlp.dense_4h_to_h.", out);
+}
+
+BloomBlock BloomBlock::clone() const {
+  BloomBlock copy;
+  copy.input_layernorm = input_layernorm.clone();
+  copy.post_attention_layernorm = post_attention_layernorm.clone();
+  copy.query_key_value = query_key_value->clone();
+  copy.dense = dense->clone();
+  copy.dense_h_to_4h = dense_h_to_4h->clone();
+  copy.dense_4h_to_h = dense_4h_to_h->clone();
+  copy.n_head_ = n_head_;
+  copy.hidden_dropout_ = hidden_dropout_;
+  return copy;
 }
 
 namespace {
@@ -115,14 +131,58 @@ Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device)
   for (int64_t i = 0; i < config.n_layer; ++i) h_.emplace_back(config, init);
   ln_f_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
   alibi_ = ops::alibi_slopes(static_cast<int>(config.n_head));
+  list_parameters();
+}
 
+void Bloom::list_parameters() {
+  parameters_.clear();
   word_embeddings_.parameters("word_embeddings.", parameters_);
   word_embeddings_layernorm_.parameters("word_embeddings_layernorm.", parameters_);
   for (size_t i = 0; i < h_.size(); ++i) h_[i].parameters(fmt::format("h.{}.", i), parameters_);
   ln_f_.parameters("ln_f.", parameters_);
 }
 
-Device Bloom::device() const { return word_embeddings_.weight.device(); }
+Bloom Bloom::deep_copy() const {
+  Bloom copy;
+  copy.config_ = config_;
+  copy.word_embeddings_ = word_embeddings_.clone();
+  copy.word_embeddings_layernorm_ = word_embeddings_layernorm_.clone();
+  copy.h_.reserve(h_.size());
+  for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
+  copy.ln_f_ = ln_f_.clone();
+  copy.alibi_ = alibi_;
+  copy.seed_ = seed_;
+  copy.dropout_step_ = dropout_step_;
+  copy.training_ = training_;
+  copy.dropping_ = dropping_;
+  copy.list_parameters();
+  return copy;
+}
+
+Bloom Bloom::frozen_copy() const {
+  Bloom copy = deep_copy();
+  copy.set_trainable(false);
+  return copy;
+}
+
+void Bloom::transform_linears(const LinearVisitor& visit) {
+  for (size_t i = 0; i < h_.size(); ++i) {
+    const std::string prefix = fmt::format("h.{}.", i);
+    visit(prefix + "self_attention.query_key_value", h_[i].query_key_value);
+    visit(prefix + "self_attention.dense", h_[i].dense);
+    visit(prefix + "mlp.dense_h_to_4h", h_[i].dense_h_to_4h);
+    visit(prefix + "mlp.dense_4h_to_h", h_[i].dense_4h_to_h);
+  }
+  list_parameters();
+}
+
+void Bloom::set_trainable(bool trainable, const std::function<bool(const std::string&)>& select) {
+  nn::set_trainable(parameters_, trainable, select);
+}
+
+Device Bloom::device() const {
+  return word_embeddings_.weight.device();
+}
 
 Tensor Bloom::hidden_states(const Tensor& ids_any) const {
   TURBINE_CHECK(ids_any.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}",
@@ -137,11 +197,11 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
     const uint64_t dropout_seed = dropout > 0.0f ? seed_ ^ 0x5eedd50u : 0;
     if (training_ && dropping_.active_in(int64_t(i), seq)) {
       // Random-LTD: the kept tokens pass through the layer, the rest skip it.
-      const Tensor kept = random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed,
-                                             dropping_.step, int64_t(i))
-                              .to(device());
-      const Tensor through = h_[i].forward(ag::gather_rows(x, kept), alibi_, dropout_seed,
-                                           stream, kept);
+      const Tensor kept =
+          random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed, dropping_.step, int64_t(i))
+              .to(device());
+      const Tensor through =
+          h_[i].forward(ag::gather_rows(x, kept), alibi_, dropout_seed, stream, kept);
       x = ag::scatter_rows(x, kept, through);
     } else {
       x = h_[i].forward(x, alibi_, dropout_seed, stream);
@@ -155,12 +215,30 @@ Tensor Bloom::logits(const Tensor& ids) const {
   return ag::linear(hidden_states(ids), word_embeddings_.weight, Tensor());
 }
 
+Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
+  const Tensor h = hidden_states(ids);  // (B, T, H)
+  const int64_t batch = h.dim(0), seq = h.dim(1);
+  TURBINE_CHECK(positions.ndim() == 1 && positions.dim(0) == batch,
+                "Bloom::logits_at: positions must be (batch) = ({}), got {}", batch,
+                positions.str());
+  std::vector<int64_t> index =
+      ops::to_index(positions.to(Device::cpu()), "Bloom::logits_at").to_vector<int64_t>();
+  for (int64_t& p : index) {
+    if (p == -1) p = seq - 1;
+    TURBINE_CHECK(p >= 0 && p < seq, "Bloom::logits_at: position {} is outside [0, {})", p, seq);
+  }
+  const Tensor rows =
+      ag::gather_rows(h, Tensor::from_vector<int64_t>({batch, 1}, index).to(device()));
+  return ag::linear(ag::reshape(rows, {batch, config_.hidden_size}), word_embeddings_.weight,
+                    Tensor());
+}
+
 Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {
-  TURBINE_CHECK(targets.shape() == ids.shape(), "Bloom::loss: targets {} for ids {}",
-                targets.str(), ids.str());
+  TURBINE_CHECK(targets.shape() == ids.shape(), "Bloom::loss: targets {} for ids {}", targets.str(),
+                ids.str());
   const Tensor l = logits(ids);
   return ag::cross_entropy(ag::reshape(l, {-1, config_.vocab_size}),
-                          targets.to(device()).view({-1}), -100);
+                           targets.to(device()).view({-1}), -100);
 }
 
 Tensor Bloom::parameter(const std::string& name) const {

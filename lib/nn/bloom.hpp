@@ -5,7 +5,9 @@
 // Face's without the "transformer." prefix (load_state accepts either).
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,18 +46,30 @@ class BloomBlock {
   Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
                  uint64_t dropout_stream, const Tensor& positions = Tensor()) const;
   void parameters(const std::string& prefix, ParameterList& out);
+  BloomBlock clone() const;  // shares no weights
 
   LayerNorm input_layernorm, post_attention_layernorm;
-  Linear query_key_value, dense, dense_h_to_4h, dense_4h_to_h;
+  // Behind LinearLayer so that adapters can wrap them and tensor
+  // parallelism can split them.
+  std::unique_ptr<LinearLayer> query_key_value, dense, dense_h_to_4h, dense_4h_to_h;
 
  private:
-  int64_t n_head_;
-  float hidden_dropout_;
+  BloomBlock() = default;
+  int64_t n_head_ = 0;
+  float hidden_dropout_ = 0;
 };
 
 class Bloom {
  public:
   Bloom(const BloomConfig& config, uint64_t seed, Device device = Device::cpu());
+  // A model owns its weights: copies are explicit, and share nothing.
+  Bloom(Bloom&&) = default;
+  Bloom& operator=(Bloom&&) = default;
+  Bloom(const Bloom&) = delete;
+  Bloom& operator=(const Bloom&) = delete;
+  Bloom deep_copy() const;  // trainable flags as they are
+  // A copy with every parameter frozen: a reference model (PPO's, DPO's).
+  Bloom frozen_copy() const;
 
   // ids (B, T) of i32/i64/u16 -> logits (B, T, vocab).
   Tensor logits(const Tensor& ids) const;
@@ -63,11 +77,24 @@ class Bloom {
   Tensor loss(const Tensor& ids, const Tensor& targets) const;
   // The final hidden states (B, T, H) after ln_f.
   Tensor hidden_states(const Tensor& ids) const;
+  // The logits of one position per row: positions (B) i64, each in [0, T)
+  // or -1 for the last -> (B, vocab). The LM head runs on those rows only
+  // (generation needs no T x vocab logits). Differentiable.
+  Tensor logits_at(const Tensor& ids, const Tensor& positions) const;
+
+  // Each linear layer with its module name ("h.3.self_attention.dense"), to
+  // wrap or replace it; the parameter list is rebuilt afterwards.
+  using LinearVisitor = std::function<void(const std::string&, std::unique_ptr<LinearLayer>&)>;
+  void transform_linears(const LinearVisitor& visit);
+  // Freezes or unfreezes the parameters whose name `select` accepts (all
+  // when empty): nn::set_trainable on the model's parameter list.
+  void set_trainable(bool trainable, const std::function<bool(const std::string&)>& select = {});
 
   const BloomConfig& config() const { return config_; }
   // Where the parameters live; inputs in host memory are moved there.
   Device device() const;
   ParameterList& parameters() { return parameters_; }
+  const ParameterList& parameters() const { return parameters_; }
   Tensor parameter(const std::string& name) const;
   // Copies tensors in by name; every model parameter must be present.
   void load_state(const std::map<std::string, Tensor>& state);
@@ -79,6 +106,8 @@ class Bloom {
   const TokenDropping& token_dropping() const { return dropping_; }
 
  private:
+  Bloom() = default;
+  void list_parameters();  // rebuilds parameters_ from the layers
   BloomConfig config_;
   Embedding word_embeddings_;
   LayerNorm word_embeddings_layernorm_;
@@ -86,7 +115,7 @@ class Bloom {
   LayerNorm ln_f_;
   std::vector<float> alibi_;
   ParameterList parameters_;
-  uint64_t seed_;
+  uint64_t seed_ = 0;
   uint64_t dropout_step_ = 0;
   bool training_ = true;
   TokenDropping dropping_;

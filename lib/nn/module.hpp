@@ -1,7 +1,11 @@
 // Parameters and the basic layers: Linear, Embedding, LayerNorm. Each layer
-// owns its tensors and lists them under Hugging Face-style names.
+// owns its tensors and lists them under Hugging Face-style names. Linear
+// layers sit behind LinearLayer, the point where a model's linear maps are
+// wrapped (LoRA adapters) or split (column- and row-parallel layers).
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,8 +17,19 @@ struct Parameter {
   std::string name;
   Tensor tensor;
   bool weight_decay = true;  // false for biases and LayerNorm parameters
+  // false: frozen: no gradient is computed for it and no optimizer holds it
+  // (a reference model, the base weights under LoRA). Layers list it from
+  // the tensor's requires_grad, which set_trainable sets.
+  bool trainable = true;
 };
 using ParameterList = std::vector<Parameter>;
+
+// The trainable subset (what an optimizer takes), in order.
+ParameterList trainable(const ParameterList& params);
+// Freezes (or unfreezes) the parameters whose name `select` accepts; all
+// when `select` is empty. Sets each tensor's requires_grad to match.
+void set_trainable(ParameterList& params, bool trainable,
+                   const std::function<bool(const std::string&)>& select = {});
 
 // Deterministic initialization: stream ids derive from a running counter, so
 // the same seed and model layout give the same weights on every rank.
@@ -23,15 +38,34 @@ struct Init {
   uint64_t next_stream = 0;
   float stddev = 0.02f;
   Device device = Device::cpu();
-  Tensor normal(const Shape& shape) { return Tensor::randn(shape, seed, next_stream++, stddev, device); }
+  Tensor normal(const Shape& shape) {
+    return Tensor::randn(shape, seed, next_stream++, stddev, device);
+  }
 };
 
-class Linear {
+// y (..., out) = x (..., in) W^T + b, or something that computes it: a
+// plain Linear, a Linear wrapped by an adapter, one shard of a split one.
+class LinearLayer {
+ public:
+  virtual ~LinearLayer() = default;
+  virtual Tensor forward(const Tensor& x) const = 0;
+  // Appends its parameters, each named prefix + its own name ("weight").
+  virtual void parameters(const std::string& prefix, ParameterList& out) = 0;
+  // A copy that shares no weights.
+  virtual std::unique_ptr<LinearLayer> clone() const = 0;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+};
+
+class Linear final : public LinearLayer {
  public:
   Linear() = default;
   Linear(int64_t in, int64_t out, bool bias, Init& init);
-  Tensor forward(const Tensor& x) const;
-  void parameters(const std::string& prefix, ParameterList& out);
+  Tensor forward(const Tensor& x) const override;
+  void parameters(const std::string& prefix, ParameterList& out) override;
+  std::unique_ptr<LinearLayer> clone() const override;
+  int64_t in_features() const override { return weight.dim(1); }
+  int64_t out_features() const override { return weight.dim(0); }
   Tensor weight, bias;  // weight (out, in) as Hugging Face stores it
 };
 
@@ -39,6 +73,7 @@ class Embedding {
  public:
   Embedding() = default;
   Embedding(int64_t vocab, int64_t dim, Init& init);
+  Embedding clone() const;  // shares no weights
   Tensor forward(const Tensor& ids) const;
   void parameters(const std::string& prefix, ParameterList& out);
   Tensor weight;  // (vocab, dim)
@@ -48,6 +83,7 @@ class LayerNorm {
  public:
   LayerNorm() = default;
   LayerNorm(int64_t dim, float eps, Device device);
+  LayerNorm clone() const;  // shares no weights
   Tensor forward(const Tensor& x) const;
   void parameters(const std::string& prefix, ParameterList& out);
   Tensor weight, bias;

@@ -16,8 +16,7 @@ bool TokenDropping::active_in(int64_t layer, int64_t seq_len) const {
 
 Tensor random_ltd_indices(int64_t batch, int64_t seq_len, int64_t kept, uint64_t seed,
                           uint64_t step, int64_t layer) {
-  TURBINE_CHECK(kept > 0 && kept <= seq_len, "random-LTD: keeping {} of {} tokens", kept,
-                seq_len);
+  TURBINE_CHECK(kept > 0 && kept <= seq_len, "random-LTD: keeping {} of {} tokens", kept, seq_len);
   std::vector<int64_t> out(batch * kept), order(seq_len);
   for (int64_t b = 0; b < batch; ++b) {
     // Partial Fisher-Yates: the first `kept` entries become a uniform subset.

@@ -17,7 +17,7 @@ struct TokenDropping {
   std::vector<int64_t> layers;  // ids of the layers that drop tokens
   int64_t kept = 0;             // tokens kept per sequence; >= seq_len (or 0): nothing dropped
   uint64_t seed = 0;
-  uint64_t step = 0;            // the training step: a new subset every step
+  uint64_t step = 0;  // the training step: a new subset every step
 
   bool active_in(int64_t layer, int64_t seq_len) const;
 };

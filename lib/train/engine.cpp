@@ -11,7 +11,7 @@ Engine::Engine(std::string name, dist::Communicator& comm, nn::ParameterList& pa
     : name_(std::move(name)),
       params_(params),
       options_(options),
-      optimizer_(comm, params, options.optimizer, options.zero),
+      optimizer_(comm, nn::trainable(params), options.optimizer, options.zero),
       scaler_(options.precision.loss_scale) {}
 
 void Engine::backward(const Tensor& loss, int64_t micro) {

@@ -25,6 +25,7 @@ struct EngineOptions {
 class Engine {
  public:
   // `name` names the part in checkpoints and messages ("model", "critic").
+  // The optimizer takes the trainable parameters; checkpoints hold them all.
   Engine(std::string name, dist::Communicator& comm, nn::ParameterList& params,
          const EngineOptions& options);
 

@@ -1,0 +1,61 @@
+// LoRA adapters.
+#include "nn/lora.hpp"
+
+#include <cmath>
+
+#include "autograd/functions.hpp"
+#include "core/error.hpp"
+
+namespace turbine::nn {
+
+LoraLinear::LoraLinear(std::unique_ptr<LinearLayer> base, int64_t rank, float scaling_,
+                       uint64_t seed, uint64_t stream)
+    : scaling(scaling_), base_(std::move(base)) {
+  TURBINE_CHECK(base_, "LoraLinear: no base layer");
+  TURBINE_CHECK(rank > 0, "LoRA rank must be positive, got {}", rank);
+  ParameterList base_params;
+  base_->parameters("", base_params);
+  TURBINE_CHECK(!base_params.empty(), "LoraLinear: the base layer has no parameters");
+  const Device device = base_params.front().tensor.device();
+  set_trainable(base_params, false);
+  const int64_t in = base_->in_features(), out = base_->out_features();
+  lora_a = Tensor::randn({rank, in}, seed, stream, 1.0f / std::sqrt(float(in)), device);
+  lora_a.set_requires_grad(true);
+  lora_b = Tensor::zeros({out, rank}, DType::f32, device);
+  lora_b.set_requires_grad(true);
+}
+
+Tensor LoraLinear::forward(const Tensor& x) const {
+  const Tensor update = ag::linear(ag::linear(x, lora_a, Tensor()), lora_b, Tensor());
+  return ag::add(base_->forward(x), ag::scale(update, scaling));
+}
+
+void LoraLinear::parameters(const std::string& prefix, ParameterList& out) {
+  base_->parameters(prefix, out);
+  out.push_back({prefix + "lora_A.weight", lora_a, false, lora_a.requires_grad()});
+  out.push_back({prefix + "lora_B.weight", lora_b, false, lora_b.requires_grad()});
+}
+
+std::unique_ptr<LinearLayer> LoraLinear::clone() const {
+  std::unique_ptr<LoraLinear> copy(new LoraLinear());
+  copy->base_ = base_->clone();
+  copy->lora_a = lora_a.clone().set_requires_grad(lora_a.requires_grad());
+  copy->lora_b = lora_b.clone().set_requires_grad(lora_b.requires_grad());
+  copy->scaling = scaling;
+  return copy;
+}
+
+int64_t apply_lora(Bloom& model, const LoraConfig& config) {
+  model.set_trainable(false);
+  int64_t wrapped = 0;
+  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& layer) {
+    if (name.find(config.module_filter) == std::string::npos) return;
+    layer = std::make_unique<LoraLinear>(std::move(layer), config.rank, config.scaling, config.seed,
+                                         uint64_t(wrapped));
+    ++wrapped;
+  });
+  TURBINE_CHECK(wrapped > 0, "LoRA: no linear layer's name contains '{}'", config.module_filter);
+  return wrapped;
+}
+
+}  // namespace turbine::nn
