@@ -7,9 +7,8 @@
 #ifdef TURBINE_HAVE_CUDA
 #include <nccl.h>
 
+#include "kernels/backend.hpp"
 #include "kernels/cuda/check.hpp"
-#include "kernels/cuda/cuda_backend.hpp"
-#include "tensor/tensor.hpp"
 
 #define TURBINE_NCCL_CHECK(call)                                                         \
   do {                                                                                   \
@@ -43,9 +42,10 @@ NcclCommunicator::NcclCommunicator(Communicator& comm, Device device)
     : state_(std::make_unique<State>()), rank_(comm.rank()), size_(comm.size()) {
   TURBINE_CHECK(device.is_cuda(), "NCCL communicator on {}: NCCL needs a CUDA device",
                 device.str());
-  // The device's own backend, never a wrapper that backend_for may return.
-  auto& backend = static_cast<kernels::CudaBackend&>(kernels::cuda_backend(device.index));
-  state_->stream = backend.stream();
+  // The device's own backend's stream (a profiling wrapper forwards the same).
+  state_->stream = static_cast<cudaStream_t>(kernels::cuda_backend(device.index).native_stream());
+  TURBINE_CHECK(state_->stream != nullptr, "NCCL communicator on {}: its backend has no stream",
+                device.str());
   ncclUniqueId id{};
   if (comm.rank() == 0) TURBINE_NCCL_CHECK(ncclGetUniqueId(&id));
   comm.broadcast(&id, sizeof(id), 0);
