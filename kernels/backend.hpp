@@ -51,6 +51,11 @@ class Backend {
   virtual void synchronize() {}
   // Bytes held by the backend's allocator, in use or cached for reuse.
   virtual int64_t reserved_bytes() const { return 0; }
+  // The queue this backend runs its work on, for libraries that must run in
+  // order with it (NCCL): the cudaStream_t as void* on CUDA, null where work
+  // runs on the calling thread (CPU). lib/dist uses it instead of the CUDA
+  // backend's concrete class.
+  virtual void* native_stream() { return nullptr; }
 
   // Memory.
   virtual void* allocate(size_t bytes) = 0;

@@ -35,6 +35,7 @@ class ProfilingBackend final : public Backend {
   const char* name() const override { return inner_.name(); }
   void synchronize() override { inner_.synchronize(); }
   int64_t reserved_bytes() const override { return inner_.reserved_bytes(); }
+  void* native_stream() override { return inner_.native_stream(); }
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;

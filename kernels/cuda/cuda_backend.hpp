@@ -118,6 +118,7 @@ class CudaBackend final : public Backend {
   // CUDA specifics, for the kernels and for dist/ (NCCL runs on this stream).
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
+  void* native_stream() override { return stream_; }
   // A device buffer of at least `bytes` owned by the backend, reused by the
   // next call: for reduction partials and small staged arguments.
   void* scratch(size_t bytes);

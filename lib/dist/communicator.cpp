@@ -2,6 +2,7 @@
 #include "dist/communicator.hpp"
 
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 
 #include "core/error.hpp"
@@ -20,7 +21,56 @@ void check_mpi(int code, const char* what) {
 
 // MPI counts are int: large buffers go in pieces.
 constexpr int64_t kMaxCount = INT_MAX / 2;
+
+// Activations move as their elements' bits: 16-bit floats as uint16.
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    case DType::u8:
+      return MPI_UINT8_T;
+    case DType::bf16:
+    case DType::f16:
+    case DType::u16:
+      return MPI_UINT16_T;
+  }
+  TURBINE_FAIL("MPI collective: unknown dtype {}", static_cast<int>(dtype));
+}
+
+int block_count(const char* collective, int64_t block) {
+  TURBINE_CHECK(block <= kMaxCount,
+                "{}: a block of {} elements is more than MPI's int counts allow: send it in "
+                "parts of at most {}",
+                collective, block, kMaxCount);
+  return static_cast<int>(block);
+}
 }  // namespace
+
+CommStats& CommStats::operator+=(const CommStats& other) {
+  allreduce_bytes += other.allreduce_bytes;
+  reduce_scatter_bytes += other.reduce_scatter_bytes;
+  allgather_bytes += other.allgather_bytes;
+  broadcast_bytes += other.broadcast_bytes;
+  all_to_all_bytes += other.all_to_all_bytes;
+  calls += other.calls;
+  return *this;
+}
+
+void check_out_of_place(const char* collective, const void* send, int64_t send_bytes,
+                        const void* recv, int64_t recv_bytes) {
+  TURBINE_CHECK(send_bytes >= 0 && recv_bytes >= 0, "{}: negative block size", collective);
+  const auto s = reinterpret_cast<uintptr_t>(send), r = reinterpret_cast<uintptr_t>(recv);
+  const bool overlap = send_bytes > 0 && recv_bytes > 0 && s < r + uintptr_t(recv_bytes) &&
+                       r < s + uintptr_t(send_bytes);
+  TURBINE_CHECK(!overlap,
+                "{}: the send and receive buffers overlap; it works out of place (give it a "
+                "separate output buffer)",
+                collective);
+}
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
@@ -144,6 +194,39 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
     check_mpi(MPI_Bcast(p + done, n, MPI_BYTE, root, comm_), "broadcast");
   }
   stats_.broadcast_bytes += bytes;
+  ++stats_.calls;
+}
+
+void Communicator::all_to_all(const void* send, void* recv, int64_t block, DType dtype) {
+  const int64_t bytes = block * size_ * int64_t(dtype_size(dtype));
+  check_out_of_place("all_to_all", send, bytes, recv, bytes);
+  const int n = block_count("all_to_all", block);
+  check_mpi(MPI_Alltoall(send, n, mpi_type(dtype), recv, n, mpi_type(dtype), comm_), "alltoall");
+  stats_.all_to_all_bytes += bytes;
+  ++stats_.calls;
+}
+
+void Communicator::allgather(const void* send, void* recv, int64_t block, DType dtype) {
+  const int64_t bytes = block * int64_t(dtype_size(dtype));
+  check_out_of_place("allgather", send, bytes, recv, bytes * size_);
+  const int n = block_count("allgather", block);
+  check_mpi(MPI_Allgather(send, n, mpi_type(dtype), recv, n, mpi_type(dtype), comm_), "allgather");
+  stats_.allgather_bytes += bytes * size_;
+  ++stats_.calls;
+}
+
+void Communicator::reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) {
+  // MPI has no 16-bit float sum; summing their bit patterns as integers
+  // would be silently wrong.
+  TURBINE_CHECK(dtype == DType::f32,
+                "reduce_scatter_sum of {} over MPI: only f32 sums are supported on host "
+                "memory; convert to f32 first",
+                dtype_name(dtype));
+  const int64_t bytes = block * int64_t(dtype_size(dtype));
+  check_out_of_place("reduce_scatter_sum", send, bytes * size_, recv, bytes);
+  const int n = block_count("reduce_scatter_sum", block);
+  check_mpi(MPI_Reduce_scatter_block(send, recv, n, MPI_FLOAT, MPI_SUM, comm_), "reduce_scatter");
+  stats_.reduce_scatter_bytes += bytes * size_;
   ++stats_.calls;
 }
 

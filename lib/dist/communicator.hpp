@@ -1,7 +1,7 @@
 // Communicators over MPI for host tensors: a process group (world or a
-// split of it) with the collectives data parallelism needs, and byte
-// counters for every collective. MpiSession initializes and finalizes MPI
-// (a lone process without mpirun is a world of one).
+// split of it) with the collectives data, tensor and sequence parallelism
+// need, and byte counters for every collective. MpiSession initializes and
+// finalizes MPI (a lone process without mpirun is a world of one).
 #pragma once
 
 #include <mpi.h>
@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "tensor/dtype.hpp"
 
 namespace turbine::dist {
 
@@ -20,20 +22,34 @@ class MpiSession {
   MpiSession& operator=(const MpiSession&) = delete;
 };
 
+// Bytes each rank's collectives worked on, by collective: every call adds the
+// size of its whole buffer on this rank (an all-reduce's buffer, a
+// reduce-scatter's input, an all-gather's output, an all-to-all's send
+// buffer, including the block a rank keeps), the message size of NCCL's and
+// DeepSpeed's tables. The traffic on a link follows from it by the usual
+// factors ((P-1)/P for all-gather, reduce-scatter and all-to-all; twice that
+// for a ring all-reduce).
 struct CommStats {
-  int64_t allreduce_bytes = 0, reduce_scatter_bytes = 0, allgather_bytes = 0,
-          broadcast_bytes = 0, calls = 0;
+  int64_t allreduce_bytes = 0, reduce_scatter_bytes = 0, allgather_bytes = 0, broadcast_bytes = 0,
+          all_to_all_bytes = 0, calls = 0;
   int64_t total_bytes() const {
-    return allreduce_bytes + reduce_scatter_bytes + allgather_bytes + broadcast_bytes;
+    return allreduce_bytes + reduce_scatter_bytes + allgather_bytes + broadcast_bytes +
+           all_to_all_bytes;
   }
+  CommStats& operator+=(const CommStats& other);
 };
 
-// The collectives on float buffers that data parallelism needs, whether the
-// buffers are in host memory (Communicator, MPI) or on a GPU
-// (NcclCommunicator): DataParallelOptimizer calls one of them through this.
+// The collectives on buffers whether they are in host memory (Communicator,
+// MPI) or on a GPU (NcclCommunicator): DataParallelOptimizer and the tensor
+// collectives (dist/collectives.hpp) call one of them through this. The
+// in-place ones are f32 (gradients); the out-of-place ones move activations
+// of any dtype (sums: f32 everywhere, bf16/f16 on NCCL only).
 class BufferCollectives {
  public:
   virtual ~BufferCollectives() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const CommStats& stats() const = 0;
   virtual void allreduce_sum(float* data, int64_t count) = 0;
   // data holds size() blocks of `block` values; afterwards block rank() holds
   // the sum over ranks of that block (the others are undefined).
@@ -41,6 +57,15 @@ class BufferCollectives {
   // data holds size() blocks; block rank() is this rank's; all are filled.
   virtual void allgather_inplace(float* data, int64_t block) = 0;
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // Out of place (send and recv must not overlap), `block` elements of
+  // `dtype` per rank. all_to_all: send and recv hold size() blocks; block j
+  // of send goes to rank j, and recv's block j comes from rank j (Ulysses'
+  // exchange). allgather: send is one block, recv's block j is rank j's.
+  // reduce_scatter_sum: send holds size() blocks, recv gets the sum over
+  // ranks of their block rank().
+  virtual void all_to_all(const void* send, void* recv, int64_t block, DType dtype) = 0;
+  virtual void allgather(const void* send, void* recv, int64_t block, DType dtype) = 0;
+  virtual void reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) = 0;
   // Nonblocking collectives (in place): started now, complete after
   // wait_all(); the buffer must not be touched in between. Every rank
   // starts the same ones in the same order.
@@ -49,6 +74,11 @@ class BufferCollectives {
   virtual void start_reduce_sum(float* data, int64_t count, int root) = 0;
   virtual void wait_all() = 0;
 };
+
+// What every out-of-place collective checks before it starts: a
+// non-negative block and disjoint send and recv buffers.
+void check_out_of_place(const char* collective, const void* send, int64_t send_bytes,
+                        const void* recv, int64_t recv_bytes);
 
 class Communicator final : public BufferCollectives {
  public:
@@ -64,8 +94,8 @@ class Communicator final : public BufferCollectives {
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
 
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
   const std::string& name() const { return name_; }
 
   void allreduce_sum(float* data, int64_t count) override;
@@ -74,6 +104,9 @@ class Communicator final : public BufferCollectives {
   void reduce_scatter_sum_inplace(float* data, int64_t block) override;
   void allgather_inplace(float* data, int64_t block) override;
   void broadcast(void* data, int64_t bytes, int root) override;
+  void all_to_all(const void* send, void* recv, int64_t block, DType dtype) override;
+  void allgather(const void* send, void* recv, int64_t block, DType dtype) override;
+  void reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) override;
   void barrier();
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
@@ -82,7 +115,7 @@ class Communicator final : public BufferCollectives {
   void start_reduce_sum(float* data, int64_t count, int root) override;
   void wait_all() override;
 
-  const CommStats& stats() const { return stats_; }
+  const CommStats& stats() const override { return stats_; }
 
  private:
   Communicator(MPI_Comm comm, bool owned, std::string name);

@@ -7,9 +7,8 @@
 #ifdef TURBINE_HAVE_CUDA
 #include <nccl.h>
 
+#include "kernels/backend.hpp"
 #include "kernels/cuda/check.hpp"
-#include "kernels/cuda/cuda_backend.hpp"
-#include "tensor/tensor.hpp"
 
 #define TURBINE_NCCL_CHECK(call)                                                         \
   do {                                                                                   \
@@ -39,13 +38,40 @@ struct NcclCommunicator::State {
 
 bool nccl_available() { return true; }
 
+namespace {
+ncclDataType_t nccl_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return ncclFloat32;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::f16:
+      return ncclFloat16;
+    case DType::i32:
+      return ncclInt32;
+    case DType::i64:
+      return ncclInt64;
+    case DType::u8:
+      return ncclUint8;
+    case DType::u16:
+      break;  // NCCL has no 16-bit integer type
+  }
+  TURBINE_FAIL("NCCL collective on {}: NCCL has no such type (use i32)", dtype_name(dtype));
+}
+
+bool is_float(DType dtype) {
+  return dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16;
+}
+}  // namespace
+
 NcclCommunicator::NcclCommunicator(Communicator& comm, Device device)
     : state_(std::make_unique<State>()), rank_(comm.rank()), size_(comm.size()) {
   TURBINE_CHECK(device.is_cuda(), "NCCL communicator on {}: NCCL needs a CUDA device",
                 device.str());
-  // The device's own backend, never a wrapper that backend_for may return.
-  auto& backend = static_cast<kernels::CudaBackend&>(kernels::cuda_backend(device.index));
-  state_->stream = backend.stream();
+  // The device's own backend's stream (a profiling wrapper forwards the same).
+  state_->stream = static_cast<cudaStream_t>(kernels::cuda_backend(device.index).native_stream());
+  TURBINE_CHECK(state_->stream != nullptr, "NCCL communicator on {}: its backend has no stream",
+                device.str());
   ncclUniqueId id{};
   if (comm.rank() == 0) TURBINE_NCCL_CHECK(ncclGetUniqueId(&id));
   comm.broadcast(&id, sizeof(id), 0);
@@ -113,15 +139,41 @@ void NcclCommunicator::broadcast(void* data, int64_t bytes, int root) {
   ++stats_.calls;
 }
 
-void NcclCommunicator::all_to_all(const float* send, float* recv, int64_t block) {
+void NcclCommunicator::all_to_all(const void* send, void* recv, int64_t block, DType dtype) {
+  const size_t esize = dtype_size(dtype);
+  const int64_t bytes = block * size_ * int64_t(esize);
+  check_out_of_place("all_to_all", send, bytes, recv, bytes);
+  const ncclDataType_t type = nccl_type(dtype);
   TURBINE_NCCL_CHECK(ncclGroupStart());
   for (int peer = 0; peer < size_; ++peer) {
-    TURBINE_NCCL_CHECK(ncclSend(send + block * peer, size_t(block), ncclFloat32, peer,
-                                state_->comm, state_->stream));
-    TURBINE_NCCL_CHECK(ncclRecv(recv + block * peer, size_t(block), ncclFloat32, peer,
-                                state_->comm, state_->stream));
+    TURBINE_NCCL_CHECK(ncclSend(static_cast<const char*>(send) + block * peer * esize,
+                                size_t(block), type, peer, state_->comm, state_->stream));
+    TURBINE_NCCL_CHECK(ncclRecv(static_cast<char*>(recv) + block * peer * esize, size_t(block),
+                                type, peer, state_->comm, state_->stream));
   }
   TURBINE_NCCL_CHECK(ncclGroupEnd());
+  stats_.all_to_all_bytes += bytes;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::allgather(const void* send, void* recv, int64_t block, DType dtype) {
+  const int64_t bytes = block * int64_t(dtype_size(dtype));
+  check_out_of_place("allgather", send, bytes, recv, bytes * size_);
+  TURBINE_NCCL_CHECK(
+      ncclAllGather(send, recv, size_t(block), nccl_type(dtype), state_->comm, state_->stream));
+  stats_.allgather_bytes += bytes * size_;
+  ++stats_.calls;
+}
+
+void NcclCommunicator::reduce_scatter_sum(const void* send, void* recv, int64_t block,
+                                          DType dtype) {
+  TURBINE_CHECK(is_float(dtype), "reduce_scatter_sum of {}: sums are of f32, bf16 or f16",
+                dtype_name(dtype));
+  const int64_t bytes = block * int64_t(dtype_size(dtype));
+  check_out_of_place("reduce_scatter_sum", send, bytes * size_, recv, bytes);
+  TURBINE_NCCL_CHECK(ncclReduceScatter(send, recv, size_t(block), nccl_type(dtype), ncclSum,
+                                       state_->comm, state_->stream));
+  stats_.reduce_scatter_bytes += bytes * size_;
   ++stats_.calls;
 }
 
@@ -142,7 +194,9 @@ void NcclCommunicator::allreduce_sum(float*, int64_t) {}
 void NcclCommunicator::reduce_scatter_sum_inplace(float*, int64_t) {}
 void NcclCommunicator::allgather_inplace(float*, int64_t) {}
 void NcclCommunicator::broadcast(void*, int64_t, int) {}
-void NcclCommunicator::all_to_all(const float*, float*, int64_t) {}
+void NcclCommunicator::all_to_all(const void*, void*, int64_t, DType) {}
+void NcclCommunicator::allgather(const void*, void*, int64_t, DType) {}
+void NcclCommunicator::reduce_scatter_sum(const void*, void*, int64_t, DType) {}
 void NcclCommunicator::start_allreduce_sum(float*, int64_t) {}
 void NcclCommunicator::start_reduce_sum(float*, int64_t, int) {}
 void NcclCommunicator::wait_all() {}

@@ -1,9 +1,10 @@
 // Collectives over NCCL for buffers in GPU memory: the device twin of
-// Communicator's float collectives, built from an MPI communicator (rank 0
+// Communicator's buffer collectives, built from an MPI communicator (rank 0
 // makes the NCCL id and broadcasts it over MPI). Every call is queued on the
-// CUDA backend's stream, in order with the kernels that produce and consume
-// the buffers, so no extra synchronization is needed and the caching
-// allocator's reuse rule (one stream) holds. One GPU per rank.
+// device backend's stream (Backend::native_stream), in order with the
+// kernels that produce and consume the buffers, so no extra synchronization
+// is needed and the caching allocator's reuse rule (one stream) holds. One
+// GPU per rank.
 #pragma once
 
 #include <cstdint>
@@ -22,16 +23,17 @@ class NcclCommunicator final : public BufferCollectives {
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
 
   void allreduce_sum(float* data, int64_t count) override;
   void reduce_scatter_sum_inplace(float* data, int64_t block) override;
   void allgather_inplace(float* data, int64_t block) override;
   void broadcast(void* data, int64_t bytes, int root) override;
-  // send and recv hold size() blocks of `block` values; block j of send goes
-  // to rank j, and recv's block j comes from rank j (Ulysses' exchange).
-  void all_to_all(const float* send, float* recv, int64_t block);
+  // all_to_all is grouped ncclSend/ncclRecv pairs, as NCCL documents it.
+  void all_to_all(const void* send, void* recv, int64_t block, DType dtype) override;
+  void allgather(const void* send, void* recv, int64_t block, DType dtype) override;
+  void reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) override;
 
   // The overlapped ones run on a second stream, started once the work
   // queued so far on the compute stream is done; wait_all() makes the
@@ -40,7 +42,7 @@ class NcclCommunicator final : public BufferCollectives {
   void start_reduce_sum(float* data, int64_t count, int root) override;
   void wait_all() override;
 
-  const CommStats& stats() const { return stats_; }
+  const CommStats& stats() const override { return stats_; }
 
  private:
   struct State;
