@@ -7,9 +7,9 @@
 set -euo pipefail
 build=${TURBINE_BUILD_ROOT:?}
 source=${TURBINE_SOURCE_ROOT:?}
+source "$source/tools/lib/common.sh"  # run_mpi
 work=$build/tests/curriculum-work
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1
 analyze=$build/apps/analyze-data
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -29,7 +29,7 @@ grep -q 'windows of 8+1 tokens on 1 rank' "$work/np1.log" || fail "no summary: $
 echo "  1 rank: $(grep -o '[0-9]* windows.*' "$work/np1.log" | head -1)"
 
 for np in 2 3; do
-  mpirun --oversubscribe -np $np "$analyze" --quiet --seq-len 8 -o "$work/np$np.h5" \
+  run_mpi $np "$analyze" --quiet --seq-len 8 -o "$work/np$np.h5" \
     "$work/data.h5" > "$work/np$np.log" 2>&1 || fail "$np ranks: $(tail -3 "$work/np$np.log")"
   h5diff "$index" "$work/np$np.h5" > "$work/diff$np.log" 2>&1 ||
     fail "$np ranks differ from 1 rank: $(head -20 "$work/diff$np.log")"

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
-# Multi-rank tests of the pretrain job, run by meson (one case per test):
-#   data_parallel  2 and 3 ranks give the losses of 1 rank with the same global batch,
-#                  also with overlap_comm (buckets reduced during backward)
-#   zero           ZeRO stages 1 and 2 give the losses of stage 0, also with overlap_comm
-#   resume         20 steps straight == 10 + --resume + 10, bit for bit (losses, weights,
-#                  optimizer state), with 1 and 2 ranks; a 2-rank ZeRO-1 checkpoint resumes
-#                  on 1 rank (resharding)
+# Multi-rank tests of the pretrain job, run by meson (one case per test). The
+# "parallel run equals serial run" cases (data parallel, ZeRO, exact resume and
+# resharding) are in tests/parallel/cases.toml, run by tests/parallel/equivalence.py.
 #   crash          a run killed while writing a checkpoint resumes from the previous one;
 #                  SIGUSR1 stops a run with a checkpoint and exit status 75, and it resumes
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
@@ -27,139 +23,34 @@ set -euo pipefail
 case_name=$1
 build=${TURBINE_BUILD_ROOT:?}
 source=${TURBINE_SOURCE_ROOT:?}
+source "$source/tools/lib/common.sh"  # run_mpi, mpi_launcher, metric
 work=$build/tests/pretrain-work
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1
 pretrain=$build/apps/pretrain
 config=$source/configs/pretrain/tiny.yaml
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# The data set: the first 400 kB of the King James Bible, a 1024-token BPE.
-fixture() {
-  mkdir -p "$work"
-  (
-    flock 9
-    if [[ ! -f $work/data.h5 ]]; then
-      "$source/tools/get-kjv" "$work/kjv.txt" >/dev/null
-      head -c 400000 "$work/kjv.txt" > "$work/kjv-400k.txt"
-      "$build/apps/prepare-data" -o "$work/data.h5" --train-tokenizer 1024 --valid-fraction 0.05 \
-        "$work/kjv-400k.txt" >/dev/null 2>&1
-    fi
-  ) 9>"$work/.lock"
-}
 
 # run NP OUT [--set ...]: a pretrain run into $work/OUT.
 run() {
   local np=$1 out=$2
   shift 2
   rm -rf "${work:?}/$out"
-  mpirun -np "$np" "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+  run_mpi "$np" "$pretrain" --config "$config" --set data.path="$work/data.h5" \
     --set output.dir="$work/$out" "$@" > "$work/$out.log" 2>&1 || return $?
 }
-losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$work/$1/metrics.jsonl"; }
-# same_losses A B TOL: relative difference of every step's loss below TOL.
-same_losses() {
-  python3 - "$work/$1/metrics.jsonl" "$work/$2/metrics.jsonl" "$3" <<'PY'
-import json, sys
-def values(path):  # training losses, then validation losses
-    rows = [json.loads(l) for l in open(path)]
-    return [r["loss"] for r in rows] + [r["val_loss"] for r in rows if "val_loss" in r]
-a, b = values(sys.argv[1]), values(sys.argv[2])
-tol = float(sys.argv[3])
-assert len(a) == len(b) and a, f"{len(a)} vs {len(b)} steps"
-worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
-print(f"  {sys.argv[1].split('/')[-2]} vs {sys.argv[2].split('/')[-2]}: {len(a)} training and validation losses, worst relative difference {worst:.2e}")
-sys.exit(0 if worst <= tol else 1)
-PY
-}
-# The final checkpoint's files are identical (h5diff compares every dataset).
-same_checkpoint() {
-  local a=$work/$1/checkpoints/$3 b=$work/$2/checkpoints/$3 f
-  for f in "$a"/*.h5; do
-    h5diff "$f" "$b/$(basename "$f")" >/dev/null || fail "$1 and $2 differ in $3/$(basename "$f")"
-  done
-  echo "  $1 and $2: $3 identical ($(ls "$a" | tr '\n' ' '))"
-}
+# losses OUT: every training loss of a run, exactly (Python's repr), on one line.
+# (Equality is same_losses A B 0, which also fails when a run wrote no metrics.)
+losses() { metric "$work/$1/metrics.jsonl" loss all | tr '\n' ' '; }
+# same_losses A B TOL: relative difference of every step's training and validation loss
+# at most TOL, 0 for the same bits (the harness's comparison; a failure names the step
+# and both values).
+same_losses() { python3 "$source/tests/parallel/equivalence.py" losses "$work/$1" "$work/$2" "$3"; }
 
-fixture
+"$source/tests/pretrain/fixture.sh" "$work"
 batch=(--set train_batch_size=12 --set train_micro_batch_size_per_gpu=2 --set gradient_accumulation_steps=0
        --set train_steps=5 --set eval.interval=2 --set checkpoint.interval=0)
 case $case_name in
-  data_parallel)
-    run 1 dp1 "${batch[@]}" || fail "1 rank: $(tail -3 "$work/dp1.log")"
-    for np in 2 3; do
-      run $np dp$np "${batch[@]}" || fail "$np ranks: $(tail -3 "$work/dp$np.log")"
-      same_losses dp$np dp1 1e-5 || fail "$np ranks differ from 1 rank"
-    done
-    # Small buckets: many reductions start while backward runs.
-    overlap=(--set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000)
-    run 3 dp3-overlap "${batch[@]}" "${overlap[@]}" || fail "overlap: $(tail -3 "$work/dp3-overlap.log")"
-    same_losses dp3-overlap dp1 1e-5 || fail "overlap_comm differs from 1 rank"
-    grep -q "bucket(s) of up to 3000 values, each started as soon as backward" "$work/dp3-overlap.log" \
-      || fail "overlap not announced"
-    echo "  $(grep -o 'gradient reduction: .*' "$work/dp3-overlap.log" | head -1)"
-    ;;
-  zero)
-    run 2 z0 "${batch[@]}" --set zero_optimization.stage=0 || fail "stage 0: $(tail -3 "$work/z0.log")"
-    for stage in 1 2; do
-      run 2 z$stage "${batch[@]}" --set zero_optimization.stage=$stage || fail "stage $stage"
-      same_losses z$stage z0 1e-5 || fail "ZeRO stage $stage differs from stage 0"
-      grep -q "ZeRO stage $stage" "$work/z$stage.log" || fail "stage $stage memory line missing"
-    done
-    run 3 z2r3 "${batch[@]}" --set zero_optimization.stage=2 || fail "stage 2 on 3 ranks"
-    same_losses z2r3 z0 1e-5 || fail "ZeRO stage 2 on 3 ranks differs"
-    for stage in 1 2; do
-      run 3 z${stage}-overlap "${batch[@]}" --set zero_optimization.stage=$stage \
-        --set zero_optimization.overlap_comm=true --set zero_optimization.allreduce_bucket_size=3000 \
-        || fail "stage $stage overlap: $(tail -3 "$work/z${stage}-overlap.log")"
-      same_losses z${stage}-overlap z0 1e-5 || fail "ZeRO stage $stage with overlap_comm differs"
-    done
-    ;;
-  resume)
-    # The schedule length is fixed so that the 10-step first half sees the same learning rates.
-    long=(--set train_steps=20 --set scheduler.params.total_num_steps=20 --set checkpoint.interval=10
-          --set eval.interval=5)
-    for np in 1 2; do
-      run $np straight$np "${long[@]}" --set zero_optimization.stage=1 || fail "straight $np"
-      run $np split$np "${long[@]}" --set zero_optimization.stage=1 --set train_steps=10 || fail "first half"
-      mpirun -np $np "$pretrain" --config "$config" --set data.path="$work/data.h5" \
-        --set output.dir="$work/split$np" "${long[@]}" --set zero_optimization.stage=1 --resume \
-        > "$work/split$np-resume.log" 2>&1 || fail "resume: $(tail -3 "$work/split$np-resume.log")"
-      grep -q "resumed from .*step_00000010" "$work/split$np-resume.log" || fail "did not resume at 10"
-      [[ $(losses straight$np) == $(losses split$np) ]] || fail "$np ranks: losses after resume differ"
-      echo "  $np rank(s): 20 losses identical after resume"
-      same_checkpoint straight$np split$np step_00000020
-    done
-    # Reshard: the 2-rank ZeRO-1 checkpoint of step 10, resumed on 1 rank with stage 0.
-    rm -rf "$work/reshard" && mkdir -p "$work/reshard/checkpoints"
-    cp -r "$work/straight2/checkpoints/step_00000010" "$work/reshard/checkpoints/"
-    mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
-      --set output.dir="$work/reshard" "${long[@]}" --set gradient_accumulation_steps=2 --resume \
-      > "$work/reshard.log" 2>&1 || fail "reshard: $(tail -3 "$work/reshard.log")"
-    grep -q "resharded optimizer state from 2 to 1" "$work/reshard.log" || fail "no reshard"
-    python3 - "$work/straight2/metrics.jsonl" "$work/reshard/metrics.jsonl" <<'PY' || fail "resharded run differs"
-import json, sys
-a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
-b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
-worst = max(abs(a[s] - b[s]) / a[s] for s in range(11, 21))
-print(f"  2-rank ZeRO-1 checkpoint resumed on 1 rank: steps 11-20 within {worst:.1e}")
-sys.exit(0 if worst < 1e-5 else 1)
-PY
-    # init_from: a new run from step 10's weights; with lr 0 they stay, so its validation
-    # loss equals the original run's at step 10.
-    run 1 init "${long[@]}" --set init_from="$work/straight1/checkpoints/step_00000010" \
-      --set optimizer.params.lr=0 --set train_steps=1 --set eval.interval=1 || fail "init_from"
-    grep -q "initialized weights from" "$work/init.log" || fail "init_from not reported"
-    python3 - "$work/straight1/metrics.jsonl" "$work/init/metrics.jsonl" <<'PY' || fail "init_from weights differ"
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-ref = next(r["val_loss"] for r in a if r["step"] == 10)
-print(f"  init_from step 10: validation loss {b[0]['val_loss']} (original run at step 10: {ref})")
-sys.exit(0 if b[0]["step"] == 1 and b[0]["val_loss"] == ref else 1)
-PY
-    ;;
   crash)
     long=(--set train_steps=20 --set checkpoint.interval=10 --set eval.interval=0)
     run 2 whole "${long[@]}" || fail "uninterrupted run"
@@ -172,24 +63,25 @@ PY
     echo "  crash while writing step 20: step_00000010 complete, step 20 only as .tmp-step_00000020"
     # Without --resume the folder is refused and left as it is.
     before=$(ls -R "$work/crashed" | md5sum)
-    if mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    if run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
         --set output.dir="$work/crashed" "${long[@]}" > "$work/refused.log" 2>&1; then
       fail "a run into a folder with checkpoints started without --resume"
     fi
     grep -q "pass --resume" "$work/refused.log" || fail "refusal does not say what to do"
     [[ $(ls -R "$work/crashed" | md5sum) == "$before" ]] || fail "the refused run changed files"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/crashed" "${long[@]}" --resume > "$work/crashed-resume.log" 2>&1 \
       || fail "resume after crash: $(tail -3 "$work/crashed-resume.log")"
     grep -q "resumed from .*step_00000010" "$work/crashed-resume.log" || fail "did not resume at 10"
     [[ ! -e $work/crashed/checkpoints/.tmp-step_00000020 ]] || fail "stale partial checkpoint kept"
-    [[ $(losses whole) == $(losses crashed) ]] || fail "losses after crash and resume differ"
+    same_losses whole crashed 0 || fail "losses after crash and resume differ"
     echo "  resumed from step 10: all 20 losses equal the uninterrupted run"
     # A stop request: SIGUSR1 to mpirun reaches the ranks, which checkpoint and exit 75.
     sig=(--set train_steps=600 --set checkpoint.interval=0 --set eval.interval=0)
     run 2 sig-whole "${sig[@]}" || fail "uninterrupted 600-step run"
     rm -rf "$work/sig"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    mpi_launcher 2  # not run_mpi: $! must be mpirun itself, which forwards the signal
+    "${MPI_LAUNCHER[@]}" "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/sig" "${sig[@]}" > "$work/sig.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do
@@ -202,10 +94,10 @@ PY
     [[ $rc -eq 75 ]] || fail "stopped run exited $rc, not 75: $(tail -3 "$work/sig.log")"
     stopped=$(ls "$work/sig/checkpoints")
     grep -q "stopped at step .* (SIGUSR1)" "$work/sig.log" || fail "no stop message"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/sig" "${sig[@]}" --resume > "$work/sig-resume.log" 2>&1 \
       || fail "resume after stop: $(tail -3 "$work/sig-resume.log")"
-    [[ $(losses sig-whole) == $(losses sig) ]] || fail "losses after stop and resume differ"
+    same_losses sig-whole sig 0 || fail "losses after stop and resume differ"
     echo "  SIGUSR1: stopped with exit 75 and $stopped, resumed to 600 steps with identical losses"
     # checkpoint.keep: only the newest complete checkpoints stay.
     run 2 keep --set train_steps=10 --set checkpoint.interval=2 --set checkpoint.keep=2 \
@@ -223,7 +115,7 @@ PY
       while [[ $1 != -- ]]; do words+=("$1"); shift; done
       shift
       rm -rf "${work:?}/bad-$name"
-      if mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      if run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
           --set output.dir="$work/bad-$name" "$@" > "$work/bad-$name.log" 2>&1; then
         fail "$name: exit status 0"
       fi
@@ -287,16 +179,16 @@ PY
     run 2 cl-missing "${both[@]}" "${long[@]}" && fail "ran without a difficulty index"
     grep -q "analyze-data" "$work/cl-missing.log" || fail "missing index: $(tail -3 "$work/cl-missing.log")"
     echo "  without an index: $(grep -m1 -o 'error: .*' "$work/cl-missing.log" | cut -c1-140)"
-    mpirun -np 2 "$build/apps/analyze-data" --seq-len 32 --quiet "$work/data.h5" > "$work/analyze.log" 2>&1 \
+    run_mpi 2 "$build/apps/analyze-data" --seq-len 32 --quiet "$work/data.h5" > "$work/analyze.log" 2>&1 \
       || fail "analyze-data: $(cat "$work/analyze.log")"
     for name in truncate both; do
       declare -n opts=$name
       run 2 cl-$name "${opts[@]}" "${long[@]}" || fail "$name: $(tail -3 "$work/cl-$name.log")"
       run 2 cl-$name-split "${opts[@]}" "${long[@]}" --set train_steps=10 || fail "$name first half"
-      mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
         --set output.dir="$work/cl-$name-split" "${opts[@]}" "${long[@]}" --resume \
         > "$work/cl-$name-resume.log" 2>&1 || fail "$name resume: $(tail -3 "$work/cl-$name-resume.log")"
-      [[ $(losses cl-$name) == $(losses cl-$name-split) ]] || fail "$name: losses after resume differ"
+      same_losses cl-$name cl-$name-split 0 || fail "$name: losses after resume differ"
       python3 - "$work/cl-$name/metrics.jsonl" "$name" <<'PY' || fail "$name: the curriculum did not act"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -316,7 +208,7 @@ PY
     run 2 ltd-base "${base[@]}" || fail "baseline"
     run 2 ltd-all "${base[@]}" "${on[@]}" --set $ltd.random_ltd.random_ltd_schedule.min_value=32 \
       --set scheduler.params.schedule_by=layer_tokens || fail "keep-all run: $(tail -3 "$work/ltd-all.log")"
-    [[ $(losses ltd-base) == $(losses ltd-all) ]] || fail "min_value = max_value = seq_len differs from the baseline"
+    same_losses ltd-base ltd-all 0 || fail "min_value = max_value = seq_len differs from the baseline"
     echo "  min_value = max_value = seq_len, LayerToken schedule: the baseline's losses exactly"
     drop=("${on[@]}" --set $ltd.random_ltd.random_ltd_schedule.min_value=8
           --set $ltd.random_ltd.random_ltd_schedule.schedule_config.require_steps=20
@@ -325,10 +217,10 @@ PY
     run 2 ltd-straight "${drop[@]}" || fail "dropping run: $(tail -3 "$work/ltd-straight.log")"
     [[ $(losses ltd-straight) != $(losses ltd-all) ]] || fail "dropping tokens changed nothing"
     run 2 ltd-split "${drop[@]}" --set train_steps=10 || fail "first half"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/ltd-split" "${drop[@]}" --resume > "$work/ltd-resume.log" 2>&1 \
       || fail "resume: $(tail -3 "$work/ltd-resume.log")"
-    [[ $(losses ltd-straight) == $(losses ltd-split) ]] || fail "random-LTD losses after resume differ"
+    same_losses ltd-straight ltd-split 0 || fail "random-LTD losses after resume differ"
     python3 - "$work/ltd-straight/metrics.jsonl" <<'PY' || fail "FLOPs not saved"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -342,7 +234,7 @@ PY
       local name=$1 word=$2
       shift 2
       rm -rf "${work:?}/bad-$name"
-      if mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      if run_mpi 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
           --set output.dir="$work/bad-$name" "$@" > "$work/bad-$name.log" 2>&1; then
         fail "$name: exit status 0"
       fi
@@ -390,11 +282,11 @@ assert any(b > a for a, b in zip(scales[6:], scales[7:])), scales
 PY
     run 2 mp-fp16w-split "${batch[@]}" "${fp16w[@]}" --set train_steps=6 --set checkpoint.interval=6 \
       || fail "fp16 first half"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/mp-fp16w-split" "${batch[@]}" "${fp16w[@]}" --set train_steps=12 \
       --set checkpoint.interval=6 --resume \
       > "$work/mp-fp16-resume.log" 2>&1 || fail "fp16 resume: $(tail -3 "$work/mp-fp16-resume.log")"
-    [[ $(losses mp-fp16w) == $(losses mp-fp16w-split) ]] || fail "fp16 losses after resume differ"
+    same_losses mp-fp16w mp-fp16w-split 0 || fail "fp16 losses after resume differ"
     python3 - "$work/mp-fp16w/metrics.jsonl" "$work/mp-fp16w-split/metrics.jsonl" <<'PY' \
       || fail "fp16 loss scales after resume differ"
 import json, sys
@@ -403,7 +295,7 @@ assert scales[0] == scales[1], scales
 print(f"  fp16 resumed with its loss scaler: losses and scales identical {scales[0]}")
 PY
     rm -rf "${work:?}/bad-cuda"
-    if mpirun -np 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    if run_mpi 1 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
         --set output.dir="$work/bad-cuda" --set device=cuda > "$work/bad-cuda.log" 2>&1; then
       grep -q "cuda:0" "$work/bad-cuda.log" || fail "device cuda ran, but not on a GPU"
       echo "  device cuda: ran on a GPU"
@@ -429,7 +321,7 @@ PY
     # Two ranks on one GPU are refused before any output; per-task binding (each rank sees
     # its own GPU as device 0, as Slurm's --gpus-per-task does) is not two ranks on one GPU.
     rm -rf "${work:?}/cu-shared"
-    if CUDA_VISIBLE_DEVICES=0 mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    if CUDA_VISIBLE_DEVICES=0 run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
         --set output.dir="$work/cu-shared" "${batch[@]}" "${gpu[@]}" > "$work/cu-shared.log" 2>&1; then
       fail "two ranks on one GPU were not refused"
     fi
@@ -460,10 +352,10 @@ PY
     rm -rf "${work:?}/cu-bound"
     bound=(--config "$config" --set data.path="$work/data.h5" --set output.dir="$work/cu-bound"
            "${batch[@]}" "${gpu[@]}")
-    mpirun -np 1 -x CUDA_VISIBLE_DEVICES=0 "$pretrain" "${bound[@]}" : \
+    run_mpi 1 -x CUDA_VISIBLE_DEVICES=0 "$pretrain" "${bound[@]}" : \
       -np 1 -x CUDA_VISIBLE_DEVICES=1 "$pretrain" "${bound[@]}" > "$work/cu-bound.log" 2>&1 \
       || fail "per-rank CUDA_VISIBLE_DEVICES: $(tail -3 "$work/cu-bound.log")"
-    [[ $(losses cu-bound) == $(losses cu-gpu-f32) ]] || fail "per-rank GPU binding changed the losses"
+    same_losses cu-bound cu-gpu-f32 0 || fail "per-rank GPU binding changed the losses"
     echo "  one GPU per rank through CUDA_VISIBLE_DEVICES (both see device 0): the same losses"
     # Random-LTD: gathered rows, attention at the kept tokens' positions.
     ltd=data_efficiency.data_routing.random_ltd
@@ -479,10 +371,10 @@ PY
     six=(--set train_steps=6 --set checkpoint.interval=3 --set scheduler.params.total_num_steps=6)
     run 2 cu-straight "${batch[@]}" "${gpu[@]}" "${six[@]}" || fail "cuda straight"
     run 2 cu-split "${batch[@]}" "${gpu[@]}" "${six[@]}" --set train_steps=3 || fail "cuda first half"
-    mpirun -np 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+    run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
       --set output.dir="$work/cu-split" "${batch[@]}" "${gpu[@]}" "${six[@]}" --resume \
       > "$work/cu-resume.log" 2>&1 || fail "cuda resume: $(tail -3 "$work/cu-resume.log")"
-    [[ $(losses cu-straight) == $(losses cu-split) ]] || fail "cuda losses after resume differ"
+    same_losses cu-straight cu-split 0 || fail "cuda losses after resume differ"
     echo "  cuda: 3 + resume + 3 steps give the straight run's 6 losses bit for bit"
     ;;
   *) fail "unknown case $case_name" ;;
