@@ -41,6 +41,9 @@ class LanguageModelTask final : public TrainTask {
   }
 
   const data::WindowLoader& train_loader() const { return train_loader_; }
+  // Of the training tokens, in nats (rank 0, which writes the metrics): the
+  // loss of the best model that ignores context.
+  double unigram_entropy = NAN;
 
   double learning_rate(const LoopCounters& at) override {
     const double full_layer_tokens =
@@ -84,7 +87,8 @@ class LanguageModelTask final : public TrainTask {
     w.metrics = {{"flops_saved", 1.0 - w.flops / full_flops},
                  {"kept_tokens", kept_},
                  {"seq_len", seq_now_},
-                 {"difficulty", now_.sample_difficulty}};
+                 {"difficulty", now_.sample_difficulty},
+                 {"unigram_entropy", unigram_entropy}};
     return w;
   }
 
@@ -185,6 +189,7 @@ PretrainResult pretrain(const PretrainOptions& options, Job& job) {
   PretrainResult result;
   if (job.leader()) {
     result.unigram_entropy = data::unigram_entropy(dataset, data::Split::train);
+    task.unigram_entropy = result.unigram_entropy;
     log::info(
         "unigram entropy of the training tokens: {:.4f} nats/token (the loss of the best "
         "model that ignores context)",
