@@ -11,6 +11,7 @@
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "dist/differentiable_collectives.hpp"
+#include "dist/parallel_linear.hpp"
 #include "dist_util.hpp"
 
 using namespace turbine;
@@ -94,6 +95,49 @@ BOOST_AUTO_TEST_CASE(gather_and_scatter_of_the_last_dim_equal_the_serial_linears
                          return dist::reduce_from_parallel_region(
                              g, ag::linear(dist::scatter_to_parallel_region(g, x), w, Tensor()));
                        });
+  });
+}
+
+BOOST_AUTO_TEST_CASE(column_then_row_parallel_linear_layers_equal_the_serial_mlp) {
+  turbine::testing::on_each_device([](dist::ProcessGroup& group, Device device) {
+    const int p = group.size(), me = group.rank();
+    const int64_t c = 6, f = 4 * p;
+    nn::Init init{5, 0, 0.5f, Device::cpu()};
+    nn::Linear up(c, f, true, init), down(f, c, true, init);
+    up.bias.fill(0.1f);
+    down.bias.fill(-0.2f);
+    const Tensor x0 = Tensor::randn({2, 3, c}, 5, 7), seed = Tensor::randn({2, 3, c}, 5, 8);
+    // Serial: down(gelu(up(x))).
+    Tensor x = leaf(x0, Device::cpu());
+    const Tensor y = down.forward(ag::gelu(up.forward(x)));
+    autograd::backward(y, seed);
+    // Parallel: the layers made from the same full ones, on the group's device.
+    nn::Linear up_d, down_d;
+    up_d.weight = leaf(up.weight, device);
+    up_d.bias = leaf(up.bias, device);
+    down_d.weight = leaf(down.weight, device);
+    down_d.bias = leaf(down.bias, device);
+    dist::ColumnParallelLinear column(up_d, group, false);
+    dist::RowParallelLinear row(down_d, group, true);
+    BOOST_TEST(column.out_features() == f);
+    BOOST_TEST(row.in_features() == f);
+    Tensor xp = leaf(x0, device);
+    const Tensor yp = row.forward(ag::gelu(column.forward(xp)));
+    autograd::backward(yp, seed.to(device));
+    BOOST_TEST(normalized_error(yp, y) < kTolerance);
+    BOOST_TEST(normalized_error(xp.grad(), x.grad()) < kTolerance);
+    BOOST_TEST(normalized_error(column.part().weight.grad(), part_of(up.weight.grad(), 0, me, p)) <
+               kTolerance);
+    BOOST_TEST(normalized_error(column.part().bias.grad(), part_of(up.bias.grad(), 0, me, p)) <
+               kTolerance);
+    BOOST_TEST(normalized_error(row.part().weight.grad(), part_of(down.weight.grad(), 1, me, p)) <
+               kTolerance);
+    // The row-parallel bias is added once, after the sum: every rank's
+    // gradient is the serial one.
+    nn::ParameterList params;
+    row.parameters("", params);
+    BOOST_TEST(params.back().name == "bias");
+    BOOST_TEST(normalized_error(params.back().tensor.grad(), down.bias.grad()) < kTolerance);
   });
 }
 

@@ -42,6 +42,11 @@ BOOST_AUTO_TEST_CASE(linear_grad) {
   BOOST_TEST(grad_check(no_bias, {param({6, 5}, 4), param({3, 5}, 5)}) < kTol);
 }
 
+BOOST_AUTO_TEST_CASE(add_bias_grad) {
+  auto f = [](const Ins& in) { return one(ag::add_bias(in[0], in[1])); };
+  BOOST_TEST(grad_check(f, {param({2, 3, 5}, 1), param({5}, 2)}) < kTol);
+}
+
 BOOST_AUTO_TEST_CASE(matmul_grad) {
   auto f = [](const Ins& in) { return one(ag::matmul(in[0], in[1])); };
   BOOST_TEST(grad_check(f, {param({3, 4}, 1), param({4, 5}, 2)}) < kTol);

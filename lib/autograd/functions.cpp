@@ -19,6 +19,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return y;
 }
 
+Tensor add_bias(const Tensor& x, const Tensor& bias) {
+  Tensor y = ops::add_bias(x, bias);
+  if (needs_grad({&x, &bias}))
+    record({&x, &bias}, {&y}, [](Node& n) {
+      ops::add_bias_backward(n.grad_output(0), n.grad_input(0), n.grad_input(1));
+    });
+  return y;
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor y = ops::matmul(a, b);
   if (needs_grad({&a, &b}))

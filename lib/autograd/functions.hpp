@@ -10,6 +10,7 @@ namespace turbine::ag {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, const Tensor& b);
+Tensor add_bias(const Tensor& x, const Tensor& bias);  // bias (C) over x (..., C)
 Tensor scale(const Tensor& x, float alpha);
 Tensor gelu(const Tensor& x);
 Tensor dropout(const Tensor& x, float p, const ops::DropoutRng& rng);

@@ -9,8 +9,8 @@ Tensor add(const Tensor& a, const Tensor& b, float alpha, float beta) {
   TURBINE_CHECK(a.shape() == b.shape(), "add: shapes differ: {} and {}", shape_str(a.shape()),
                 shape_str(b.shape()));
   Tensor y = Tensor::empty(a.shape(), DType::f32, a.device());
-  backend_for(a.device()).add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), alpha,
-                              beta);
+  backend_for(a.device())
+      .add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), alpha, beta);
   return y;
 }
 
@@ -39,29 +39,56 @@ void gelu_backward(const Tensor& x, const Tensor& dy, Tensor* dx) {
   TURBINE_CHECK(x.shape() == dy.shape(), "gelu_backward: gradient {} for input {}", dy.str(),
                 x.str());
   const bool acc = prepare_grad(dx, x);
-  backend_for(x.device()).gelu_backward(x.data<float>(), dy.data<float>(), dx->data<float>(),
-                                        x.numel(), acc);
+  backend_for(x.device())
+      .gelu_backward(x.data<float>(), dy.data<float>(), dx->data<float>(), x.numel(), acc);
 }
 
 Tensor dropout(const Tensor& x, float p, const DropoutRng& rng) {
   check_f32("dropout", {&x});
   TURBINE_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability {} is outside [0, 1)", p);
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  backend_for(x.device()).dropout_forward(x.data<float>(), y.data<float>(), x.numel(), p,
-                                          rng.seed, rng.stream, rng.offset);
+  backend_for(x.device())
+      .dropout_forward(x.data<float>(), y.data<float>(), x.numel(), p, rng.seed, rng.stream,
+                       rng.offset);
   return y;
 }
 
 void dropout_backward(const Tensor& dy, float p, const DropoutRng& rng, Tensor* dx) {
   check_f32("dropout_backward", {&dy});
   const bool acc = prepare_grad(dx, dy);
-  backend_for(dy.device()).dropout_backward(dy.data<float>(), dx->data<float>(), dy.numel(), p,
-                                            rng.seed, rng.stream, rng.offset, acc);
+  backend_for(dy.device())
+      .dropout_backward(dy.data<float>(), dx->data<float>(), dy.numel(), p, rng.seed, rng.stream,
+                        rng.offset, acc);
 }
 
 double sum_squares(const Tensor& x) {
   check_f32("sum_squares", {&x});
   return backend_for(x.device()).sum_squares(x.data<float>(), x.numel());
+}
+
+Tensor add_bias(const Tensor& x, const Tensor& bias) {
+  check_f32("add_bias", {&x, &bias});
+  check_same_device("add_bias", {&x, &bias});
+  TURBINE_CHECK(x.ndim() >= 1 && bias.ndim() == 1 && bias.dim(0) == x.dim(-1),
+                "add_bias: bias {} does not match the last dim of {}", bias.str(), x.str());
+  Tensor y = x.contiguous().clone();
+  const int64_t cols = bias.dim(0);
+  backend_for(x.device())
+      .add_bias(y.data<float>(), bias.data<float>(), static_cast<int>(y.numel() / cols),
+                static_cast<int>(cols));
+  return y;
+}
+
+void add_bias_backward(const Tensor& dy, Tensor* dx, Tensor* dbias) {
+  check_f32("add_bias_backward", {&dy});
+  if (dx) scale_backward(dy, 1.0f, dx);
+  if (dbias) {
+    const int64_t cols = dy.dim(-1);
+    const bool acc = prepare_grad(dbias, Shape{cols}, dy.device());
+    backend_for(dy.device())
+        .bias_backward(dy.data<float>(), dbias->data<float>(), static_cast<int>(dy.numel() / cols),
+                       static_cast<int>(cols), acc);
+  }
 }
 
 }  // namespace turbine::ops

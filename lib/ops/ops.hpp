@@ -51,6 +51,9 @@ struct DropoutRng {
 Tensor dropout(const Tensor& x, float p, const DropoutRng& rng);
 void dropout_backward(const Tensor& dy, float p, const DropoutRng& rng, Tensor* dx);
 double sum_squares(const Tensor& x);
+// x (..., C) + bias (C) broadcast over the leading dims.
+Tensor add_bias(const Tensor& x, const Tensor& bias);
+void add_bias_backward(const Tensor& dy, Tensor* dx, Tensor* dbias);
 
 // ---- normalization (layer_norm.cpp) ---------------------------------------------
 struct LayerNormSaved {
