@@ -5,20 +5,22 @@
 // to what is there (gradients of reused tensors sum without a zero fill).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 namespace turbine::kernels {
 
 struct AttentionShape {
   int batch = 0, heads = 0, seq_q = 0, seq_k = 0, head_dim = 0;
-  float scale = 1.0f;           // multiplies q.k
-  bool causal = false;          // key j visible to query i only if j <= i
+  float scale = 1.0f;   // multiplies q.k
+  bool causal = false;  // key j visible to query i only if j <= i
   // (heads) in HOST memory on every backend, or null: adds -slope * (i - j).
   const float* alibi_slopes = nullptr;
-  const uint8_t* mask = nullptr;        // (batch or 1, seq_q, seq_k), 1 = attend, or null
-  bool mask_per_batch = false;          // mask holds one (seq_q, seq_k) plane per batch
+  const uint8_t* mask = nullptr;  // (batch or 1, seq_q, seq_k), 1 = attend, or null
+  bool mask_per_batch = false;    // mask holds one (seq_q, seq_k) plane per batch
   // Absolute positions (batch, seq) of the tokens, shared by queries and keys
   // (self-attention, seq_q == seq_k), strictly increasing in each row; or
   // null for 0, 1, 2, ... Token dropping keeps a subset of a sequence and
@@ -41,11 +43,21 @@ const char* math_mode_name(MathMode mode);
 
 class Backend {
  public:
+  Backend() : id_(next_id_++) {}
   virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
   virtual const char* name() const = 0;
 
-  void set_math_mode(MathMode mode) { math_mode_ = mode; }
-  MathMode math_mode() const { return math_mode_; }
+  // The math mode is the calling thread's, per backend (f32 until set), so
+  // an inference server's threads and a training step can each keep their
+  // own. Kernels read it in the calling thread, before any parallel region.
+  void set_math_mode(MathMode mode) { thread_modes()[id_] = mode; }
+  MathMode math_mode() const {
+    const auto& modes = thread_modes();
+    const auto it = modes.find(id_);
+    return it == modes.end() ? MathMode::f32 : it->second;
+  }
   // Waits for the work queued so far (a no-op where kernels run in order on
   // the calling thread, as on the CPU).
   virtual void synchronize() {}
@@ -79,8 +91,7 @@ class Backend {
                                     int64_t stride_c, int batch) = 0;
 
   // Elementwise: y = alpha * a + beta * b (y may alias a or b).
-  virtual void add(const float* a, const float* b, float* y, size_t n, float alpha,
-                   float beta) = 0;
+  virtual void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) = 0;
   // y = alpha * x (+ y when accumulate).
   virtual void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) = 0;
   // y (rows, cols) += bias (cols) broadcast over rows.
@@ -98,9 +109,8 @@ class Backend {
                              bool accumulate) = 0;
 
   // LayerNorm over the last dim: x, y (rows, cols); mean, rstd (rows).
-  virtual void layer_norm_forward(const float* x, const float* weight, const float* bias,
-                                  float* y, float* mean, float* rstd, int rows, int cols,
-                                  float eps) = 0;
+  virtual void layer_norm_forward(const float* x, const float* weight, const float* bias, float* y,
+                                  float* mean, float* rstd, int rows, int cols, float eps) = 0;
   virtual void layer_norm_backward(const float* x, const float* weight, const float* mean,
                                    const float* rstd, const float* dy, float* dx, float* dweight,
                                    float* dbias, int rows, int cols, bool accumulate_dx,
@@ -116,9 +126,9 @@ class Backend {
   // row's log-sum-exp. Backward writes dlogits = (softmax - onehot) * dloss.
   virtual void cross_entropy_forward(const float* logits, const int64_t* targets, float* losses,
                                      float* lse, int rows, int vocab, int64_t ignore_index) = 0;
-  virtual void cross_entropy_backward(const float* logits, const int64_t* targets,
-                                      const float* lse, float dloss, float* dlogits, int rows,
-                                      int vocab, int64_t ignore_index, bool accumulate) = 0;
+  virtual void cross_entropy_backward(const float* logits, const int64_t* targets, const float* lse,
+                                      float dloss, float* dlogits, int rows, int vocab,
+                                      int64_t ignore_index, bool accumulate) = 0;
 
   // Embedding: ids (n), table (vocab, dim), out (n, dim).
   virtual void embedding_forward(const int64_t* ids, const float* table, float* out, int n,
@@ -146,8 +156,8 @@ class Backend {
   virtual void gather_rows(const float* x, const int64_t* index, float* y, int batch, int rows,
                            int picked, int cols, bool accumulate) = 0;
   // y[b, index[b,k]] = src[b,k] (or += when accumulate), other rows untouched.
-  virtual void scatter_rows(const float* src, const int64_t* index, float* y, int batch,
-                            int rows, int picked, int cols, bool accumulate) = 0;
+  virtual void scatter_rows(const float* src, const int64_t* index, float* y, int batch, int rows,
+                            int picked, int cols, bool accumulate) = 0;
   // y[b, index[b,k]] = 0 for every picked row.
   virtual void zero_rows(float* y, const int64_t* index, int batch, int rows, int picked,
                          int cols) = 0;
@@ -155,8 +165,8 @@ class Backend {
   // BLOOM's fused QKV (B,T,H,3,D) -> q, k, v each (B,H,T,D), and the inverse.
   virtual void split_qkv(const float* qkv, float* q, float* k, float* v, int batch, int seq,
                          int heads, int head_dim) = 0;
-  virtual void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv,
-                         int batch, int seq, int heads, int head_dim, bool accumulate) = 0;
+  virtual void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv, int batch,
+                         int seq, int heads, int head_dim, bool accumulate) = 0;
   // (B,H,T,D) <-> (B,T,H*D).
   virtual void merge_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
                            bool accumulate) = 0;
@@ -174,10 +184,16 @@ class Backend {
   virtual bool unscale_and_check(float* x, size_t n, float alpha) = 0;
 
  private:
-  MathMode math_mode_ = MathMode::f32;
+  static std::unordered_map<uint64_t, MathMode>& thread_modes() {
+    thread_local std::unordered_map<uint64_t, MathMode> modes;
+    return modes;
+  }
+  static inline std::atomic<uint64_t> next_id_{0};
+  const uint64_t id_;  // never reused, unlike the address
 };
 
-// Sets a backend's math mode for a scope and restores the previous one.
+// Sets a backend's math mode for a scope, in the calling thread, and
+// restores the previous one.
 class MathModeGuard {
  public:
   MathModeGuard(Backend& backend, MathMode mode) : backend_(backend), saved_(backend.math_mode()) {

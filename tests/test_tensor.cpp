@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE tensor
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -52,8 +53,8 @@ BOOST_AUTO_TEST_CASE(casts_round_trip) {
   BOOST_TEST(bf[1] == -2.5f);
   const Tensor ids = Tensor::from_vector<uint16_t>({3}, std::vector<uint16_t>{1, 65535, 7});
   BOOST_TEST((ids.to(DType::i64).to_vector<int64_t>() == std::vector<int64_t>{1, 65535, 7}));
-  BOOST_TEST((ids.to(DType::i32).to(DType::u8).to_vector<uint8_t>() ==
-              std::vector<uint8_t>{1, 255, 7}));
+  BOOST_TEST(
+      (ids.to(DType::i32).to(DType::u8).to_vector<uint8_t>() == std::vector<uint8_t>{1, 255, 7}));
 }
 
 BOOST_AUTO_TEST_CASE(memory_is_accounted) {
@@ -95,6 +96,40 @@ BOOST_AUTO_TEST_CASE(bad_tensor_use_is_an_error) {
   BOOST_CHECK_THROW(Tensor().shape(), Error);
   if (kernels::cuda_device_count() == 0)
     BOOST_CHECK_THROW(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);
+}
+
+BOOST_AUTO_TEST_CASE(math_mode_is_per_thread) {
+  // A server thread in f32 and a training thread in bf16 on one backend:
+  // each sees its own mode, and each product is its mode's.
+  std::vector<float> xs(32 * 24), ws(24 * 16);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = philox_normal(4, 0, 0, i);
+  for (size_t i = 0; i < ws.size(); ++i) ws[i] = philox_normal(4, 1, 0, i);
+  const Tensor x = Tensor::from_vector<float>({32, 24}, xs);
+  const Tensor w = Tensor::from_vector<float>({24, 16}, ws);
+  kernels::Backend& cpu = kernels::cpu_backend();
+  const auto f32 = ops::matmul(x, w).to_vector<float>();
+  std::vector<float> bf16;
+  {
+    kernels::MathModeGuard guard(cpu, kernels::MathMode::bf16);
+    bf16 = ops::matmul(x, w).to_vector<float>();
+  }
+  BOOST_REQUIRE(bf16 != f32);
+  std::vector<float> in_training, in_server;
+  kernels::MathMode seen_by_server = kernels::MathMode::bf16;
+  std::thread training([&] {
+    kernels::MathModeGuard guard(cpu, kernels::MathMode::bf16);
+    for (int i = 0; i < 20; ++i) in_training = ops::matmul(x, w).to_vector<float>();
+  });
+  std::thread server([&] {
+    for (int i = 0; i < 20; ++i) in_server = ops::matmul(x, w).to_vector<float>();
+    seen_by_server = cpu.math_mode();
+  });
+  training.join();
+  server.join();
+  BOOST_TEST(in_training == bf16);
+  BOOST_TEST(in_server == f32);
+  BOOST_TEST((seen_by_server == kernels::MathMode::f32));
+  BOOST_TEST((cpu.math_mode() == kernels::MathMode::f32));
 }
 
 BOOST_AUTO_TEST_CASE(profiling_backend_forwards_times_and_keeps_the_math_mode) {
