@@ -83,3 +83,57 @@ void CpuBackend::cross_entropy_backward(const float* logits, const int64_t* targ
 }
 
 }  // namespace turbine::kernels
+
+// ---- log_softmax and per-token log-probabilities (PPO) ----------------------------
+
+namespace turbine::kernels {
+
+void CpuBackend::log_softmax_forward(const float* x, float* y, int rows, int cols) {
+#pragma omp parallel for schedule(static) if (size_t(rows) * cols > kParallelGrain)
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + size_t(r) * cols;
+    float* yr = y + size_t(r) * cols;
+    const float lse = row_logsumexp(xr, cols);
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) yr[c] = xr[c] - lse;
+  }
+}
+
+// dx = dy - softmax * sum(dy), softmax = exp(y).
+void CpuBackend::log_softmax_backward(const float* y, const float* dy, float* dx, int rows,
+                                      int cols, bool accumulate) {
+#pragma omp parallel for schedule(static) if (size_t(rows) * cols > kParallelGrain)
+  for (int r = 0; r < rows; ++r) {
+    const float* yr = y + size_t(r) * cols;
+    const float* dyr = dy + size_t(r) * cols;
+    float* dxr = dx + size_t(r) * cols;
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int c = 0; c < cols; ++c) total += dyr[c];
+    const float dot = static_cast<float>(total);
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      const float g = dyr[c] - exp_approx(yr[c]) * dot;
+      dxr[c] = accumulate ? dxr[c] + g : g;
+    }
+  }
+}
+
+void CpuBackend::token_log_prob_backward(const float* logits, const int64_t* targets,
+                                         const float* lse, const float* dlogp, float* dlogits,
+                                         int rows, int vocab, bool accumulate) {
+#pragma omp parallel for schedule(static) if (size_t(rows) * vocab > kParallelGrain)
+  for (int r = 0; r < rows; ++r) {
+    const float* row = logits + size_t(r) * vocab;
+    float* drow = dlogits + size_t(r) * vocab;
+    const float scale = dlogp[r], row_lse = lse[r];
+#pragma omp simd
+    for (int c = 0; c < vocab; ++c) {
+      const float g = -scale * exp_approx(row[c] - row_lse);
+      drow[c] = accumulate ? drow[c] + g : g;
+    }
+    drow[targets[r]] += scale;
+  }
+}
+
+}  // namespace turbine::kernels

@@ -2,6 +2,7 @@
 #include "autograd/tape.hpp"
 
 #include <algorithm>
+#include <span>
 #include <unordered_map>
 
 #include "core/error.hpp"
@@ -21,12 +22,19 @@ bool grad_enabled() { return g_tape.enabled; }
 NoGradGuard::NoGradGuard() : previous_(g_tape.enabled) { g_tape.enabled = false; }
 NoGradGuard::~NoGradGuard() { g_tape.enabled = previous_; }
 
-bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+namespace {
+bool any_requires_grad(std::span<const Tensor* const> inputs) {
   if (!g_tape.enabled) return false;
   for (const Tensor* t : inputs)
     if (t && t->requires_grad()) return true;
   return false;
 }
+}  // namespace
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  return any_requires_grad({inputs.begin(), inputs.size()});
+}
+bool needs_grad(const std::vector<const Tensor*>& inputs) { return any_requires_grad(inputs); }
 
 bool Node::any_output_grad() const {
   for (const auto& out : outputs_)
@@ -38,8 +46,9 @@ void Node::release_outputs() {
   for (auto& out : outputs_) out->grad = Tensor();
 }
 
-void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
-            Node::Backward backward) {
+namespace {
+void record_node(std::span<const Tensor* const> inputs, std::initializer_list<Tensor*> outputs,
+                 Node::Backward backward) {
   std::vector<std::shared_ptr<AutogradMeta>> in, out;
   for (const Tensor* t : inputs)
     in.push_back(t && t->defined() && t->requires_grad() ? t->autograd_meta() : nullptr);
@@ -48,6 +57,16 @@ void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<T
     out.push_back(t->autograd_meta());
   }
   g_tape.nodes.emplace_back(std::move(in), std::move(out), std::move(backward));
+}
+}  // namespace
+
+void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward) {
+  record_node({inputs.begin(), inputs.size()}, outputs, std::move(backward));
+}
+void record(const std::vector<const Tensor*>& inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward) {
+  record_node(inputs, outputs, std::move(backward));
 }
 
 void backward(const Tensor& loss, const Tensor& seed, const GradReadyWatch* watch) {

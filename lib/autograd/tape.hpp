@@ -28,6 +28,7 @@ class NoGradGuard {
 
 // True when recording is on and any input requires grad.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
+bool needs_grad(const std::vector<const Tensor*>& inputs);  // for a variable count (concat)
 
 // What a node's backward receives: its outputs' gradients (undefined where an
 // output did not reach the loss) and slots for its inputs' gradients.
@@ -55,6 +56,8 @@ class Node {
 
 // Records a node. Outputs are marked as requiring grad (non-leaf).
 void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward);
+void record(const std::vector<const Tensor*>& inputs, std::initializer_list<Tensor*> outputs,
             Node::Backward backward);
 
 // Leaves whose gradients someone wants as soon as they are complete (data
