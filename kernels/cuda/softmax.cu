@@ -214,3 +214,113 @@ void CudaBackend::cross_entropy_backward(const float* logits, const int64_t* tar
 }
 
 }  // namespace turbine::kernels
+
+// ---- log_softmax and per-token log-probabilities (PPO) ----------------------------
+
+namespace turbine::kernels {
+
+namespace {
+
+// y may alias x: each element is read before it is written.
+template <int V>
+__global__ void log_softmax_forward_kernel(const float* x, float* y, int cols) {
+  const size_t r = blockIdx.x;
+  const float* xr = x + r * cols;
+  float* yr = y + r * cols;
+  const float lse = row_logsumexp<V>(xr, cols);
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> xv = load_pack<V>(xr + p * V);
+    Pack<V> yv;
+    for (int j = 0; j < V; ++j) yv.v[j] = xv.v[j] - lse;
+    store_pack<V>(yr + p * V, yv);
+  }
+}
+
+// dx = dy - exp(y) * sum(dy); dx may alias dy (all of dy is summed first).
+template <int V>
+__global__ void log_softmax_backward_kernel(const float* __restrict__ y, const float* dy, float* dx,
+                                            int cols, bool accumulate) {
+  __shared__ float shared[32];
+  const size_t r = blockIdx.x;
+  const float* yr = y + r * cols;
+  const float* dyr = dy + r * cols;
+  float* dxr = dx + r * cols;
+  float total = 0.0f;
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> dyv = load_pack<V>(dyr + p * V);
+    for (int j = 0; j < V; ++j) total += dyv.v[j];
+  }
+  total = cuda::block_sum(total, shared);
+  for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
+    const Pack<V> yv = load_pack<V>(yr + p * V);
+    const Pack<V> dyv = load_pack<V>(dyr + p * V);
+    Pack<V> dxv{};
+    if (accumulate) dxv = load_pack<V>(dxr + p * V);
+    for (int j = 0; j < V; ++j) {
+      const float g = dyv.v[j] - expf(yv.v[j]) * total;
+      dxv.v[j] = accumulate ? dxv.v[j] + g : g;
+    }
+    store_pack<V>(dxr + p * V, dxv);
+  }
+}
+
+// dlogits = dlogp[r] * (onehot(target) - exp(x - lse)); the target's term
+// comes after the accumulate, in the CPU's order.
+template <int V>
+__global__ void token_log_prob_backward_kernel(const float* logits,
+                                               const int64_t* __restrict__ targets,
+                                               const float* __restrict__ lse,
+                                               const float* __restrict__ dlogp, float* dlogits,
+                                               int vocab, bool accumulate) {
+  const size_t r = blockIdx.x;
+  const float* row = logits + r * vocab;
+  float* drow = dlogits + r * vocab;
+  const int64_t t = targets[r];
+  const float scale = dlogp[r], row_lse = lse[r];
+  for (int p = threadIdx.x; p < vocab / V; p += blockDim.x) {
+    const Pack<V> xv = load_pack<V>(row + p * V);
+    Pack<V> dv{};
+    if (accumulate) dv = load_pack<V>(drow + p * V);
+    for (int j = 0; j < V; ++j) {
+      const float g = -scale * expf(xv.v[j] - row_lse);
+      float d = accumulate ? dv.v[j] + g : g;
+      if (p * V + j == t) d += scale;
+      dv.v[j] = d;
+    }
+    store_pack<V>(drow + p * V, dv);
+  }
+}
+
+}  // namespace
+
+void CudaBackend::log_softmax_forward(const float* x, float* y, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel = cuda::rows_aligned16(cols, x, y) ? log_softmax_forward_kernel<4>
+                                                       : log_softmax_forward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(x, y, cols);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::log_softmax_backward(const float* y, const float* dy, float* dx, int rows,
+                                       int cols, bool accumulate) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel = cuda::rows_aligned16(cols, y, dy, dx) ? log_softmax_backward_kernel<4>
+                                                            : log_softmax_backward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(y, dy, dx, cols,
+                                                                         accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::token_log_prob_backward(const float* logits, const int64_t* targets,
+                                          const float* lse, const float* dlogp, float* dlogits,
+                                          int rows, int vocab, bool accumulate) {
+  if (rows <= 0 || vocab <= 0) return;
+  const auto kernel = cuda::rows_aligned16(vocab, logits, dlogits)
+                          ? token_log_prob_backward_kernel<4>
+                          : token_log_prob_backward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
+      logits, targets, lse, dlogp, dlogits, vocab, accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace turbine::kernels
