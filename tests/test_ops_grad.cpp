@@ -686,3 +686,79 @@ BOOST_AUTO_TEST_CASE(new_ops_bad_inputs_name_op_and_shapes) {
   BOOST_TEST(error_mentions([&] { ops::avg_pool2d(a, 2, 2, 0); }, {"avg_pool2d", "[2, 3, 4]"}));
   BOOST_TEST(error_mentions([&] { ops::clamp(a, 1.0f, -1.0f); }, {"clamp", "1", "-1"}));
 }
+
+// ---- backward over the loss's subgraph (PPO: actor and critic in one forward) -------
+
+namespace {
+struct TwoLosses {
+  Tensor actor, critic;
+};
+// An actor loss and a critic loss over one input, their nodes interleaved on
+// the tape, sharing the leaf `shared` (summed gradients) but no non-leaf.
+TwoLosses record_two_losses(const Tensor& x, const Tensor& shared, const Tensor& w_actor,
+                            const Tensor& w_critic, bool actor, bool critic) {
+  TwoLosses out;
+  Tensor ha, hc;
+  if (actor) ha = ag::linear(x, w_actor, shared);
+  if (critic) hc = ag::linear(x, w_critic, shared);
+  if (actor) ha = ag::exp(ag::clamp(ha, -2.0f, 2.0f));
+  if (critic) hc = ag::relu(hc);
+  if (actor) out.actor = ag::mean(ag::mul(ha, ha));
+  if (critic) out.critic = ag::sum(ag::mul(hc, hc));
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(backward_runs_only_the_losses_subgraph) {
+  autograd::clear_tape();
+  const Tensor x = Tensor::randn({6, 5}, 2, 1);
+  const Tensor shared = param({4}, 2), w_actor = param({4, 5}, 3), w_critic = param({4, 5}, 4);
+  // References: each loss recorded and back-propagated alone.
+  autograd::backward(record_two_losses(x, shared, w_actor, w_critic, true, false).actor);
+  const auto actor_alone = host(w_actor.grad()), shared_actor = host(shared.grad());
+  shared.set_grad(Tensor());
+  autograd::backward(record_two_losses(x, shared, w_actor, w_critic, false, true).critic);
+  const auto critic_alone = host(w_critic.grad()), shared_critic = host(shared.grad());
+  BOOST_TEST(autograd::tape_size() == 0u);
+  shared.set_grad(Tensor());
+  w_actor.set_grad(Tensor());
+  w_critic.set_grad(Tensor());
+
+  const TwoLosses both = record_two_losses(x, shared, w_actor, w_critic, true, true);
+  BOOST_TEST(autograd::tape_size() == 9u);
+  autograd::backward(both.actor);
+  BOOST_TEST(autograd::tape_size() == 4u);  // the critic's nodes wait
+  BOOST_TEST(!w_critic.grad().defined());   // untouched by the actor's backward
+  BOOST_TEST(host(w_actor.grad()) == actor_alone);
+  BOOST_TEST(host(shared.grad()) == shared_actor);
+  autograd::backward(both.critic);
+  BOOST_TEST(autograd::tape_size() == 0u);
+  BOOST_TEST(host(w_critic.grad()) == critic_alone);
+  BOOST_TEST(host(w_actor.grad()) == actor_alone);  // not touched again
+  // The shared leaf holds the sum of both losses' gradients.
+  const auto summed = host(shared.grad());
+  for (size_t i = 0; i < summed.size(); ++i)
+    BOOST_TEST(std::abs(summed[i] - (shared_actor[i] + shared_critic[i])) <=
+               1e-6f * (1 + std::abs(summed[i])));
+}
+
+// A non-leaf used by two losses: its nodes run with the first backward, so
+// the second is refused rather than silently losing that part's gradient.
+BOOST_AUTO_TEST_CASE(backward_refuses_a_graph_part_already_released) {
+  autograd::clear_tape();
+  const Tensor w = param({3, 4}, 1);
+  const Tensor h = ag::gelu(ag::linear(Tensor::randn({2, 4}, 1, 2), w, Tensor()));
+  const Tensor l1 = ag::sum(h), l2 = ag::mean(h);
+  autograd::backward(l1);
+  BOOST_TEST(autograd::tape_size() == 1u);
+  BOOST_TEST(error_mentions([&] { autograd::backward(l2); }, {"backward", "already", "add"}));
+  BOOST_TEST(error_mentions([&] { autograd::backward(l1); }, {"backward", "already"}));
+  autograd::clear_tape();
+  // Nodes no loss reached stay until clear_tape (an unused head, say).
+  const Tensor used = ag::sum(ag::relu(ag::linear(Tensor::randn({2, 4}, 1, 3), w, Tensor())));
+  ag::exp(w);
+  autograd::backward(used);
+  BOOST_TEST(autograd::tape_size() == 1u);
+  autograd::clear_tape();
+  BOOST_TEST(autograd::tape_size() == 0u);
+}
