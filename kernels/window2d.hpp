@@ -2,18 +2,12 @@
 // visit windows and pixels in one order (and sum in it): which output windows
 // cover an input pixel (the backward passes gather over them), and a
 // window's max and sum.
-// Compiled as host code on the CPU and as __host__ __device__ under nvcc.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/backend.hpp"
-
-#if defined(__CUDACC__)
-#define TURBINE_HOST_DEVICE __host__ __device__
-#else
-#define TURBINE_HOST_DEVICE
-#endif
+#include "kernels/host_device.hpp"
 
 namespace turbine::kernels {
 

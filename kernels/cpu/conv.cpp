@@ -2,9 +2,8 @@
 // transpose col2im, and max / average pooling. Every backward is written as a
 // gather (each input pixel sums the windows that cover it), the same order on
 // the CPU and CUDA, so no two threads write one pixel.
-#include <limits>
-
 #include "kernels/cpu/cpu_backend.hpp"
+#include "kernels/pointwise_math.hpp"
 #include "kernels/window2d.hpp"
 
 namespace turbine::kernels {
@@ -52,8 +51,7 @@ void CpuBackend::col2im(const Window2d& w, const float* cols, float* dx, bool ac
             const int row = (c * w.kernel_h + i) * w.kernel_w + j;
             total += cols[(size_t(n) * rows + row) * plane_out + oh * ow_n + ow];
           }
-        float* out = plane + ih * w.width + iw;
-        *out = accumulate ? *out + total : total;
+        store(plane + ih * w.width + iw, total, accumulate);
       }
   }
 }
@@ -92,8 +90,7 @@ void CpuBackend::max_pool2d_backward(const Window2d& w, const int32_t* argmax, c
             const size_t o = out_base + oh * ow_n + ow;
             if (argmax[o] == self) total += dy[o];
           }
-        float* out = plane + self;
-        *out = accumulate ? *out + total : total;
+        store(plane + self, total, accumulate);
       }
   }
 }
@@ -126,8 +123,7 @@ void CpuBackend::avg_pool2d_backward(const Window2d& w, const float* dy, float* 
         float total = 0.0f;
         for (int oh = cover.oh_first; oh <= cover.oh_last; ++oh)
           for (int ow = cover.ow_first; ow <= cover.ow_last; ++ow) total += grad[oh * ow_n + ow];
-        float* out = plane + ih * w.width + iw;
-        *out = accumulate ? *out + total * inv : total * inv;
+        store(plane + ih * w.width + iw, total * inv, accumulate);
       }
   }
 }

@@ -5,69 +5,17 @@
 
 #include "kernels/cpu/cpu_backend.hpp"
 #include "kernels/cpu/vec_math.hpp"
+#include "kernels/pointwise_math.hpp"
 
 namespace turbine::kernels {
 
 namespace {
 
-// NaN passes through relu and clamp, as in PyTorch.
+// exp and log are each backend's own; the rest is in pointwise_math.hpp.
 inline float unary_value(UnaryOp op, float x, float lo, float hi) {
-  switch (op) {
-    case UnaryOp::exp:
-      return exp_approx(x);
-    case UnaryOp::log:
-      return std::log(x);
-    case UnaryOp::relu:
-      return x < 0.0f ? 0.0f : x;
-    case UnaryOp::clamp:
-      return x < lo ? lo : (x > hi ? hi : x);
-  }
-  return x;
-}
-
-// d op / dx at x (exp's from its output y).
-inline float unary_slope(UnaryOp op, float x, float y, float lo, float hi) {
-  switch (op) {
-    case UnaryOp::exp:
-      return y;
-    case UnaryOp::log:
-      return 1.0f / x;
-    case UnaryOp::relu:
-      return x > 0.0f ? 1.0f : 0.0f;
-    case UnaryOp::clamp:
-      return x >= lo && x <= hi ? 1.0f : 0.0f;
-  }
-  return 0.0f;
-}
-
-// A NaN operand wins, as in torch.minimum / torch.maximum.
-inline float binary_value(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::mul:
-      return a * b;
-    case BinaryOp::minimum:
-      return a < b || a != a ? a : b;
-    case BinaryOp::maximum:
-      return a > b || a != a ? a : b;
-  }
-  return a;
-}
-
-// (d op / da, d op / db); minimum/maximum split ties in halves.
-inline void binary_slopes(BinaryOp op, float a, float b, float& da, float& db) {
-  if (op == BinaryOp::mul) {
-    da = b;
-    db = a;
-    return;
-  }
-  const bool a_wins = op == BinaryOp::minimum ? a < b : a > b;
-  const bool tie = a == b;
-  da = tie ? 0.5f : (a_wins ? 1.0f : 0.0f);
-  db = tie ? 0.5f : (a_wins ? 0.0f : 1.0f);
-}
-
-inline void store(float* out, float value, bool accumulate) {
-  *out = accumulate ? *out + value : value;
+  if (op == UnaryOp::exp) return exp_approx(x);
+  if (op == UnaryOp::log) return std::log(x);
+  return unary_select(op, x, lo, hi);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/device.cuh"
+#include "kernels/pointwise_math.hpp"
 #include "kernels/window2d.hpp"
 
 namespace turbine::kernels {
@@ -13,10 +14,6 @@ using cuda::grid_index;
 using cuda::grid_stride;
 
 namespace {
-
-__device__ inline void store(float* out, float value, bool accumulate) {
-  *out = accumulate ? *out + value : value;
-}
 
 // cols (N, C*kh*kw, OH*OW): one element per thread.
 __global__ void im2col_kernel(Window2d w, const float* __restrict__ x, float* __restrict__ cols) {

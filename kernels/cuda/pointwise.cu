@@ -7,6 +7,7 @@
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/device.cuh"
+#include "kernels/pointwise_math.hpp"
 
 namespace turbine::kernels {
 
@@ -17,62 +18,11 @@ namespace {
 
 constexpr unsigned kThreads = cuda::kElementwiseThreads;
 
-// NaN passes through relu and clamp, as in PyTorch and on the CPU.
+// exp and log are each backend's own; the rest is in pointwise_math.hpp.
 __device__ inline float unary_value(UnaryOp op, float x, float lo, float hi) {
-  switch (op) {
-    case UnaryOp::exp:
-      return expf(x);
-    case UnaryOp::log:
-      return logf(x);
-    case UnaryOp::relu:
-      return x < 0.0f ? 0.0f : x;
-    case UnaryOp::clamp:
-      return x < lo ? lo : (x > hi ? hi : x);
-  }
-  return x;
-}
-
-__device__ inline float unary_slope(UnaryOp op, float x, float y, float lo, float hi) {
-  switch (op) {
-    case UnaryOp::exp:
-      return y;
-    case UnaryOp::log:
-      return 1.0f / x;
-    case UnaryOp::relu:
-      return x > 0.0f ? 1.0f : 0.0f;
-    case UnaryOp::clamp:
-      return x >= lo && x <= hi ? 1.0f : 0.0f;
-  }
-  return 0.0f;
-}
-
-__device__ inline float binary_value(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::mul:
-      return a * b;
-    case BinaryOp::minimum:
-      return a < b || a != a ? a : b;
-    case BinaryOp::maximum:
-      return a > b || a != a ? a : b;
-  }
-  return a;
-}
-
-// (d op / da, d op / db); minimum/maximum split ties in halves.
-__device__ inline void binary_slopes(BinaryOp op, float a, float b, float& da, float& db) {
-  if (op == BinaryOp::mul) {
-    da = b;
-    db = a;
-    return;
-  }
-  const bool a_wins = op == BinaryOp::minimum ? a < b : a > b;
-  const bool tie = a == b;
-  da = tie ? 0.5f : (a_wins ? 1.0f : 0.0f);
-  db = tie ? 0.5f : (a_wins ? 0.0f : 1.0f);
-}
-
-__device__ inline void store(float* out, float value, bool accumulate) {
-  *out = accumulate ? *out + value : value;
+  if (op == UnaryOp::exp) return expf(x);
+  if (op == UnaryOp::log) return logf(x);
+  return unary_select(op, x, lo, hi);
 }
 
 // y may alias x (in place).
