@@ -40,19 +40,33 @@ Shape output_shape(const Window2d& w, int channels) {
   return {w.batch, channels, w.out_h(), w.out_w()};
 }
 
-// Images per im2col pass: the column buffer stays under 64 MiB (a ResNet
-// block on a batch of 28x28 images needs ~1.8 MiB per image).
-int images_per_chunk(const Window2d& w) {
-  const int64_t per_image = int64_t(w.channels) * w.kernel_h * w.kernel_w * w.out_h() * w.out_w();
-  return int(std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(per_image, 1), 1,
-                                 std::max(w.batch, 1)));
-}
+// A conv2d's sizes, and the im2col buffer for one chunk of images: it stays
+// under 64 MiB (a ResNet block on a batch of 28x28 images needs ~1.8 MiB
+// per image), so a large batch runs in several passes.
+struct ConvPlan {
+  Window2d w;
+  int O, ckk, plane, per_chunk;
+  int64_t x_image, y_image, col_image;  // elements per image
+  Tensor cols;
 
-// The window of images [first, first + count) of w.
-Window2d chunk(Window2d w, int count) {
-  w.batch = count;
-  return w;
-}
+  ConvPlan(const Window2d& window, const Tensor& weight, Device device) : w(window) {
+    O = int(weight.dim(0));
+    ckk = int(weight.numel() / O);
+    plane = w.out_h() * w.out_w();
+    x_image = int64_t(w.channels) * w.height * w.width;
+    y_image = int64_t(O) * plane;
+    col_image = int64_t(ckk) * plane;
+    per_chunk = int(std::clamp<int64_t>((int64_t(1) << 24) / std::max<int64_t>(col_image, 1), 1,
+                                        std::max(w.batch, 1)));
+    cols = Tensor::empty({col_image * per_chunk}, DType::f32, device);
+  }
+  // The window of `count` images (a chunk).
+  Window2d chunk(int count) const {
+    Window2d c = w;
+    c.batch = count;
+    return c;
+  }
+};
 
 // conv2d's checks: weight (O, C, kh, kw), bias (O) or undefined.
 Window2d conv_window(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -73,23 +87,18 @@ Window2d conv_window(const char* op, const Tensor& x, const Tensor& weight, cons
 // Per chunk of G images: cols (G, C*kh*kw, OH*OW), then y[n] (O, OH*OW) =
 // weight (O, C*kh*kw) @ cols[n] as one batched GEMM sharing the weight.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding) {
-  const Window2d w = conv_window("conv2d", x, weight, bias, stride, padding);
-  const int O = int(weight.dim(0)), ckk = int(weight.numel() / O), plane = w.out_h() * w.out_w();
-  Tensor y = Tensor::empty(output_shape(w, O), DType::f32, x.device());
+  ConvPlan p(conv_window("conv2d", x, weight, bias, stride, padding), weight, x.device());
+  Tensor y = Tensor::empty(output_shape(p.w, p.O), DType::f32, x.device());
   kernels::Backend& be = backend_for(x.device());
-  const int per_chunk = images_per_chunk(w);
-  Tensor cols = Tensor::empty({int64_t(ckk) * per_chunk * plane}, DType::f32, x.device());
-  const int64_t x_image = int64_t(w.channels) * w.height * w.width, y_image = int64_t(O) * plane,
-                col_image = int64_t(ckk) * plane;
-  for (int first = 0; first < w.batch; first += per_chunk) {
-    const int count = std::min(per_chunk, w.batch - first);
-    be.im2col(chunk(w, count), x.data<float>() + first * x_image, cols.data<float>());
-    be.gemm_strided_batched(false, false, O, plane, ckk, 1.0f, weight.data<float>(), ckk, 0,
-                            cols.data<float>(), plane, col_image, 0.0f,
-                            y.data<float>() + first * y_image, plane, y_image, count);
+  for (int first = 0; first < p.w.batch; first += p.per_chunk) {
+    const int count = std::min(p.per_chunk, p.w.batch - first);
+    be.im2col(p.chunk(count), x.data<float>() + first * p.x_image, p.cols.data<float>());
+    be.gemm_strided_batched(false, false, p.O, p.plane, p.ckk, 1.0f, weight.data<float>(), p.ckk, 0,
+                            p.cols.data<float>(), p.plane, p.col_image, 0.0f,
+                            y.data<float>() + first * p.y_image, p.plane, p.y_image, count);
   }
   if (bias.defined())
-    be.expand(bias.data<float>(), y.data<float>(), Broadcast{w.batch, O, plane}, 1.0f, true);
+    be.expand(bias.data<float>(), y.data<float>(), Broadcast{p.w.batch, p.O, p.plane}, 1.0f, true);
   return y;
 }
 
@@ -99,37 +108,36 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int str
 void conv2d_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, int stride,
                      int padding, Tensor* dx, Tensor* dweight, Tensor* dbias) {
   const Window2d w = conv_window("conv2d_backward", x, weight, Tensor(), stride, padding);
-  const int O = int(weight.dim(0)), ckk = int(weight.numel() / O), plane = w.out_h() * w.out_w();
+  const Shape y_shape = output_shape(w, int(weight.dim(0)));
   check_f32("conv2d_backward", {&dy});
-  TURBINE_CHECK(dy.shape() == output_shape(w, O), "conv2d_backward: gradient {} for output {}",
-                dy.str(), shape_str(output_shape(w, O)));
+  TURBINE_CHECK(dy.shape() == y_shape, "conv2d_backward: gradient {} for output {}", dy.str(),
+                shape_str(y_shape));
   kernels::Backend& be = backend_for(x.device());
   if (dbias) {
-    const bool acc = prepare_grad(dbias, Shape{O}, x.device());
-    be.reduce_sum(dy.data<float>(), dbias->data<float>(), Broadcast{w.batch, O, plane}, 1.0f, acc);
+    const bool acc = prepare_grad(dbias, Shape{y_shape[1]}, x.device());
+    be.reduce_sum(dy.data<float>(), dbias->data<float>(),
+                  Broadcast{w.batch, y_shape[1], y_shape[2] * y_shape[3]}, 1.0f, acc);
   }
   if (!dx && !dweight) return;
+  ConvPlan p(w, weight, x.device());
   const bool acc_dx = dx ? prepare_grad(dx, x) : false;
   bool acc_dw = dweight ? prepare_grad(dweight, weight) : false;
-  const int per_chunk = images_per_chunk(w);
-  Tensor cols = Tensor::empty({int64_t(ckk) * per_chunk * plane}, DType::f32, x.device());
-  const int64_t x_image = int64_t(w.channels) * w.height * w.width, y_image = int64_t(O) * plane,
-                col_image = int64_t(ckk) * plane;
-  for (int first = 0; first < w.batch; first += per_chunk) {
-    const int count = std::min(per_chunk, w.batch - first);
-    const float* dy_chunk = dy.data<float>() + first * y_image;
+  float* cols = p.cols.data<float>();
+  for (int first = 0; first < w.batch; first += p.per_chunk) {
+    const int count = std::min(p.per_chunk, w.batch - first);
+    const float* dy_chunk = dy.data<float>() + first * p.y_image;
     if (dweight) {
-      be.im2col(chunk(w, count), x.data<float>() + first * x_image, cols.data<float>());
+      be.im2col(p.chunk(count), x.data<float>() + first * p.x_image, cols);
       for (int n = 0; n < count; ++n, acc_dw = true)
-        be.gemm(false, true, O, ckk, plane, 1.0f, dy_chunk + n * y_image, plane,
-                cols.data<float>() + n * col_image, plane, acc_dw ? 1.0f : 0.0f,
-                dweight->data<float>(), ckk);
+        be.gemm(false, true, p.O, p.ckk, p.plane, 1.0f, dy_chunk + n * p.y_image, p.plane,
+                cols + n * p.col_image, p.plane, acc_dw ? 1.0f : 0.0f, dweight->data<float>(),
+                p.ckk);
     }
     if (dx) {  // cols now holds dcols
-      be.gemm_strided_batched(true, false, ckk, plane, O, 1.0f, weight.data<float>(), ckk, 0,
-                              dy_chunk, plane, y_image, 0.0f, cols.data<float>(), plane, col_image,
+      be.gemm_strided_batched(true, false, p.ckk, p.plane, p.O, 1.0f, weight.data<float>(), p.ckk,
+                              0, dy_chunk, p.plane, p.y_image, 0.0f, cols, p.plane, p.col_image,
                               count);
-      be.col2im(chunk(w, count), cols.data<float>(), dx->data<float>() + first * x_image, acc_dx);
+      be.col2im(p.chunk(count), cols, dx->data<float>() + first * p.x_image, acc_dx);
     }
   }
 }
