@@ -34,6 +34,40 @@ inline size_t matrix_extent(int rows, int cols, int ld) {
   return rows == 0 ? 0 : static_cast<size_t>(rows - 1) * ld + cols;
 }
 
+// ---- types of the PPO and image-model kernels (see the section at the end of Backend)
+
+// Elementwise unary ops. clamp limits to [lo, hi]; the others ignore lo and hi.
+enum class UnaryOp : uint8_t { exp, log, relu, clamp };
+inline const char* unary_op_name(UnaryOp op) {
+  constexpr const char* names[] = {"exp", "log", "relu", "clamp"};
+  return names[static_cast<int>(op)];
+}
+// Elementwise binary ops whose second operand may be broadcast (see Broadcast).
+enum class BinaryOp : uint8_t { mul, minimum, maximum };
+inline const char* binary_op_name(BinaryOp op) {
+  constexpr const char* names[] = {"mul", "minimum", "maximum"};
+  return names[static_cast<int>(op)];
+}
+
+// How a small operand b (mid) spreads over a full one (outer, mid, inner),
+// both row-major: element (p, q, r) of the full one pairs with b[q]. Covers
+// same shape (1, n, 1), a trailing-dims operand (rows, n, 1), a per-row one
+// (1, rows, cols), a per-channel one in NCHW (N, C, H*W) and, as the target
+// of a reduction, "sum over everything" (1, 1, n).
+struct Broadcast {
+  int64_t outer = 1, mid = 1, inner = 1;
+  constexpr size_t numel() const { return size_t(outer) * size_t(mid) * size_t(inner); }
+};
+
+// A 2-D sliding window over images x (batch, channels, height, width), NCHW:
+// conv2d's im2col and the pooling kernels. Output (batch, channels', out_h(), out_w()).
+struct Window2d {
+  int batch = 0, channels = 0, height = 0, width = 0;
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  constexpr int out_h() const { return (height + 2 * pad_h - kernel_h) / stride_h + 1; }
+  constexpr int out_w() const { return (width + 2 * pad_w - kernel_w) / stride_w + 1; }
+};
+
 // Precision of the matrix products (gemm and attention): plain f32, or the
 // inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
 // (CUDA runs them there; the CPU rounds the same way, for the same numbers).
@@ -182,6 +216,63 @@ class Backend {
   // Mixed precision: x *= alpha over n elements, returning whether every
   // element of x was finite before scaling (fp16 loss scaling's overflow test).
   virtual bool unscale_and_check(float* x, size_t n, float alpha) = 0;
+
+  // ---- PPO and image-model kernels (issue 12) ----------------------------------------
+  // y = op(x) over n elements (y may alias x).
+  virtual void unary_forward(UnaryOp op, const float* x, float* y, size_t n, float lo,
+                             float hi) = 0;
+  // dx (+)= dy * op'(x): exp reads y (its own output), the others x. relu's
+  // gradient is 0 at x <= 0; clamp's passes where lo <= x <= hi, as PyTorch's.
+  virtual void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy,
+                              float* dx, size_t n, float lo, float hi, bool accumulate) = 0;
+  // y (outer, mid, inner) = op(a (outer, mid, inner), b (mid) broadcast).
+  virtual void binary_forward(BinaryOp op, const float* a, const float* b, float* y,
+                              Broadcast shape) = 0;
+  // Gradients of binary_forward, both full-size (outer, mid, inner): da (+)=
+  // dy * d op / da and db_full (+)= dy * d op / db at every element (the
+  // caller reduces db_full to b's shape with reduce_sum when b is broadcast).
+  // minimum/maximum send dy to the selected operand and split it in halves
+  // at ties, as PyTorch. da or db_full may be null (not needed).
+  virtual void binary_backward(BinaryOp op, const float* a, const float* b, const float* dy,
+                               float* da, float* db_full, Broadcast shape, bool accumulate_da,
+                               bool accumulate_db) = 0;
+  // y (mid) (+)= alpha * sum over (outer, inner) of x (outer, mid, inner),
+  // accumulated in double, in an order that depends only on the sizes.
+  virtual void reduce_sum(const float* x, float* y, Broadcast shape, float alpha,
+                          bool accumulate) = 0;
+  // y (outer, mid, inner) (+)= alpha * x (mid) broadcast: reduce_sum's backward.
+  virtual void expand(const float* x, float* y, Broadcast shape, float alpha, bool accumulate) = 0;
+  // A strided block copy: dst[r * dst_stride + c] (+)= src[r * src_stride + c]
+  // for r < rows, c < cols (concat and its backward).
+  virtual void copy_rows_strided(const float* src, int64_t src_stride, float* dst,
+                                 int64_t dst_stride, int64_t rows, int64_t cols,
+                                 bool accumulate) = 0;
+  // log_softmax over the last dim of (rows, cols), and dx (+)= dy - softmax * sum(dy).
+  virtual void log_softmax_forward(const float* x, float* y, int rows, int cols) = 0;
+  virtual void log_softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
+                                    bool accumulate) = 0;
+  // Per-token log-probabilities' backward (the forward is cross_entropy_forward,
+  // negated): dlogits (+)= dlogp[r] * (onehot(targets[r]) - softmax(logits)),
+  // from the rows' log-sum-exp; targets all in [0, vocab).
+  virtual void token_log_prob_backward(const float* logits, const int64_t* targets,
+                                       const float* lse, const float* dlogp, float* dlogits,
+                                       int rows, int vocab, bool accumulate) = 0;
+  // conv2d's im2col: x (batch, channels, H, W) -> cols (batch, channels * kh
+  // * kw, out_h * out_w), one GEMM operand per image; zeros where the window
+  // is in the padding. col2im: dx (+)= the sum of each pixel's entries in
+  // cols (the transpose).
+  virtual void im2col(const Window2d& w, const float* x, float* cols) = 0;
+  virtual void col2im(const Window2d& w, const float* cols, float* dx, bool accumulate) = 0;
+  // Pooling over w's windows, per channel: y (batch, channels, out_h, out_w).
+  // max saves the argmax (index into the H*W plane; the first maximum in
+  // row-major window order). avg divides by kernel_h * kernel_w, padding
+  // included (PyTorch's count_include_pad=True).
+  virtual void max_pool2d_forward(const Window2d& w, const float* x, float* y, int32_t* argmax) = 0;
+  virtual void max_pool2d_backward(const Window2d& w, const int32_t* argmax, const float* dy,
+                                   float* dx, bool accumulate) = 0;
+  virtual void avg_pool2d_forward(const Window2d& w, const float* x, float* y) = 0;
+  virtual void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx,
+                                   bool accumulate) = 0;
 
  private:
   static std::unordered_map<uint64_t, MathMode>& thread_modes() {

@@ -273,3 +273,84 @@ bool ProfilingBackend::unscale_and_check(float* x, size_t n, float alpha) {
 }
 
 }  // namespace turbine::kernels
+
+// ---- PPO and image-model kernels (issue 12) --------------------------------------------
+
+namespace turbine::kernels {
+
+void ProfilingBackend::unary_forward(UnaryOp op, const float* x, float* y, size_t n, float lo,
+                                     float hi) {
+  timed(fmt::format("unary_forward {}", unary_op_name(op)), 0,
+        [&] { inner_.unary_forward(op, x, y, n, lo, hi); });
+}
+void ProfilingBackend::unary_backward(UnaryOp op, const float* x, const float* y, const float* dy,
+                                      float* dx, size_t n, float lo, float hi, bool accumulate) {
+  timed(fmt::format("unary_backward {}", unary_op_name(op)), 0,
+        [&] { inner_.unary_backward(op, x, y, dy, dx, n, lo, hi, accumulate); });
+}
+void ProfilingBackend::binary_forward(BinaryOp op, const float* a, const float* b, float* y,
+                                      Broadcast shape) {
+  timed(fmt::format("binary_forward {}", binary_op_name(op)), 0,
+        [&] { inner_.binary_forward(op, a, b, y, shape); });
+}
+void ProfilingBackend::binary_backward(BinaryOp op, const float* a, const float* b, const float* dy,
+                                       float* da, float* db_full, Broadcast shape,
+                                       bool accumulate_da, bool accumulate_db) {
+  timed(fmt::format("binary_backward {}", binary_op_name(op)), 0, [&] {
+    inner_.binary_backward(op, a, b, dy, da, db_full, shape, accumulate_da, accumulate_db);
+  });
+}
+void ProfilingBackend::reduce_sum(const float* x, float* y, Broadcast shape, float alpha,
+                                  bool accumulate) {
+  timed("reduce_sum", 0, [&] { inner_.reduce_sum(x, y, shape, alpha, accumulate); });
+}
+void ProfilingBackend::expand(const float* x, float* y, Broadcast shape, float alpha,
+                              bool accumulate) {
+  timed("expand", 0, [&] { inner_.expand(x, y, shape, alpha, accumulate); });
+}
+void ProfilingBackend::copy_rows_strided(const float* src, int64_t src_stride, float* dst,
+                                         int64_t dst_stride, int64_t rows, int64_t cols,
+                                         bool accumulate) {
+  timed("copy_rows_strided", 0, [&] {
+    inner_.copy_rows_strided(src, src_stride, dst, dst_stride, rows, cols, accumulate);
+  });
+}
+void ProfilingBackend::log_softmax_forward(const float* x, float* y, int rows, int cols) {
+  timed("log_softmax_forward", 0, [&] { inner_.log_softmax_forward(x, y, rows, cols); });
+}
+void ProfilingBackend::log_softmax_backward(const float* y, const float* dy, float* dx, int rows,
+                                            int cols, bool accumulate) {
+  timed("log_softmax_backward", 0,
+        [&] { inner_.log_softmax_backward(y, dy, dx, rows, cols, accumulate); });
+}
+void ProfilingBackend::token_log_prob_backward(const float* logits, const int64_t* targets,
+                                               const float* lse, const float* dlogp, float* dlogits,
+                                               int rows, int vocab, bool accumulate) {
+  timed("token_log_prob_backward", 0, [&] {
+    inner_.token_log_prob_backward(logits, targets, lse, dlogp, dlogits, rows, vocab, accumulate);
+  });
+}
+void ProfilingBackend::im2col(const Window2d& w, const float* x, float* cols) {
+  timed("im2col", 0, [&] { inner_.im2col(w, x, cols); });
+}
+void ProfilingBackend::col2im(const Window2d& w, const float* cols, float* dx, bool accumulate) {
+  timed("col2im", 0, [&] { inner_.col2im(w, cols, dx, accumulate); });
+}
+void ProfilingBackend::max_pool2d_forward(const Window2d& w, const float* x, float* y,
+                                          int32_t* argmax) {
+  timed("max_pool2d_forward", 0, [&] { inner_.max_pool2d_forward(w, x, y, argmax); });
+}
+void ProfilingBackend::max_pool2d_backward(const Window2d& w, const int32_t* argmax,
+                                           const float* dy, float* dx, bool accumulate) {
+  timed("max_pool2d_backward", 0,
+        [&] { inner_.max_pool2d_backward(w, argmax, dy, dx, accumulate); });
+}
+void ProfilingBackend::avg_pool2d_forward(const Window2d& w, const float* x, float* y) {
+  timed("avg_pool2d_forward", 0, [&] { inner_.avg_pool2d_forward(w, x, y); });
+}
+void ProfilingBackend::avg_pool2d_backward(const Window2d& w, const float* dy, float* dx,
+                                           bool accumulate) {
+  timed("avg_pool2d_backward", 0, [&] { inner_.avg_pool2d_backward(w, dy, dx, accumulate); });
+}
+
+}  // namespace turbine::kernels

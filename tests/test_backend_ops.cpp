@@ -1092,6 +1092,317 @@ void add_attention_cases(std::vector<Case>& cases) {
   }
 }
 
+// ---- PPO and image-model kernels (issue 12) ---------------------------------------------
+// Tolerances: selections and data movement (relu, clamp, minimum/maximum,
+// copies, im2col, max pooling and its argmax) are bit-identical; the
+// backward gathers of col2im and pooling add the same values in the same
+// order on both sides (kernels/window2d.hpp), so they are exact too except
+// where a product meets an add (avg pooling's 1/k^2, accumulate), which nvcc
+// may fuse into an FMA: tol::rounding. exp/log per element and log_softmax's
+// rows are tol::transcendental, as softmax; reduce_sum adds in double in a
+// different order, then rounds once to f32: tol::reduction.
+
+void add_pointwise_cases(std::vector<Case>& cases) {
+  const size_t n = 100003;
+  using kernels::BinaryOp;
+  using kernels::Broadcast;
+  using kernels::UnaryOp;
+  for (UnaryOp op : {UnaryOp::exp, UnaryOp::log, UnaryOp::relu, UnaryOp::clamp}) {
+    const bool selects = op == UnaryOp::relu || op == UnaryOp::clamp;
+    const float lo = -0.5f, hi = 1.25f;
+    auto draw = [=](Inputs& in) {
+      auto x = in.normal(n, 2.0f);
+      if (op == UnaryOp::log)
+        for (float& v : x) v = std::abs(v);
+      if (op == UnaryOp::clamp) {  // the inclusive edges
+        x[0] = lo;
+        x[1] = hi;
+      }
+      return x;
+    };
+    const std::string params = fmt::format("{} n={}{}", kernels::unary_op_name(op), n,
+                                           op == UnaryOp::clamp ? " [-0.5, 1.25]" : "");
+    add(cases, "unary_forward", params, MathMode::f32, selects ? tol::exact : tol::transcendental,
+        [=](Inputs& in) {
+          const auto x = draw(in), y0 = initial(in, n, false);
+          return Run([=](const Side& s) {
+            const Tensor tx = s.upload(x), ty = s.upload(y0);
+            s.backend.unary_forward(op, tx.data<float>(), ty.data<float>(), n, lo, hi);
+            return Outputs{written("y", ty)};
+          });
+        });
+    for (bool acc : {false, true}) {
+      add(cases, "unary_backward", params + flag("accumulate", acc), MathMode::f32, tol::rounding,
+          [=](Inputs& in) {
+            const auto x = draw(in), dy = in.normal(n), dx0 = initial(in, n, acc);
+            std::vector<float> y(n);
+            kernels::cpu_backend().unary_forward(op, x.data(), y.data(), n, lo, hi);
+            return Run([=](const Side& s) {
+              const Tensor tx = s.upload(x), ty = s.upload(y), tdy = s.upload(dy),
+                           tdx = s.upload(dx0);
+              s.backend.unary_backward(op, tx.data<float>(), ty.data<float>(), tdy.data<float>(),
+                                       tdx.data<float>(), n, lo, hi, acc);
+              return Outputs{result("dx", tdx, dx0, acc)};
+            });
+          });
+    }
+  }
+  // Same shape, a trailing operand, a per-row (keepdim) one, a per-channel one.
+  const Broadcast shapes[] = {{1, 100003, 1}, {300, 97, 1}, {1, 300, 97}, {4, 16, 49}};
+  for (BinaryOp op : {BinaryOp::mul, BinaryOp::minimum, BinaryOp::maximum}) {
+    for (const Broadcast& b : shapes) {
+      const std::string params = fmt::format("{} outer={} mid={} inner={}",
+                                             kernels::binary_op_name(op), b.outer, b.mid, b.inner);
+      // Ties (a == b) every 7th element: minimum/maximum split the gradient there.
+      auto draw = [=](Inputs& in) {
+        auto a = in.normal(b.numel());
+        const auto small = in.normal(size_t(b.mid));
+        for (size_t i = 0; i < a.size(); i += 7) a[i] = small[(i / b.inner) % b.mid];
+        return std::pair{a, small};
+      };
+      add(cases, "binary_forward", params, MathMode::f32,
+          op == BinaryOp::mul ? tol::rounding : tol::exact, [=](Inputs& in) {
+            const auto [a, small] = draw(in);
+            const auto y0 = initial(in, b.numel(), false);
+            return Run([=](const Side& s) {
+              const Tensor ta = s.upload(a), tb = s.upload(small), ty = s.upload(y0);
+              s.backend.binary_forward(op, ta.data<float>(), tb.data<float>(), ty.data<float>(), b);
+              return Outputs{written("y", ty)};
+            });
+          });
+      for (auto [acc_a, acc_b] :
+           {std::pair{false, false}, std::pair{true, true}, std::pair{false, true}}) {
+        add(cases, "binary_backward",
+            params + flag("accumulate_da", acc_a) + flag("accumulate_db", acc_b), MathMode::f32,
+            tol::rounding, [=](Inputs& in) {
+              const auto [a, small] = draw(in);
+              const auto dy = in.normal(b.numel()), da0 = initial(in, b.numel(), acc_a),
+                         db0 = initial(in, b.numel(), acc_b);
+              return Run([=](const Side& s) {
+                const Tensor ta = s.upload(a), tb = s.upload(small), tdy = s.upload(dy),
+                             tda = s.upload(da0), tdb = s.upload(db0);
+                s.backend.binary_backward(op, ta.data<float>(), tb.data<float>(), tdy.data<float>(),
+                                          tda.data<float>(), tdb.data<float>(), b, acc_a, acc_b);
+                return Outputs{result("da", tda, da0, acc_a), result("db_full", tdb, db0, acc_b)};
+              });
+            });
+      }
+    }
+  }
+  // Everything into one value, row sums, column sums, per-channel sums.
+  const Broadcast reductions[] = {{1, 1, (1 << 20) + 7}, {1, 1000, 333}, {500, 64, 1}, {8, 16, 49}};
+  for (const Broadcast& b : reductions) {
+    const std::string params =
+        fmt::format("outer={} mid={} inner={} alpha=0.5", b.outer, b.mid, b.inner);
+    for (bool acc : {false, true}) {
+      add(cases, "reduce_sum", params + flag("accumulate", acc), MathMode::f32, tol::reduction,
+          [=](Inputs& in) {
+            const auto x = in.normal(b.numel(), 1.0f, 0.25f), y0 = initial(in, size_t(b.mid), acc);
+            return Run([=](const Side& s) {
+              const Tensor tx = s.upload(x), ty = s.upload(y0);
+              s.backend.reduce_sum(tx.data<float>(), ty.data<float>(), b, 0.5f, acc);
+              return Outputs{result("y", ty, y0, acc)};
+            });
+          });
+      if (b.numel() > (1u << 20)) continue;
+      add(cases, "expand", params + flag("accumulate", acc), MathMode::f32, tol::rounding,
+          [=](Inputs& in) {
+            const auto x = in.normal(size_t(b.mid)), y0 = initial(in, b.numel(), acc);
+            return Run([=](const Side& s) {
+              const Tensor tx = s.upload(x), ty = s.upload(y0);
+              s.backend.expand(tx.data<float>(), ty.data<float>(), b, 0.5f, acc);
+              return Outputs{result("y", ty, y0, acc)};
+            });
+          });
+    }
+  }
+  // concat's block copy: 300 rows of 77 from a (300, 100) into a (300, 250) at column 40.
+  for (bool acc : {false, true}) {
+    add(cases, "copy_rows_strided",
+        "rows=300 cols=77 src_stride=100 dst_stride=250 at +40" + flag("accumulate", acc),
+        MathMode::f32, tol::exact, [=](Inputs& in) {
+          const auto src = in.normal(300 * 100), dst0 = in.normal(300 * 250);
+          return Run([=](const Side& s) {
+            const Tensor ts = s.upload(src), td = s.upload(dst0);
+            s.backend.copy_rows_strided(ts.data<float>(), 100, td.data<float>() + 40, 250, 300, 77,
+                                        acc);
+            return Outputs{written("dst (untouched elements included)", td)};
+          });
+        });
+  }
+}
+
+void add_log_prob_cases(std::vector<Case>& cases) {
+  for (auto [rows, cols] : {std::pair{64, 1000}, std::pair{4, 50257}, std::pair{128, 33}}) {
+    const std::string shape = fmt::format("rows={} cols={}", rows, cols);
+    const size_t n = size_t(rows) * cols;
+    add(cases, "log_softmax_forward", shape, MathMode::f32, tol::transcendental, [=](Inputs& in) {
+      const auto x = in.normal(n, 3.0f), y0 = initial(in, n, false);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), ty = s.upload(y0);
+        s.backend.log_softmax_forward(tx.data<float>(), ty.data<float>(), rows, cols);
+        return Outputs{written("y", ty)};
+      });
+    });
+    for (bool acc : {false, true}) {
+      add(cases, "log_softmax_backward", shape + flag("accumulate", acc), MathMode::f32,
+          tol::transcendental, [=](Inputs& in) {
+            const auto x = in.normal(n, 3.0f);
+            std::vector<float> y(n);
+            kernels::cpu_backend().log_softmax_forward(x.data(), y.data(), rows, cols);
+            const auto dy = in.normal(n), dx0 = initial(in, n, acc);
+            return Run([=](const Side& s) {
+              const Tensor ty = s.upload(y), tdy = s.upload(dy), tdx = s.upload(dx0);
+              s.backend.log_softmax_backward(ty.data<float>(), tdy.data<float>(), tdx.data<float>(),
+                                             rows, cols, acc);
+              return Outputs{result("dx", tdx, dx0, acc)};
+            });
+          });
+      add(cases, "token_log_prob_backward", shape + flag("accumulate", acc), MathMode::f32,
+          tol::transcendental, [=](Inputs& in) {
+            const auto logits = in.normal(n, 2.0f);
+            auto targets = in.integers(rows, 0, cols);
+            targets[0] = cols - 1;
+            std::vector<float> losses(rows), lse(rows);
+            kernels::cpu_backend().cross_entropy_forward(logits.data(), targets.data(),
+                                                         losses.data(), lse.data(), rows, cols, -1);
+            const auto dlogp = in.normal(rows), d0 = initial(in, n, acc);
+            return Run([=](const Side& s) {
+              const Tensor tl = s.upload(logits), tt = s.upload(targets), tlse = s.upload(lse),
+                           tg = s.upload(dlogp), td = s.upload(d0);
+              s.backend.token_log_prob_backward(tl.data<float>(), tt.data<int64_t>(),
+                                                tlse.data<float>(), tg.data<float>(),
+                                                td.data<float>(), rows, cols, acc);
+              return Outputs{result("dlogits", td, d0, acc)};
+            });
+          });
+    }
+  }
+}
+
+std::string window_params(const kernels::Window2d& w) {
+  return fmt::format("N={} C={} H={} W={} k={}x{} stride={} pad={}", w.batch, w.channels, w.height,
+                     w.width, w.kernel_h, w.kernel_w, w.stride_h, w.pad_h);
+}
+
+void add_window_cases(std::vector<Case>& cases) {
+  using kernels::Window2d;
+  auto sizes = [](const Window2d& w) {
+    return std::pair{size_t(w.batch) * w.channels * w.height * w.width,
+                     size_t(w.batch) * w.channels * w.out_h() * w.out_w()};
+  };
+  // LeNet's first conv on Fashion-MNIST, a padded ResNet-style 3x3, an odd strided one.
+  for (const Window2d& w :
+       {Window2d{4, 1, 28, 28, 5, 5, 1, 1, 0, 0}, Window2d{2, 8, 14, 14, 3, 3, 1, 1, 1, 1},
+        Window2d{2, 3, 13, 11, 3, 3, 2, 2, 1, 1}}) {
+    const size_t pixels = sizes(w).first;
+    const size_t cols =
+        size_t(w.channels) * w.kernel_h * w.kernel_w * w.batch * w.out_h() * w.out_w();
+    add(cases, "im2col", window_params(w), MathMode::f32, tol::exact, [=](Inputs& in) {
+      const auto x = in.normal(pixels), c0 = initial(in, cols, false);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), tc = s.upload(c0);
+        s.backend.im2col(w, tx.data<float>(), tc.data<float>());
+        return Outputs{written("cols", tc)};
+      });
+    });
+    for (bool acc : {false, true}) {
+      add(cases, "col2im", window_params(w) + flag("accumulate", acc), MathMode::f32, tol::exact,
+          [=](Inputs& in) {
+            const auto c = in.normal(cols), dx0 = initial(in, pixels, acc);
+            return Run([=](const Side& s) {
+              const Tensor tc = s.upload(c), tdx = s.upload(dx0);
+              s.backend.col2im(w, tc.data<float>(), tdx.data<float>(), acc);
+              return Outputs{result("dx", tdx, dx0, acc)};
+            });
+          });
+    }
+  }
+  // conv2d's GEMMs: the weight shared by every image (stride 0) against each
+  // image's im2col matrix, forward and dx.
+  for (MathMode mode : {MathMode::f32, MathMode::bf16}) {
+    const int O = 12, ckk = 75, plane = 24 * 24, images = 3;
+    add(cases, "gemm_strided_batched",
+        fmt::format("conv2d layout O={} CKK={} plane={} images={} stride_a=0", O, ckk, plane,
+                    images),
+        mode, tol::gemm(mode), [=](Inputs& in) {
+          const auto weight = in.normal(size_t(O) * ckk),
+                     colsv = in.normal(size_t(ckk) * images * plane),
+                     dy = in.normal(size_t(images) * O * plane);
+          return Run([=](const Side& s) {
+            const Tensor tw = s.upload(weight), tc = s.upload(colsv), tdy = s.upload(dy),
+                         ty = s.upload(poison(size_t(images) * O * plane)),
+                         tdc = s.upload(poison(size_t(ckk) * images * plane));
+            s.backend.gemm_strided_batched(false, false, O, plane, ckk, 1.0f, tw.data<float>(), ckk,
+                                           0, tc.data<float>(), plane, int64_t(ckk) * plane, 0.0f,
+                                           ty.data<float>(), plane, int64_t(O) * plane, images);
+            s.backend.gemm_strided_batched(true, false, ckk, plane, O, 1.0f, tw.data<float>(), ckk,
+                                           0, tdy.data<float>(), plane, int64_t(O) * plane, 0.0f,
+                                           tdc.data<float>(), plane, int64_t(ckk) * plane, images);
+            return Outputs{written("y", ty), written("dcols", tdc)};
+          });
+        });
+  }
+  // Pooling: LeNet's 2x2, and overlapping 3x3 stride 2 (ResNet's stem) with padding.
+  for (const Window2d& w :
+       {Window2d{4, 6, 24, 24, 2, 2, 2, 2, 0, 0}, Window2d{2, 8, 15, 15, 3, 3, 2, 2, 1, 1},
+        Window2d{2, 4, 9, 10, 3, 3, 1, 1, 1, 1}}) {
+    const auto [pixels, outputs] = sizes(w);
+    // Values on a 0.25 grid: ties in most windows test "first maximum".
+    auto draw = [=](Inputs& in) {
+      auto x = in.normal(pixels);
+      for (float& v : x) v = std::round(v * 4.0f) / 4.0f + 0.125f;
+      return x;
+    };
+    add(cases, "max_pool2d_forward", window_params(w) + " (ties)", MathMode::f32, tol::exact,
+        [=](Inputs& in) {
+          const auto x = draw(in), y0 = initial(in, outputs, false);
+          return Run([=](const Side& s) {
+            const Tensor tx = s.upload(x), ty = s.upload(y0),
+                         ti = s.upload(std::vector<int32_t>(outputs, -7));
+            s.backend.max_pool2d_forward(w, tx.data<float>(), ty.data<float>(), ti.data<int32_t>());
+            Output argmax{"argmax", {}};
+            for (int32_t v : ti.to_vector<int32_t>()) argmax.values.push_back(v);
+            return Outputs{written("y", ty), argmax};
+          });
+        });
+    add(cases, "avg_pool2d_forward", window_params(w), MathMode::f32, tol::rounding,
+        [=](Inputs& in) {
+          const auto x = in.normal(pixels), y0 = initial(in, outputs, false);
+          return Run([=](const Side& s) {
+            const Tensor tx = s.upload(x), ty = s.upload(y0);
+            s.backend.avg_pool2d_forward(w, tx.data<float>(), ty.data<float>());
+            return Outputs{written("y", ty)};
+          });
+        });
+    for (bool acc : {false, true}) {
+      add(cases, "max_pool2d_backward", window_params(w) + " (ties)" + flag("accumulate", acc),
+          MathMode::f32, tol::exact, [=](Inputs& in) {
+            const auto x = draw(in);
+            std::vector<float> y(outputs);
+            std::vector<int32_t> argmax(outputs);
+            kernels::cpu_backend().max_pool2d_forward(w, x.data(), y.data(), argmax.data());
+            const auto dy = in.normal(outputs), dx0 = initial(in, pixels, acc);
+            return Run([=](const Side& s) {
+              const Tensor ti = s.upload(argmax), tdy = s.upload(dy), tdx = s.upload(dx0);
+              s.backend.max_pool2d_backward(w, ti.data<int32_t>(), tdy.data<float>(),
+                                            tdx.data<float>(), acc);
+              return Outputs{result("dx", tdx, dx0, acc)};
+            });
+          });
+      add(cases, "avg_pool2d_backward", window_params(w) + flag("accumulate", acc), MathMode::f32,
+          tol::rounding, [=](Inputs& in) {
+            const auto dy = in.normal(outputs), dx0 = initial(in, pixels, acc);
+            return Run([=](const Side& s) {
+              const Tensor tdy = s.upload(dy), tdx = s.upload(dx0);
+              s.backend.avg_pool2d_backward(w, tdy.data<float>(), tdx.data<float>(), acc);
+              return Outputs{result("dx", tdx, dx0, acc)};
+            });
+          });
+    }
+  }
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   add_memory_cases(cases);
@@ -1108,6 +1419,10 @@ std::vector<Case> all_cases() {
   add_row_cases(cases);
   add_layout_cases(cases);
   add_attention_cases(cases);
+  // PPO and image-model kernels (issue 12).
+  add_pointwise_cases(cases);
+  add_log_prob_cases(cases);
+  add_window_cases(cases);
   return cases;
 }
 

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE ops_grad
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -381,4 +382,388 @@ BOOST_AUTO_TEST_CASE(grad_ready_watch_reports_leaves_in_backward_order) {
   BOOST_TEST(events[1].first == 0u);
   BOOST_TEST(events[1].second);
   BOOST_TEST(events[2].first == 2u);  // untouched: at the end
+}
+
+// ---- PPO and image-model ops (issue 12) ----------------------------------------------
+
+namespace {
+// x with every element at least `gap` from each of `points` (finite
+// differences must not step across a kink of relu, clamp, min or max).
+Tensor away_from(const Tensor& x, std::vector<float> points, float gap = 0.05f) {
+  auto v = x.to_vector<float>();
+  for (float& e : v)
+    for (float p : points)
+      if (std::abs(e - p) < gap) e = e < p ? p - gap : p + gap;
+  Tensor out = Tensor::from_vector<float>(x.shape(), v);
+  out.set_requires_grad(x.requires_grad());
+  return out;
+}
+// Distinct values 0.05 apart in a random order: max pooling without near-ties.
+Tensor distinct_values(const Shape& shape, uint64_t stream) {
+  const int64_t n = shape_numel(shape);
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(order[i], order[philox4x32(5, stream, i)[0] % (i + 1)]);
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = 0.05f * (order[i] - n / 2) + 0.01f;
+  Tensor t = Tensor::from_vector<float>(shape, v);
+  t.set_requires_grad(true);
+  return t;
+}
+std::vector<float> host(const Tensor& t) {
+  return t.to_vector<float>();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(unary_grads_and_values) {
+  auto f_exp = [](const Ins& in) { return one(ag::exp(in[0])); };
+  BOOST_TEST(grad_check(f_exp, {param({4, 9}, 1)}) < kTol);
+  // log of positive inputs: exp(x) > 0, through two ops.
+  auto f_log = [](const Ins& in) { return one(ag::log(ag::add(in[0], in[0]))); };
+  const Tensor positive = away_from(param({5, 7}, 2, 0.5f), {0.0f}, 0.3f);
+  std::vector<float> abs_values = host(positive);
+  for (float& v : abs_values) v = std::abs(v);
+  Tensor pos = Tensor::from_vector<float>({5, 7}, abs_values);
+  pos.set_requires_grad(true);
+  BOOST_TEST(grad_check(f_log, {pos}) < kTol);
+  auto f_relu = [](const Ins& in) { return one(ag::relu(in[0])); };
+  BOOST_TEST(grad_check(f_relu, {away_from(param({6, 8}, 3), {0.0f})}) < kTol);
+  auto f_clamp = [](const Ins& in) { return one(ag::clamp(in[0], -0.5f, 0.7f)); };
+  BOOST_TEST(grad_check(f_clamp, {away_from(param({6, 8}, 4), {-0.5f, 0.7f})}) < kTol);
+  // Values against libm.
+  const Tensor x = Tensor::randn({1000}, 9, 1, 3.0f);
+  const auto xs = host(x), e = host(ops::exp(x)), r = host(ops::relu(x)),
+             c = host(ops::clamp(x, -1.0f, 2.0f));
+  for (size_t i = 0; i < xs.size(); ++i) {
+    BOOST_TEST(std::abs(e[i] - std::exp(double(xs[i]))) <= 1e-6 * std::exp(double(xs[i])));
+    BOOST_TEST(r[i] == std::max(xs[i], 0.0f));
+    BOOST_TEST(c[i] == std::clamp(xs[i], -1.0f, 2.0f));
+  }
+  const auto l = host(ops::log(ops::exp(x)));
+  for (size_t i = 0; i < xs.size(); ++i) BOOST_TEST(std::abs(l[i] - xs[i]) < 1e-5);
+  // Gradients outside clamp's range and below relu's kink are exactly zero.
+  const Tensor edge = Tensor::from_vector<float>({4}, std::vector<float>{-2.0f, -0.5f, 0.5f, 3.0f});
+  Tensor dx;
+  ops::clamp_backward(edge, -0.5f, 0.5f, Tensor::full({4}, 1.0f), &dx);
+  BOOST_TEST(host(dx) == (std::vector<float>{0.0f, 1.0f, 1.0f, 0.0f}));  // inclusive, as PyTorch
+  Tensor dr;
+  ops::relu_backward(edge, Tensor::full({4}, 1.0f), &dr);
+  BOOST_TEST(host(dr) == (std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f}));
+}
+
+BOOST_AUTO_TEST_CASE(mul_grads_with_broadcasting) {
+  auto f = [](const Ins& in) { return one(ag::mul(in[0], in[1])); };
+  // Same shape; a trailing-dims operand either side; keepdim (B, T, 1); per
+  // channel (1, C, 1, 1); a one-element scalar.
+  BOOST_TEST(grad_check(f, {param({2, 3, 4}, 1), param({2, 3, 4}, 2)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({2, 3, 4}, 3), param({4}, 4)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({3, 4}, 5), param({2, 3, 4}, 6)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({2, 3, 4}, 7), param({2, 3, 1}, 8)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({2, 3, 4, 5}, 9), param({1, 3, 1, 1}, 10)}) < kTol);
+  BOOST_TEST(grad_check(f, {param({3, 5}, 11), param({1}, 12)}) < kTol);
+  // Values: a (2, 3) * b (3) and * c (2, 1).
+  const Tensor a = Tensor::from_vector<float>({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+  const Tensor b = Tensor::from_vector<float>({3}, std::vector<float>{10, 20, 30});
+  const Tensor c = Tensor::from_vector<float>({2, 1}, std::vector<float>{-1, 2});
+  BOOST_TEST(host(ops::mul(a, b)) == (std::vector<float>{10, 40, 90, 40, 100, 180}));
+  BOOST_TEST(host(ops::mul(c, a)) == (std::vector<float>{-1, -2, -3, 8, 10, 12}));
+}
+
+BOOST_AUTO_TEST_CASE(minimum_maximum_grads_and_ties) {
+  // b = a +- (0.1 .. 1): no pair within a finite-difference step.
+  const Tensor a = param({4, 6}, 1);
+  auto av = host(a), bv = av;
+  const auto noise = host(Tensor::randn({24}, 3, 3));
+  for (size_t i = 0; i < bv.size(); ++i)
+    bv[i] += (i % 3 == 0 ? -1.0f : 1.0f) * (0.1f + 0.9f * std::min(1.0f, std::abs(noise[i])));
+  Tensor b = Tensor::from_vector<float>({4, 6}, bv);
+  b.set_requires_grad(true);
+  auto fmin = [](const Ins& in) { return one(ag::minimum(in[0], in[1])); };
+  auto fmax = [](const Ins& in) { return one(ag::maximum(in[0], in[1])); };
+  BOOST_TEST(grad_check(fmin, {a, b}) < kTol);
+  BOOST_TEST(grad_check(fmax, {a, b}) < kTol);
+  // Broadcast: x (4, 6) against a per-column threshold t (6), kept apart.
+  const Tensor t = param({6}, 2);
+  auto xv = host(param({4, 6}, 3));
+  const auto tv = host(t);
+  for (size_t i = 0; i < xv.size(); ++i)
+    if (std::abs(xv[i] - tv[i % 6]) < 0.05f) xv[i] = tv[i % 6] + 0.1f;
+  Tensor x = Tensor::from_vector<float>({4, 6}, xv);
+  x.set_requires_grad(true);
+  BOOST_TEST(grad_check(fmin, {x, t}) < kTol);
+  BOOST_TEST(grad_check(fmax, {t, x}) < kTol);
+  // Values, and ties split the gradient in halves (torch.minimum).
+  const Tensor p = Tensor::from_vector<float>({3}, std::vector<float>{1, 5, 2});
+  const Tensor q = Tensor::from_vector<float>({3}, std::vector<float>{3, 4, 2});
+  BOOST_TEST(host(ops::minimum(p, q)) == (std::vector<float>{1, 4, 2}));
+  BOOST_TEST(host(ops::maximum(p, q)) == (std::vector<float>{3, 5, 2}));
+  Tensor dp, dq;
+  ops::minimum_backward(p, q, Tensor::full({3}, 1.0f), &dp, &dq);
+  BOOST_TEST(host(dp) == (std::vector<float>{1, 0, 0.5f}));
+  BOOST_TEST(host(dq) == (std::vector<float>{0, 1, 0.5f}));
+}
+
+BOOST_AUTO_TEST_CASE(sum_mean_grads_values_and_shapes) {
+  const Tensor x = param({2, 3, 5}, 1);
+  BOOST_TEST(grad_check([](const Ins& in) { return one(ag::sum(in[0])); }, {x}) < kTol);
+  BOOST_TEST(grad_check([](const Ins& in) { return one(ag::mean(in[0])); }, {x}) < kTol);
+  BOOST_TEST(grad_check([](const Ins& in) { return one(ag::sum_last(in[0])); }, {x}) < kTol);
+  BOOST_TEST(grad_check([](const Ins& in) { return one(ag::mean_last(in[0], true)); }, {x}) < kTol);
+  // Shapes: (1) for all; (...) or (..., 1) over the last dim; (1) for 1-D x.
+  BOOST_TEST(ops::sum(x).shape() == Shape({1}));
+  BOOST_TEST(ops::sum_last(x).shape() == Shape({2, 3}));
+  BOOST_TEST(ops::mean_last(x, true).shape() == Shape({2, 3, 1}));
+  BOOST_TEST(ops::sum_last(Tensor::randn({7}, 1, 1)).shape() == Shape({1}));
+  const auto v = host(x);
+  double total = 0;
+  for (float e : v) total += e;
+  BOOST_TEST(std::abs(ops::sum(x).item() - total) < 1e-5);
+  BOOST_TEST(std::abs(ops::mean(x).item() - total / 30) < 1e-6);
+  const auto rows = host(ops::mean_last(x));
+  for (int r = 0; r < 6; ++r) {
+    double row = 0;
+    for (int c = 0; c < 5; ++c) row += v[r * 5 + c];
+    BOOST_TEST(std::abs(rows[r] - row / 5) < 1e-6);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(concat_grads_and_values) {
+  for (int dim : {0, 1, -1}) {
+    auto f = [dim](const Ins& in) { return one(ag::concat(in, dim)); };
+    Shape s1 = {2, 3, 4}, s2 = s1;
+    s2[dim < 0 ? 2 : dim] = 2;
+    BOOST_TEST(grad_check(f, {param(s1, 1), param(s2, 2), param(s1, 3)}) < kTol);
+  }
+  // A tensor that needs no gradient among ones that do.
+  auto g = [](const Ins& in) {
+    return one(ag::concat(std::vector<Tensor>{in[0], Tensor::randn({2, 1}, 4, 4), in[0]}, 1));
+  };
+  BOOST_TEST(grad_check(g, {param({2, 2}, 5)}) < kTol);
+  const Tensor a = Tensor::from_vector<float>({2, 2}, std::vector<float>{1, 2, 3, 4});
+  const Tensor b = Tensor::from_vector<float>({2, 1}, std::vector<float>{9, 8});
+  const std::vector<Tensor> parts = {a, b};
+  const Tensor y = ops::concat(parts, 1);
+  BOOST_TEST(y.shape() == Shape({2, 3}));
+  BOOST_TEST(host(y) == (std::vector<float>{1, 2, 9, 3, 4, 8}));
+}
+
+BOOST_AUTO_TEST_CASE(log_softmax_and_token_log_probs) {
+  auto f = [](const Ins& in) { return one(ag::log_softmax(in[0])); };
+  BOOST_TEST(grad_check(f, {param({3, 4, 9}, 1)}) < kTol);
+  const Tensor ids = Tensor::from_vector<int64_t>({2, 3}, std::vector<int64_t>{0, 8, 3, 3, 5, 1});
+  auto g = [&](const Ins& in) { return one(ag::token_log_probs(in[0], ids)); };
+  BOOST_TEST(grad_check(g, {param({2, 3, 9}, 2)}) < kTol);
+  // The same as gathering log_softmax, and as minus the per-row cross entropy.
+  const Tensor logits = Tensor::randn({2, 3, 9}, 4, 4, 2.0f);
+  const auto full = host(ops::log_softmax(logits));
+  const auto picked = host(ops::token_log_probs(logits, ids, nullptr));
+  const auto id = ids.to_vector<int64_t>();
+  const auto l = host(logits);
+  for (int r = 0; r < 6; ++r) {
+    double z = 0;
+    for (int c = 0; c < 9; ++c) z += std::exp(double(l[r * 9 + c]));
+    const double ref = l[r * 9 + id[r]] - std::log(z);
+    BOOST_TEST(std::abs(picked[r] - ref) < 1e-5);
+    BOOST_TEST(std::abs(full[r * 9 + id[r]] - ref) < 1e-5);
+  }
+  BOOST_TEST(ops::token_log_probs(logits, ids, nullptr).shape() == Shape({2, 3}));
+}
+
+namespace {
+// Direct convolution in double: x (N, C, H, W), w (O, C, k, k).
+std::vector<float> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, int stride,
+                              int pad) {
+  const auto X = host(x), W = host(w);
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), Wd = x.dim(3), O = w.dim(0), K = w.dim(2);
+  const int64_t OH = (H + 2 * pad - K) / stride + 1, OW = (Wd + 2 * pad - K) / stride + 1;
+  const auto B = b.defined() ? host(b) : std::vector<float>(O, 0.0f);
+  std::vector<float> y(N * O * OH * OW);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double acc = B[o];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < K; ++i)
+              for (int64_t j = 0; j < K; ++j) {
+                const int64_t ih = oh * stride - pad + i, iw = ow * stride - pad + j;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
+                acc +=
+                    double(X[((n * C + c) * H + ih) * Wd + iw]) * W[((o * C + c) * K + i) * K + j];
+              }
+          y[((n * O + o) * OH + oh) * OW + ow] = float(acc);
+        }
+  return y;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(conv2d_grads_and_values) {
+  for (auto [stride, pad] : {std::pair{1, 1}, std::pair{2, 0}, std::pair{2, 2}}) {
+    auto f = [=](const Ins& in) { return one(ag::conv2d(in[0], in[1], in[2], stride, pad)); };
+    BOOST_TEST(grad_check(f, {param({2, 3, 7, 6}, 1), param({4, 3, 3, 3}, 2), param({4}, 3)}) <
+               kTol);
+    const Tensor x = Tensor::randn({2, 3, 7, 6}, 5, 1), w = Tensor::randn({4, 3, 3, 3}, 5, 2),
+                 b = Tensor::randn({4}, 5, 3);
+    BOOST_TEST(testing::norm_error(host(ops::conv2d(x, w, b, stride, pad)),
+                                   naive_conv(x, w, b, stride, pad)) < 1e-6);
+  }
+  auto no_bias = [](const Ins& in) { return one(ag::conv2d(in[0], in[1], Tensor(), 1, 0)); };
+  BOOST_TEST(grad_check(no_bias, {param({1, 2, 5, 5}, 4), param({3, 2, 5, 5}, 5)}) < kTol);
+}
+
+// Images large enough that im2col runs in several chunks: the result and the
+// gradients equal those of one image at a time.
+BOOST_AUTO_TEST_CASE(conv2d_chunks_equal_single_images) {
+  const int64_t N = 3, C = 32, H = 130, W = 130;  // 288 x 128^2 floats per image
+  const Tensor x = Tensor::randn({N, C, H, W}, 6, 1), w = Tensor::randn({2, C, 3, 3}, 6, 2),
+               b = Tensor::randn({2}, 6, 3);
+  const Tensor y = ops::conv2d(x, w, b, 1, 0);
+  const Tensor dy = Tensor::randn(y.shape(), 6, 4);
+  Tensor dx, dw, db;
+  ops::conv2d_backward(x, w, dy, 1, 0, &dx, &dw, &db);
+  Tensor dw_sum, db_sum;
+  for (int64_t n = 0; n < N; ++n) {
+    const Tensor xn = x.narrow(0, n, 1).contiguous(), dyn = dy.narrow(0, n, 1).contiguous();
+    BOOST_TEST(testing::norm_error(host(ops::conv2d(xn, w, b, 1, 0)),
+                                   host(y.narrow(0, n, 1).contiguous())) < 1e-6);
+    Tensor dxn;
+    ops::conv2d_backward(xn, w, dyn, 1, 0, &dxn, &dw_sum, &db_sum);
+    BOOST_TEST(testing::norm_error(host(dxn), host(dx.narrow(0, n, 1).contiguous())) < 1e-6);
+  }
+  BOOST_TEST(testing::norm_error(host(dw), host(dw_sum)) < 1e-6);
+  BOOST_TEST(testing::norm_error(host(db), host(db_sum)) < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(pooling_grads_and_values) {
+  for (auto [kernel, stride, pad] :
+       {std::tuple{2, 2, 0}, std::tuple{3, 2, 1}, std::tuple{3, 1, 1}}) {
+    auto fmax = [=](const Ins& in) { return one(ag::max_pool2d(in[0], kernel, stride, pad)); };
+    BOOST_TEST(grad_check(fmax, {distinct_values({2, 3, 7, 8}, 1)}, 1e-2f, 200) < kTol);
+    auto favg = [=](const Ins& in) { return one(ag::avg_pool2d(in[0], kernel, stride, pad)); };
+    BOOST_TEST(grad_check(favg, {param({2, 3, 7, 8}, 2)}) < kTol);
+  }
+  // 4x4 -> 2x2 by hand; avg with padding divides by the full window.
+  const Tensor x = Tensor::from_vector<float>(
+      {1, 1, 4, 4}, std::vector<float>{1, 2, 5, 3, 4, 0, 1, 1, 9, 8, 2, 2, 7, 6, 2, 4});
+  Tensor argmax;
+  BOOST_TEST(host(ops::max_pool2d(x, 2, 2, 0, &argmax)) == (std::vector<float>{4, 5, 9, 4}));
+  BOOST_TEST(argmax.to_vector<int32_t>() == (std::vector<int32_t>{4, 2, 8, 15}));
+  BOOST_TEST(host(ops::avg_pool2d(x, 2, 2, 0)) == (std::vector<float>{1.75f, 2.5f, 7.5f, 2.5f}));
+  BOOST_TEST(ops::avg_pool2d(x, 3, 2, 1).to_vector<float>()[0] == (1 + 2 + 4 + 0) / 9.0f);
+}
+
+BOOST_AUTO_TEST_CASE(new_ops_bad_inputs_name_op_and_shapes) {
+  const Tensor a = Tensor::randn({2, 3, 4}, 1, 1), b = Tensor::randn({3, 5}, 1, 2);
+  BOOST_TEST(error_mentions([&] { ops::mul(a, b); }, {"mul", "[2, 3, 4]", "[3, 5]"}));
+  BOOST_TEST(error_mentions(
+      [&] {
+        ops::minimum(a, Tensor::randn({2, 1, 4}, 1, 3));
+      },
+      {"minimum", "[2, 1, 4]"}));
+  const std::vector<Tensor> parts = {a, b};
+  BOOST_TEST(error_mentions([&] { ops::concat(parts, 0); }, {"concat", "[2, 3, 4]", "[3, 5]"}));
+  BOOST_TEST(error_mentions([&] { ops::concat(std::vector<Tensor>{a}, 3); }, {"concat", "dim 3"}));
+  const Tensor ids = Tensor::from_vector<int64_t>({2}, std::vector<int64_t>{1, 9});
+  BOOST_TEST(error_mentions(
+      [&] {
+        ops::token_log_probs(b.view({3, 5}), ids, nullptr);
+      },
+      {"token_log_probs", "[2]", "[3, 5]"}));
+  BOOST_TEST(error_mentions(
+      [&] {
+        ops::token_log_probs(Tensor::randn({2, 5}, 1, 4), ids, nullptr);
+      },
+      {"token_log_probs", "9", "[0, 5)"}));
+  const Tensor img = Tensor::randn({1, 3, 8, 8}, 1, 5);
+  BOOST_TEST(error_mentions(
+      [&] {
+        ops::conv2d(img, Tensor::randn({4, 2, 3, 3}, 1, 6), Tensor(), 1, 0);
+      },
+      {"conv2d", "[4, 2, 3, 3]", "[1, 3, 8, 8]"}));
+  BOOST_TEST(error_mentions(
+      [&] {
+        ops::conv2d(img, Tensor::randn({4, 3, 9, 9}, 1, 7), Tensor(), 1, 0);
+      },
+      {"conv2d", "9x9", "[1, 3, 8, 8]"}));
+  BOOST_TEST(
+      error_mentions([&] { ops::max_pool2d(img, 2, 2, 2, nullptr); }, {"max_pool2d", "padding 2"}));
+  BOOST_TEST(error_mentions([&] { ops::avg_pool2d(a, 2, 2, 0); }, {"avg_pool2d", "[2, 3, 4]"}));
+  BOOST_TEST(error_mentions([&] { ops::clamp(a, 1.0f, -1.0f); }, {"clamp", "1", "-1"}));
+}
+
+// ---- backward over the loss's subgraph (PPO: actor and critic in one forward) -------
+
+namespace {
+struct TwoLosses {
+  Tensor actor, critic;
+};
+// An actor loss and a critic loss over one input, their nodes interleaved on
+// the tape, sharing the leaf `shared` (summed gradients) but no non-leaf.
+TwoLosses record_two_losses(const Tensor& x, const Tensor& shared, const Tensor& w_actor,
+                            const Tensor& w_critic, bool actor, bool critic) {
+  TwoLosses out;
+  Tensor ha, hc;
+  if (actor) ha = ag::linear(x, w_actor, shared);
+  if (critic) hc = ag::linear(x, w_critic, shared);
+  if (actor) ha = ag::exp(ag::clamp(ha, -2.0f, 2.0f));
+  if (critic) hc = ag::relu(hc);
+  if (actor) out.actor = ag::mean(ag::mul(ha, ha));
+  if (critic) out.critic = ag::sum(ag::mul(hc, hc));
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(backward_runs_only_the_losses_subgraph) {
+  autograd::clear_tape();
+  const Tensor x = Tensor::randn({6, 5}, 2, 1);
+  const Tensor shared = param({4}, 2), w_actor = param({4, 5}, 3), w_critic = param({4, 5}, 4);
+  // References: each loss recorded and back-propagated alone.
+  autograd::backward(record_two_losses(x, shared, w_actor, w_critic, true, false).actor);
+  const auto actor_alone = host(w_actor.grad()), shared_actor = host(shared.grad());
+  shared.set_grad(Tensor());
+  autograd::backward(record_two_losses(x, shared, w_actor, w_critic, false, true).critic);
+  const auto critic_alone = host(w_critic.grad()), shared_critic = host(shared.grad());
+  BOOST_TEST(autograd::tape_size() == 0u);
+  shared.set_grad(Tensor());
+  w_actor.set_grad(Tensor());
+  w_critic.set_grad(Tensor());
+
+  const TwoLosses both = record_two_losses(x, shared, w_actor, w_critic, true, true);
+  BOOST_TEST(autograd::tape_size() == 9u);
+  autograd::backward(both.actor);
+  BOOST_TEST(autograd::tape_size() == 4u);  // the critic's nodes wait
+  BOOST_TEST(!w_critic.grad().defined());   // untouched by the actor's backward
+  BOOST_TEST(host(w_actor.grad()) == actor_alone);
+  BOOST_TEST(host(shared.grad()) == shared_actor);
+  autograd::backward(both.critic);
+  BOOST_TEST(autograd::tape_size() == 0u);
+  BOOST_TEST(host(w_critic.grad()) == critic_alone);
+  BOOST_TEST(host(w_actor.grad()) == actor_alone);  // not touched again
+  // The shared leaf holds the sum of both losses' gradients.
+  const auto summed = host(shared.grad());
+  for (size_t i = 0; i < summed.size(); ++i)
+    BOOST_TEST(std::abs(summed[i] - (shared_actor[i] + shared_critic[i])) <=
+               1e-6f * (1 + std::abs(summed[i])));
+}
+
+// A non-leaf used by two losses: its nodes run with the first backward, so
+// the second is refused rather than silently losing that part's gradient.
+BOOST_AUTO_TEST_CASE(backward_refuses_a_graph_part_already_released) {
+  autograd::clear_tape();
+  const Tensor w = param({3, 4}, 1);
+  const Tensor h = ag::gelu(ag::linear(Tensor::randn({2, 4}, 1, 2), w, Tensor()));
+  const Tensor l1 = ag::sum(h), l2 = ag::mean(h);
+  autograd::backward(l1);
+  BOOST_TEST(autograd::tape_size() == 1u);
+  BOOST_TEST(error_mentions([&] { autograd::backward(l2); }, {"backward", "already", "add"}));
+  BOOST_TEST(error_mentions([&] { autograd::backward(l1); }, {"backward", "already"}));
+  autograd::clear_tape();
+  // Nodes no loss reached stay until clear_tape (an unused head, say).
+  const Tensor used = ag::sum(ag::relu(ag::linear(Tensor::randn({2, 4}, 1, 3), w, Tensor())));
+  ag::exp(w);
+  autograd::backward(used);
+  BOOST_TEST(autograd::tape_size() == 1u);
+  autograd::clear_tape();
+  BOOST_TEST(autograd::tape_size() == 0u);
 }

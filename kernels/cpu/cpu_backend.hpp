@@ -93,6 +93,33 @@ class CpuBackend final : public Backend {
                   float beta1, float beta2, float eps, float weight_decay,
                   float bias_correction1, float bias_correction2) override;
   bool unscale_and_check(float* x, size_t n, float alpha) override;
+
+  // PPO and image-model kernels (issue 12): pointwise.cpp, softmax.cpp, conv.cpp.
+  void unary_forward(UnaryOp op, const float* x, float* y, size_t n, float lo, float hi) override;
+  void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy, float* dx,
+                      size_t n, float lo, float hi, bool accumulate) override;
+  void binary_forward(BinaryOp op, const float* a, const float* b, float* y,
+                      Broadcast shape) override;
+  void binary_backward(BinaryOp op, const float* a, const float* b, const float* dy, float* da,
+                       float* db_full, Broadcast shape, bool accumulate_da,
+                       bool accumulate_db) override;
+  void reduce_sum(const float* x, float* y, Broadcast shape, float alpha, bool accumulate) override;
+  void expand(const float* x, float* y, Broadcast shape, float alpha, bool accumulate) override;
+  void copy_rows_strided(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                         int64_t rows, int64_t cols, bool accumulate) override;
+  void log_softmax_forward(const float* x, float* y, int rows, int cols) override;
+  void log_softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
+                            bool accumulate) override;
+  void token_log_prob_backward(const float* logits, const int64_t* targets, const float* lse,
+                               const float* dlogp, float* dlogits, int rows, int vocab,
+                               bool accumulate) override;
+  void im2col(const Window2d& w, const float* x, float* cols) override;
+  void col2im(const Window2d& w, const float* cols, float* dx, bool accumulate) override;
+  void max_pool2d_forward(const Window2d& w, const float* x, float* y, int32_t* argmax) override;
+  void max_pool2d_backward(const Window2d& w, const int32_t* argmax, const float* dy, float* dx,
+                           bool accumulate) override;
+  void avg_pool2d_forward(const Window2d& w, const float* x, float* y) override;
+  void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx, bool accumulate) override;
 };
 
 // Loops shorter than this run on one thread: forking costs more than it saves.

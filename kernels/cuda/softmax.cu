@@ -83,8 +83,9 @@ __device__ inline float row_logsumexp(const float* row, int cols) {
   return block_logsumexp(state);
 }
 
-// y may alias x: each element is read before it is written.
-template <int V>
+// y = exp(x - lse), or x - lse for log_softmax (kLog); y may alias x: each
+// element is read before it is written.
+template <int V, bool kLog>
 __global__ void softmax_forward_kernel(const float* x, float* y, int cols) {
   const size_t r = blockIdx.x;
   const float* xr = x + r * cols;
@@ -93,13 +94,15 @@ __global__ void softmax_forward_kernel(const float* x, float* y, int cols) {
   for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
     const Pack<V> xv = load_pack<V>(xr + p * V);
     Pack<V> yv;
-    for (int j = 0; j < V; ++j) yv.v[j] = expf(xv.v[j] - lse);
+    for (int j = 0; j < V; ++j) yv.v[j] = kLog ? xv.v[j] - lse : expf(xv.v[j] - lse);
     store_pack<V>(yr + p * V, yv);
   }
 }
 
-// dx may alias dy: all of dy is read for the dot product before any write.
-template <int V>
+// From the output y: softmax's dx = y * (dy - sum(y * dy)), log_softmax's
+// (kLog) dx = dy - exp(y) * sum(dy). dx may alias dy: all of dy is read for
+// the sum before any write.
+template <int V, bool kLog>
 __global__ void softmax_backward_kernel(const float* __restrict__ y, const float* dy, float* dx,
                                         int cols, bool accumulate) {
   __shared__ float shared[32];
@@ -111,7 +114,7 @@ __global__ void softmax_backward_kernel(const float* __restrict__ y, const float
   for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
     const Pack<V> yv = load_pack<V>(yr + p * V);
     const Pack<V> dyv = load_pack<V>(dyr + p * V);
-    for (int j = 0; j < V; ++j) dot += yv.v[j] * dyv.v[j];
+    for (int j = 0; j < V; ++j) dot += kLog ? dyv.v[j] : yv.v[j] * dyv.v[j];
   }
   dot = cuda::block_sum(dot, shared);
   for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
@@ -120,7 +123,7 @@ __global__ void softmax_backward_kernel(const float* __restrict__ y, const float
     Pack<V> dxv{};
     if (accumulate) dxv = load_pack<V>(dxr + p * V);
     for (int j = 0; j < V; ++j) {
-      const float g = yv.v[j] * (dyv.v[j] - dot);
+      const float g = kLog ? dyv.v[j] - expf(yv.v[j]) * dot : yv.v[j] * (dyv.v[j] - dot);
       dxv.v[j] = accumulate ? dxv.v[j] + g : g;
     }
     store_pack<V>(dxr + p * V, dxv);
@@ -142,20 +145,24 @@ __global__ void cross_entropy_forward_kernel(const float* __restrict__ logits,
   }
 }
 
-// dlogits may alias logits (the gradient written over the logits): each
-// element is read before it is written. The target's subtraction comes after
-// the accumulate, in the CPU's order.
+// dlogits (+)= scale_r * (softmax - onehot(target)), scale_r = dloss *
+// (row_scales ? row_scales[r] : 1) and 0 where the target is ignore_index:
+// cross entropy's backward, and per-token log-probabilities' (dloss -1,
+// row_scales dlogp). dlogits may alias logits (the gradient written over the
+// logits): each element is read before it is written. The target's
+// subtraction comes after the accumulate, in the CPU's order.
 template <int V>
 __global__ void cross_entropy_backward_kernel(const float* logits,
                                               const int64_t* __restrict__ targets,
-                                              const float* __restrict__ lse, float dloss,
+                                              const float* __restrict__ lse,
+                                              const float* __restrict__ row_scales, float dloss,
                                               float* dlogits, int vocab, int64_t ignore_index,
                                               bool accumulate) {
   const size_t r = blockIdx.x;
   const float* row = logits + r * vocab;
   float* drow = dlogits + r * vocab;
   const int64_t t = targets[r];
-  const float scale = t == ignore_index ? 0.0f : dloss;
+  const float scale = t == ignore_index ? 0.0f : (row_scales ? dloss * row_scales[r] : dloss);
   const float row_lse = lse[r];
   for (int p = threadIdx.x; p < vocab / V; p += blockDim.x) {
     const Pack<V> xv = load_pack<V>(row + p * V);
@@ -175,8 +182,8 @@ __global__ void cross_entropy_backward_kernel(const float* logits,
 
 void CudaBackend::softmax_forward(const float* x, float* y, int rows, int cols) {
   if (rows <= 0 || cols <= 0) return;
-  const auto kernel =
-      cuda::rows_aligned16(cols, x, y) ? softmax_forward_kernel<4> : softmax_forward_kernel<1>;
+  const auto kernel = cuda::rows_aligned16(cols, x, y) ? softmax_forward_kernel<4, false>
+                                                       : softmax_forward_kernel<1, false>;
   kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(x, y, cols);
   TURBINE_CUDA_LAUNCH_CHECK();
 }
@@ -184,8 +191,8 @@ void CudaBackend::softmax_forward(const float* x, float* y, int rows, int cols) 
 void CudaBackend::softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
                                    bool accumulate) {
   if (rows <= 0 || cols <= 0) return;
-  const auto kernel = cuda::rows_aligned16(cols, y, dy, dx) ? softmax_backward_kernel<4>
-                                                            : softmax_backward_kernel<1>;
+  const auto kernel = cuda::rows_aligned16(cols, y, dy, dx) ? softmax_backward_kernel<4, false>
+                                                            : softmax_backward_kernel<1, false>;
   kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(y, dy, dx, cols,
                                                                          accumulate);
   TURBINE_CUDA_LAUNCH_CHECK();
@@ -209,7 +216,45 @@ void CudaBackend::cross_entropy_backward(const float* logits, const int64_t* tar
                           ? cross_entropy_backward_kernel<4>
                           : cross_entropy_backward_kernel<1>;
   kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
-      logits, targets, lse, dloss, dlogits, vocab, ignore_index, accumulate);
+      logits, targets, lse, nullptr, dloss, dlogits, vocab, ignore_index, accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace turbine::kernels
+
+// ---- log_softmax and per-token log-probabilities (PPO) ----------------------------
+
+namespace turbine::kernels {
+
+void CudaBackend::log_softmax_forward(const float* x, float* y, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel = cuda::rows_aligned16(cols, x, y) ? softmax_forward_kernel<4, true>
+                                                       : softmax_forward_kernel<1, true>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(x, y, cols);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::log_softmax_backward(const float* y, const float* dy, float* dx, int rows,
+                                       int cols, bool accumulate) {
+  if (rows <= 0 || cols <= 0) return;
+  const auto kernel = cuda::rows_aligned16(cols, y, dy, dx) ? softmax_backward_kernel<4, true>
+                                                            : softmax_backward_kernel<1, true>;
+  kernel<<<rows, cuda::row_threads(cols, kMaxRowThreads), 0, stream()>>>(y, dy, dx, cols,
+                                                                         accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+// Cross entropy's backward with per-row scales -dlogp; targets all in
+// [0, vocab), so ignore_index -1 ignores none.
+void CudaBackend::token_log_prob_backward(const float* logits, const int64_t* targets,
+                                          const float* lse, const float* dlogp, float* dlogits,
+                                          int rows, int vocab, bool accumulate) {
+  if (rows <= 0 || vocab <= 0) return;
+  const auto kernel = cuda::rows_aligned16(vocab, logits, dlogits)
+                          ? cross_entropy_backward_kernel<4>
+                          : cross_entropy_backward_kernel<1>;
+  kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
+      logits, targets, lse, dlogp, -1.0f, dlogits, vocab, -1, accumulate);
   TURBINE_CUDA_LAUNCH_CHECK();
 }
 

@@ -189,4 +189,166 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   return y;
 }
 
+// ---- PPO and image-model ops (issue 12) ---------------------------------------------
+
+Tensor exp(const Tensor& x) {
+  Tensor y = ops::exp(x);
+  if (needs_grad({&x})) {
+    Tensor saved_y = y;  // exp's slope is its output
+    record({&x}, {&y}, [saved_y](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::exp_backward(saved_y, n.grad_output(0), g);
+    });
+  }
+  return y;
+}
+
+Tensor log(const Tensor& x) {
+  Tensor y = ops::log(x);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [x](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::log_backward(x, n.grad_output(0), g);
+    });
+  return y;
+}
+
+Tensor relu(const Tensor& x) {
+  Tensor y = ops::relu(x);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [x](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::relu_backward(x, n.grad_output(0), g);
+    });
+  return y;
+}
+
+Tensor clamp(const Tensor& x, float lo, float hi) {
+  Tensor y = ops::clamp(x, lo, hi);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [x, lo, hi](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::clamp_backward(x, lo, hi, n.grad_output(0), g);
+    });
+  return y;
+}
+
+namespace {
+using BinaryBackward = void (*)(const Tensor&, const Tensor&, const Tensor&, Tensor*, Tensor*);
+
+Tensor binary(Tensor (*forward)(const Tensor&, const Tensor&), BinaryBackward backward,
+              const Tensor& a, const Tensor& b) {
+  Tensor y = forward(a, b);
+  if (needs_grad({&a, &b}))
+    record({&a, &b}, {&y}, [a, b, backward](Node& n) {
+      backward(a, b, n.grad_output(0), n.grad_input(0), n.grad_input(1));
+    });
+  return y;
+}
+
+// Sums and means: the backward spreads alpha * dy over x's shape.
+Tensor reduction(const Tensor& x, Tensor y, float alpha) {
+  if (needs_grad({&x})) {
+    const Shape shape = x.shape();
+    record({&x}, {&y}, [shape, alpha](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::reduce_backward(n.grad_output(0), shape, alpha, g);
+    });
+  }
+  return y;
+}
+}  // namespace
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(ops::mul, ops::mul_backward, a, b);
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return binary(ops::minimum, ops::minimum_backward, a, b);
+}
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary(ops::maximum, ops::maximum_backward, a, b);
+}
+
+Tensor sum(const Tensor& x) {
+  return reduction(x, ops::sum(x), 1.0f);
+}
+Tensor mean(const Tensor& x) {
+  return reduction(x, ops::mean(x), 1.0f / static_cast<float>(x.numel()));
+}
+Tensor sum_last(const Tensor& x, bool keepdim) {
+  return reduction(x, ops::sum_last(x, keepdim), 1.0f);
+}
+Tensor mean_last(const Tensor& x, bool keepdim) {
+  return reduction(x, ops::mean_last(x, keepdim), 1.0f / static_cast<float>(x.dim(-1)));
+}
+
+Tensor concat(std::span<const Tensor> xs, int dim) {
+  Tensor y = ops::concat(xs, dim);
+  std::vector<const Tensor*> inputs;
+  std::vector<Shape> shapes;
+  for (const Tensor& x : xs) {
+    inputs.push_back(&x);
+    shapes.push_back(x.shape());
+  }
+  if (needs_grad(inputs))
+    record(inputs, {&y}, [shapes, dim](Node& n) {
+      std::vector<Tensor*> grads;
+      for (size_t i = 0; i < shapes.size(); ++i) grads.push_back(n.grad_input(i));
+      ops::concat_backward(n.grad_output(0), shapes, dim, grads);
+    });
+  return y;
+}
+
+Tensor log_softmax(const Tensor& x) {
+  Tensor y = ops::log_softmax(x);
+  if (needs_grad({&x})) {
+    Tensor saved_y = y;
+    record({&x}, {&y}, [saved_y](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::log_softmax_backward(saved_y, n.grad_output(0), g);
+    });
+  }
+  return y;
+}
+
+Tensor token_log_probs(const Tensor& logits, const Tensor& ids) {
+  ops::TokenLogProbSaved saved;
+  Tensor y = ops::token_log_probs(logits, ids, &saved);
+  if (needs_grad({&logits}))
+    record({&logits}, {&y}, [logits, saved](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::token_log_probs_backward(logits, saved, n.grad_output(0), g);
+    });
+  return y;
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding) {
+  Tensor y = ops::conv2d(x, weight, bias, stride, padding);
+  if (needs_grad({&x, &weight, &bias}))
+    record({&x, &weight, &bias}, {&y}, [x, weight, stride, padding](Node& n) {
+      ops::conv2d_backward(x, weight, n.grad_output(0), stride, padding, n.grad_input(0),
+                           n.grad_input(1), n.grad_input(2));
+    });
+  return y;
+}
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {
+  Tensor argmax;
+  Tensor y = ops::max_pool2d(x, kernel, stride, padding, &argmax);
+  if (needs_grad({&x})) {
+    const Shape shape = x.shape();
+    record({&x}, {&y}, [shape, argmax, kernel, stride, padding](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::max_pool2d_backward(shape, argmax, n.grad_output(0), kernel, stride, padding, g);
+    });
+  }
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding) {
+  Tensor y = ops::avg_pool2d(x, kernel, stride, padding);
+  if (needs_grad({&x})) {
+    const Shape shape = x.shape();
+    record({&x}, {&y}, [shape, kernel, stride, padding](Node& n) {
+      if (Tensor* g = n.grad_input(0))
+        ops::avg_pool2d_backward(shape, n.grad_output(0), kernel, stride, padding, g);
+    });
+  }
+  return y;
+}
+
 }  // namespace turbine::ag

@@ -27,4 +27,26 @@ Tensor scatter_rows(const Tensor& base, const Tensor& index, const Tensor& src);
 // A differentiable view of a contiguous tensor with a new shape.
 Tensor reshape(const Tensor& x, const Shape& shape);
 
+// ---- PPO and image-model ops (issue 12); shapes and rules as in ops.hpp ----------
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor clamp(const Tensor& x, float lo, float hi);
+// One operand full-size, the other the same or broadcast (ops.hpp).
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor sum(const Tensor& x);                             // -> (1)
+Tensor mean(const Tensor& x);                            // -> (1)
+Tensor sum_last(const Tensor& x, bool keepdim = false);  // (..., C) -> (...) or (..., 1)
+Tensor mean_last(const Tensor& x, bool keepdim = false);
+Tensor concat(std::span<const Tensor> xs, int dim);
+Tensor log_softmax(const Tensor& x);
+// log_softmax(logits)[..., ids]: logits (..., V), ids (...) -> (...).
+Tensor token_log_probs(const Tensor& logits, const Tensor& ids);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride = 1,
+              int padding = 0);
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);
+
 }  // namespace turbine::ag

@@ -1,6 +1,7 @@
 // Reverse-mode autograd as a tape: each differentiable call appends a node
-// (its backward closure); backward() seeds the loss gradient and runs the
-// nodes in reverse, releasing each node's saved tensors once it has run.
+// (its backward closure); backward(loss) seeds the loss gradient and runs the
+// nodes the loss depends on in reverse, releasing each node's saved tensors
+// once it has run.
 // Gradients accumulate in the tensors' AutogradMeta::grad. The tape is per
 // thread; NoGradGuard turns recording off (inference).
 #pragma once
@@ -28,6 +29,7 @@ class NoGradGuard {
 
 // True when recording is on and any input requires grad.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
+bool needs_grad(const std::vector<const Tensor*>& inputs);  // for a variable count (concat)
 
 // What a node's backward receives: its outputs' gradients (undefined where an
 // output did not reach the loss) and slots for its inputs' gradients.
@@ -45,6 +47,7 @@ class Node {
   }
   bool any_output_grad() const;
   const std::vector<std::shared_ptr<AutogradMeta>>& inputs() const { return inputs_; }
+  const std::vector<std::shared_ptr<AutogradMeta>>& outputs() const { return outputs_; }
   void run() { backward_(*this); }
   void release_outputs();  // frees non-leaf output gradients after the node ran
 
@@ -56,6 +59,8 @@ class Node {
 // Records a node. Outputs are marked as requiring grad (non-leaf).
 void record(std::initializer_list<const Tensor*> inputs, std::initializer_list<Tensor*> outputs,
             Node::Backward backward);
+void record(const std::vector<const Tensor*>& inputs, std::initializer_list<Tensor*> outputs,
+            Node::Backward backward);
 
 // Leaves whose gradients someone wants as soon as they are complete (data
 // parallelism starts reducing a bucket while backward goes on): ready(i) is
@@ -66,11 +71,18 @@ struct GradReadyWatch {
   std::function<void(size_t)> ready;
 };
 
-// Runs the tape backward from `loss` (seeded with ones, or with `seed`).
+// Runs backward from `loss` (seeded with ones, or with `seed`) through the
+// recorded nodes on which it depends, and releases them; nodes of other
+// graphs stay on the tape for their own backward (PPO records the actor's and
+// the critic's losses in one forward and back-propagates them separately).
+// Leaves shared by two losses sum both gradients; a non-leaf shared by two
+// losses is refused at the second backward (its nodes are gone): add the
+// losses first. Cost: one pass over the tape and hash sets of its tensors.
 void backward(const Tensor& loss, const Tensor& seed = Tensor(),
               const GradReadyWatch* watch = nullptr);
-// Drops the recorded nodes without running them (e.g. after an eval forward).
+// Drops the recorded nodes without running them (e.g. after an eval forward,
+// or nodes that no loss reached: they stay on the tape until this call).
 void clear_tape();
-size_t tape_size();
+size_t tape_size();  // nodes recorded and not yet run or cleared
 
 }  // namespace turbine::autograd

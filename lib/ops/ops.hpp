@@ -121,4 +121,78 @@ void gather_rows_backward(const Shape& x_shape, const Tensor& index, const Tenso
 Tensor scatter_rows(const Tensor& base, const Tensor& index, const Tensor& src);
 void scatter_rows_backward(const Tensor& index, const Tensor& dy, Tensor* dbase, Tensor* dsrc);
 
+// ---- PPO and image-model ops (issue 12) ------------------------------------------
+
+// Pointwise (pointwise.cpp). Unary, same shape; the backward of each adds
+// dy * op'(x) to dx (exp's from its output y).
+Tensor exp(const Tensor& x);
+void exp_backward(const Tensor& y, const Tensor& dy, Tensor* dx);
+Tensor log(const Tensor& x);
+void log_backward(const Tensor& x, const Tensor& dy, Tensor* dx);
+Tensor relu(const Tensor& x);
+void relu_backward(const Tensor& x, const Tensor& dy, Tensor* dx);  // 0 where x <= 0
+Tensor clamp(const Tensor& x, float lo, float hi);
+void clamp_backward(const Tensor& x, float lo, float hi, const Tensor& dy,
+                    Tensor* dx);  // 0 outside [lo, hi]
+// Binary with broadcasting: one operand has the result's shape, the other
+// either the same shape or a "block" of it: its shape, padded with leading
+// 1s to the same rank, equals the full one's except for 1s before and after
+// one run of dims. So (C) or (T, C) for (B, T, C) (trailing dims: a weight,
+// a per-token advantage), (B, T, 1) for (B, T, C) (keepdim sums), (1, C, 1, 1)
+// for (N, C, H, W) (per channel), and a one-element tensor (a scalar). The
+// gradient of the broadcast operand is summed over the dims it was spread on.
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);  // torch.minimum (ties: half the gradient each)
+Tensor maximum(const Tensor& a, const Tensor& b);
+void mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
+void minimum_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
+void maximum_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
+
+// Reductions and concat (reduce.cpp). Shape rule: sum/mean of every element
+// -> (1); over the last dim, x (..., C) -> (...), or (..., 1) with keepdim;
+// a 1-D x (C) gives (1) either way. Sums accumulate in double.
+Tensor sum(const Tensor& x);
+Tensor mean(const Tensor& x);
+Tensor sum_last(const Tensor& x, bool keepdim = false);
+Tensor mean_last(const Tensor& x, bool keepdim = false);
+// The backward of all four: dx (x_shape) += alpha * dy spread over the summed
+// elements (alpha 1 for a sum, 1 / count for a mean).
+void reduce_backward(const Tensor& dy, const Shape& x_shape, float alpha, Tensor* dx);
+// Tensors whose shapes agree except along `dim` (negative counts from the
+// end), joined along it.
+Tensor concat(std::span<const Tensor> xs, int dim);
+// dxs[i] += the slice of dy that xs[i] (of shapes[i]) became; nullptr skips one.
+void concat_backward(const Tensor& dy, std::span<const Shape> shapes, int dim,
+                     std::span<Tensor* const> dxs);
+
+// Log-probabilities (softmax.cpp). log_softmax over the last dim.
+Tensor log_softmax(const Tensor& x);
+void log_softmax_backward(const Tensor& y, const Tensor& dy, Tensor* dx);
+// log_softmax(logits)[..., ids]: logits (..., V), int ids (...) in [0, V) ->
+// (...), without the (..., V) log-softmax in memory (DeepSpeed-Chat's
+// gather_log_probs, fused like cross_entropy).
+struct TokenLogProbSaved {
+  Tensor lse, ids;  // (rows) log-sum-exp; ids as i64
+};
+Tensor token_log_probs(const Tensor& logits, const Tensor& ids, TokenLogProbSaved* saved);
+void token_log_probs_backward(const Tensor& logits, const TokenLogProbSaved& saved,
+                              const Tensor& dy, Tensor* dlogits);
+
+// Convolution and pooling, NCHW (conv.cpp); stride and padding are the same
+// in both spatial dims. x (N, C, H, W), weight (O, C, kh, kw), bias (O) or
+// undefined -> (N, O, (H + 2p - kh) / s + 1, (W + 2p - kw) / s + 1), as
+// im2col + GEMM (in chunks of images, so the column buffer stays bounded).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding);
+void conv2d_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, int stride,
+                     int padding, Tensor* dx, Tensor* dweight, Tensor* dbias);
+// Pooling over kernel x kernel windows (padding <= kernel / 2, as PyTorch).
+// max_pool2d saves the argmax (i32, the output's shape) for its backward;
+// avg_pool2d divides by kernel^2 (PyTorch's count_include_pad=True).
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding, Tensor* argmax);
+void max_pool2d_backward(const Shape& x_shape, const Tensor& argmax, const Tensor& dy, int kernel,
+                         int stride, int padding, Tensor* dx);
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding);
+void avg_pool2d_backward(const Shape& x_shape, const Tensor& dy, int kernel, int stride,
+                         int padding, Tensor* dx);
+
 }  // namespace turbine::ops

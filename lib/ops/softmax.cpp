@@ -64,4 +64,66 @@ void cross_entropy_backward(const Tensor& logits, const CrossEntropySaved& saved
                               ignore_index, acc);
 }
 
+// ---- log_softmax and per-token log-probabilities (PPO) ------------------------------
+
+// x (..., V) -> (..., V)
+Tensor log_softmax(const Tensor& x) {
+  check_f32("log_softmax", {&x});
+  const int64_t cols = x.dim(-1);
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  backend_for(x.device())
+      .log_softmax_forward(x.data<float>(), y.data<float>(), x.numel() / cols, cols);
+  return y;
+}
+
+void log_softmax_backward(const Tensor& y, const Tensor& dy, Tensor* dx) {
+  check_f32("log_softmax_backward", {&y, &dy});
+  TURBINE_CHECK(y.shape() == dy.shape(), "log_softmax_backward: gradient {} for output {}",
+                dy.str(), y.str());
+  const int64_t cols = y.dim(-1);
+  const bool acc = prepare_grad(dx, y);
+  backend_for(y.device())
+      .log_softmax_backward(y.data<float>(), dy.data<float>(), dx->data<float>(), y.numel() / cols,
+                            cols, acc);
+}
+
+// logits (..., V), ids (...) -> (...). The forward is cross entropy's kernel
+// (lse - logit at the target) negated: no id is ignored.
+Tensor token_log_probs(const Tensor& logits, const Tensor& ids, TokenLogProbSaved* saved) {
+  check_f32("token_log_probs", {&logits});
+  Shape rows_shape = logits.shape();
+  rows_shape.pop_back();
+  TURBINE_CHECK(ids.shape() == rows_shape || (rows_shape.empty() && ids.numel() == 1),
+                "token_log_probs: ids {} must have the logits' shape {} without the last dim",
+                ids.str(), shape_str(logits.shape()));
+  const int64_t vocab = logits.dim(-1), rows = ids.numel();
+  TokenLogProbSaved local;
+  TokenLogProbSaved& s = saved ? *saved : local;
+  s.ids = to_index(ids, "token_log_probs").to(logits.device());
+  for (int64_t id : s.ids.to(Device::cpu()).to_vector<int64_t>())
+    TURBINE_CHECK(id >= 0 && id < vocab,
+                  "token_log_probs: id {} outside the vocabulary [0, {}) of logits {}", id, vocab,
+                  logits.str());
+  s.lse = Tensor::empty({rows}, DType::f32, logits.device());
+  Tensor y = Tensor::empty(ids.shape(), DType::f32, logits.device());
+  kernels::Backend& be = backend_for(logits.device());
+  be.cross_entropy_forward(logits.data<float>(), s.ids.data<int64_t>(), y.data<float>(),
+                           s.lse.data<float>(), rows, vocab, /*ignore_index=*/-1);
+  be.scale(y.data<float>(), y.data<float>(), rows, -1.0f, false);
+  return y;
+}
+
+void token_log_probs_backward(const Tensor& logits, const TokenLogProbSaved& saved,
+                              const Tensor& dy, Tensor* dlogits) {
+  check_f32("token_log_probs_backward", {&logits, &dy});
+  const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  TURBINE_CHECK(dy.numel() == rows, "token_log_probs_backward: gradient {} for logits {}", dy.str(),
+                logits.str());
+  const bool acc = prepare_grad(dlogits, logits);
+  backend_for(logits.device())
+      .token_log_prob_backward(logits.data<float>(), saved.ids.data<int64_t>(),
+                               saved.lse.data<float>(), dy.data<float>(), dlogits->data<float>(),
+                               rows, vocab, acc);
+}
+
 }  // namespace turbine::ops
