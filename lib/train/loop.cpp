@@ -5,6 +5,7 @@
 #include <fstream>
 #include <optional>
 
+#include "autograd/tape.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -94,6 +95,9 @@ StepOutcome train_step(dist::Communicator& comm, Engine& engine, TrainTask& task
     loss_sum += loss.item();
   }
   out.update = engine.step(out.lr);
+  // backward runs only what the loss reaches: nodes a task recorded beside
+  // it (a metric's forward) would otherwise stay for the next step.
+  autograd::clear_tape();
   double loss = loss_sum / double(accumulation);
   comm.allreduce_sum(&loss, 1);
   out.loss = loss / comm.size();
