@@ -21,6 +21,7 @@
 #include "core/timer.hpp"
 #include "dist/communicator.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/cpu/gemm_kernel.hpp"
 #include "kernels/profiling.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
@@ -90,8 +91,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   app.add_option("--gemm-size", o.gemm_size,
-                 "side of the square GEMM timed for the reference figure; 0: 768 on a CPU, 8192 "
-                 "on a GPU")
+                 "side of the square GEMM timed for the reference figure; 0: the size "
+                 "ops::measure_gemm_peak_tflops picks (2048 on a CPU, 8192 on a GPU)")
       ->check(kNonNegative)
       ->capture_default_str();
   app.add_option("--profile", o.profile_steps,
@@ -118,8 +119,8 @@ int run(const Options& o) {
                                  : o.precision == "f16" ? kernels::MathMode::f16
                                                         : kernels::MathMode::f32;
   kernels::MathModeGuard guard(be, math);
-  const int gemm_size = o.gemm_size > 0 ? o.gemm_size : device.is_cpu() ? 768 : 8192;
-  const double gemm_tflops = ops::measure_gemm_tflops(device, gemm_size, 0.5);
+  const double gemm_tflops = o.gemm_size > 0 ? ops::measure_gemm_tflops(device, o.gemm_size, 1.0)
+                                             : ops::measure_gemm_peak_tflops(device);
   const double peak_tflops = o.peak_tflops > 0 ? o.peak_tflops : gemm_tflops;
 
   nn::Bloom model(c, 1234, device);
@@ -165,13 +166,14 @@ int run(const Options& o) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
-      "{\"impl\":\"turbine\",\"device\":\"%s\",\"precision\":\"%s\",\"threads\":%d,"
+      "{\"impl\":\"turbine\",\"device\":\"%s\",\"gemm_kernel\":\"%s\",\"precision\":\"%s\","
+      "\"threads\":%d,"
       "\"params\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"gflops\":%.1f,"
       "\"gemm_tflops\":%.3f,\"peak_tflops\":%.3f,\"mfu\":%.4f,\"peak_tensor_mb\":%.1f,"
       "\"reserved_mb\":%.1f,\"peak_rss_mb\":%.1f,\"loss\":%.4f}\n",
-      device.str().c_str(), o.precision.c_str(), omp_get_max_threads(),
-      (long long)c.parameter_count(), tokens / median, median, flops / median / 1e9, gemm_tflops,
-      peak_tflops, flops / median / (peak_tflops * 1e12),
+      device.str().c_str(), device.is_cpu() ? kernels::cpu_gemm_kernel_name().c_str() : "cuBLASLt",
+      o.precision.c_str(), omp_get_max_threads(), (long long)c.parameter_count(), tokens / median,
+      median, flops / median / 1e9, gemm_tflops, peak_tflops, flops / median / (peak_tflops * 1e12),
       memory_stats(device).peak_bytes / 1048576.0, be.reserved_bytes() / 1048576.0,
       usage.ru_maxrss / 1024.0, loss);
   return 0;

@@ -1,4 +1,4 @@
-// The CPU backend: OpenBLAS for GEMM, OpenMP loops (vectorized with
+// The CPU backend: oneDNN for GEMM, OpenMP loops (vectorized with
 // `omp simd`) for everything else. The methods are defined one concern per
 // file beside this header (gemm.cpp, layer_norm.cpp, attention.cpp, ...).
 #pragma once

@@ -35,9 +35,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor* dx,
                      Tensor* dweight, Tensor* dbias);
 // TFLOP/s of an n x n x n GEMM on `device` in its backend's current math
-// mode, timed for about `seconds` after one warm-up: the matrix peak this
-// process reaches (sgemm on a CPU, tensor cores in bf16/f16 on a GPU).
+// mode, the best of 5 rounds after a warm-up, about `seconds` in all (each
+// round one call at least): the matrix rate this process reaches with the
+// kernels training uses.
 double measure_gemm_tflops(Device device, int n, double seconds);
+// The peak MFU is measured against: measure_gemm_tflops at a size that
+// reaches the hardware's rate (2048 on a CPU, in f32 since the CPU's 16-bit
+// modes only round the inputs; 8192 on a GPU, in the current math mode).
+double measure_gemm_peak_tflops(Device device, double seconds = 1.0);
 
 // ---- elementwise (elementwise.cpp) ---------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b, float alpha = 1.0f, float beta = 1.0f);

@@ -3,7 +3,7 @@
 
 Builds tools/bloom_ref.BloomRef at the given sizes, feeds random tokens and
 times forward + loss + backward + clipping + AdamW step + zero_grad.  Prints one JSON line:
-{"impl":"pytorch","torch":...,"threads":...,"tokens_per_s":...,"step_s":...,"peak_rss_mb":...}
+{"impl":"pytorch","torch":...,"openblas_core":...,"threads":...,"tokens_per_s":...,...}
 step_s is the median over --steps timed steps (after --warmup untimed ones);
 tokens_per_s = batch*seq/step_s.  On the CPU run it with /usr/bin/python3
 (Debian's torch). With --device cuda it runs on the GPU; --precision bf16
@@ -12,6 +12,7 @@ does, and f16 adds a GradScaler.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -24,6 +25,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from bloom_ref import BloomRef, is_decayed, loss_fn  # noqa: E402
+
+
+def openblas_core():
+    """The kernels OpenBLAS runs in this process (its own pick from the CPU
+    model, or OPENBLAS_CORETYPE), or "" where torch's BLAS is not OpenBLAS."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "libopenblas" in line}
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)  # already loaded by torch: the same instance
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    return ""
 
 
 def main():
@@ -95,6 +108,7 @@ def main():
     print(json.dumps({
         "impl": "pytorch",
         "torch": torch.__version__,
+        "openblas_core": openblas_core(),
         "threads": args.threads,
         "vocab": args.vocab, "hidden": args.hidden, "heads": args.heads,
         "layers": args.layers, "batch": args.batch, "seq": args.seq,

@@ -1,0 +1,108 @@
+// The CPU backend's GEMM (oneDNN) against a plain triple loop in double:
+// every transpose, padded leading dimensions, alpha and beta, K = 0, strided
+// batches, and the name a job prints for the kernel. The library changed
+// from OpenBLAS to oneDNN; this pins the row-major BLAS semantics it must keep.
+#define BOOST_TEST_MODULE cpu_gemm
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "kernels/cpu/gemm_kernel.hpp"
+#include "tensor/tensor.hpp"
+
+using namespace turbine;
+
+namespace {
+
+struct Case {
+  bool trans_a, trans_b;
+  int M, N, K, pad;
+  float alpha, beta;
+  int batch = 1;
+};
+
+// Values in [-1, 1) from Philox, never all zeros.
+std::vector<float> draw(size_t n, uint64_t stream) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = float(philox4x32(11, stream, i)[0] >> 8) / 8388608.0f - 1;
+  return v;
+}
+
+void check(const Case& c) {
+  // Row-major op(A) (M, K), op(B) (K, N); stored A is (K, M) when transposed.
+  const int a_rows = c.trans_a ? c.K : c.M, a_cols = c.trans_a ? c.M : c.K;
+  const int b_rows = c.trans_b ? c.N : c.K, b_cols = c.trans_b ? c.K : c.N;
+  const int lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.N + c.pad;
+  const int64_t sa = int64_t(a_rows) * lda + 5, sb = int64_t(b_rows) * ldb + 3,
+                sc = int64_t(c.M) * ldc + 1;
+  const std::vector<float> a = draw(sa * c.batch, 1), b = draw(sb * c.batch, 2);
+  std::vector<float> y = draw(sc * c.batch, 3);
+  const std::vector<float> y0 = y;
+  kernels::Backend& be = backend_for(Device::cpu());
+  if (c.batch == 1)
+    be.gemm(c.trans_a, c.trans_b, c.M, c.N, c.K, c.alpha, a.data(), lda, b.data(), ldb, c.beta,
+            y.data(), ldc);
+  else
+    be.gemm_strided_batched(c.trans_a, c.trans_b, c.M, c.N, c.K, c.alpha, a.data(), lda, sa,
+                            b.data(), ldb, sb, c.beta, y.data(), ldc, sc, c.batch);
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (int p = 0; p < c.batch; ++p)
+    for (int i = 0; i < c.M; ++i)
+      for (int j = 0; j < c.N; ++j) {
+        double sum = 0, magnitude = 0;
+        for (int k = 0; k < c.K; ++k) {
+          const double x = a[p * sa + (c.trans_a ? int64_t(k) * lda + i : int64_t(i) * lda + k)];
+          const double w = b[p * sb + (c.trans_b ? int64_t(j) * ldb + k : int64_t(k) * ldb + j)];
+          sum += x * w;
+          magnitude += std::abs(x * w);
+        }
+        const double old = y0[p * sc + int64_t(i) * ldc + j];
+        const double expected = c.alpha * sum + (c.beta == 0 ? 0.0 : c.beta * old);
+        // The f32 rounding bound of a K-term dot product, plus the update.
+        const double tol =
+            (c.K + 2) * eps * (std::abs(c.alpha) * magnitude + std::abs(c.beta * old));
+        BOOST_TEST_REQUIRE(std::abs(y[p * sc + int64_t(i) * ldc + j] - expected) <= tol + 1e-30,
+                           "T" << c.trans_a << c.trans_b << " M" << c.M << " N" << c.N << " K"
+                               << c.K << " pad " << c.pad << " batch " << p << " at (" << i << ", "
+                               << j << ")");
+      }
+  // Padding between rows and batches is left alone.
+  for (int p = 0; p < c.batch; ++p)
+    for (int i = 0; i < c.M; ++i)
+      for (int j = c.N; j < (i + 1 < c.M ? ldc : int(sc - int64_t(i) * ldc)); ++j)
+        BOOST_TEST_REQUIRE(y[p * sc + int64_t(i) * ldc + j] == y0[p * sc + int64_t(i) * ldc + j]);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_transpose_padding_alpha_beta) {
+  for (int t = 0; t < 4; ++t)
+    for (int pad : {0, 3})
+      for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 0.75f}, {-1.0f, 1.0f}})
+        check({bool(t & 1), bool(t & 2), 67, 45, 130, pad, alpha, beta});
+}
+
+BOOST_AUTO_TEST_CASE(tall_skinny_and_large) {
+  check({false, true, 300, 40, 96, 0, 1.0f, 0.0f});     // forward: x W^T
+  check({true, false, 40, 96, 300, 0, 1.0f, 1.0f});     // weight gradient, accumulated
+  check({false, false, 257, 129, 513, 1, 1.0f, 0.0f});  // several blocks, odd edges
+}
+
+BOOST_AUTO_TEST_CASE(empty_inner_dimension_scales_c) {
+  check({false, false, 5, 7, 0, 1, 1.0f, 0.5f});
+  check({false, false, 5, 7, 0, 1, 1.0f, 0.0f});
+  check({true, true, 5, 7, 3, 0, 0.0f, 2.0f});  // alpha 0: C = beta C
+}
+
+BOOST_AUTO_TEST_CASE(strided_batches) {
+  for (int t = 0; t < 4; ++t) check({bool(t & 1), bool(t & 2), 33, 40, 72, 2, 1.0f, 0.5f, 3});
+}
+
+BOOST_AUTO_TEST_CASE(kernel_is_named) {
+  const std::string name = kernels::cpu_gemm_kernel_name();
+  BOOST_TEST(name.find("oneDNN") == 0u);
+  BOOST_TEST(name.find("dnnl_sgemm") != std::string::npos);
+  BOOST_TEST(name.find("other") == std::string::npos);  // an ISA it could not name
+}
