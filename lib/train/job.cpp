@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/signals.hpp"
+#include "kernels/cpu/gemm_kernel.hpp"
 #include "ops/ops.hpp"
 
 namespace turbine::train {
@@ -92,16 +93,23 @@ Device Job::pick_device(const std::string& name) {
   return device;
 }
 
-double measure_peak_gflops(dist::Communicator& comm, Device device) {
-  // On a CPU: sgemm (the bf16/f16 modes only emulate the rounding there, so
-  // f32 is the hardware's peak). On a GPU: a large GEMM in the run's math
-  // mode (tensor cores for bf16/f16).
-  std::optional<kernels::MathModeGuard> f32;
-  if (device.is_cpu()) f32.emplace(backend_for(device), kernels::MathMode::f32);
+double gemm_peak_gflops(dist::Communicator& comm, Device device, double configured_tflops) {
+  const std::string kernel = device.is_cpu() ? kernels::cpu_gemm_kernel_name() : "cuBLASLt";
+  if (configured_tflops > 0) {
+    log::info("matrix products: {} on {}; MFU against peak_tflops {:g} per device", kernel,
+              device.str(), configured_tflops);
+    return 1e3 * configured_tflops;
+  }
+  // Measured with every rank busy, as in training: the rate each rank gets.
   comm.barrier();
-  double gflops = 1e3 * ops::measure_gemm_tflops(device, device.is_cpu() ? 768 : 4096, 0.3);
+  double gflops = 1e3 * ops::measure_gemm_peak_tflops(device, 0.3);
   comm.allreduce_sum(&gflops, 1);
-  return gflops / comm.size();
+  gflops /= comm.size();
+  log::info(
+      "matrix products: {} on {}, {:.1f} GFLOP/s per rank measured now (the peak MFU is "
+      "reported against; set peak_tflops to use a datasheet figure)",
+      kernel, device.str(), gflops);
+  return gflops;
 }
 
 }  // namespace turbine::train

@@ -86,8 +86,9 @@ class Job {
   dist::Communicator world_;
 };
 
-// Per-rank GEMM GFLOP/s measured now, with every rank busy: the peak MFU is
-// reported against. Collective.
-double measure_peak_gflops(dist::Communicator& comm, Device device);
+// The per-device GEMM rate MFU is reported against, in GFLOP/s:
+// configured_tflops when set, else the peak measured now with every rank
+// busy (collective). Logs (rank 0) the GEMM kernel chosen and the figure.
+double gemm_peak_gflops(dist::Communicator& comm, Device device, double configured_tflops);
 
 }  // namespace turbine::train

@@ -111,6 +111,31 @@ StepOutcome train_step(dist::Communicator& comm, Engine& engine, TrainTask& task
   return out;
 }
 
+nlohmann::ordered_json Loop::metrics_line(const StepOutcome& s, double tokens_per_s,
+                                          double mfu) const {
+  const auto memory = memory_stats(device_);
+  nlohmann::ordered_json line = {{"step", counters_.step},
+                                 {"loss", s.loss},
+                                 {"lr", s.lr},
+                                 {"grad_norm", s.update.grad_norm},
+                                 {"tokens", counters_.tokens},
+                                 {"layer_tokens", counters_.layer_tokens},
+                                 {"flops", counters_.flops}};
+  line.update(s.work.metrics);
+  line.update(
+      nlohmann::ordered_json{{"tokens_per_s", tokens_per_s},
+                             {"mfu", mfu},
+                             {"step_s", s.seconds},
+                             {"mem_mb", memory.current_bytes * kMiB},
+                             {"peak_mem_mb", memory.peak_bytes * kMiB},
+                             {"reserved_mb", backend_for(device_).reserved_bytes() * kMiB}});
+  if (engine_.options().precision.loss_scaling) {
+    line["loss_scale"] = s.update.loss_scale;
+    line["skipped"] = !s.update.applied;
+  }
+  return line;
+}
+
 void Loop::checkpoint(const TrainTask& task) {
   StateMap state;
   save_counters(counters_, state);
@@ -122,8 +147,7 @@ void Loop::checkpoint(const TrainTask& task) {
 LoopResult Loop::run(TrainTask& task) {
   const bool leader = comm_.rank() == 0;
   const fs::path out = run_.output_dir;
-  const double peak_gflops =
-      run_.peak_tflops > 0 ? 1e3 * run_.peak_tflops : measure_peak_gflops(comm_, device_);
+  const double peak_gflops = gemm_peak_gflops(comm_, device_, run_.peak_tflops);
   std::optional<MetricsWriter> metrics;
   if (leader) metrics.emplace((out / "metrics.jsonl").string(), counters_.step);
   ProgressLine progress(stdout, leader, comm_.size() == 1);
@@ -176,27 +200,8 @@ LoopResult Loop::run(TrainTask& task) {
     const bool eval_now =
         last || (run_.eval_interval > 0 && counters_.step % run_.eval_interval == 0);
     if (eval_now) evaluate();
-    const auto memory = memory_stats(device_);
-    nlohmann::ordered_json line = {{"step", counters_.step},
-                                   {"loss", s.loss},
-                                   {"lr", s.lr},
-                                   {"grad_norm", s.update.grad_norm},
-                                   {"tokens", counters_.tokens},
-                                   {"layer_tokens", counters_.layer_tokens},
-                                   {"flops", counters_.flops}};
-    line.update(s.work.metrics);
-    line.update(
-        nlohmann::ordered_json{{"tokens_per_s", tokens_per_s},
-                               {"mfu", mfu},
-                               {"step_s", s.seconds},
-                               {"mem_mb", memory.current_bytes * kMiB},
-                               {"peak_mem_mb", memory.peak_bytes * kMiB},
-                               {"reserved_mb", backend_for(device_).reserved_bytes() * kMiB},
-                               {"time_s", run_timer.seconds()}});
-    if (engine_.options().precision.loss_scaling) {
-      line["loss_scale"] = s.update.loss_scale;
-      line["skipped"] = !s.update.applied;
-    }
+    nlohmann::ordered_json line = metrics_line(s, tokens_per_s, mfu);
+    line["time_s"] = run_timer.seconds();
     if (eval_now) line["val_loss"] = result.final_val_loss;
     if (metrics) metrics->write(line);
     if (last || (run_.sample_interval > 0 && counters_.step % run_.sample_interval == 0)) sample();

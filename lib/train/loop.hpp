@@ -96,6 +96,8 @@ class Loop {
 
  private:
   void checkpoint(const TrainTask& task);
+  // The step's metrics.jsonl line (without val_loss and time_s).
+  nlohmann::ordered_json metrics_line(const StepOutcome& s, double tokens_per_s, double mfu) const;
   bool budget_left() const;
 
   dist::Communicator& comm_;

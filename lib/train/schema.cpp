@@ -187,9 +187,9 @@ void declare_scheduler(io::ConfigSchema& s) {
       .at_least(0)
       .at_most(1);
   // DeepSpeed's default is log; Turbine's stays linear so that earlier runs
-  // keep their numbers, and log warmup is not implemented.
+  // keep their numbers; Turbine has no log warmup.
   s.string("scheduler.params.warmup_type", "linear",
-           "warmup shape (linear only; DeepSpeed's default log is not implemented)")
+           "warmup shape (linear only: Turbine has no log warmup, DeepSpeed's default)")
       .one_of(names({"linear"}));
   s.ignored("scheduler.params.last_batch_iteration",
             "a resumed run takes its step from the checkpoint");
@@ -309,7 +309,7 @@ void declare_zero(io::ConfigSchema& s) {
   s.ignored("zero_optimization.legacy_stage1", "one stage-1 implementation");
   s.ignored("zero_optimization.memory_efficient_linear", "linear layers save only their input");
   const std::string offload =
-      "ZeRO-Offload of training state is not implemented: parameters and optimizer state stay "
+      "Turbine has no ZeRO-Offload of training state: parameters and optimizer state stay "
       "on the job's device";
   for (const char* key : {"offload_param", "offload_optimizer", "cpu_offload", "cpu_offload_param",
                           "cpu_offload_use_pin_memory"})
@@ -340,16 +340,16 @@ void declare_zero(io::ConfigSchema& s) {
     s.ignored(std::string("zero_optimization.") + key, stage3);
   // ZeRO++ keys: DeepSpeed's documented example gives them their off values.
   s.integer("zero_optimization.zero_hpz_partition_size", 1,
-            "ZeRO++ hierarchical partitioning: not implemented, so 1 (off)")
+            "ZeRO++ hierarchical partitioning: Turbine has none, so 1 (off)")
       .one_of({int64_t(1)});
   s.boolean("zero_optimization.zero_quantized_weights", false,
-            "ZeRO++ quantized weights: not implemented, so false")
+            "ZeRO++ quantized weights: Turbine has none, so false")
       .one_of({false});
   s.boolean("zero_optimization.zero_quantized_gradients", false,
-            "ZeRO++ quantized gradients: not implemented, so false")
+            "ZeRO++ quantized gradients: Turbine has none, so false")
       .one_of({false});
   s.unsupported("zero_optimization.zeropp_loco_param",
-                "ZeRO++ LoCo gradient compression is not implemented; remove the key");
+                "Turbine has no ZeRO++ LoCo gradient compression; remove the key");
 }
 
 dist::ZeroConfig zero_from(const io::Config& c) {
@@ -395,14 +395,14 @@ void declare_deepspeed_foreign(io::ConfigSchema& s) {
   s.ignored("checkpoint.parallel_write", "each rank writes its own optimizer shard");
   s.ignored("aio", "no NVMe offload in training");
   s.ignored("activation_checkpointing",
-            "activations are kept for backward; activation checkpointing is not implemented");
+            "activations are kept for backward; Turbine has no activation checkpointing yet");
   s.unsupported("sparse_attention",
                 "sparse attention would change the model, and Turbine's attention is dense; "
                 "remove the block");
   s.unsupported("compression_training",
-                "DeepSpeed Compression (quantization-aware training, pruning, layer reduction) "
-                "is not implemented; remove the block");
-  s.unsupported("pipeline", "pipeline parallelism is not implemented; remove the block");
+                "Turbine has no DeepSpeed Compression (quantization-aware training, pruning, layer "
+                "reduction); remove the block");
+  s.unsupported("pipeline", "Turbine has no pipeline parallelism; remove the block");
   s.unsupported("curriculum_learning",
                 "this is DeepSpeed's legacy curriculum block: use "
                 "data_efficiency.data_sampling.curriculum_learning");
