@@ -5,8 +5,10 @@ tests/parallel/cases.toml (the format is described at its top).
     equivalence.py list [CASES]          each case's name and timeout, one a line
                                          (tests/meson.build makes a test of each)
     equivalence.py run NAME [CASES]      launch the case's runs, then check them
-    equivalence.py losses RUN REF RTOL   compare two finished runs' folders as a
-                                         `losses` check does (for the shell tests)
+    equivalence.py losses RUN REF RTOL [KEYS]
+                                         compare two finished runs' folders as a
+                                         `losses` check does (for the shell tests);
+                                         KEYS: comma-separated, default loss,val_loss
 
 A case's runs go to <build>/tests/parallel-work/<case>/; each is launched with
 tools/lib/common.sh's run_mpi and judged only by the files it wrote
@@ -335,7 +337,7 @@ def main(argv):
         return 2
     try:
         if argv[1] == "losses":
-            if len(argv) != 5:
+            if len(argv) not in (5, 6):
                 print(f"usage:\n{usage}", file=sys.stderr)
                 return 2
             run_dir, ref_dir = Path(argv[2]), Path(argv[3])
@@ -344,7 +346,9 @@ def main(argv):
             except metrics.MetricsError as e:
                 print(f"FAIL: {e}")
                 return 1
-            passed, lines = compare_losses(a, b, float(argv[4]), names=(run_dir.name, ref_dir.name))
+            keys = tuple(argv[5].split(",")) if len(argv) == 6 else ("loss", "val_loss")
+            passed, lines = compare_losses(a, b, float(argv[4]), keys,
+                                           names=(run_dir.name, ref_dir.name))
             print("\n".join(lines))
             return 0 if passed else 1
         cases_path = Path(argv[3] if len(argv) > 3 else DEFAULT_CASES)
