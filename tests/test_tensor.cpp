@@ -98,6 +98,35 @@ BOOST_AUTO_TEST_CASE(bad_tensor_use_is_an_error) {
     BOOST_CHECK_THROW(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);
 }
 
+BOOST_AUTO_TEST_CASE(contiguous_copies_strided_views) {
+  // A preallocated cache (B, H, Tmax, D) and views of it: the first t
+  // positions (one strided block), a middle head range, a strided last dim.
+  const int64_t B = 2, H = 3, Tmax = 5, D = 4;
+  std::vector<float> values(B * H * Tmax * D);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(i) + 0.5f;
+  const Tensor cache = Tensor::from_vector<float>({B, H, Tmax, D}, values);
+  const auto expect = [&](const Tensor& view, int dim, int64_t start, int64_t length) {
+    std::vector<float> want;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = 0; t < Tmax; ++t)
+          for (int64_t d = 0; d < D; ++d) {
+            const int64_t at[] = {b, h, t, d};
+            if (at[dim] >= start && at[dim] < start + length)
+              want.push_back(values[((b * H + h) * Tmax + t) * D + d]);
+          }
+    BOOST_TEST(!view.is_contiguous());
+    BOOST_TEST(view.contiguous().to_vector<float>() == want);
+  };
+  expect(cache.narrow(2, 0, 3), 2, 0, 3);  // decoded positions so far
+  expect(cache.narrow(2, 2, 2), 2, 2, 2);
+  expect(cache.narrow(1, 1, 1), 1, 1, 1);  // a head
+  expect(cache.narrow(3, 1, 2), 3, 1, 2);  // inside the last dim
+  // Two narrowed dims: one batch row's positions 1..3.
+  BOOST_TEST(cache.narrow(0, 1, 1).narrow(2, 1, 3).contiguous().to_vector<float>() ==
+             cache.narrow(2, 1, 3).contiguous().narrow(0, 1, 1).to_vector<float>());
+}
+
 BOOST_AUTO_TEST_CASE(math_mode_is_per_thread) {
   // A server thread in f32 and a training thread in bf16 on one backend:
   // each sees its own mode, and each product is its mode's.

@@ -167,8 +167,7 @@ template Tensor Tensor::from_vector<uint16_t>(const Shape&, std::span<const uint
 Tensor Tensor::randn(const Shape& shape, uint64_t seed, uint64_t stream, float stddev,
                      Device device) {
   std::vector<float> values(shape_numel(shape));
-  for (size_t i = 0; i < values.size(); ++i)
-    values[i] = stddev * philox_normal(seed, stream, 0, i);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = stddev * philox_normal(seed, stream, 0, i);
   return from_vector<float>(shape, values, device);
 }
 
@@ -176,7 +175,9 @@ const Shape& Tensor::shape() const {
   TURBINE_CHECK(defined(), "use of an undefined tensor");
   return impl_->shape;
 }
-const std::vector<int64_t>& Tensor::strides() const { return impl_->strides; }
+const std::vector<int64_t>& Tensor::strides() const {
+  return impl_->strides;
+}
 
 int64_t Tensor::dim(int i) const {
   const int n = ndim();
@@ -185,11 +186,19 @@ int64_t Tensor::dim(int i) const {
   return impl_->shape[index];
 }
 
-int64_t Tensor::numel() const { return shape_numel(shape()); }
-DType Tensor::dtype() const { return impl_->dtype; }
-Device Tensor::device() const { return impl_->storage->device(); }
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
+DType Tensor::dtype() const {
+  return impl_->dtype;
+}
+Device Tensor::device() const {
+  return impl_->storage->device();
+}
 
-bool Tensor::is_contiguous() const { return impl_->strides == contiguous_strides(impl_->shape); }
+bool Tensor::is_contiguous() const {
+  return impl_->strides == contiguous_strides(impl_->shape);
+}
 
 std::string Tensor::str() const {
   if (!defined()) return "undefined tensor";
@@ -255,9 +264,44 @@ Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
   Tensor out = empty(shape(), dtype(), device());
-  // Copy run by run: the last dimension is contiguous after narrow.
-  const size_t elem = dtype_size(dtype());
   const int n = ndim();
+  if (numel() == 0) return out;
+  // f32 views whose last dim is contiguous (a narrow of any dim, a slice of a
+  // preallocated KV cache) are copied as strided blocks, one kernel per block
+  // rather than one copy per run: each block is `rows` runs of `cols`
+  // contiguous values a fixed stride apart, where the trailing dims that are
+  // contiguous together make the run and the dims before them that step
+  // uniformly make the rows; any dims before those index the blocks.
+  if (dtype() == DType::f32 && n >= 2 && impl_->strides[n - 1] == 1) {
+    const auto& shape_ = impl_->shape;
+    const auto& stride = impl_->strides;
+    const auto together = [&](int i) { return stride[i] == stride[i + 1] * shape_[i + 1]; };
+    int run_first = n - 1;  // dims [run_first, n) are one contiguous run
+    while (run_first > 0 && together(run_first - 1)) --run_first;
+    int rows_first = run_first - 1;  // dims [rows_first, run_first) step uniformly
+    while (rows_first > 0 && together(rows_first - 1)) --rows_first;
+    int64_t cols = 1, rows = 1, blocks = 1;
+    for (int i = run_first; i < n; ++i) cols *= shape_[i];
+    for (int i = rows_first; i < run_first; ++i) rows *= shape_[i];
+    for (int i = 0; i < rows_first; ++i) blocks *= shape_[i];
+    const float* base = static_cast<const float*>(impl_->storage->data()) + impl_->offset;
+    float* dst = out.data<float>();
+    kernels::Backend& backend = backend_for(device());
+    std::vector<int64_t> index(rows_first, 0);
+    for (int64_t b = 0; b < blocks; ++b) {
+      int64_t src = 0;
+      for (int i = 0; i < rows_first; ++i) src += index[i] * stride[i];
+      backend.copy_rows_strided(base + src, stride[run_first - 1], dst + b * rows * cols, cols,
+                                rows, cols, false);
+      for (int i = rows_first - 1; i >= 0; --i) {
+        if (++index[i] < shape_[i]) break;
+        index[i] = 0;
+      }
+    }
+    return out;
+  }
+  // Otherwise run by run (or element by element when the last dim is strided).
+  const size_t elem = dtype_size(dtype());
   const int64_t run = n == 0 ? 1 : impl_->shape[n - 1];
   const bool last_contiguous = n == 0 || impl_->strides[n - 1] == 1;
   std::vector<int64_t> index(n, 0);
@@ -294,9 +338,16 @@ Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   const Tensor src = contiguous();
   Tensor out = empty(shape(), dtype(), device);
-  std::vector<uint8_t> host(nbytes());
-  backend_for(src.device()).copy_to_host(host.data(), src.raw_data(), host.size());
-  backend_for(device).copy_from_host(out.raw_data(), host.data(), host.size());
+  // Host <-> device directly; only device to another device goes through the host.
+  if (src.device().is_cpu()) {
+    backend_for(device).copy_from_host(out.raw_data(), src.raw_data(), nbytes());
+  } else if (device.is_cpu()) {
+    backend_for(src.device()).copy_to_host(out.raw_data(), src.raw_data(), nbytes());
+  } else {
+    std::vector<uint8_t> host(nbytes());
+    backend_for(src.device()).copy_to_host(host.data(), src.raw_data(), host.size());
+    backend_for(device).copy_from_host(out.raw_data(), host.data(), host.size());
+  }
   return out;
 }
 
@@ -337,22 +388,38 @@ void Tensor::copy_from(const Tensor& src_any) {
   }
   auto read = [&](size_t i) -> int64_t {
     switch (src.dtype()) {
-      case DType::i32: return src.data<int32_t>()[i];
-      case DType::i64: return src.data<int64_t>()[i];
-      case DType::u8: return src.data<uint8_t>()[i];
-      case DType::u16: return src.data<uint16_t>()[i];
-      default: TURBINE_FAIL("copy_from: cannot convert {} to {}", src.str(), str());
+      case DType::i32:
+        return src.data<int32_t>()[i];
+      case DType::i64:
+        return src.data<int64_t>()[i];
+      case DType::u8:
+        return src.data<uint8_t>()[i];
+      case DType::u16:
+        return src.data<uint16_t>()[i];
+      default:
+        TURBINE_FAIL("copy_from: cannot convert {} to {}", src.str(), str());
     }
   };
   for (size_t i = 0; i < n; ++i) {
     const int64_t v = read(i);
     switch (dtype()) {
-      case DType::i32: data<int32_t>()[i] = static_cast<int32_t>(v); break;
-      case DType::i64: data<int64_t>()[i] = v; break;
-      case DType::u8: data<uint8_t>()[i] = static_cast<uint8_t>(v); break;
-      case DType::u16: data<uint16_t>()[i] = static_cast<uint16_t>(v); break;
-      case DType::f32: data<float>()[i] = static_cast<float>(v); break;
-      default: TURBINE_FAIL("copy_from: cannot convert {} to {}", src.str(), str());
+      case DType::i32:
+        data<int32_t>()[i] = static_cast<int32_t>(v);
+        break;
+      case DType::i64:
+        data<int64_t>()[i] = v;
+        break;
+      case DType::u8:
+        data<uint8_t>()[i] = static_cast<uint8_t>(v);
+        break;
+      case DType::u16:
+        data<uint16_t>()[i] = static_cast<uint16_t>(v);
+        break;
+      case DType::f32:
+        data<float>()[i] = static_cast<float>(v);
+        break;
+      default:
+        TURBINE_FAIL("copy_from: cannot convert {} to {}", src.str(), str());
     }
   }
 }
@@ -375,8 +442,7 @@ void Tensor::relocate_to(const Tensor& destination) {
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  TURBINE_CHECK(dtype() == dtype_of<T>(), "to_vector<{}> of {}", dtype_name(dtype_of<T>()),
-                str());
+  TURBINE_CHECK(dtype() == dtype_of<T>(), "to_vector<{}> of {}", dtype_name(dtype_of<T>()), str());
   const Tensor src = contiguous();
   std::vector<T> out(numel());
   backend_for(device()).copy_to_host(out.data(), src.raw_data(), out.size() * sizeof(T));
@@ -410,7 +476,11 @@ Tensor& Tensor::set_requires_grad(bool enabled) {
   return *this;
 }
 
-Tensor Tensor::grad() const { return impl_->autograd ? impl_->autograd->grad : Tensor(); }
-void Tensor::set_grad(const Tensor& grad) const { autograd_meta()->grad = grad; }
+Tensor Tensor::grad() const {
+  return impl_->autograd ? impl_->autograd->grad : Tensor();
+}
+void Tensor::set_grad(const Tensor& grad) const {
+  autograd_meta()->grad = grad;
+}
 
 }  // namespace turbine
