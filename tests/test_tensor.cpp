@@ -10,7 +10,9 @@
 #include "kernels/backend.hpp"
 #include "kernels/profiling.hpp"
 #include "ops/ops.hpp"
+#include "tensor/hdf5.hpp"
 #include "tensor/tensor.hpp"
+#include "test_util.hpp"
 
 using namespace turbine;
 
@@ -96,6 +98,29 @@ BOOST_AUTO_TEST_CASE(bad_tensor_use_is_an_error) {
   BOOST_CHECK_THROW(Tensor().shape(), Error);
   if (kernels::cuda_device_count() == 0)
     BOOST_CHECK_THROW(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);
+}
+
+BOOST_AUTO_TEST_CASE(i8_tensors_round_trip) {
+  const std::vector<int8_t> values = {-128, -7, 0, 5, 127, -1};
+  const Tensor q = Tensor::from_vector<int8_t>({2, 3}, values);
+  BOOST_TEST(dtype_name(q.dtype()) == std::string("i8"));
+  BOOST_TEST(q.nbytes() == 6u);
+  BOOST_TEST((dtype_from_name("i8") == DType::i8));
+  BOOST_TEST(q.to_vector<int8_t>() == values);
+  // Integer conversions keep the sign; a strided view copies.
+  BOOST_TEST(
+      (q.to(DType::i32).to_vector<int32_t>() == std::vector<int32_t>{-128, -7, 0, 5, 127, -1}));
+  BOOST_TEST(
+      (q.narrow(1, 1, 2).contiguous().to_vector<int8_t>() == std::vector<int8_t>{-7, 0, 127, -1}));
+  // HDF5 stores them as signed 8-bit integers and reads them back as i8.
+  testing::TempDir dir("i8");
+  {
+    H5File file(dir.file("q.h5"), H5File::Mode::create);
+    file.write("q", q);
+  }
+  H5File file(dir.file("q.h5"), H5File::Mode::read);
+  BOOST_TEST((file.dtype("q") == DType::i8));
+  BOOST_TEST(file.read("q").to_vector<int8_t>() == values);
 }
 
 BOOST_AUTO_TEST_CASE(contiguous_copies_strided_views) {

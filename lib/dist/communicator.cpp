@@ -33,6 +33,8 @@ MPI_Datatype mpi_type(DType dtype) {
       return MPI_INT64_T;
     case DType::u8:
       return MPI_UINT8_T;
+    case DType::i8:
+      return MPI_INT8_T;
     case DType::bf16:
     case DType::f16:
     case DType::u16:
@@ -92,7 +94,9 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
-Communicator Communicator::world() { return Communicator(MPI_COMM_WORLD, false, "world"); }
+Communicator Communicator::world() {
+  return Communicator(MPI_COMM_WORLD, false, "world");
+}
 
 Communicator::Communicator(MPI_Comm comm, bool owned, std::string name)
     : comm_(comm), owned_(owned), name_(std::move(name)) {
@@ -145,8 +149,7 @@ Communicator& Communicator::operator=(Communicator&& other) noexcept {
 void Communicator::allreduce_sum(float* data, int64_t count) {
   for (int64_t done = 0; done < count; done += kMaxCount) {
     const int n = static_cast<int>(std::min(kMaxCount, count - done));
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, comm_),
-              "allreduce");
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, comm_), "allreduce");
   }
   stats_.allreduce_bytes += count * 4;
   ++stats_.calls;
@@ -247,9 +250,9 @@ void Communicator::start_reduce_sum(float* data, int64_t count, int root) {
     const int n = static_cast<int>(std::min(kMaxCount, count - done));
     MPI_Request request;
     if (rank_ == root)
-      check_mpi(MPI_Ireduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, root, comm_,
-                            &request),
-                "ireduce");
+      check_mpi(
+          MPI_Ireduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, root, comm_, &request),
+          "ireduce");
     else
       check_mpi(MPI_Ireduce(data + done, nullptr, n, MPI_FLOAT, MPI_SUM, root, comm_, &request),
                 "ireduce");
@@ -266,7 +269,9 @@ void Communicator::wait_all() {
   pending_.clear();
 }
 
-void Communicator::barrier() { check_mpi(MPI_Barrier(comm_), "barrier"); }
+void Communicator::barrier() {
+  check_mpi(MPI_Barrier(comm_), "barrier");
+}
 
 bool Communicator::any(bool value) {
   int flag = value ? 1 : 0;

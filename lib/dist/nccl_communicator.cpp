@@ -10,10 +10,10 @@
 #include "kernels/backend.hpp"
 #include "kernels/cuda/check.hpp"
 
-#define TURBINE_NCCL_CHECK(call)                                                         \
-  do {                                                                                   \
-    const ncclResult_t turbine_nccl_ = (call);                                           \
-    TURBINE_CHECK(turbine_nccl_ == ncclSuccess, "NCCL error {} ({}) in {}",             \
+#define TURBINE_NCCL_CHECK(call)                                                              \
+  do {                                                                                        \
+    const ncclResult_t turbine_nccl_ = (call);                                                \
+    TURBINE_CHECK(turbine_nccl_ == ncclSuccess, "NCCL error {} ({}) in {}",                   \
                   static_cast<int>(turbine_nccl_), ncclGetErrorString(turbine_nccl_), #call); \
   } while (0)
 #endif
@@ -36,7 +36,9 @@ struct NcclCommunicator::State {
   }
 };
 
-bool nccl_available() { return true; }
+bool nccl_available() {
+  return true;
+}
 
 namespace {
 ncclDataType_t nccl_type(DType dtype) {
@@ -53,6 +55,8 @@ ncclDataType_t nccl_type(DType dtype) {
       return ncclInt64;
     case DType::u8:
       return ncclUint8;
+    case DType::i8:
+      return ncclInt8;
     case DType::u16:
       break;  // NCCL has no 16-bit integer type
   }
@@ -98,8 +102,8 @@ void NcclCommunicator::start_allreduce_sum(float* data, int64_t count) {
 
 void NcclCommunicator::start_reduce_sum(float* data, int64_t count, int root) {
   state_->fork();
-  TURBINE_NCCL_CHECK(ncclReduce(data, data, size_t(count), ncclFloat32, ncclSum, root,
-                                state_->comm, state_->side_stream));
+  TURBINE_NCCL_CHECK(ncclReduce(data, data, size_t(count), ncclFloat32, ncclSum, root, state_->comm,
+                                state_->side_stream));
   stats_.reduce_scatter_bytes += count * 4;
   ++stats_.calls;
 }
@@ -112,8 +116,8 @@ void NcclCommunicator::wait_all() {
 }
 
 void NcclCommunicator::allreduce_sum(float* data, int64_t count) {
-  TURBINE_NCCL_CHECK(ncclAllReduce(data, data, size_t(count), ncclFloat32, ncclSum, state_->comm,
-                                   state_->stream));
+  TURBINE_NCCL_CHECK(
+      ncclAllReduce(data, data, size_t(count), ncclFloat32, ncclSum, state_->comm, state_->stream));
   stats_.allreduce_bytes += count * 4;
   ++stats_.calls;
 }
@@ -133,8 +137,8 @@ void NcclCommunicator::allgather_inplace(float* data, int64_t block) {
 }
 
 void NcclCommunicator::broadcast(void* data, int64_t bytes, int root) {
-  TURBINE_NCCL_CHECK(ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, state_->comm,
-                                   state_->stream));
+  TURBINE_NCCL_CHECK(
+      ncclBroadcast(data, data, size_t(bytes), ncclUint8, root, state_->comm, state_->stream));
   stats_.broadcast_bytes += bytes;
   ++stats_.calls;
 }
@@ -181,12 +185,15 @@ void NcclCommunicator::reduce_scatter_sum(const void* send, void* recv, int64_t 
 
 struct NcclCommunicator::State {};
 
-bool nccl_available() { return false; }
+bool nccl_available() {
+  return false;
+}
 
 NcclCommunicator::NcclCommunicator(Communicator&, Device device) {
-  TURBINE_FAIL("NCCL communicator on {}: this build has no CUDA backend (rebuild where nvcc "
-               "is available)",
-               device.str());
+  TURBINE_FAIL(
+      "NCCL communicator on {}: this build has no CUDA backend (rebuild where nvcc "
+      "is available)",
+      device.str());
 }
 
 NcclCommunicator::~NcclCommunicator() = default;

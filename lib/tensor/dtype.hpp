@@ -7,7 +7,8 @@
 
 namespace turbine {
 
-enum class DType : uint8_t { f32, bf16, f16, i32, i64, u8, u16 };
+// i8: quantized weights and activations (with their scales kept beside them).
+enum class DType : uint8_t { f32, bf16, f16, i32, i64, u8, u16, i8 };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
@@ -15,11 +16,30 @@ DType dtype_from_name(const std::string& name);  // throws on an unknown name
 
 template <typename T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
-template <> constexpr DType dtype_of<uint16_t>() { return DType::u16; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::u8;
+}
+template <>
+constexpr DType dtype_of<uint16_t>() {
+  return DType::u16;
+}
+template <>
+constexpr DType dtype_of<int8_t>() {
+  return DType::i8;
+}
 
 enum class DeviceType : uint8_t { cpu, cuda };
 

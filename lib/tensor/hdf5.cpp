@@ -38,6 +38,8 @@ hid_t native_type(DType dtype) {
       return H5T_NATIVE_INT64;
     case DType::u8:
       return H5T_NATIVE_UINT8;
+    case DType::i8:
+      return H5T_NATIVE_INT8;
     case DType::u16:
     case DType::bf16:
     case DType::f16:
@@ -56,7 +58,7 @@ DType dtype_of_h5(hid_t type, const std::string& where) {
     if (size == 8) return DType::i64;
     if (size == 4) return is_signed ? DType::i32 : DType::i64;
     if (size == 2) return is_signed ? DType::i32 : DType::u16;
-    if (size == 1) return is_signed ? DType::i32 : DType::u8;
+    if (size == 1) return is_signed ? DType::i8 : DType::u8;
   }
   TURBINE_FAIL("{}: unsupported HDF5 element type (class {}, {} bytes)", where, int(cls), size);
 }

@@ -163,6 +163,7 @@ template Tensor Tensor::from_vector<int32_t>(const Shape&, std::span<const int32
 template Tensor Tensor::from_vector<int64_t>(const Shape&, std::span<const int64_t>, Device);
 template Tensor Tensor::from_vector<uint8_t>(const Shape&, std::span<const uint8_t>, Device);
 template Tensor Tensor::from_vector<uint16_t>(const Shape&, std::span<const uint16_t>, Device);
+template Tensor Tensor::from_vector<int8_t>(const Shape&, std::span<const int8_t>, Device);
 
 Tensor Tensor::randn(const Shape& shape, uint64_t seed, uint64_t stream, float stddev,
                      Device device) {
@@ -217,6 +218,7 @@ template int32_t* Tensor::data<int32_t>() const;
 template int64_t* Tensor::data<int64_t>() const;
 template uint8_t* Tensor::data<uint8_t>() const;
 template uint16_t* Tensor::data<uint16_t>() const;
+template int8_t* Tensor::data<int8_t>() const;
 
 void* Tensor::raw_data() const {
   return static_cast<uint8_t*>(impl_->storage->data()) + impl_->offset * dtype_size(impl_->dtype);
@@ -396,6 +398,8 @@ void Tensor::copy_from(const Tensor& src_any) {
         return src.data<uint8_t>()[i];
       case DType::u16:
         return src.data<uint16_t>()[i];
+      case DType::i8:
+        return src.data<int8_t>()[i];
       default:
         TURBINE_FAIL("copy_from: cannot convert {} to {}", src.str(), str());
     }
@@ -414,6 +418,9 @@ void Tensor::copy_from(const Tensor& src_any) {
         break;
       case DType::u16:
         data<uint16_t>()[i] = static_cast<uint16_t>(v);
+        break;
+      case DType::i8:
+        data<int8_t>()[i] = static_cast<int8_t>(v);
         break;
       case DType::f32:
         data<float>()[i] = static_cast<float>(v);
@@ -453,6 +460,7 @@ template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 template std::vector<uint16_t> Tensor::to_vector<uint16_t>() const;
+template std::vector<int8_t> Tensor::to_vector<int8_t>() const;
 
 float Tensor::item() const {
   TURBINE_CHECK(numel() == 1, "item() of {} (needs exactly one element)", str());
