@@ -21,7 +21,6 @@
 #include "core/timer.hpp"
 #include "dist/communicator.hpp"
 #include "kernels/backend.hpp"
-#include "kernels/cpu/gemm_kernel.hpp"
 #include "kernels/profiling.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
@@ -171,9 +170,9 @@ int run(const Options& o) {
       "\"params\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"gflops\":%.1f,"
       "\"gemm_tflops\":%.3f,\"peak_tflops\":%.3f,\"mfu\":%.4f,\"peak_tensor_mb\":%.1f,"
       "\"reserved_mb\":%.1f,\"peak_rss_mb\":%.1f,\"loss\":%.4f}\n",
-      device.str().c_str(), device.is_cpu() ? kernels::cpu_gemm_kernel_name().c_str() : "cuBLASLt",
-      o.precision.c_str(), omp_get_max_threads(), (long long)c.parameter_count(), tokens / median,
-      median, flops / median / 1e9, gemm_tflops, peak_tflops, flops / median / (peak_tflops * 1e12),
+      device.str().c_str(), ops::gemm_kernel_name(device).c_str(), o.precision.c_str(),
+      omp_get_max_threads(), (long long)c.parameter_count(), tokens / median, median,
+      flops / median / 1e9, gemm_tflops, peak_tflops, flops / median / (peak_tflops * 1e12),
       memory_stats(device).peak_bytes / 1048576.0, be.reserved_bytes() / 1048576.0,
       usage.ru_maxrss / 1024.0, loss);
   return 0;

@@ -18,11 +18,9 @@ Tensor part_of(ProcessGroup& group, const Tensor& t, int dim, const char* layer)
                 layer, dim, t.str(), group.size(), group.name());
   return local_part(group, t, dim).set_requires_grad(t.requires_grad());
 }
-
-Tensor copy_of(const Tensor& t) {
-  return t.defined() ? t.clone().set_requires_grad(t.requires_grad()) : Tensor();
-}
 }  // namespace
+
+using nn::copy_of;
 
 ColumnParallelLinear::ColumnParallelLinear(const nn::Linear& full, ProcessGroup& group,
                                            bool gather_output)
@@ -65,7 +63,7 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
 
 void RowParallelLinear::parameters(const std::string& prefix, nn::ParameterList& out) {
   part_.parameters(prefix, out);
-  if (bias_.defined()) out.push_back({prefix + "bias", bias_, false, bias_.requires_grad()});
+  if (bias_.defined()) out.push_back(nn::listed(prefix + "bias", bias_, false));
 }
 
 std::unique_ptr<nn::LinearLayer> RowParallelLinear::clone() const {

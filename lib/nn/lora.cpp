@@ -32,15 +32,15 @@ Tensor LoraLinear::forward(const Tensor& x) const {
 
 void LoraLinear::parameters(const std::string& prefix, ParameterList& out) {
   base_->parameters(prefix, out);
-  out.push_back({prefix + "lora_A.weight", lora_a, false, lora_a.requires_grad()});
-  out.push_back({prefix + "lora_B.weight", lora_b, false, lora_b.requires_grad()});
+  out.push_back(listed(prefix + "lora_A.weight", lora_a, false));
+  out.push_back(listed(prefix + "lora_B.weight", lora_b, false));
 }
 
 std::unique_ptr<LinearLayer> LoraLinear::clone() const {
   std::unique_ptr<LoraLinear> copy(new LoraLinear());
   copy->base_ = base_->clone();
-  copy->lora_a = lora_a.clone().set_requires_grad(lora_a.requires_grad());
-  copy->lora_b = lora_b.clone().set_requires_grad(lora_b.requires_grad());
+  copy->lora_a = copy_of(lora_a);
+  copy->lora_b = copy_of(lora_b);
   copy->scaling = scaling;
   return copy;
 }

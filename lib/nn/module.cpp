@@ -10,14 +10,15 @@ Tensor trainable(Tensor t) {
   t.set_requires_grad(true);
   return t;
 }
-// A copy of t that shares no memory, frozen or trainable as t is.
+}  // namespace
+
 Tensor copy_of(const Tensor& t) {
   return t.defined() ? t.clone().set_requires_grad(t.requires_grad()) : Tensor();
 }
+
 Parameter listed(const std::string& name, const Tensor& t, bool weight_decay) {
   return {name, t, weight_decay, t.requires_grad()};
 }
-}  // namespace
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, Init& init)
     : weight(trainable(init.normal({out, in}))) {

@@ -24,6 +24,12 @@ struct Parameter {
 };
 using ParameterList = std::vector<Parameter>;
 
+// A copy of t that shares no memory, frozen or trainable as t is (undefined
+// stays undefined): what a layer's clone() makes of each tensor.
+Tensor copy_of(const Tensor& t);
+// A layer's tensor as a Parameter, trainable as its requires_grad says.
+Parameter listed(const std::string& name, const Tensor& t, bool weight_decay);
+
 // The trainable subset (what an optimizer takes), in order.
 ParameterList trainable(const ParameterList& params);
 // Freezes (or unfreezes) the parameters whose name `select` accepts; all

@@ -3,6 +3,7 @@
 
 #include "core/error.hpp"
 #include "core/timer.hpp"
+#include "kernels/cpu/gemm_kernel.hpp"
 #include "ops/ops.hpp"
 
 namespace turbine::ops {
@@ -141,6 +142,10 @@ double measure_gemm_tflops(Device device, int n, double seconds) {
     best = std::max(best, flops * calls / t.seconds());
   }
   return best / 1e12;
+}
+
+std::string gemm_kernel_name(Device device) {
+  return device.is_cpu() ? kernels::cpu_gemm_kernel_name() : "cuBLASLt";
 }
 
 double measure_gemm_peak_tflops(Device device, double seconds) {

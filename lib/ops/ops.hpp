@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "tensor/tensor.hpp"
@@ -43,6 +44,9 @@ double measure_gemm_tflops(Device device, int n, double seconds);
 // reaches the hardware's rate (2048 on a CPU, in f32 since the CPU's 16-bit
 // modes only round the inputs; 8192 on a GPU, in the current math mode).
 double measure_gemm_peak_tflops(Device device, double seconds = 1.0);
+// The library and code path of `device`'s GEMM, for the line a job prints:
+// "oneDNN 2.6.3 dnnl_sgemm (avx512_core_bf16)" on a CPU, "cuBLASLt" on a GPU.
+std::string gemm_kernel_name(Device device);
 
 // ---- elementwise (elementwise.cpp) ---------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b, float alpha = 1.0f, float beta = 1.0f);

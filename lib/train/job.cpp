@@ -6,7 +6,6 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/signals.hpp"
-#include "kernels/cpu/gemm_kernel.hpp"
 #include "ops/ops.hpp"
 
 namespace turbine::train {
@@ -94,7 +93,7 @@ Device Job::pick_device(const std::string& name) {
 }
 
 double gemm_peak_gflops(dist::Communicator& comm, Device device, double configured_tflops) {
-  const std::string kernel = device.is_cpu() ? kernels::cpu_gemm_kernel_name() : "cuBLASLt";
+  const std::string kernel = ops::gemm_kernel_name(device);
   if (configured_tflops > 0) {
     log::info("matrix products: {} on {}; MFU against peak_tflops {:g} per device", kernel,
               device.str(), configured_tflops);
