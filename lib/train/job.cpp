@@ -24,6 +24,8 @@ std::vector<std::string> JobFlags::all_overrides() const {
   return out;
 }
 
+Job::StopSignalWatch::StopSignalWatch() { install_stop_signals(); }
+
 Job::Job(int* argc, char*** argv) : mpi_(argc, argv), world_(dist::Communicator::world()) {}
 
 bool Job::load_config(const JobFlags& flags, const io::ConfigSchema& schema,
@@ -55,7 +57,6 @@ int Job::print_resolved(const std::string& resolved_yaml) {
 
 int Job::run(const std::function<int()>& work) {
   try {
-    install_stop_signals();
     return work();
   } catch (const std::exception& e) {
     log::error("{}", e.what());

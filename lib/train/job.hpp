@@ -69,7 +69,7 @@ class Job {
   // --dry-run: rank 0 prints the resolved config; exit status 0.
   int print_resolved(const std::string& resolved_yaml);
 
-  // Runs the job's work with stop signals installed and returns its exit
+  // Runs the job's work and returns its exit
   // status. An exception on any rank is reported there and ends every rank
   // (the others may be waiting in a collective).
   int run(const std::function<int()>& work);
@@ -82,6 +82,11 @@ class Job {
  private:
   bool load_config(const JobFlags& flags, const io::ConfigSchema& schema,
                    const std::function<void(const io::Config&)>& resolve);
+  // Constructed first: stop signals go to their watcher thread before MPI_Init
+  // starts threads of its own (core/signals.hpp).
+  struct StopSignalWatch {
+    StopSignalWatch();
+  } stop_signals_;
   dist::MpiSession mpi_;
   dist::Communicator world_;
 };
