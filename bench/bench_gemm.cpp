@@ -5,6 +5,10 @@
 // environment configured them (OPENBLAS_CORETYPE, ONEDNN_MAX_CPU_ISA,
 // OMP_NUM_THREADS are read when the libraries load, so tools/bench-gemm runs
 // this once per setting): one JSON line per library and shape.
+// --compact: inference's y = x W^T with W in f32 (the backend's GEMM) and in
+// bf16, f16 and int8 (Backend::gemm_compact) at decoding and prefill row
+// counts, one JSON line per (shape, type): time per call, weight bytes read
+// per second, and the speed-up over f32.
 #include <cblas.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -18,6 +22,7 @@
 
 #include "core/timer.hpp"
 #include "kernels/cpu/gemm_kernel.hpp"
+#include "ops/ops.hpp"
 #include "tensor/tensor.hpp"
 
 extern "C" char* openblas_get_corename(void);
@@ -144,18 +149,84 @@ std::vector<Candidate> libraries() {
   return out;
 }
 
+// --compact: x (M, K) W^T, W (N, K), for each weight type against f32 on
+// the same shape, the types taking turns round by round.
+void run_compact(double seconds) {
+  using kernels::WeightType;
+  kernels::Backend& be = backend_for(Device::cpu());
+  struct Shape {
+    int M, N, K;
+  };
+  const Shape shapes[] = {{1, 4096, 4096},  {8, 4096, 4096},  {32, 4096, 4096},
+                          {256, 4096, 4096}, {1, 16384, 4096}, {1, 4096, 16384}};
+  for (const Shape& s : shapes) {
+    const Tensor w = Tensor::randn({s.N, s.K}, 2, 0, 0.02f), x = Tensor::randn({s.M, s.K}, 2, 1);
+    Tensor y = Tensor::empty({s.M, s.N});
+    struct Variant {
+      std::string type;
+      ops::CompactTensor compact;  // undefined values: f32
+      double best = 1e30;
+    };
+    std::vector<Variant> variants = {{"f32", {}},
+                                     {"bf16", ops::compact_weight(w, DType::bf16)},
+                                     {"f16", ops::compact_weight(w, DType::f16)},
+                                     {"i8 group 128", ops::compact_weight(w, DType::i8, 128)}};
+    auto call = [&](const Variant& v) {
+      if (!v.compact.values.defined()) {
+        be.gemm(false, true, s.M, s.N, s.K, 1.0f, x.data<float>(), s.K, w.data<float>(), s.K, 0.0f,
+                y.data<float>(), s.N);
+        return;
+      }
+      const auto type = v.compact.values.dtype() == DType::i8    ? WeightType::i8
+                        : v.compact.values.dtype() == DType::f16 ? WeightType::f16
+                                                                 : WeightType::bf16;
+      const kernels::CompactWeight cw{
+          type, v.compact.values.raw_data(),
+          type == WeightType::i8 ? v.compact.scales.data<float>() : nullptr, v.compact.group};
+      be.gemm_compact(s.M, s.N, s.K, x.data<float>(), s.K, cw, y.data<float>(), s.N, false);
+    };
+    const int rounds = 5;
+    for (int round = -1; round < rounds; ++round)
+      for (Variant& v : variants) {
+        Timer t;
+        int reps = 0;
+        do {
+          call(v);
+          ++reps;
+        } while (round >= 0 && t.seconds() < seconds / rounds);
+        if (round >= 0) v.best = std::min(v.best, t.seconds() / reps);
+      }
+    for (const Variant& v : variants) {
+      const double bytes = v.compact.values.defined() ? double(v.compact.nbytes())
+                                                      : 4.0 * s.N * double(s.K);
+      std::printf(
+          "{\"weights\":\"%s\",\"threads\":%d,\"M\":%d,\"N\":%d,\"K\":%d,\"ms\":%.3f,"
+          "\"weight_gb_per_s\":%.1f,\"gflops\":%.1f,\"speedup_vs_f32\":%.2f}\n",
+          v.type.c_str(), omp_get_max_threads(), s.M, s.N, s.K, 1e3 * v.best, bytes / v.best / 1e9,
+          2.0 * s.M * s.N * s.K / v.best / 1e9, variants[0].best / v.best);
+    }
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"GEMM GFLOP/s at BLOOM training shapes"};
-  bool compare = false;
+  bool compare = false, compact = false;
   double seconds = 1.0;
   app.add_flag("--compare", compare,
                "time OpenBLAS and oneDNN directly instead of the backend's chosen kernel");
+  app.add_flag("--compact", compact,
+               "inference products with bf16, f16 and int8 weights against f32 weights");
   app.add_option("--seconds", seconds, "timing per shape and candidate (5 rounds)")
       ->check(CLI::Range(0.01, 60.0))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (compact) {
+    run_compact(seconds);
+    return 0;
+  }
   if (compare) {
     std::vector<Candidate> candidates = libraries();
     run_shapes(candidates, seconds);

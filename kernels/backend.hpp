@@ -68,6 +68,21 @@ struct Window2d {
   constexpr int out_w() const { return (width + 2 * pad_w - kernel_w) / stride_w + 1; }
 };
 
+// ---- compact weights for inference (issue 12; see gemm_compact)
+
+// How a weight matrix W (N, K), row-major, is stored: bf16 or f16 values, or
+// int8 values q with one f32 scale per `group` consecutive elements of a row:
+// W[n][k] = q[n][k] * scales[n * (K / group) + k / group]. group == K is one
+// scale per output channel; smaller groups (64, 128) follow outliers better.
+enum class WeightType : uint8_t { bf16, f16, i8 };
+const char* weight_type_name(WeightType type);
+struct CompactWeight {
+  WeightType type = WeightType::bf16;
+  const void* data = nullptr;     // (N, K): uint16_t bits, or int8_t
+  const float* scales = nullptr;  // (N, K / group), i8 only
+  int group = 0;                  // i8 only: divides K
+};
+
 // Precision of the matrix products (gemm and attention): plain f32, or the
 // inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
 // (CUDA runs them there; the CPU rounds the same way, for the same numbers).
@@ -123,6 +138,15 @@ class Backend {
                                     const float* A, int lda, int64_t stride_a, const float* B,
                                     int ldb, int64_t stride_b, float beta, float* C, int ldc,
                                     int64_t stride_c, int batch) = 0;
+
+  // y (M, N) (+)= x (M, K) W^T, W (N, K) stored compactly (a linear layer's
+  // weight, as Hugging Face stores it): f32 x and y, f32 accumulation, W
+  // widened to f32 as it is read (in the inner loop for few rows of x, by
+  // panels of W rows for many: never a whole f32 copy of W). Rows of x are
+  // ldx apart, rows of y ldy. The math mode does not apply: the weight's
+  // storage type is the precision, and x stays f32.
+  virtual void gemm_compact(int M, int N, int K, const float* x, int ldx, const CompactWeight& w,
+                            float* y, int ldy, bool accumulate) = 0;
 
   // Elementwise: y = alpha * a + beta * b (y may alias a or b).
   virtual void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) = 0;

@@ -120,6 +120,12 @@ void ProfilingBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, i
   });
 }
 
+void ProfilingBackend::gemm_compact(int M, int N, int K, const float* x, int ldx,
+                                    const CompactWeight& w, float* y, int ldy, bool accumulate) {
+  timed(fmt::format("gemm_compact {} {}x{}x{}", weight_type_name(w.type), M, N, K), 2.0 * M * N * K,
+        [&] { inner_.gemm_compact(M, N, K, x, ldx, w, y, ldy, accumulate); });
+}
+
 void ProfilingBackend::add(const float* a, const float* b, float* y, size_t n, float alpha,
                            float beta) {
   timed("add", 0, [&] { inner_.add(a, b, y, n, alpha, beta); });

@@ -491,6 +491,94 @@ void add_gemm_cases(std::vector<Case>& cases) {
   add_gemm_case(cases, {false, false, 5, 7, 0, 1, 1.0f, 0.0f}, MathMode::f32);
 }
 
+// ---- GEMM with compact weights ------------------------------------------------------------
+
+// W (N, K) in bf16/f16 bits or int8 with group scales, from normal values.
+struct CompactHost {
+  kernels::WeightType type;
+  int group = 0;
+  std::vector<uint16_t> bits;
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+};
+
+CompactHost compact_weights(Inputs& in, kernels::WeightType type, int N, int K, int group) {
+  CompactHost w{type, group, {}, {}, {}};
+  const std::vector<float> values = in.normal(size_t(N) * K, 0.05f);
+  if (type == kernels::WeightType::i8) {
+    const auto q = in.integers(values.size(), -127, 128);
+    w.q.assign(q.begin(), q.end());
+    w.scales = in.normal(size_t(N) * (K / group), 1e-3f, 4e-3f);
+  } else {
+    for (float v : values)
+      w.bits.push_back(type == kernels::WeightType::bf16 ? kernels::f32_to_bf16(v) : [&] {
+        const _Float16 h = static_cast<_Float16>(v);
+        uint16_t b;
+        std::memcpy(&b, &h, 2);
+        return b;
+      }());
+  }
+  return w;
+}
+
+// Decoding (M <= 4: widened in the inner loop) and prefill (panels) shapes,
+// K with and without a tail of fewer than 8, padded x and y, accumulation,
+// per-channel and grouped int8 scales. The products are exact in f32 on both
+// sides (16-bit and 8-bit values times f32); only the order of the f32 sums
+// differs (and int8's scale, applied per group on the CPU and per weight on
+// CUDA), so the f32 GEMM tolerance holds. The math mode must not apply.
+void add_gemm_compact_cases(std::vector<Case>& cases) {
+  using kernels::WeightType;
+  struct Shape {
+    int M, N, K, pad;
+    bool accumulate;
+  };
+  for (WeightType type : {WeightType::bf16, WeightType::f16, WeightType::i8}) {
+    for (const Shape& sh : {Shape{1, 301, 131, 0, false}, Shape{3, 64, 256, 5, true},
+                            Shape{4, 130, 72, 0, false}, Shape{37, 300, 192, 3, false},
+                            Shape{70, 96, 128, 0, true}}) {
+      std::vector<int> groups = {0};  // no scales
+      if (type == WeightType::i8) groups = {sh.K};  // one scale per output channel
+      if (type == WeightType::i8 && sh.K % 64 == 0 && sh.K > 64) groups.push_back(64);
+      for (int group : groups) {
+        for (MathMode mode : {MathMode::f32, MathMode::bf16}) {
+          if (mode != MathMode::f32 && sh.M != 37) continue;
+          add(cases, "gemm_compact",
+              fmt::format("{} M={} N={} K={} pad={}{}{}", kernels::weight_type_name(type), sh.M,
+                          sh.N, sh.K, sh.pad, group ? fmt::format(" group={}", group) : "",
+                          flag("accumulate", sh.accumulate)),
+              mode, tol::gemm(MathMode::f32), [=](Inputs& in) {
+                const int ldx = sh.K + sh.pad, ldy = sh.N + sh.pad;
+                const auto x = in.normal(size_t(sh.M) * ldx);
+                const CompactHost w = compact_weights(in, type, sh.N, sh.K, group);
+                const auto y0 = initial(in, size_t(sh.M) * ldy, sh.accumulate);
+                return Run([=](const Side& s) {
+                  const Tensor tx = s.upload(x), ty = s.upload(y0);
+                  const Tensor data = type == WeightType::i8 ? s.upload(w.q) : s.upload(w.bits);
+                  const Tensor scales = s.upload(w.scales.empty() ? std::vector<float>{0.0f} : w.scales);
+                  kernels::CompactWeight cw{type, data.raw_data(),
+                                            type == WeightType::i8 ? scales.data<float>() : nullptr,
+                                            group};
+                  s.backend.gemm_compact(sh.M, sh.N, sh.K, tx.data<float>(), ldx, cw,
+                                         ty.data<float>(), ldy, sh.accumulate);
+                  // Only the (M, N) block: the padding keeps y0's values (NaN or random).
+                  const auto all = to_doubles(ty);
+                  Output block{"y", {}}, padding{"y padding", {}, tol::exact, false, true};
+                  for (int m = 0; m < sh.M; ++m)
+                    for (int c = 0; c < ldy; ++c) {
+                      const size_t i = size_t(m) * ldy + c;
+                      (c < sh.N ? block : padding)
+                          .values.push_back(c < sh.N && sh.accumulate ? all[i] - y0[i] : all[i]);
+                    }
+                  return Outputs{block, padding};
+                });
+              });
+        }
+      }
+    }
+  }
+}
+
 // ---- elementwise ------------------------------------------------------------------------
 
 void add_elementwise_cases(std::vector<Case>& cases) {
@@ -1408,6 +1496,7 @@ std::vector<Case> all_cases() {
   add_memory_cases(cases);
   add_conversion_cases(cases);
   add_gemm_cases(cases);
+  add_gemm_compact_cases(cases);
   add_elementwise_cases(cases);
   add_dropout_cases(cases);
   add_optimizer_cases(cases);

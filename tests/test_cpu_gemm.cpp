@@ -2,12 +2,14 @@
 // every transpose, padded leading dimensions, alpha and beta, K = 0, strided
 // batches, and the name a job prints for the kernel. The library changed
 // from OpenBLAS to oneDNN; this pins the row-major BLAS semantics it must keep.
-// Also: stop signals arriving during GEMMs leave them (and the heap) intact.
+// Also: gemm_compact (bf16/f16/int8 weights) against its definition, and
+// stop signals arriving during GEMMs leave them (and the heap) intact.
 #define BOOST_TEST_MODULE cpu_gemm
 #include <boost/test/unit_test.hpp>
 #include <signal.h>
 
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -16,6 +18,7 @@
 #include "core/rng.hpp"
 #include "core/signals.hpp"
 #include "kernels/cpu/gemm_kernel.hpp"
+#include "kernels/cpu/precision.hpp"
 #include "tensor/tensor.hpp"
 
 using namespace turbine;
@@ -119,6 +122,75 @@ BOOST_AUTO_TEST_CASE(kernel_is_named) {
   BOOST_TEST(name.find("dnnl_sgemm") != std::string::npos);
   BOOST_TEST(name.find("other") == std::string::npos);  // an ISA it could not name
 }
+
+// gemm_compact: y = x W^T with W in bf16, f16 or int8 with group scales,
+// against the definition in double, in both regimes (few rows widened in
+// registers, many by panels), with padded rows, accumulation and K tails;
+// the thread's math mode must not change a bit.
+BOOST_AUTO_TEST_SUITE(compact_weights)
+
+BOOST_AUTO_TEST_CASE(every_type_and_regime_against_the_definition) {
+  using kernels::WeightType;
+  kernels::Backend& be = backend_for(Device::cpu());
+  for (WeightType type : {WeightType::bf16, WeightType::f16, WeightType::i8}) {
+    for (int M : {1, 4, 5, 33}) {
+      for (bool accumulate : {false, true}) {
+        const int N = 70, K = type == WeightType::i8 ? 128 : 131, group = 32, ldx = K + 3,
+                  ldy = N + 2;
+        const std::vector<float> x = draw(size_t(M) * ldx, 6), w_values = draw(size_t(N) * K, 7);
+        std::vector<uint16_t> bits(size_t(N) * K);
+        std::vector<int8_t> q(size_t(N) * K);
+        std::vector<float> scales(size_t(N) * (K / group));
+        std::vector<double> w(size_t(N) * K);  // what W stands for
+        for (size_t i = 0; i < w.size(); ++i) {
+          if (type == WeightType::bf16) {
+            bits[i] = kernels::f32_to_bf16(w_values[i]);
+            w[i] = kernels::bf16_to_f32(bits[i]);
+          } else if (type == WeightType::f16) {
+            const _Float16 h = static_cast<_Float16>(w_values[i]);
+            std::memcpy(&bits[i], &h, 2);
+            w[i] = static_cast<float>(h);
+          } else {
+            q[i] = int8_t(std::lround(w_values[i] * 127));
+            scales[i / group] = 0.01f + 0.001f * float(i / group % 7);
+            w[i] = double(q[i]) * scales[i / group];
+          }
+        }
+        const kernels::CompactWeight cw{
+            type, type == WeightType::i8 ? static_cast<const void*>(q.data()) : bits.data(),
+            type == WeightType::i8 ? scales.data() : nullptr, group};
+        const std::vector<float> y0 = draw(size_t(M) * ldy, 8);
+        std::vector<float> y = y0, y_bf16_mode = y0;
+        be.gemm_compact(M, N, K, x.data(), ldx, cw, y.data(), ldy, accumulate);
+        {
+          kernels::MathModeGuard mode(be, kernels::MathMode::bf16);
+          be.gemm_compact(M, N, K, x.data(), ldx, cw, y_bf16_mode.data(), ldy, accumulate);
+        }
+        BOOST_TEST_REQUIRE(y == y_bf16_mode);
+        const double eps = std::numeric_limits<float>::epsilon();
+        for (int m = 0; m < M; ++m)
+          for (int c = 0; c < ldy; ++c) {
+            const size_t at = size_t(m) * ldy + c;
+            if (c >= N) {  // padding untouched
+              BOOST_TEST_REQUIRE(y[at] == y0[at]);
+              continue;
+            }
+            double sum = accumulate ? y0[at] : 0, magnitude = std::abs(sum);
+            for (int k = 0; k < K; ++k) {
+              sum += double(x[size_t(m) * ldx + k]) * w[size_t(c) * K + k];
+              magnitude += std::abs(double(x[size_t(m) * ldx + k]) * w[size_t(c) * K + k]);
+            }
+            BOOST_TEST_REQUIRE(std::abs(y[at] - sum) <= (K + 4) * eps * magnitude,
+                               kernels::weight_type_name(type)
+                                   << " M " << M << " accumulate " << accumulate << " at (" << m
+                                   << ", " << c << ")");
+          }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
 
 // oneDNN 2.6's JIT sgemm keeps data below the stack pointer: a signal handler
 // run on the computing thread overwrote it (heap corruption, ~1 in 10 stopped

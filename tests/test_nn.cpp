@@ -7,7 +7,9 @@
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "nn/bloom.hpp"
+#include "nn/compact.hpp"
 #include "nn/lora.hpp"
+#include "ops/ops.hpp"
 #include "test_util.hpp"
 
 using namespace turbine;
@@ -118,6 +120,99 @@ BOOST_AUTO_TEST_CASE(logits_at_chosen_positions) {
     model.logits_at(kIds, Tensor::from_vector<int64_t>({2}, {0, 5}));
   });
   BOOST_TEST(testing::contains(e, "position 5 is outside [0, 5)"), e);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Compact (bf16, f16, int8) weights for inference: a layer computes what
+// Linear computes on the f32 weight it stands for, and int8 stays within the
+// rounding of its scales; a model's logits barely move, and its weights
+// shrink to a half or about a quarter.
+BOOST_AUTO_TEST_SUITE(compact_weights)
+
+BOOST_AUTO_TEST_CASE(layer_equals_linear_on_its_own_weight_and_bounds_int8_rounding) {
+  nn::Linear plain;
+  plain.weight = Tensor::randn({37, 64}, 7, 1, 0.1f);
+  plain.bias = Tensor::randn({37}, 7, 2, 0.1f);
+  struct Kind {
+    DType type;
+    int group;
+  };
+  for (const Kind& kind : {Kind{DType::bf16, 0}, Kind{DType::f16, 0}, Kind{DType::i8, 0},
+                           Kind{DType::i8, 16}}) {
+    const nn::CompactLinear layer(plain, kind.type, kind.group);
+    const Tensor expanded = ops::expand_weight(layer.weight);
+    for (int64_t rows : {1, 3, 9}) {  // the widen-in-registers and the panel paths
+      const Tensor x = Tensor::randn({rows, 64}, 8, uint64_t(rows));
+      const Tensor y = layer.forward(x);
+      BOOST_TEST(max_abs_diff(y, ops::linear(x, expanded, plain.bias)) <= 1e-5f,
+                 dtype_name(kind.type) << " group " << kind.group << " rows " << rows);
+      if (kind.type != DType::i8) continue;
+      // |w - q s| <= s / 2 per weight, so |dy| <= sum_k |x_k| s / 2.
+      const auto xs = x.to_vector<float>();
+      const auto scales = layer.weight.scales.to_vector<float>();
+      const auto exact = ops::linear(x, plain.weight, plain.bias).to_vector<float>();
+      const auto got = y.to_vector<float>();
+      const int group = layer.weight.group, groups = int(64 / group);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int n = 0; n < 37; ++n) {
+          double bound = 1e-5;
+          for (int k = 0; k < 64; ++k)
+            bound += std::abs(xs[size_t(r * 64 + k)]) * scales[size_t(n * groups + k / group)] / 2;
+          BOOST_TEST_REQUIRE(std::abs(got[size_t(r * 37 + n)] - exact[size_t(r * 37 + n)]) <= bound);
+        }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(compacted_model_keeps_its_logits_and_shrinks) {
+  nn::Bloom model(tiny(), 6);
+  const Tensor reference = model.logits(kIds);
+  const auto ref = reference.to_vector<float>();
+  float scale = 0;
+  for (float v : ref) scale = std::max(scale, std::abs(v));
+  struct Kind {
+    DType type;
+    int group;
+    float max_relative;  // of the largest logit
+    double size_ratio;
+  };
+  // 16-bit storage rounds each weight by up to 2^-9 (bf16) or 2^-12 (f16)
+  // relative; int8 by up to half a scale, 1/254 of its group's largest
+  // weight. Measured: 1.6e-5, 3.1e-6 and 3.3e-5 of the largest logit; the
+  // bounds leave about 6x.
+  for (const Kind& kind : {Kind{DType::bf16, 0, 1e-4f, 0.5}, Kind{DType::f16, 0, 2e-5f, 0.5},
+                           Kind{DType::i8, 8, 2e-4f, 0.25 + 1.0 / 8}}) {
+    nn::Bloom copy = model.deep_copy();
+    const int64_t parameters_before = int64_t(copy.parameters().size());
+    const nn::CompactReport report = nn::compact_linears(copy, kind.type, kind.group);
+    BOOST_TEST(report.layers == 8);  // 2 blocks x 4
+    BOOST_TEST(double(report.bytes_after) == kind.size_ratio * double(report.bytes_before));
+    BOOST_TEST(int64_t(copy.parameters().size()) == parameters_before - 8);  // weights gone
+    const autograd::NoGradGuard inference;
+    const float diff = max_abs_diff(copy.logits(kIds), reference);
+    BOOST_TEST_MESSAGE(dtype_name(kind.type) << ": largest logit change " << diff / scale
+                                             << " of the largest logit");
+    BOOST_TEST(diff <= kind.max_relative * scale, dtype_name(kind.type));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_gradient_through_a_compact_layer_is_refused) {
+  nn::Linear plain;
+  plain.weight = Tensor::randn({4, 8}, 9, 1);
+  const nn::CompactLinear layer(plain, DType::bf16, 0);
+  Tensor x = Tensor::randn({2, 8}, 9, 2);
+  x.set_requires_grad(true);
+  BOOST_CHECK_THROW(layer.forward(x), std::exception);
+  const autograd::NoGradGuard inference;
+  BOOST_TEST(layer.forward(x).dim(1) == 4);
+}
+
+BOOST_AUTO_TEST_CASE(bad_compact_requests_are_clear_errors) {
+  nn::Linear plain;
+  plain.weight = Tensor::randn({4, 12}, 9, 3);
+  BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i8, 5), std::exception);   // 5 does not divide 12
+  BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i32, 0), std::exception);  // not a weight type
 }
 
 BOOST_AUTO_TEST_SUITE_END()

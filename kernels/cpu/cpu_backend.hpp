@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
                             const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                             int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
                             int batch) override;
+  void gemm_compact(int M, int N, int K, const float* x, int ldx, const CompactWeight& w, float* y,
+                    int ldy, bool accumulate) override;
 
   void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) override;
   void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) override;

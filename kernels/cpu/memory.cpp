@@ -132,6 +132,14 @@ const char* math_mode_name(MathMode mode) {
   }
 }
 
+const char* weight_type_name(WeightType type) {
+  switch (type) {
+    case WeightType::bf16: return "bf16";
+    case WeightType::f16: return "f16";
+    default: return "i8";
+  }
+}
+
 #ifndef TURBINE_HAVE_CUDA
 int cuda_device_count() { return 0; }
 std::string cuda_device_uuid(int device) {

@@ -1,5 +1,7 @@
 // matmul and linear (x W^T + b, Hugging Face's weight layout (out, in)).
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/timer.hpp"
@@ -157,6 +159,103 @@ double measure_gemm_peak_tflops(Device device, double seconds) {
   // of its time packing and in thread fork/join, and a GPU's does not fill
   // the card below 8192.
   return measure_gemm_tflops(device, device.is_cpu() ? 2048 : 8192, seconds);
+}
+
+}  // namespace turbine::ops
+
+// ---- compact weights ---------------------------------------------------------------
+
+namespace turbine::ops {
+
+namespace {
+kernels::WeightType weight_type(DType dtype) {
+  switch (dtype) {
+    case DType::bf16: return kernels::WeightType::bf16;
+    case DType::f16: return kernels::WeightType::f16;
+    case DType::i8: return kernels::WeightType::i8;
+    default:
+      TURBINE_FAIL("compact weights are bf16, f16 or i8, not {}", dtype_name(dtype));
+  }
+}
+}  // namespace
+
+int64_t CompactTensor::nbytes() const {
+  return int64_t(values.nbytes()) + (scales.defined() ? int64_t(scales.nbytes()) : 0);
+}
+
+CompactTensor compact_weight(const Tensor& weight, DType type, int group) {
+  check_f32("compact_weight", {&weight});
+  TURBINE_CHECK(weight.ndim() == 2, "compact_weight: weight {} is not (out, in)", weight.str());
+  weight_type(type);  // checks the type
+  CompactTensor out;
+  if (type != DType::i8) {
+    out.values = weight.contiguous().to(type);
+    return out;
+  }
+  const int64_t rows = weight.dim(0), in = weight.dim(1);
+  out.group = group == 0 ? int(in) : group;
+  TURBINE_CHECK(out.group > 0 && in % out.group == 0,
+                "compact_weight: int8 group {} does not divide the {} inputs", group, in);
+  const int64_t groups = in / out.group;
+  const std::vector<float> w = weight.to(Device::cpu()).contiguous().to_vector<float>();
+  std::vector<int8_t> q(w.size());
+  std::vector<float> scales(size_t(rows * groups));
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < rows * groups; ++g) {
+    const float* src = w.data() + g * out.group;
+    float peak = 0;
+    for (int i = 0; i < out.group; ++i) peak = std::max(peak, std::abs(src[i]));
+    const float scale = peak > 0 ? peak / 127.0f : 1.0f;
+    scales[size_t(g)] = scale;
+    for (int i = 0; i < out.group; ++i)
+      q[size_t(g * out.group + i)] =
+          int8_t(std::clamp(std::nearbyint(src[i] / scale), -127.0f, 127.0f));
+  }
+  out.values = Tensor::from_vector<int8_t>({rows, in}, q, weight.device());
+  out.scales = Tensor::from_vector<float>({rows, groups}, scales, weight.device());
+  return out;
+}
+
+Tensor expand_weight(const CompactTensor& weight) {
+  if (weight.values.dtype() != DType::i8) return weight.values.to(DType::f32);
+  const int64_t rows = weight.out_features(), in = weight.in_features();
+  const std::vector<int8_t> q = weight.values.to(Device::cpu()).to_vector<int8_t>();
+  const std::vector<float> scales = weight.scales.to(Device::cpu()).to_vector<float>();
+  std::vector<float> w(q.size());
+  for (size_t i = 0; i < w.size(); ++i)
+    w[i] = float(q[i]) * scales[i / size_t(in) * size_t(in / weight.group) +
+                                i % size_t(in) / size_t(weight.group)];
+  return Tensor::from_vector<float>({rows, in}, w, weight.values.device());
+}
+
+Tensor linear_compact(const Tensor& x_any, const CompactTensor& weight, const Tensor& bias) {
+  const Tensor x = x_any.contiguous();
+  check_f32("linear_compact", {&x, &bias});
+  const kernels::WeightType type = weight_type(weight.values.dtype());
+  const int64_t in = weight.in_features(), out = weight.out_features();
+  TURBINE_CHECK(x.ndim() >= 1 && x.dim(-1) == in,
+                "linear_compact: input {} does not match weight {} (expected (..., {}))", x.str(),
+                weight.values.str(), in);
+  TURBINE_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == out),
+                "linear_compact: bias {} does not match weight {}", bias.str(), weight.values.str());
+  TURBINE_CHECK(weight.values.device() == x.device(),
+                "linear_compact: input on {}, weight on {}", x.device().str(),
+                weight.values.device().str());
+  TURBINE_CHECK(type != kernels::WeightType::i8 ||
+                    (weight.group > 0 && in % weight.group == 0 &&
+                     weight.scales.numel() == out * (in / weight.group)),
+                "linear_compact: int8 weight {} with group {} needs ({}, in / group) scales, has {}",
+                weight.values.str(), weight.group, out, weight.scales.str());
+  const int64_t rows = x.numel() / in;
+  Tensor y = Tensor::empty(with_last(x.shape(), out), DType::f32, x.device());
+  kernels::Backend& be = backend_for(x.device());
+  const kernels::CompactWeight w{
+      type, weight.values.raw_data(),
+      type == kernels::WeightType::i8 ? weight.scales.data<float>() : nullptr, weight.group};
+  be.gemm_compact(int(rows), int(out), int(in), x.data<float>(), int(in), w, y.data<float>(),
+                  int(out), false);
+  if (bias.defined()) be.add_bias(y.data<float>(), bias.data<float>(), int(rows), int(out));
+  return y;
 }
 
 }  // namespace turbine::ops

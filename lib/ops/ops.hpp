@@ -35,6 +35,27 @@ void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor*
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor* dx,
                      Tensor* dweight, Tensor* dbias);
+// A linear layer's weight (out, in) stored compactly for inference: bf16 or
+// f16 values, or int8 values with one f32 scale per `group` consecutive
+// inputs of each output (symmetric: scale = max |w| of the group / 127).
+struct CompactTensor {
+  Tensor values;  // (out, in), dtype bf16, f16 or i8
+  Tensor scales;  // (out, in / group) f32; i8 only
+  int group = 0;  // i8 only
+  int64_t out_features() const { return values.dim(0); }
+  int64_t in_features() const { return values.dim(1); }
+  int64_t nbytes() const;  // values and scales: what a product reads
+};
+// weight (out, in) f32 compacted on its device: bf16/f16 rounded to nearest
+// even; i8 with `group` inputs per scale (0: all of a row, one scale per
+// output channel), which must divide in. Groups of zeros get scale 1.
+CompactTensor compact_weight(const Tensor& weight, DType type, int group = 0);
+// The f32 weight a compact one stands for (tests, and loading it back).
+Tensor expand_weight(const CompactTensor& weight);
+// x (..., in) @ W^T + bias (out) -> (..., out), W compact (Backend::gemm_compact):
+// for inference: it has no backward.
+Tensor linear_compact(const Tensor& x, const CompactTensor& weight, const Tensor& bias);
+
 // TFLOP/s of an n x n x n GEMM on `device` in its backend's current math
 // mode, the best of 5 rounds after a warm-up, about `seconds` in all (each
 // round one call at least): the matrix rate this process reaches with the

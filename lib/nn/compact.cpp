@@ -1,0 +1,51 @@
+// Compact-weight linear layers (nn/compact.hpp).
+#include "nn/compact.hpp"
+
+#include "autograd/tape.hpp"
+#include "core/error.hpp"
+
+namespace turbine::nn {
+
+CompactLinear::CompactLinear(const Linear& from, DType type, int group)
+    : weight(ops::compact_weight(from.weight, type, group)), bias(copy_of(from.bias)) {
+  if (bias.defined()) bias.set_requires_grad(false);
+}
+
+Tensor CompactLinear::forward(const Tensor& x) const {
+  TURBINE_CHECK(!autograd::needs_grad({&x}),
+                "a compact ({}) linear layer has no backward: run it under NoGradGuard, or keep "
+                "the layers a gradient passes through in f32",
+                dtype_name(weight.values.dtype()));
+  return ops::linear_compact(x, weight, bias);
+}
+
+void CompactLinear::parameters(const std::string& prefix, ParameterList& out) {
+  if (bias.defined()) out.push_back(listed(prefix + "bias", bias, false));
+}
+
+std::unique_ptr<LinearLayer> CompactLinear::clone() const {
+  auto copy = std::unique_ptr<CompactLinear>(new CompactLinear());
+  copy->weight.values = weight.values.clone();
+  if (weight.scales.defined()) copy->weight.scales = weight.scales.clone();
+  copy->weight.group = weight.group;
+  copy->bias = copy_of(bias);
+  return copy;
+}
+
+CompactReport compact_linears(Bloom& model, DType type, int group) {
+  CompactReport report;
+  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& layer) {
+    const auto* plain = dynamic_cast<const Linear*>(layer.get());
+    TURBINE_CHECK(plain != nullptr,
+                  "{}: only plain linear layers can be compacted (merge LoRA adapters first)",
+                  name);
+    report.bytes_before += int64_t(plain->weight.nbytes());
+    auto compact = std::make_unique<CompactLinear>(*plain, type, group);
+    report.bytes_after += compact->weight.nbytes();
+    layer = std::move(compact);
+    ++report.layers;
+  });
+  return report;
+}
+
+}  // namespace turbine::nn
