@@ -26,6 +26,11 @@ struct AttentionShape {
   // null for 0, 1, 2, ... Token dropping keeps a subset of a sequence and
   // attends with the kept tokens' original positions (causality and ALiBi).
   const int64_t* positions = nullptr;
+  // Elements between consecutive (batch, head) planes of k and v, 0 for
+  // dense (seq_k * head_dim): a KV cache (B, H, T_max, D) read up to seq_k
+  // keys has T_max * head_dim. Forward only; backward takes dense k and v.
+  int64_t kv_stride = 0;
+  int64_t kv_plane() const { return kv_stride ? kv_stride : int64_t(seq_k) * head_dim; }
 };
 
 // Elements a row-major (rows, cols) matrix with leading dimension ld spans

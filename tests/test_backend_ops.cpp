@@ -1147,6 +1147,34 @@ void add_attention_cases(std::vector<Case>& cases) {
                return Outputs{written("out", out), lse_out};
              });
            }});
+      // The same keys and values read in place from a KV cache: planes of
+      // T_max = Tk + 11 rows whose unused rows are NaN (a read past Tk shows).
+      if (!a.positions && (a.Tq == 1 || a.Tq < a.Tk)) {
+        cases.push_back(
+            {"attention_forward", attention_params(a) + " kv cache T_max=Tk+11", mode,
+             tol::attention(mode, false), [=](Inputs& in) {
+               const AttentionProblem p(a, in);
+               const int t_max = a.Tk + 11, D = a.D;
+               const size_t plane = size_t(a.Tk) * D, cache_plane = size_t(t_max) * D;
+               std::vector<float> k_cache(size_t(a.B) * a.H * cache_plane, kNaN),
+                   v_cache = k_cache;
+               for (size_t bh = 0; bh < size_t(a.B) * a.H; ++bh)
+                 for (size_t i = 0; i < plane; ++i) {
+                   k_cache[bh * cache_plane + i] = p.k[bh * plane + i];
+                   v_cache[bh * cache_plane + i] = p.v[bh * plane + i];
+                 }
+               return Run([=](const Side& s) {
+                 const AttentionSideData d(p, s);
+                 const Tensor q = s.upload(p.q), k = s.upload(k_cache), v = s.upload(v_cache);
+                 const Tensor out = s.upload(poison(p.q_size())), lse = s.upload(poison(p.rows()));
+                 AttentionShape shape = d.shape(p);
+                 shape.kv_stride = int64_t(cache_plane);
+                 s.backend.attention_forward(shape, q.data<float>(), k.data<float>(),
+                                             v.data<float>(), out.data<float>(), lse.data<float>());
+                 return Outputs{written("out", out), written("lse", lse)};
+               });
+             }});
+      }
       for (bool acc : {false, true}) {
         cases.push_back(
             {"attention_backward", attention_params(a) + flag("accumulate", acc), mode,

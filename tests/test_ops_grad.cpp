@@ -190,6 +190,35 @@ BOOST_AUTO_TEST_CASE(attention_matches_naive_across_blocks) {
   BOOST_TEST(testing::norm_error(out, ref) < 1e-6);
 }
 
+BOOST_AUTO_TEST_CASE(attention_reads_a_kv_cache_in_place) {
+  // Decoding: the keys and values of 40 tokens sit in a cache of 64; the
+  // last 3 tokens' queries attend (causal, ALiBi) through narrowed views,
+  // with the same bits as on dense copies. Backward refuses the views.
+  const int B = 2, H = 3, T_max = 64, T = 40, D = 16;
+  const Tensor k_cache = Tensor::randn({B, H, T_max, D}, 5, 1),
+               v_cache = Tensor::randn({B, H, T_max, D}, 5, 2), q = Tensor::randn({B, H, 3, D}, 5, 3);
+  const Tensor k = k_cache.narrow(2, 0, T), v = v_cache.narrow(2, 0, T);
+  BOOST_TEST(!k.is_contiguous());
+  ops::AttentionOptions o;
+  o.alibi_slopes = ops::alibi_slopes(H);
+  Tensor lse_view, lse_dense;
+  const auto in_place = ops::attention(q, k, v, o, &lse_view).to_vector<float>();
+  const auto dense = ops::attention(q, k.contiguous(), v.contiguous(), o, &lse_dense).to_vector<float>();
+  BOOST_TEST(in_place == dense);
+  BOOST_TEST(lse_view.to_vector<float>() == lse_dense.to_vector<float>());
+  Tensor dq, dk, dv;
+  BOOST_CHECK_THROW(ops::attention_backward(q, k, v, Tensor::from_vector<float>({B, H, 3, D}, dense),
+                                            lse_dense, Tensor::randn({B, H, 3, D}, 5, 4), o, &dq,
+                                            &dk, &dv),
+                    std::exception);
+  // k and v laid out differently, or a view whose rows are not dense: refused.
+  BOOST_CHECK_THROW(ops::attention(q, k, v.contiguous().narrow(2, 0, T), o, nullptr), std::exception);
+  const Tensor q8 = q.narrow(3, 0, 8).contiguous();
+  BOOST_CHECK_THROW(ops::attention(q8, k_cache.narrow(3, 0, 8).narrow(2, 0, T),
+                                   v_cache.narrow(3, 0, 8).narrow(2, 0, T), o, nullptr),
+                    std::exception);
+}
+
 BOOST_AUTO_TEST_CASE(alibi_slopes_match_bloom) {
   // Values from BLOOM's build_alibi_tensor.
   const auto s6 = ops::alibi_slopes(6);

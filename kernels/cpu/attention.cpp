@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/error.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "kernels/cpu/precision.hpp"
 #include "kernels/cpu/vec_math.hpp"
@@ -96,7 +97,11 @@ void CpuBackend::attention_forward(const AttentionShape& s, const float* q, cons
   const int tasks = s.batch * s.heads;
   // Reduced-precision math modes: the products see 16-bit inputs.
   std::vector<float> q_round, k_round, v_round;
-  const size_t q_size = size_t(tasks) * Tq * D, kv_size = size_t(tasks) * Tk * D;
+  // k and v planes may be spaced wider than Tk * D (a KV cache); the rounded
+  // copies keep that layout.
+  const size_t kv_plane = size_t(s.kv_plane());
+  const size_t q_size = size_t(tasks) * Tq * D,
+               kv_size = tasks == 0 ? 0 : size_t(tasks - 1) * kv_plane + size_t(Tk) * D;
   q = round_to_math_mode(q, q_size, math_mode(), q_round);
   k = round_to_math_mode(k, kv_size, math_mode(), k_round);
   v = round_to_math_mode(v, kv_size, math_mode(), v_round);
@@ -108,8 +113,8 @@ void CpuBackend::attention_forward(const AttentionShape& s, const float* q, cons
       const int b = task / s.heads, h = task % s.heads;
       const RowScorer scorer = make_scorer(s, b, h);
       const float* qb = q + size_t(task) * Tq * D;
-      const float* kb = k + size_t(task) * Tk * D;
-      const float* vb = v + size_t(task) * Tk * D;
+      const float* kb = k + size_t(task) * kv_plane;
+      const float* vb = v + size_t(task) * kv_plane;
       float* ob = out + size_t(task) * Tq * D;
       float* lseb = lse + size_t(task) * Tq;
       // Query rows of one block share each transposed key block.
@@ -171,6 +176,8 @@ void CpuBackend::attention_backward(const AttentionShape& s, const float* q, con
                                     const float* v, const float* out, const float* lse,
                                     const float* dout, float* dq, float* dk, float* dv,
                                     bool accumulate) {
+  TURBINE_CHECK(s.kv_plane() == int64_t(s.seq_k) * s.head_dim,
+                "attention_backward: k and v must be dense (kv_stride {})", s.kv_stride);
   const int D = s.head_dim, Tq = s.seq_q, Tk = s.seq_k;
   const int tasks = s.batch * s.heads;
   std::vector<float> q_round, k_round, v_round, dout_round;

@@ -293,6 +293,7 @@ struct HeadPlace {
 // The problem, as kernels see it.
 struct Problem {
   int heads, seq_q, seq_k, head_dim;
+  int64_t kv_stride;  // between (b, h) planes of k and v (a KV cache's T_max * D)
   float scale;
   bool causal, mask_per_batch;
   bool vec4;                 // float4 loads of q, k, v, dout rows
@@ -315,7 +316,7 @@ struct Problem {
   }
   __device__ HeadPlace place(int bh) const {
     return {bh, rule(bh / heads, bh % heads), int64_t(bh) * seq_q * head_dim,
-            int64_t(bh) * seq_k * head_dim};
+            int64_t(bh) * kv_stride};
   }
 };
 
@@ -812,6 +813,7 @@ Problem make_problem(const char* op, const AttentionShape& s, const float* alibi
   pr.seq_q = s.seq_q;
   pr.seq_k = s.seq_k;
   pr.head_dim = s.head_dim;
+  pr.kv_stride = s.kv_plane();
   pr.scale = s.scale;
   pr.causal = s.causal;
   pr.mask_per_batch = s.mask_per_batch;
@@ -864,7 +866,8 @@ void CudaBackend::attention_forward(const AttentionShape& s, const float* q, con
                                     const float* v, float* out, float* lse) {
   const int64_t tasks = int64_t(s.batch) * s.heads;
   const Problem pr = make_problem("attention_forward", s, stage_alibi(s.alibi_slopes, s.heads),
-                                  aligned16(q) && aligned16(k) && aligned16(v));
+                                  aligned16(q) && aligned16(k) && aligned16(v) &&
+                                      s.kv_plane() % 4 == 0);
   if (tasks == 0 || s.seq_q == 0) return;
   const ForwardArgs args{pr, q, k, v, out, lse};
   const dim3 grid(static_cast<unsigned>(tasks),
@@ -882,6 +885,9 @@ void CudaBackend::attention_backward(const AttentionShape& s, const float* q, co
                                      const float* dout, float* dq, float* dk, float* dv,
                                      bool accumulate) {
   const int64_t tasks = int64_t(s.batch) * s.heads;
+  TURBINE_CUDA_REQUIRE(s.kv_plane() == int64_t(s.seq_k) * s.head_dim,
+                       "attention_backward: k and v must be dense (kv_stride %lld)",
+                       static_cast<long long>(s.kv_stride));
   const Problem pr = make_problem("attention_backward", s, stage_alibi(s.alibi_slopes, s.heads),
                                   aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout));
   if (tasks == 0) return;

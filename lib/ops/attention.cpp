@@ -8,9 +8,26 @@ namespace turbine::ops {
 
 namespace {
 
+// The spacing of k's and v's (batch, head) planes: dense, or a view of the
+// first keys of a larger (B, H, T_max, D) buffer (a KV cache), whose rows
+// are still dense and whose planes are evenly spaced; 0 for dense.
+int64_t kv_stride(const char* op, const Tensor& k, const Tensor& v) {
+  if (k.is_contiguous() && v.is_contiguous()) return 0;
+  const auto& st = k.strides();
+  TURBINE_CHECK(k.strides() == v.strides() && st[3] == 1 && st[2] == k.dim(3) &&
+                    st[0] == k.dim(1) * st[1],
+                "{}: k {} and v {} must be dense or the first keys of one (B, H, T_max, D) "
+                "buffer each (strides {} and {})",
+                op, k.str(), v.str(), shape_str(k.strides()), shape_str(v.strides()));
+  return st[1];
+}
+
 kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const Tensor& k,
                                         const Tensor& v, const AttentionOptions& o) {
-  check_f32(op, {&q, &k, &v});
+  check_f32(op, {&q});
+  TURBINE_CHECK(k.dtype() == DType::f32 && v.dtype() == DType::f32,
+                "{}: k and v must be f32, got {} and {}", op, k.str(), v.str());
+  check_same_device(op, {&q, &k, &v});
   TURBINE_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4,
                 "{}: q, k, v must be (B, H, T, D); got {}, {}, {}", op, q.str(), k.str(),
                 v.str());
@@ -24,6 +41,7 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
   s.seq_q = q.dim(2);
   s.seq_k = k.dim(2);
   s.head_dim = q.dim(3);
+  s.kv_stride = kv_stride(op, k, v);
   s.scale = o.scale.value_or(1.0f / std::sqrt(static_cast<float>(s.head_dim)));
   s.causal = o.causal;
   TURBINE_CHECK(!o.causal || s.seq_k >= s.seq_q,
@@ -86,7 +104,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& lse, const Tensor& dout, const AttentionOptions& options,
                         Tensor* dq, Tensor* dk, Tensor* dv) {
   const auto s = attention_shape("attention_backward", q, k, v, options);
-  check_f32("attention_backward", {&out, &lse, &dout});
+  check_f32("attention_backward", {&k, &v, &out, &lse, &dout});  // dense k and v
   TURBINE_CHECK(dout.shape() == q.shape(), "attention_backward: gradient {} for output {}",
                 dout.str(), q.str());
   // The kernel writes all three; gradients are fresh or accumulated together.

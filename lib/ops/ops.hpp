@@ -124,6 +124,9 @@ struct AttentionOptions {
   Tensor positions;
 };
 // q (B,H,Tq,D), k, v (B,H,Tk,D) -> (B,H,Tq,D); lse (B,H,Tq) is saved for backward.
+// k and v may be views of the first Tk keys of larger (B,H,T_max,D) buffers
+// (a KV cache: cache.narrow(2, 0, Tk)), read in place; backward needs them
+// dense. Decoding: Tq new queries after Tk - Tq cached keys, causal.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  const AttentionOptions& options, Tensor* lse);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
