@@ -130,6 +130,23 @@ class Backend {
   virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void fill(float* x, size_t n, float value) = 0;
+
+  // Asynchronous transfers, for streaming weights in (and state out) while
+  // kernels run. Host memory for them comes from allocate_host: page-locked
+  // on CUDA (what an asynchronous copy needs), ordinary aligned memory on the
+  // CPU. A transfer returns at once; it starts after the work queued on this
+  // backend before it (the buffers it reads or overwrites are done with) and
+  // runs alongside work queued after it, on a queue of its own (a second
+  // CUDA stream). wait_for_transfers() makes work queued after it wait, on
+  // the device, for the transfers queued before it; synchronize_transfers()
+  // makes the host wait for them (before reading or refilling host buffers);
+  // synchronize() waits for everything. On the CPU transfers copy at once.
+  virtual void* allocate_host(size_t bytes);
+  virtual void deallocate_host(void* ptr, size_t bytes);
+  virtual void copy_from_host_async(void* dst, const void* host_src, size_t bytes);
+  virtual void copy_to_host_async(void* host_dst, const void* src, size_t bytes);
+  virtual void wait_for_transfers() {}
+  virtual void synchronize_transfers() {}
   virtual void convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) = 0;
   virtual void convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) = 0;
   virtual void convert_f32_to_f16(const float* x, uint16_t* y, size_t n) = 0;

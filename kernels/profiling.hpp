@@ -42,6 +42,17 @@ class ProfilingBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t bytes) override;
+  // Transfers are not timed (they overlap the kernels); forwarded as they are.
+  void* allocate_host(size_t bytes) override { return inner_.allocate_host(bytes); }
+  void deallocate_host(void* ptr, size_t bytes) override { inner_.deallocate_host(ptr, bytes); }
+  void copy_from_host_async(void* dst, const void* host_src, size_t bytes) override {
+    inner_.copy_from_host_async(dst, host_src, bytes);
+  }
+  void copy_to_host_async(void* host_dst, const void* src, size_t bytes) override {
+    inner_.copy_to_host_async(host_dst, src, bytes);
+  }
+  void wait_for_transfers() override { inner_.wait_for_transfers(); }
+  void synchronize_transfers() override { inner_.synchronize_transfers(); }
   void fill(float* x, size_t n, float value) override;
   void convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) override;
   void convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) override;

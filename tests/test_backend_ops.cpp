@@ -314,6 +314,35 @@ void add_memory_cases(std::vector<Case>& cases) {
         });
       });
 
+  // Streaming through pinned host buffers: upload asynchronously, a kernel
+  // that waits for the upload (wait_for_transfers), a download queued after
+  // the kernel, then the host waits; twice through the same buffers.
+  add(cases, "copy_from_host_async", "pinned, 2 x 250007 floats, scaled between, then downloaded",
+      MathMode::f32, tol::exact, [](Inputs& in) {
+        const size_t n = 250007;
+        const auto first = in.normal(n), second = in.normal(n);
+        return Run([=](const Side& s) {
+          Backend& be = s.backend;
+          const size_t bytes = n * sizeof(float);
+          auto* staged = static_cast<float*>(be.allocate_host(bytes));
+          auto* back = static_cast<float*>(be.allocate_host(bytes));
+          const Tensor device = s.upload(poison(n)), scaled = s.upload(poison(n));
+          Outputs outs;
+          for (const auto* values : {&first, &second}) {
+            std::memcpy(staged, values->data(), bytes);
+            be.copy_from_host_async(device.data<float>(), staged, bytes);
+            be.wait_for_transfers();
+            be.scale(device.data<float>(), scaled.data<float>(), n, -0.5f, false);
+            be.copy_to_host_async(back, scaled.data<float>(), bytes);
+            be.synchronize_transfers();  // back is ready, staged may be refilled
+            outs.push_back({fmt::format("round {}", outs.size()), {back, back + n}});
+          }
+          be.deallocate_host(staged, bytes);
+          be.deallocate_host(back, bytes);
+          return outs;
+        });
+      });
+
   for (size_t n : {size_t(1), size_t(100003)}) {
     add(cases, "fill", fmt::format("n={} at x+3 of n+7", n), MathMode::f32, tol::exact,
         [=](Inputs& in) {

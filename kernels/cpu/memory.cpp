@@ -1,5 +1,6 @@
 // CPU memory: 64-byte aligned allocations with a cache of freed large
 // blocks, copies, fills and dtype casts.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -130,6 +131,19 @@ const char* math_mode_name(MathMode mode) {
     case MathMode::f16: return "f16";
     default: return "f32";
   }
+}
+
+// The defaults: the CPU's (host memory is the backend's own; copies are done
+// when they return).
+void* Backend::allocate_host(size_t bytes) {
+  return ::operator new(std::max<size_t>(bytes, 1), std::align_val_t(64));
+}
+void Backend::deallocate_host(void* ptr, size_t) { ::operator delete(ptr, std::align_val_t(64)); }
+void Backend::copy_from_host_async(void* dst, const void* host_src, size_t bytes) {
+  copy_from_host(dst, host_src, bytes);
+}
+void Backend::copy_to_host_async(void* host_dst, const void* src, size_t bytes) {
+  copy_to_host(host_dst, src, bytes);
 }
 
 const char* weight_type_name(WeightType type) {

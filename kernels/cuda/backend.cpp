@@ -6,6 +6,7 @@
 // out-of-memory error says how much was asked, held and free.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdarg>
 #include <cstdio>
@@ -73,6 +74,9 @@ CudaBackend::CudaBackend(int device) : device_(device), name_(fmt::format("cuda:
                 count == 0 ? " (no GPU or no NVIDIA driver on this machine): use device cpu" : "");
   TURBINE_CUDA_CHECK(cudaSetDevice(device));
   TURBINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  TURBINE_CUDA_CHECK(cudaStreamCreateWithFlags(&transfer_stream_, cudaStreamNonBlocking));
+  TURBINE_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
+  TURBINE_CUDA_CHECK(cudaEventCreateWithFlags(&transfer_mark_, cudaEventDisableTiming));
   TURBINE_CUBLAS_CHECK(cublasLtCreate(&lt_));
   lt_workspace_bytes_ = kLtWorkspaceBytes;
   TURBINE_CUDA_CHECK(cudaMalloc(&lt_workspace_, lt_workspace_bytes_));
@@ -82,16 +86,61 @@ CudaBackend::~CudaBackend() {
   // Destructors must not throw: errors at teardown are ignored.
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
+  if (transfer_stream_) cudaStreamSynchronize(transfer_stream_);
   release_cached();
   if (scratch_) cudaFree(scratch_);
   if (alibi_device_) cudaFree(alibi_device_);
   if (lt_workspace_) cudaFree(lt_workspace_);
   if (lt_) cublasLtDestroy(lt_);
   if (blas_) cublasDestroy(blas_);
+  if (compute_mark_) cudaEventDestroy(compute_mark_);
+  if (transfer_mark_) cudaEventDestroy(transfer_mark_);
+  if (transfer_stream_) cudaStreamDestroy(transfer_stream_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::synchronize() { TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() {
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(transfer_stream_));
+}
+
+void* CudaBackend::allocate_host(size_t bytes) {
+  void* ptr = nullptr;
+  TURBINE_CUDA_CHECK(cudaMallocHost(&ptr, std::max<size_t>(bytes, 1)));
+  return ptr;
+}
+
+void CudaBackend::deallocate_host(void* ptr, size_t) {
+  if (ptr) TURBINE_CUDA_CHECK(cudaFreeHost(ptr));
+}
+
+void CudaBackend::start_transfer() {
+  TURBINE_CUDA_CHECK(cudaEventRecord(compute_mark_, stream_));
+  TURBINE_CUDA_CHECK(cudaStreamWaitEvent(transfer_stream_, compute_mark_, 0));
+}
+
+void CudaBackend::copy_from_host_async(void* dst, const void* host_src, size_t bytes) {
+  if (bytes == 0) return;
+  start_transfer();
+  TURBINE_CUDA_CHECK(
+      cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, transfer_stream_));
+}
+
+void CudaBackend::copy_to_host_async(void* host_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  start_transfer();
+  TURBINE_CUDA_CHECK(
+      cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, transfer_stream_));
+}
+
+void CudaBackend::wait_for_transfers() {
+  TURBINE_CUDA_CHECK(cudaEventRecord(transfer_mark_, transfer_stream_));
+  TURBINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, transfer_mark_, 0));
+}
+
+void CudaBackend::synchronize_transfers() {
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(transfer_stream_));
+}
 
 size_t CudaBackend::rounded(size_t bytes) {
   if (bytes <= kSmallBlock) return bytes == 0 ? 512 : (bytes + 511) / 512 * 512;

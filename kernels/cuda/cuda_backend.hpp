@@ -37,6 +37,12 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t bytes) override;
+  void* allocate_host(size_t bytes) override;
+  void deallocate_host(void* ptr, size_t bytes) override;
+  void copy_from_host_async(void* dst, const void* host_src, size_t bytes) override;
+  void copy_to_host_async(void* host_dst, const void* src, size_t bytes) override;
+  void wait_for_transfers() override;
+  void synchronize_transfers() override;
   void fill(float* x, size_t n, float value) override;
   void convert_f32_to_bf16(const float* x, uint16_t* y, size_t n) override;
   void convert_bf16_to_f32(const uint16_t* x, float* y, size_t n) override;
@@ -166,6 +172,11 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  // Asynchronous transfers: their stream, and the events that order them
+  // after earlier work (compute_mark_) and work after them (transfer_mark_).
+  cudaStream_t transfer_stream_ = nullptr;
+  cudaEvent_t compute_mark_ = nullptr, transfer_mark_ = nullptr;
+  void start_transfer();  // the transfer stream waits for the work queued so far
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;  // fallback for shapes cuBLASLt declines
   void* lt_workspace_ = nullptr;

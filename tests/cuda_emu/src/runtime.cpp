@@ -5,6 +5,7 @@
 // undefined (overlapping copies) the emulator fails loudly instead.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -646,6 +647,35 @@ cudaError_t cudaFree(void* ptr) {
                      kAllocationAlignment;
     r.freed.erase(oldest);
   }
+  return cudaSuccess;
+}
+
+namespace turbine_emu {
+namespace {
+std::mutex pinned_mutex;
+std::set<void*> pinned;
+}  // namespace
+}  // namespace turbine_emu
+
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  using namespace turbine_emu;
+  if (ptr == nullptr) return fail(cudaErrorInvalidValue, "cudaMallocHost", "null ptr");
+  *ptr = std::malloc(std::max<size_t>(bytes, 1));
+  if (*ptr == nullptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost", "out of memory");
+  std::lock_guard lock(pinned_mutex);
+  pinned.insert(*ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  using namespace turbine_emu;
+  if (ptr == nullptr) return cudaSuccess;
+  {
+    std::lock_guard lock(pinned_mutex);
+    if (pinned.erase(ptr) == 0)
+      return fail(cudaErrorInvalidValue, "cudaFreeHost", "%p is not from cudaMallocHost", ptr);
+  }
+  std::free(ptr);
   return cudaSuccess;
 }
 
