@@ -10,6 +10,7 @@
 #include "nn/compact.hpp"
 #include "nn/lora.hpp"
 #include "ops/ops.hpp"
+#include "grad_check.hpp"
 #include "test_util.hpp"
 
 using namespace turbine;
@@ -213,6 +214,88 @@ BOOST_AUTO_TEST_CASE(bad_compact_requests_are_clear_errors) {
   plain.weight = Tensor::randn({4, 12}, 9, 3);
   BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i8, 5), std::exception);   // 5 does not divide 12
   BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i32, 0), std::exception);  // not a weight type
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Incremental decoding with a KV cache against recomputing the whole
+// context: every step's logits, and the greedy tokens they pick, for one
+// sequence and for a ragged, left-padded batch.
+BOOST_AUTO_TEST_SUITE(kv_cache)
+
+namespace {
+
+nn::BloomConfig decoding_model() {
+  nn::BloomConfig c{64, 32, 4, 3};
+  c.initializer_range = 0.3f;  // logits well away from zero and from ties
+  return c;
+}
+
+// The last position's logits of `tokens`, recomputed from scratch.
+std::vector<float> recompute(const nn::Bloom& model, const std::vector<int64_t>& tokens) {
+  const Tensor ids = Tensor::from_vector<int64_t>({1, int64_t(tokens.size())}, tokens);
+  return model.logits_at(ids, Tensor::from_vector<int64_t>({1}, {-1})).to_vector<float>();
+}
+
+int64_t argmax(const std::vector<float>& row) {
+  return int64_t(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_sequence_decodes_as_a_full_recompute) {
+  const nn::Bloom model(decoding_model(), 11);
+  std::vector<int64_t> tokens = {5, 17, 3, 42, 8, 8, 61};
+  nn::KvCache cache(model.config(), 1, 32, model.device());
+  Tensor logits = model.decode(Tensor::from_vector<int64_t>({1, 7}, tokens), cache);
+  for (int step = 0; step < 12; ++step) {
+    const auto got = logits.to_vector<float>(), want = recompute(model, tokens);
+    BOOST_TEST(testing::norm_error(got, want) < 1e-5, "step " << step);
+    BOOST_TEST(argmax(got) == argmax(want), "step " << step);
+    tokens.push_back(argmax(got));
+    logits = model.decode(Tensor::from_vector<int64_t>({1, 1}, {tokens.back()}), cache);
+  }
+  BOOST_TEST(cache.length() == 7 + 12);
+}
+
+BOOST_AUTO_TEST_CASE(a_ragged_left_padded_batch_decodes_each_row_as_alone) {
+  const nn::Bloom model(decoding_model(), 12);
+  std::vector<std::vector<int64_t>> rows = {{9, 2, 33}, {1, 2, 3, 4, 5, 6, 7}, {60, 0, 13, 13, 40}, {22}};
+  const int64_t batch = 4, width = 7;
+  std::vector<int64_t> padded;
+  std::vector<uint8_t> valid;
+  for (const auto& row : rows)
+    for (int64_t t = 0; t < width; ++t) {
+      const int64_t pad = width - int64_t(row.size());
+      padded.push_back(t < pad ? 0 : row[size_t(t - pad)]);
+      valid.push_back(t < pad ? 0 : 1);
+    }
+  nn::KvCache cache(model.config(), batch, 24, model.device());
+  Tensor logits = model.decode(Tensor::from_vector<int64_t>({batch, width}, padded), cache, valid);
+  for (int step = 0; step < 8; ++step) {
+    const auto all = logits.to_vector<float>();
+    std::vector<int64_t> next;
+    for (int64_t b = 0; b < batch; ++b) {
+      const std::vector<float> got(all.begin() + b * 64, all.begin() + (b + 1) * 64);
+      const auto want = recompute(model, rows[size_t(b)]);
+      BOOST_TEST(testing::norm_error(got, want) < 1e-5, "row " << b << " step " << step);
+      BOOST_TEST(argmax(got) == argmax(want), "row " << b << " step " << step);
+      rows[size_t(b)].push_back(argmax(got));
+      next.push_back(argmax(got));
+    }
+    logits = model.decode(Tensor::from_vector<int64_t>({batch, 1}, next), cache);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_full_cache_is_a_clear_error) {
+  const nn::Bloom model(decoding_model(), 13);
+  nn::KvCache cache(model.config(), 1, 4, model.device());
+  model.decode(Tensor::from_vector<int64_t>({1, 3}, {1, 2, 3}), cache);
+  model.decode(Tensor::from_vector<int64_t>({1, 1}, {4}), cache);
+  BOOST_CHECK_THROW(model.decode(Tensor::from_vector<int64_t>({1, 1}, {5}), cache), std::exception);
+  cache.clear();
+  BOOST_TEST(cache.length() == 0);
+  BOOST_TEST(model.decode(Tensor::from_vector<int64_t>({1, 2}, {1, 2}), cache).dim(1) == 64);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

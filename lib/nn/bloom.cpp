@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "autograd/functions.hpp"
+#include "autograd/tape.hpp"
 #include "core/error.hpp"
 
 namespace turbine::nn {
@@ -91,6 +92,21 @@ Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uin
   const Tensor h2 = post_attention_layernorm.forward(x1);
   const Tensor mlp = dense_4h_to_h->forward(ag::gelu(dense_h_to_4h->forward(h2)));
   return ag::add(x1, ag::dropout(mlp, hidden_dropout_, {dropout_seed, dropout_stream + 1, 0}));
+}
+
+Tensor BloomBlock::forward_cached(const Tensor& x, const std::vector<float>& alibi, KvCache& cache,
+                                  int64_t layer) const {
+  const Tensor h = input_layernorm.forward(x);
+  const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
+  const auto [keys, values] = cache.append(layer, qkv.k, qkv.v);
+  ops::AttentionOptions options;
+  options.causal = true;  // the new queries sit after the cached keys
+  options.alibi_slopes = alibi;
+  options.mask = cache.mask();
+  const Tensor context = ag::merge_heads(ag::attention(qkv.q, keys, values, options));
+  const Tensor x1 = ag::add(x, dense->forward(context));
+  const Tensor h2 = post_attention_layernorm.forward(x1);
+  return ag::add(x1, dense_4h_to_h->forward(ag::gelu(dense_h_to_4h->forward(h2))));
 }
 
 void BloomBlock::parameters(const std::string& prefix, ParameterList& out) {
@@ -231,6 +247,25 @@ Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
       ag::gather_rows(h, Tensor::from_vector<int64_t>({batch, 1}, index).to(device()));
   return ag::linear(ag::reshape(rows, {batch, config_.hidden_size}), word_embeddings_.weight,
                     Tensor());
+}
+
+Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache, const std::vector<uint8_t>& valid) const {
+  TURBINE_CHECK(ids_any.ndim() == 2 && ids_any.dim(0) == cache.batch(),
+                "Bloom::decode: ids must be (batch, tokens) with the cache's batch {}, got {}",
+                cache.batch(), ids_any.str());
+  const autograd::NoGradGuard inference;
+  const Tensor ids = ids_any.to(device());
+  const int64_t batch = ids.dim(0), tokens = ids.dim(1);
+  cache.begin(tokens, valid);
+  Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
+  for (size_t i = 0; i < h_.size(); ++i) x = h_[i].forward_cached(x, alibi_, cache, int64_t(i));
+  cache.commit();
+  // The LM head on each row's last position only.
+  const Tensor last = ops::gather_rows(
+      x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
+             .to(device()));
+  const Tensor h = ln_f_.forward(last.view({batch, config_.hidden_size}));
+  return ops::linear(h, word_embeddings_.weight, Tensor());
 }
 
 Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {

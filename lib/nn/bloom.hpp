@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/kv_cache.hpp"
 #include "nn/module.hpp"
 #include "nn/token_dropping.hpp"
 
@@ -45,6 +46,10 @@ class BloomBlock {
   // positions when some were dropped (undefined: 0..T-1).
   Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
                  uint64_t dropout_stream, const Tensor& positions = Tensor()) const;
+  // Inference with a KV cache: x (B, Tq, H) are the positions after those
+  // cached; their keys and values are appended as layer `layer`'s.
+  Tensor forward_cached(const Tensor& x, const std::vector<float>& alibi, KvCache& cache,
+                        int64_t layer) const;
   void parameters(const std::string& prefix, ParameterList& out);
   BloomBlock clone() const;  // shares no weights
 
@@ -81,6 +86,12 @@ class Bloom {
   // or -1 for the last -> (B, vocab). The LM head runs on those rows only
   // (generation needs no T x vocab logits). Differentiable.
   Tensor logits_at(const Tensor& ids, const Tensor& positions) const;
+  // Incremental decoding: ids (B, Tq) are each row's next Tq tokens after
+  // those in `cache` (a prompt's prefill, then one token per step); `valid`
+  // (B, Tq) marks left padding with 0 (empty: all real). Their keys and
+  // values join the cache; returns the logits of each row's last position
+  // (B, vocab), equal to logits_at on the whole unpadded row. Inference only.
+  Tensor decode(const Tensor& ids, KvCache& cache, const std::vector<uint8_t>& valid = {}) const;
 
   // Each linear layer with its module name ("h.3.self_attention.dense"), to
   // wrap or replace it; the parameter list is rebuilt afterwards.

@@ -1,0 +1,90 @@
+// The KV cache of incremental decoding (nn/kv_cache.hpp).
+#include "nn/kv_cache.hpp"
+
+#include "core/error.hpp"
+#include "nn/bloom.hpp"
+#include "ops/ops.hpp"
+
+namespace turbine::nn {
+
+KvCache::KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device)
+    : batch_(batch),
+      capacity_(capacity),
+      heads_(config.n_head),
+      head_dim_(config.head_dim()),
+      device_(device),
+      valid_(size_t(batch * capacity), 0) {
+  TURBINE_CHECK(batch > 0 && capacity > 0, "KV cache: batch {} and capacity {} must be positive",
+                batch, capacity);
+  for (int64_t i = 0; i < config.n_layer; ++i) {
+    keys_.push_back(Tensor::zeros({batch, heads_, capacity, head_dim_}, DType::f32, device));
+    values_.push_back(Tensor::zeros({batch, heads_, capacity, head_dim_}, DType::f32, device));
+  }
+}
+
+int64_t KvCache::nbytes() const {
+  return 2 * int64_t(keys_.size()) * batch_ * heads_ * capacity_ * head_dim_ * 4;
+}
+
+void KvCache::begin(int64_t tokens, const std::vector<uint8_t>& valid) {
+  TURBINE_CHECK(pending_ == 0, "KV cache: begin() twice without commit()");
+  TURBINE_CHECK(tokens > 0, "KV cache: no positions to add");
+  TURBINE_CHECK(length_ + tokens <= capacity_,
+                "KV cache: {} cached + {} new positions exceed its capacity of {} (the context "
+                "window this cache was made for)",
+                length_, tokens, capacity_);
+  TURBINE_CHECK(valid.empty() || int64_t(valid.size()) == batch_ * tokens,
+                "KV cache: {} validity flags for {} rows of {} positions", valid.size(), batch_,
+                tokens);
+  for (int64_t b = 0; b < batch_; ++b)
+    for (int64_t t = 0; t < tokens; ++t) {
+      const uint8_t ok = valid.empty() ? 1 : valid[size_t(b * tokens + t)];
+      valid_[size_t(b * capacity_ + length_ + t)] = ok;
+      any_padding_ |= ok == 0;
+    }
+  pending_ = tokens;
+  mask_ = Tensor();
+  if (!any_padding_) return;
+  const int64_t keys = length_ + tokens;
+  std::vector<uint8_t> mask(size_t(batch_ * tokens * keys));
+  for (int64_t b = 0; b < batch_; ++b)
+    for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t j = 0; j < keys; ++j)
+        mask[size_t((b * tokens + i) * keys + j)] = valid_[size_t(b * capacity_ + j)];
+  mask_ = Tensor::from_vector<uint8_t>({batch_, tokens, keys}, mask, device_);
+}
+
+std::pair<Tensor, Tensor> KvCache::append(int64_t layer, const Tensor& k_any, const Tensor& v_any) {
+  TURBINE_CHECK(layer >= 0 && layer < int64_t(keys_.size()), "KV cache: no layer {}", layer);
+  TURBINE_CHECK(pending_ > 0, "KV cache: append() outside begin()/commit()");
+  const Shape expected = {batch_, heads_, pending_, head_dim_};
+  TURBINE_CHECK(k_any.shape() == expected && v_any.shape() == expected,
+                "KV cache: keys {} and values {} for positions ({}, {}, {}, {})", k_any.str(),
+                v_any.str(), batch_, heads_, pending_, head_dim_);
+  kernels::Backend& be = backend_for(device_);
+  const int64_t plane = capacity_ * head_dim_, rows = batch_ * heads_, cols = pending_ * head_dim_;
+  for (auto [src_any, dst] : {std::pair{&k_any, &keys_[size_t(layer)]}, {&v_any, &values_[size_t(layer)]}}) {
+    const Tensor src = src_any->contiguous();
+    // Each (b, h) plane's new rows, one strided block copy.
+    be.copy_rows_strided(src.data<float>(), cols, dst->data<float>() + length_ * head_dim_, plane,
+                         rows, cols, false);
+  }
+  const int64_t keys = length_ + pending_;
+  return {keys_[size_t(layer)].narrow(2, 0, keys), values_[size_t(layer)].narrow(2, 0, keys)};
+}
+
+void KvCache::commit() {
+  TURBINE_CHECK(pending_ > 0, "KV cache: commit() without begin()");
+  length_ += pending_;
+  pending_ = 0;
+  mask_ = Tensor();
+}
+
+void KvCache::clear() {
+  std::fill(valid_.begin(), valid_.end(), uint8_t(0));
+  any_padding_ = false;
+  length_ = pending_ = 0;
+  mask_ = Tensor();
+}
+
+}  // namespace turbine::nn

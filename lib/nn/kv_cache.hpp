@@ -1,0 +1,58 @@
+// The keys and values a BLOOM has computed for a batch of sequences, so that
+// decoding computes one new position per step instead of the whole context
+// (incremental decoding, as DeepSpeed-Inference and llama.cpp). Per layer,
+// keys and values are (B, H, capacity, D) buffers; attention reads the
+// first length() positions of them in place (ops::attention's cache views).
+//
+// A batch of prompts of different lengths is left-padded to one length: the
+// padding positions are marked invalid and masked as keys. ALiBi adds
+// -slope * (i - j), which depends only on the distance between two real
+// tokens, so padding changes no real token's scores (Hugging Face's BLOOM
+// does the same with its attention mask).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.hpp"
+
+namespace turbine::nn {
+
+struct BloomConfig;
+
+class KvCache {
+ public:
+  KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device);
+
+  int64_t batch() const { return batch_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t length() const { return length_; }  // positions cached, padding included
+  int64_t nbytes() const;                     // keys and values of every layer
+
+  // Appends the next `tokens` positions' validity ((B, tokens) row-major, 1
+  // for a real token, 0 for left padding; empty: all real). Call once per
+  // forward, before its layers append; checks the capacity.
+  void begin(int64_t tokens, const std::vector<uint8_t>& valid);
+  // Layer `layer`'s keys and values of those positions, k and v (B, H,
+  // tokens, D), copied in; returns views of all its keys and values so far
+  // (B, H, length() + tokens, D).
+  std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& k, const Tensor& v);
+  // The key mask of the pending positions' queries, (B, tokens, length() +
+  // tokens) u8 on the device, or undefined when no cached position is padding.
+  const Tensor& mask() const { return mask_; }
+  // Ends the forward: the pending positions become cached.
+  void commit();
+  // Forgets every position (the buffers are kept for the next batch).
+  void clear();
+
+ private:
+  int64_t batch_, capacity_, heads_, head_dim_;
+  Device device_;
+  std::vector<Tensor> keys_, values_;  // per layer (B, H, capacity, D)
+  std::vector<uint8_t> valid_;         // (B, capacity)
+  bool any_padding_ = false;
+  int64_t length_ = 0, pending_ = 0;
+  Tensor mask_;
+};
+
+}  // namespace turbine::nn
