@@ -11,6 +11,7 @@
 #include "nn/lora.hpp"
 #include "ops/ops.hpp"
 #include "grad_check.hpp"
+#include "infer/generate.hpp"
 #include "test_util.hpp"
 
 using namespace turbine;
@@ -284,6 +285,27 @@ BOOST_AUTO_TEST_CASE(a_ragged_left_padded_batch_decodes_each_row_as_alone) {
       next.push_back(argmax(got));
     }
     logits = model.decode(Tensor::from_vector<int64_t>({batch, 1}, next), cache);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(greedy_generation_equals_recomputing_its_window) {
+  // Within the context window and past it (context 12 < 5 + 16 tokens: the
+  // window of the last 12 is recomputed once the text outgrows it).
+  const nn::Bloom model(decoding_model(), 14);
+  for (int64_t context : {64, 12}) {
+    infer::SamplingOptions o;
+    o.max_new_tokens = 16;
+    o.temperature = 0;
+    o.context = context;
+    const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
+    const std::vector<int32_t> got = infer::generate(model, prompt, o);
+    std::vector<int64_t> want(prompt.begin(), prompt.end());
+    for (int n = 0; n < 16; ++n) {
+      const std::vector<int64_t> window(want.end() - std::min<int64_t>(int64_t(want.size()), context),
+                                        want.end());
+      want.push_back(argmax(recompute(model, window)));
+    }
+    BOOST_TEST(std::vector<int64_t>(got.begin(), got.end()) == want, "context " << context);
   }
 }
 

@@ -19,13 +19,25 @@ std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> token
                 o.top_k, o.context);
   autograd::NoGradGuard no_grad;
   const int64_t vocab = model.config().vocab_size;
-  for (int64_t n = 0; n < o.max_new_tokens; ++n) {
-    const int64_t start = std::max<int64_t>(0, int64_t(tokens.size()) - o.context);
+  // The cache holds at most `context` positions. Within it each token costs
+  // one position; once the text outgrows it, the window of the last
+  // `context` tokens is recomputed for every token (as without a cache).
+  const int64_t capacity =
+      std::min<int64_t>(o.context, int64_t(tokens.size()) + std::max<int64_t>(o.max_new_tokens, 1));
+  nn::KvCache cache(model.config(), 1, capacity, model.device());
+  const auto prefill = [&] {
+    cache.clear();
+    const int64_t start = std::max<int64_t>(0, int64_t(tokens.size()) - capacity);
     const std::vector<int32_t> window(tokens.begin() + start, tokens.end());
-    const Tensor ids = Tensor::from_vector<int32_t>({1, int64_t(window.size())}, window);
-    // The LM head on the last position only: (1, vocab).
-    const auto all =
-        model.logits_at(ids, Tensor::from_vector<int64_t>({1}, {-1})).to_vector<float>();
+    return model.decode(Tensor::from_vector<int32_t>({1, int64_t(window.size())}, window), cache);
+  };
+  Tensor logits = prefill();
+  for (int64_t n = 0; n < o.max_new_tokens; ++n) {
+    if (n > 0)
+      logits = cache.length() < capacity
+                   ? model.decode(Tensor::from_vector<int32_t>({1, 1}, {tokens.back()}), cache)
+                   : prefill();
+    const auto all = logits.to_vector<float>();
     const float* last = all.data();
     int32_t next = 0;
     if (o.temperature == 0) {

@@ -1,7 +1,7 @@
 // Autoregressive sampling from a BLOOM model: temperature and top-k over
 // the last position's logits, drawn with the counter-based RNG so a sample
-// is reproducible from its seed. This version recomputes the whole context
-// each token (no KV cache): fine for the short samples printed in training.
+// is reproducible from its seed. Decodes with a KV cache (Bloom::decode):
+// the prompt once, then one position per token.
 #pragma once
 
 #include <cstdint>
