@@ -12,6 +12,9 @@ enum class Level { debug, info, warn, error };
 
 void set_rank(int rank, int world_size);
 void set_level(Level level);
+// Sends info lines to stderr too, for an app whose stdout is its output
+// (infer generate's text).
+void set_info_to_stderr(bool to_stderr);
 int rank();
 void write(Level level, bool all_ranks, const std::string& text);
 

@@ -12,7 +12,8 @@
 namespace turbine::infer {
 
 std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> tokens,
-                              const SamplingOptions& o) {
+                              const SamplingOptions& o,
+                              const std::function<void(int32_t)>& on_token) {
   TURBINE_CHECK(!tokens.empty(), "generate: the prompt encodes to no tokens");
   TURBINE_CHECK(o.temperature >= 0 && o.top_k >= 0 && o.context > 0,
                 "generate: temperature {} and top_k {} must be >= 0, context {} > 0", o.temperature,
@@ -58,6 +59,7 @@ std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> token
       next = order[pick];
     }
     tokens.push_back(next);
+    if (on_token) on_token(next);
     if (next == o.stop_token) break;
   }
   return tokens;

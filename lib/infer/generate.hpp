@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "nn/bloom.hpp"
@@ -20,7 +21,10 @@ struct SamplingOptions {
   int64_t stop_token = -1;  // stop after emitting this id (e.g. EOS); -1: never
 };
 
+// The prompt followed by the generated tokens; on_token (if given) sees each
+// generated token as soon as it is chosen (streaming).
 std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> prompt,
-                              const SamplingOptions& options);
+                              const SamplingOptions& options,
+                              const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace turbine::infer

@@ -662,6 +662,8 @@ Config Config::from_string(const std::string& yaml, const std::string& origin,
 
 Config Config::load(const std::string& path, const ConfigSchema& schema,
                     const std::vector<std::string>& overrides) {
+  // No file: the schema's defaults and the overrides only.
+  if (path.empty()) return from_yaml(YAML::Node(YAML::NodeType::Map), "(--set)", schema, overrides);
   return from_yaml(read_yaml_file(path), path, schema, overrides);
 }
 

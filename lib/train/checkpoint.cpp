@@ -194,6 +194,14 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
     for (const auto& [key, value] : state.values())
       std::visit([&, &key = key](const auto& v) { trainer.set_attribute(key, v); }, value);
     std::ofstream(tmp_dir / "config.yaml") << config_yaml;
+    for (const auto& [file, content] : state.files()) {
+      TURBINE_CHECK(fs::path(file).filename() == file && file != "config.yaml" &&
+                        file != "trainer.h5",
+                    "checkpoint file '{}' must be a plain name of its own", file);
+      std::ofstream out(tmp_dir / file, std::ios::binary);
+      out << content;
+      TURBINE_CHECK(out.good(), "checkpoint {}: cannot write {}", name, (tmp_dir / file).string());
+    }
   }
   // Rename only once every rank's files are on disk.
   const bool failed = comm_.any(false);

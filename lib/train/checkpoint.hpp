@@ -12,6 +12,7 @@
 //   trainer.h5                the key/value state as attributes, the world
 //                             size, and per part its numel and ZeRO stage
 //   config.yaml               the resolved config of the run
+//   tokenizer.json ...        files the app adds (StateMap::set_file)
 // The part named "model" keeps the names of the first format (model.h5,
 // optimizer_rank<R>.h5, unprefixed numel and zero_stage), so checkpoints of
 // earlier pretrain runs load unchanged. Optimizer shards are stored by flat
@@ -41,10 +42,15 @@ class StateMap {
   double get_double(const std::string& key) const;
   const std::string& get_string(const std::string& key) const;
   const std::map<std::string, Value>& values() const { return values_; }
+  // Files that travel with the checkpoint, written beside its parts (the
+  // tokenizer.json that inference needs); not read back on resume.
+  void set_file(const std::string& name, std::string content) { files_[name] = std::move(content); }
+  const std::map<std::string, std::string>& files() const { return files_; }
 
  private:
   const Value& at(const std::string& key) const;
   std::map<std::string, Value> values_;
+  std::map<std::string, std::string> files_;
 };
 
 // A named parameter set of a checkpoint, with its optimizer when it trains

@@ -10,8 +10,9 @@
 
 namespace turbine::train {
 
-void JobFlags::add_to(CLI::App& app, bool resumable) {
-  app.add_option("--config", config_path, "YAML experiment config")->required();
+void JobFlags::add_to(CLI::App& app, bool resumable, bool config_required) {
+  auto* config = app.add_option("--config", config_path, "YAML experiment config");
+  if (config_required) config->required();
   app.add_option("--set", overrides, "override a config key: --set optimizer.params.lr=3e-4");
   app.add_flag("--dry-run", dry_run, "validate and print the resolved config, then exit");
   if (resumable)

@@ -37,8 +37,10 @@ struct JobFlags {
   std::vector<std::string> overrides;  // --set key=value, in order
   bool dry_run = false;
   bool resume = false;  // adds resume=auto to the overrides
-  // Adds them to an app or one of its subcommands; `resumable`: --resume too.
-  void add_to(CLI::App& app, bool resumable = true);
+  // Adds them to an app or one of its subcommands; `resumable`: --resume
+  // too; `config_required`: --config must be given (else the schema's
+  // defaults and --set are the whole config).
+  void add_to(CLI::App& app, bool resumable = true, bool config_required = true);
   // The overrides with --resume applied.
   std::vector<std::string> all_overrides() const;
 };

@@ -129,6 +129,7 @@ class LanguageModelTask final : public TrainTask {
 
   void save_state(StateMap& state) const override {
     state.set("data_identity", dataset_.tokenizer_identity());
+    state.set_file("tokenizer.json", dataset_.tokenizer_json());  // for infer
   }
   void load_state(const StateMap& state) override {
     const std::string& trained_on = state.get_string("data_identity");
