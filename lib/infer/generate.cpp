@@ -11,13 +11,69 @@
 
 namespace turbine::infer {
 
+int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& o,
+                     const std::vector<int32_t>& history, uint64_t draw, double* logprob) {
+  if (logprob) {
+    const double top = *std::max_element(logits, logits + vocab);
+    double z = 0;
+    for (int64_t i = 0; i < vocab; ++i) z += std::exp(double(logits[i]) - top);
+    // filled in below, once the token is known
+    *logprob = -(top + std::log(z));
+  }
+  std::vector<float> scores(logits, logits + vocab);
+  if (o.repetition_penalty != 1.0) {
+    std::vector<bool> seen(size_t(vocab), false);
+    for (int32_t t : history)
+      if (t >= 0 && t < vocab) seen[size_t(t)] = true;
+    for (int64_t i = 0; i < vocab; ++i)
+      if (seen[size_t(i)])
+        scores[size_t(i)] = scores[size_t(i)] > 0 ? float(scores[size_t(i)] / o.repetition_penalty)
+                                                  : float(scores[size_t(i)] * o.repetition_penalty);
+  }
+  int32_t next = 0;
+  if (o.temperature == 0) {
+    next = static_cast<int32_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+  } else {
+    std::vector<int32_t> order(static_cast<size_t>(vocab));
+    std::iota(order.begin(), order.end(), 0);
+    const int64_t k = o.top_k > 0 ? std::min(o.top_k, vocab) : vocab;
+    // Descending by score, ties by id, so the order is the same everywhere.
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      return scores[size_t(a)] > scores[size_t(b)] ||
+             (scores[size_t(a)] == scores[size_t(b)] && a < b);
+    });
+    std::vector<double> weights(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i)
+      weights[size_t(i)] = std::exp((double(scores[size_t(order[size_t(i)])]) -
+                                     scores[size_t(order[0])]) / o.temperature);
+    double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+    int64_t kept = k;
+    if (o.top_p < 1.0) {  // the smallest prefix whose probability reaches top_p
+      double cumulative = 0;
+      for (kept = 0; kept < k;) {
+        cumulative += weights[size_t(kept++)] / total;
+        if (cumulative >= o.top_p) break;
+      }
+      total = std::accumulate(weights.begin(), weights.begin() + kept, 0.0);
+    }
+    double u = philox_uniform(o.seed, 0x5a3b1e, draw, 0) * total;
+    int64_t pick = 0;
+    while (pick + 1 < kept && u >= weights[size_t(pick)]) u -= weights[size_t(pick++)];
+    next = order[size_t(pick)];
+  }
+  if (logprob) *logprob += double(logits[next]);
+  return next;
+}
+
 std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> tokens,
                               const SamplingOptions& o,
                               const std::function<void(int32_t)>& on_token) {
   TURBINE_CHECK(!tokens.empty(), "generate: the prompt encodes to no tokens");
-  TURBINE_CHECK(o.temperature >= 0 && o.top_k >= 0 && o.context > 0,
-                "generate: temperature {} and top_k {} must be >= 0, context {} > 0", o.temperature,
-                o.top_k, o.context);
+  TURBINE_CHECK(o.temperature >= 0 && o.top_k >= 0 && o.context > 0 && o.top_p > 0 &&
+                    o.top_p <= 1 && o.repetition_penalty > 0,
+                "generate: temperature {} and top_k {} must be >= 0, context {} > 0, top_p {} in "
+                "(0, 1], repetition_penalty {} > 0",
+                o.temperature, o.top_k, o.context, o.top_p, o.repetition_penalty);
   autograd::NoGradGuard no_grad;
   const int64_t vocab = model.config().vocab_size;
   // The cache holds at most `context` positions. Within it each token costs
@@ -40,24 +96,7 @@ std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> token
                    : prefill();
     const auto all = logits.to_vector<float>();
     const float* last = all.data();
-    int32_t next = 0;
-    if (o.temperature == 0) {
-      next = static_cast<int32_t>(std::max_element(last, last + vocab) - last);
-    } else {
-      std::vector<int32_t> order(vocab);
-      std::iota(order.begin(), order.end(), 0);
-      const int64_t k = o.top_k > 0 ? std::min(o.top_k, vocab) : vocab;
-      std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                        [&](int32_t a, int32_t b) { return last[a] > last[b]; });
-      std::vector<double> weights(k);
-      for (int64_t i = 0; i < k; ++i)
-        weights[i] = std::exp((last[order[i]] - last[order[0]]) / o.temperature);
-      const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
-      double draw = philox_uniform(o.seed, 0x5a3b1e, uint64_t(n), 0) * total;
-      int64_t pick = 0;
-      while (pick + 1 < k && draw >= weights[pick]) draw -= weights[pick++];
-      next = order[pick];
-    }
+    const int32_t next = sample_token(last, vocab, o, tokens, uint64_t(n));
     tokens.push_back(next);
     if (on_token) on_token(next);
     if (next == o.stop_token) break;

@@ -16,10 +16,25 @@ struct SamplingOptions {
   int64_t max_new_tokens = 48;
   double temperature = 0.8;  // 0: greedy
   int64_t top_k = 40;        // 0: the whole vocabulary
+  // Nucleus sampling: the likeliest tokens whose probabilities (after
+  // temperature and top-k) first reach top_p; 1: all.
+  double top_p = 1.0;
+  // CTRL's repetition penalty (as Hugging Face's): a token already in the
+  // text has its logit divided by it when positive, multiplied when
+  // negative; 1: off.
+  double repetition_penalty = 1.0;
   int64_t context = 128;     // at most this many most recent tokens are fed
   uint64_t seed = 0;
   int64_t stop_token = -1;  // stop after emitting this id (e.g. EOS); -1: never
 };
+
+// The next token from one position's logits (vocab of them) under the
+// options: `history` is the text so far (for the repetition penalty),
+// `draw` numbers the draw (the n-th generated token) in the seed's stream.
+// Writes the token's log-probability under the model's own distribution
+// (log-softmax of the raw logits) to *logprob when given.
+int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& options,
+                     const std::vector<int32_t>& history, uint64_t draw, double* logprob = nullptr);
 
 // The prompt followed by the generated tokens; on_token (if given) sees each
 // generated token as soon as it is chosen (streaming).

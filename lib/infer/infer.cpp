@@ -33,6 +33,13 @@ io::ConfigSchema infer_schema() {
   s.integer("sampling.max_new_tokens", 128, "tokens to generate at most").at_least(1);
   s.number("sampling.temperature", 0.8, "sampling temperature; 0: greedy").at_least(0);
   s.integer("sampling.top_k", 40, "sample among the k likeliest tokens; 0: all").at_least(0);
+  s.number("sampling.top_p", 1.0,
+           "nucleus sampling: the likeliest tokens whose probability first reaches top_p; 1: all")
+      .at_least(0);
+  s.number("sampling.repetition_penalty", 1.0,
+           "divide (positive) or multiply (negative) the logits of tokens already in the text; "
+           "1: off")
+      .at_least(0);
   s.integer("sampling.seed", 0, "seed of the sampling draws (reproducible)").at_least(0);
   return s;
 }
@@ -49,6 +56,12 @@ InferOptions infer_options(const io::Config& c, int /*world_size*/) {
   o.sampling.temperature = c.get<double>("sampling.temperature");
   o.sampling.top_k = c.get<int64_t>("sampling.top_k");
   o.sampling.seed = uint64_t(c.get<int64_t>("sampling.seed"));
+  o.sampling.top_p = c.get<double>("sampling.top_p");
+  if (o.sampling.top_p <= 0 || o.sampling.top_p > 1)
+    c.fail("sampling.top_p", fmt::format("sampling.top_p {} must be in (0, 1]", o.sampling.top_p));
+  o.sampling.repetition_penalty = c.get<double>("sampling.repetition_penalty");
+  if (o.sampling.repetition_penalty <= 0)
+    c.fail("sampling.repetition_penalty", "sampling.repetition_penalty must be > 0");
   o.sampling.context = o.max_out_tokens;
   o.resolved_yaml = train::resolved_yaml(c, {});
   return o;

@@ -41,6 +41,8 @@ gen seed1 --prompt "$prompt" --set sampling.seed=1 --set sampling.max_new_tokens
 gen seed1b --prompt "$prompt" --set sampling.seed=1 --set sampling.max_new_tokens=30
 gen seed2 --prompt "$prompt" --set sampling.seed=2 --set sampling.max_new_tokens=30
 cmp -s "$work/seed1.out" "$work/seed1b.out" || fail "a seeded sample does not repeat"
+gen nucleus --prompt "$prompt" --set sampling.seed=1 --set sampling.top_p=0.5 \
+  --set sampling.repetition_penalty=1.3 --set sampling.max_new_tokens=30 || fail "top_p: $(cat "$work/nucleus.err")"
 ! cmp -s "$work/seed1.out" "$work/seed2.out" || fail "seeds 1 and 2 gave the same sample"
 echo "  seeded samples repeat; seed 2 differs"
 
@@ -66,6 +68,7 @@ mkdir -p "$work/no-tok" && cp "$ckpt/config.yaml" "$ckpt/model.h5" "$work/no-tok
 expect_error no_tokenizer "no tokenizer.json" -- --checkpoint "$work/no-tok" --prompt x
 expect_error long_prompt "a sequence may hold 4" -- --checkpoint "$ckpt" \
   --prompt "And God said, Let there be light" --set inference.max_out_tokens=4
+expect_error bad_top_p "top_p" -- --checkpoint "$ckpt" --prompt x --set sampling.top_p=1.5
 expect_error bad_dtype "inference.dtype" -- --checkpoint "$ckpt" --prompt x --set inference.dtype=int4
 expect_error bad_group "does not divide" -- --checkpoint "$ckpt" --prompt x \
   --set inference.dtype=int8 --set inference.int8_group=7
