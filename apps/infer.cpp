@@ -1,9 +1,11 @@
 // infer: text generation from a BLOOM checkpoint with a KV cache, on the CPU
 // or a GPU, with f32, bf16, f16 or int8 weights.
 //   infer generate --checkpoint runs/pretrain/checkpoints/step_N --prompt "And God said"
+//   infer generate --checkpoint DIR --prompts-file prompts.jsonl > results.jsonl
 #include <cstdio>
 
 #include "core/log.hpp"
+#include "core/signals.hpp"
 #include "infer/infer.hpp"
 #include "train/job.hpp"
 
@@ -11,14 +13,24 @@ using namespace turbine;
 
 int main(int argc, char** argv) {
   CLI::App cli{"Generate text with a BLOOM checkpoint (what pretrain writes):\n"
-               "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]"};
+               "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
+               "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)"};
   cli.require_subcommand(1);
-  CLI::App* generate = cli.add_subcommand("generate", "continue a prompt, streamed to stdout");
+  CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
   train::JobFlags flags;
   flags.add_to(*generate, /*resumable=*/false, /*config_required=*/false);
-  std::string checkpoint, prompt;
+  std::string checkpoint, prompt, prompts_file;
   generate->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder")->required();
-  generate->add_option("--prompt", prompt, "the text to continue")->required();
+  auto* one = generate->add_option("--prompt", prompt, "the text to continue, streamed");
+  auto* many = generate->add_option(
+      "--prompts-file", prompts_file,
+      "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
+      "inference.batch_size; a JSON result a line on stdout");
+  one->excludes(many);
+  generate->callback([&] {
+    if (prompt.empty() && prompts_file.empty())
+      throw CLI::RequiredError("--prompt or --prompts-file");
+  });
   CLI11_PARSE(cli, argc, argv);
   log::set_info_to_stderr(true);  // stdout is the generated text
 
@@ -28,6 +40,9 @@ int main(int argc, char** argv) {
   if (!options) return 1;
   if (flags.dry_run) return job.print_resolved(options->resolved_yaml);
   return job.run([&] {
+    const std::vector<infer::Request> requests =
+        prompts_file.empty() ? std::vector<infer::Request>{}
+                             : infer::read_prompts_file(prompts_file, options->sampling);
     const Device device = job.pick_device(options->device);
     const infer::LoadedModel loaded = infer::load_checkpoint(checkpoint, device, *options);
     if (loaded.compacted.layers > 0)
@@ -35,15 +50,34 @@ int main(int argc, char** argv) {
                 loaded.compacted.layers, options->dtype, loaded.compacted.bytes_after / 1048576.0,
                 loaded.compacted.bytes_before / 1048576.0);
     if (!job.leader()) return 0;
-    std::fputs(prompt.c_str(), stdout);
-    const infer::Completion c = infer::complete(loaded, prompt, *options, [](std::string_view text) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
+    if (prompts_file.empty()) {
+      std::fputs(prompt.c_str(), stdout);
+      const infer::Completion c =
+          infer::complete(loaded, prompt, *options, [](std::string_view text) {
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+          });
+      std::fputc('\n', stdout);
+      log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
+                c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
+                c.tokens_per_second);
+      return 0;
+    }
+    // Batches in file order; a stop signal ends the run after the current one.
+    for (size_t first = 0; first < requests.size(); first += size_t(options->batch_size)) {
+      if (stop_requested()) {
+        log::info("stopped on request ({}) after {} of {} prompts", stop_signal_name(), first,
+                  requests.size());
+        return kExitStoppedResumable;
+      }
+      const size_t end = std::min(requests.size(), first + size_t(options->batch_size));
+      const std::vector<infer::Request> batch(requests.begin() + long(first),
+                                              requests.begin() + long(end));
+      for (const infer::Completion& c : infer::complete_batch(loaded, batch, *options))
+        std::printf("%s\n", infer::completion_json(c).c_str());
       std::fflush(stdout);
-    });
-    std::fputc('\n', stdout);
-    log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
-              c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
-              c.tokens_per_second);
+      log::info("prompts {}-{} of {} done", first + 1, end, requests.size());
+    }
     return 0;
   });
 }

@@ -1,12 +1,16 @@
 // The infer job's config, checkpoint loading and streamed completions.
 #include "infer/infer.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "autograd/tape.hpp"
 #include "core/timer.hpp"
 #include "io/model_config.hpp"
 #include "train/checkpoint.hpp"
@@ -18,6 +22,8 @@ namespace fs = std::filesystem;
 
 io::ConfigSchema infer_schema() {
   io::ConfigSchema s;
+  s.integer("inference.batch_size", 8, "prompts of a --prompts-file decoded together")
+      .at_least(1);
   s.string("device", "cpu", "where to compute: cpu, or cuda")
       .one_of({io::ConfigValue(std::string("cpu")), io::ConfigValue(std::string("cuda"))});
   s.string("inference.dtype", "f32",
@@ -49,6 +55,7 @@ InferOptions infer_options(const io::Config& c, int /*world_size*/) {
   o.device = c.get<std::string>("device");
   if (o.device == "cuda" && kernels::cuda_device_count() == 0)
     c.fail("device", "device cuda: no CUDA device is visible on this machine; use device: cpu");
+  o.batch_size = c.get<int64_t>("inference.batch_size");
   o.dtype = c.get<std::string>("inference.dtype");
   o.int8_group = int(c.get<int64_t>("inference.int8_group"));
   o.max_out_tokens = c.get<int64_t>("inference.max_out_tokens");
@@ -160,6 +167,173 @@ Completion complete(const LoadedModel& loaded, const std::string& prompt,
   out.finish_reason = stopped ? "stop" : "length";
   out.tokens_per_second = seconds > 0 ? double(out.tokens.size()) / seconds : 0;
   return out;
+}
+
+namespace {
+
+// Where the first stop string starts in `text`, or npos.
+size_t stop_position(const std::string& text, const std::vector<std::string>& stop) {
+  size_t first = std::string::npos;
+  for (const std::string& s : stop)
+    if (!s.empty()) first = std::min(first, text.find(s));
+  return first;
+}
+
+template <typename T>
+T json_value(const nlohmann::json& line, const char* key, T fallback, const std::string& where) {
+  if (!line.contains(key)) return fallback;
+  try {
+    return line.at(key).get<T>();
+  } catch (const std::exception&) {
+    TURBINE_FAIL("{}: \"{}\" has the wrong type ({})", where, key, line.at(key).dump());
+  }
+}
+
+}  // namespace
+
+std::vector<Request> read_prompts_file(const std::string& path, const SamplingOptions& defaults) {
+  std::ifstream in(path);
+  TURBINE_CHECK(in.is_open(), "prompts file {} cannot be read", path);
+  static const std::vector<std::string> known = {
+      "prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+      "seed",   "stop",           "logprobs"};
+  std::vector<Request> out;
+  std::string text;
+  for (int64_t number = 1; std::getline(in, text); ++number) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines
+    const std::string where = fmt::format("{} line {}", path, number);
+    nlohmann::json line;
+    try {
+      line = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      TURBINE_FAIL("{}: not JSON: {}", where, e.what());
+    }
+    TURBINE_CHECK(line.is_object() && line.contains("prompt") && line["prompt"].is_string(),
+                  "{}: each line must be an object with a \"prompt\" string", where);
+    for (const auto& [key, value] : line.items())
+      TURBINE_CHECK(std::find(known.begin(), known.end(), key) != known.end(),
+                    "{}: unknown key \"{}\" (known: prompt, max_new_tokens, temperature, top_k, "
+                    "top_p, repetition_penalty, seed, stop, logprobs)",
+                    where, key);
+    Request r;
+    r.prompt = line["prompt"].get<std::string>();
+    r.sampling = defaults;
+    r.sampling.max_new_tokens = json_value(line, "max_new_tokens", defaults.max_new_tokens, where);
+    r.sampling.temperature = json_value(line, "temperature", defaults.temperature, where);
+    r.sampling.top_k = json_value(line, "top_k", defaults.top_k, where);
+    r.sampling.top_p = json_value(line, "top_p", defaults.top_p, where);
+    r.sampling.repetition_penalty =
+        json_value(line, "repetition_penalty", defaults.repetition_penalty, where);
+    r.sampling.seed = json_value(line, "seed", defaults.seed, where);
+    r.logprobs = json_value(line, "logprobs", false, where);
+    if (line.contains("stop")) {
+      if (line["stop"].is_string())
+        r.stop = {line["stop"].get<std::string>()};
+      else
+        r.stop = json_value(line, "stop", std::vector<std::string>{}, where);
+    }
+    TURBINE_CHECK(r.sampling.max_new_tokens >= 1 && r.sampling.temperature >= 0 &&
+                      r.sampling.top_k >= 0 && r.sampling.top_p > 0 && r.sampling.top_p <= 1 &&
+                      r.sampling.repetition_penalty > 0,
+                  "{}: max_new_tokens >= 1, temperature >= 0, top_k >= 0, top_p in (0, 1] and "
+                  "repetition_penalty > 0 are required",
+                  where);
+    out.push_back(std::move(r));
+  }
+  TURBINE_CHECK(!out.empty(), "prompts file {} holds no prompts", path);
+  return out;
+}
+
+std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vector<Request>& batch,
+                                       const InferOptions& options) {
+  const autograd::NoGradGuard inference;
+  const int64_t rows = int64_t(batch.size()), vocab = loaded.model.config().vocab_size;
+  const int32_t eos = loaded.tokenizer.eos_id().value_or(-1);
+  std::vector<Completion> out(batch.size());
+  int64_t width = 0, longest_output = 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    Completion& c = out[size_t(r)];
+    c.prompt_tokens = loaded.tokenizer.encode(batch[size_t(r)].prompt);
+    TURBINE_CHECK(!c.prompt_tokens.empty(), "prompt {} of the batch encodes to no tokens", r + 1);
+    TURBINE_CHECK(int64_t(c.prompt_tokens.size()) < options.max_out_tokens,
+                  "prompt {} of the batch has {} tokens, but a sequence may hold {} "
+                  "(inference.max_out_tokens) with at least one generated",
+                  r + 1, c.prompt_tokens.size(), options.max_out_tokens);
+    width = std::max(width, int64_t(c.prompt_tokens.size()));
+    longest_output = std::max(longest_output, batch[size_t(r)].sampling.max_new_tokens);
+  }
+  const int64_t capacity = std::min(options.max_out_tokens, width + longest_output);
+  nn::KvCache cache(loaded.model.config(), rows, capacity, loaded.model.device());
+  std::vector<int32_t> padded;
+  std::vector<uint8_t> valid;
+  for (const Completion& c : out)
+    for (int64_t t = 0; t < width; ++t) {
+      const int64_t pad = width - int64_t(c.prompt_tokens.size());
+      padded.push_back(t < pad ? 0 : c.prompt_tokens[size_t(t - pad)]);
+      valid.push_back(t < pad ? 0 : 1);
+    }
+  Timer timer;
+  Tensor logits =
+      loaded.model.decode(Tensor::from_vector<int32_t>({rows, width}, padded), cache, valid);
+  std::vector<bool> done(static_cast<size_t>(rows), false);
+  std::vector<std::vector<int32_t>> history(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) history[size_t(r)] = out[size_t(r)].prompt_tokens;
+  for (int64_t step = 0;; ++step) {
+    const auto all = logits.to_vector<float>();
+    std::vector<int32_t> next(static_cast<size_t>(rows), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (done[size_t(r)]) continue;
+      const Request& q = batch[size_t(r)];
+      Completion& c = out[size_t(r)];
+      double logprob = 0;
+      const int32_t token = sample_token(all.data() + r * vocab, vocab, q.sampling,
+                                         history[size_t(r)], uint64_t(step), &logprob);
+      if (c.tokens.empty()) c.seconds_to_first_token = timer.seconds();
+      c.tokens.push_back(token);
+      history[size_t(r)].push_back(token);
+      if (q.logprobs) c.logprobs.push_back(logprob);
+      next[size_t(r)] = token;
+      if (token == eos) {
+        c.finish_reason = "stop";
+        done[size_t(r)] = true;
+      } else if (!q.stop.empty() &&
+                 stop_position(loaded.tokenizer.decode(c.tokens), q.stop) != std::string::npos) {
+        c.finish_reason = "stop";
+        done[size_t(r)] = true;
+      } else if (int64_t(c.tokens.size()) >= q.sampling.max_new_tokens ||
+                 cache.length() >= capacity) {
+        c.finish_reason = "length";
+        done[size_t(r)] = true;
+      }
+    }
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    // Finished rows decode a placeholder; their outputs are not read.
+    logits = loaded.model.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache);
+  }
+  const double seconds = timer.seconds();
+  for (int64_t r = 0; r < rows; ++r) {
+    Completion& c = out[size_t(r)];
+    std::vector<int32_t> text_tokens = c.tokens;
+    if (!text_tokens.empty() && text_tokens.back() == eos) text_tokens.pop_back();
+    c.text = loaded.tokenizer.decode(text_tokens);
+    const size_t cut = stop_position(c.text, batch[size_t(r)].stop);
+    if (cut != std::string::npos) c.text.resize(cut);
+    c.tokens_per_second = seconds > 0 ? double(c.tokens.size()) / seconds : 0;
+  }
+  return out;
+}
+
+std::string completion_json(const Completion& c) {
+  nlohmann::ordered_json line;
+  line["text"] = c.text;
+  line["tokens"] = c.tokens;
+  line["prompt_tokens"] = c.prompt_tokens.size();
+  line["finish_reason"] = c.finish_reason;
+  if (!c.logprobs.empty()) line["logprobs"] = c.logprobs;
+  line["seconds_to_first_token"] = c.seconds_to_first_token;
+  line["tokens_per_second"] = c.tokens_per_second;
+  // Invalid UTF-8 (a character cut by max_new_tokens) is replaced, not fatal.
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace turbine::infer

@@ -20,6 +20,7 @@ namespace turbine::infer {
 
 struct InferOptions {
   std::string device = "cpu";
+  int64_t batch_size = 8;  // prompts of a --prompts-file decoded together
   std::string dtype = "f32";  // weights of the linear layers: f32, bf16, f16, int8
   int int8_group = 0;         // inputs per int8 scale; 0: one scale per output channel
   int64_t max_out_tokens = 1024;  // prompt + generated tokens one sequence may hold
@@ -45,9 +46,34 @@ LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
 struct Completion {
   std::vector<int32_t> prompt_tokens, tokens;  // tokens: the generated ones
   std::string text;                            // the generated text
-  std::string finish_reason;                   // "stop" (end of text) or "length"
+  // "stop" (end of text or a stop string) or "length" (max_new_tokens, or
+  // the sequence is full)
+  std::string finish_reason;
+  std::vector<double> logprobs;  // of each generated token, when asked
   double seconds_to_first_token = 0, tokens_per_second = 0;
 };
+
+// One prompt of a batch, with its own sampling.
+struct Request {
+  std::string prompt;
+  SamplingOptions sampling;
+  std::vector<std::string> stop;  // the text ends before the first of these
+  bool logprobs = false;
+};
+
+// A JSON-lines prompt file: each line {"prompt": ..., optional
+// "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+// "seed", "stop" (a string or a list), "logprobs"}; the rest default to
+// `defaults`. Errors name the file, line and key.
+std::vector<Request> read_prompts_file(const std::string& path, const SamplingOptions& defaults);
+
+// The requests decoded together as one batch (left-padded prompts over one
+// KV cache): each row samples with its own options and stops on its own.
+std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vector<Request>& batch,
+                                       const InferOptions& options);
+
+// A completion as the JSON line a prompts file run writes.
+std::string completion_json(const Completion& completion);
 
 // Continues `prompt`, calling on_text with each newly completed piece of
 // UTF-8 text (a character split over tokens waits for its last byte).

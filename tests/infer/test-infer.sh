@@ -53,6 +53,33 @@ for dtype in bf16 f16 int8; do
 done
 echo "  bf16, f16 and int8 weights: $(grep -o 'weights: .*' "$work/w-int8.err")"
 
+# A prompts file, batched (ragged: 3, 4 and 5 tokens and more): greedy rows
+# equal the single-prompt runs, a stop string cuts the text, log-probabilities
+# come one per token.
+cat > "$work/prompts.jsonl" <<'JSONL'
+{"prompt": "And God said", "temperature": 0, "max_new_tokens": 20}
+{"prompt": "In the beginning God created", "seed": 3, "logprobs": true, "max_new_tokens": 9}
+
+{"prompt": "And the LORD", "temperature": 0, "stop": [" and", " the"], "max_new_tokens": 40}
+JSONL
+"$infer" generate --checkpoint "$ckpt" --prompts-file "$work/prompts.jsonl" --set inference.batch_size=2 \
+  > "$work/batch.jsonl" 2> "$work/batch.err" || fail "prompts file: $(cat "$work/batch.err")"
+python3 - "$work" "$prompt" <<'PY' || fail "prompts file results"
+import json, sys
+work, prompt = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(f"{work}/batch.jsonl")]
+assert len(rows) == 3, rows
+single = open(f"{work}/greedy.out").read().rstrip("\n")
+assert prompt + rows[0]["text"] == single, (rows[0]["text"], single)
+assert rows[0]["finish_reason"] == "length" and len(rows[0]["tokens"]) == 20
+assert len(rows[1]["logprobs"]) == len(rows[1]["tokens"]) == 9
+assert all(lp <= 0 for lp in rows[1]["logprobs"])
+assert rows[2]["finish_reason"] == "stop", rows[2]
+assert " and" not in rows[2]["text"] and " the" not in rows[2]["text"], rows[2]
+print("  prompts file: batched greedy row equals the single run; stop strings cut at",
+      repr(rows[2]["text"]), "; logprobs", len(rows[1]["logprobs"]))
+PY
+
 # expect_error NAME WORDS -- ARGS: a non-zero exit whose stderr names WORDS.
 expect_error() {
   local name=$1 words=$2
@@ -68,6 +95,11 @@ mkdir -p "$work/no-tok" && cp "$ckpt/config.yaml" "$ckpt/model.h5" "$work/no-tok
 expect_error no_tokenizer "no tokenizer.json" -- --checkpoint "$work/no-tok" --prompt x
 expect_error long_prompt "a sequence may hold 4" -- --checkpoint "$ckpt" \
   --prompt "And God said, Let there be light" --set inference.max_out_tokens=4
+printf '{"prompt": "x"}\n{"prompt": "y", "temprature": 1}\n' > "$work/bad-key.jsonl"
+expect_error prompts_key 'line 2: unknown key "temprature"' -- --checkpoint "$ckpt" \
+  --prompts-file "$work/bad-key.jsonl"
+printf '{"prompt": "x"}\nnot json\n' > "$work/bad-json.jsonl"
+expect_error prompts_json "line 2: not JSON" -- --checkpoint "$ckpt" --prompts-file "$work/bad-json.jsonl"
 expect_error bad_top_p "top_p" -- --checkpoint "$ckpt" --prompt x --set sampling.top_p=1.5
 expect_error bad_dtype "inference.dtype" -- --checkpoint "$ckpt" --prompt x --set inference.dtype=int4
 expect_error bad_group "does not divide" -- --checkpoint "$ckpt" --prompt x \
