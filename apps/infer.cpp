@@ -2,10 +2,12 @@
 // or a GPU, with f32, bf16, f16 or int8 weights.
 //   infer generate --checkpoint runs/pretrain/checkpoints/step_N --prompt "And God said"
 //   infer generate --checkpoint DIR --prompts-file prompts.jsonl > results.jsonl
+//   infer bench --model configs/models/bloom-560m.yaml --set inference.dtype=int8
 #include <cstdio>
 
 #include "core/log.hpp"
 #include "core/signals.hpp"
+#include "infer/bench.hpp"
 #include "infer/infer.hpp"
 #include "train/job.hpp"
 
@@ -17,10 +19,20 @@ int main(int argc, char** argv) {
                "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)"};
   cli.require_subcommand(1);
   CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
+  CLI::App* bench = cli.add_subcommand(
+      "bench", "prefill and decode speed (batch 1, 8, 32) against the memory bandwidth");
   train::JobFlags flags;
   flags.add_to(*generate, /*resumable=*/false, /*config_required=*/false);
-  std::string checkpoint, prompt, prompts_file;
+  flags.add_to(*bench, /*resumable=*/false, /*config_required=*/false);
+  std::string checkpoint, prompt, prompts_file, model_yaml;
   generate->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder")->required();
+  auto* bench_checkpoint = bench->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder");
+  bench->add_option("--model", model_yaml, "a model config (random weights of its shape)")
+      ->excludes(bench_checkpoint);
+  bench->callback([&] {
+    if (checkpoint.empty() && model_yaml.empty())
+      throw CLI::RequiredError("--checkpoint or --model");
+  });
   auto* one = generate->add_option("--prompt", prompt, "the text to continue, streamed");
   auto* many = generate->add_option(
       "--prompts-file", prompts_file,
@@ -40,6 +52,15 @@ int main(int argc, char** argv) {
   if (!options) return 1;
   if (flags.dry_run) return job.print_resolved(options->resolved_yaml);
   return job.run([&] {
+    if (bench->parsed()) {
+      const Device device = job.pick_device(options->device);
+      const infer::LoadedModel loaded =
+          model_yaml.empty() ? infer::load_checkpoint(checkpoint, device, *options)
+                             : infer::random_model(model_yaml, device, *options);
+      const infer::BenchResult result = infer::bench(loaded, *options);
+      if (job.leader()) std::printf("%s\n", infer::bench_json(result, loaded, *options).c_str());
+      return 0;
+    }
     const std::vector<infer::Request> requests =
         prompts_file.empty() ? std::vector<infer::Request>{}
                              : infer::read_prompts_file(prompts_file, options->sampling);

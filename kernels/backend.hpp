@@ -117,6 +117,9 @@ class Backend {
   virtual void synchronize() {}
   // Bytes held by the backend's allocator, in use or cached for reuse.
   virtual int64_t reserved_bytes() const { return 0; }
+  // Returns the allocator's cached free blocks to the system (after a model
+  // was converted and its old weights freed, say).
+  virtual void release_cached() {}
   // The queue this backend runs its work on, for libraries that must run in
   // order with it (NCCL): the cudaStream_t as void* on CUDA, null where work
   // runs on the calling thread (CPU). lib/dist uses it instead of the CUDA

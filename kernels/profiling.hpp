@@ -34,6 +34,7 @@ class ProfilingBackend final : public Backend {
 
   const char* name() const override { return inner_.name(); }
   void synchronize() override { inner_.synchronize(); }
+  void release_cached() override { inner_.release_cached(); }
   int64_t reserved_bytes() const override { return inner_.reserved_bytes(); }
   void* native_stream() override { return inner_.native_stream(); }
 

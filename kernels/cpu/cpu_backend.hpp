@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
+  void release_cached() override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t bytes) override;
   void fill(float* x, size_t n, float value) override;

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <map>
 #include <mutex>
 #include <new>
@@ -47,10 +50,14 @@ class BlockCache {
     cached_ += size;
     return true;
   }
-  ~BlockCache() {
+  void release() {
+    std::lock_guard lock(mutex_);
     for (auto& [size, blocks] : free_)
       for (void* ptr : blocks) std::free(ptr);
+    free_.clear();
+    cached_ = 0;
   }
+  ~BlockCache() { release(); }
 
  private:
   std::mutex mutex_;
@@ -75,6 +82,13 @@ void* CpuBackend::allocate(size_t bytes) {
 
 void CpuBackend::deallocate(void* ptr, size_t bytes) {
   if (!block_cache().give(ptr, BlockCache::rounded(bytes))) std::free(ptr);
+}
+
+void CpuBackend::release_cached() {
+  block_cache().release();
+#ifdef __GLIBC__
+  malloc_trim(0);  // freed heap blocks too (glibc keeps blocks below its mmap threshold)
+#endif
 }
 
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {

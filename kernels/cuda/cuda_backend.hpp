@@ -160,7 +160,7 @@ class CudaBackend final : public Backend {
   // A device copy of `heads` ALiBi slopes given in host memory (cached).
   const float* stage_alibi(const float* host_slopes, int heads);
   // Empties the allocator's cache back to the driver.
-  void release_cached();
+  void release_cached() override;
 
  private:
   struct Block {

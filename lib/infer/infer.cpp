@@ -84,6 +84,15 @@ std::string read_file(const fs::path& path) {
 }
 }  // namespace
 
+namespace {
+void compact(LoadedModel& loaded, const InferOptions& options) {
+  if (options.dtype == "f32") return;
+  const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
+  loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
+  backend_for(loaded.model.device()).release_cached();  // the f32 weights' blocks
+}
+}  // namespace
+
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options) {
   const fs::path dir(checkpoint);
@@ -108,10 +117,14 @@ LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                 loaded.tokenizer.vocab_size(), config.vocab_size);
   train::CheckpointStore::load_weights(checkpoint, loaded.model.parameters());
   loaded.model.set_training(false);
-  if (options.dtype != "f32") {
-    const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
-    loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
-  }
+  compact(loaded, options);
+  return loaded;
+}
+
+LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options) {
+  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}};
+  loaded.model.set_training(false);
+  compact(loaded, options);
   return loaded;
 }
 

@@ -43,6 +43,10 @@ struct LoadedModel {
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options);
 
+// A model of the shape in a model config (configs/models/X.yaml) with random
+// weights and no tokenizer, compacted as the options say: for infer bench.
+LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options);
+
 struct Completion {
   std::vector<int32_t> prompt_tokens, tokens;  // tokens: the generated ones
   std::string text;                            // the generated text

@@ -80,6 +80,25 @@ print("  prompts file: batched greedy row equals the single run; stop strings cu
       repr(rows[2]["text"]), "; logprobs", len(rows[1]["logprobs"]))
 PY
 
+# infer bench on a model config (random weights) and on the checkpoint: the
+# figures are there and positive.
+for source_arg in "--model $source/configs/models/bloom-tiny.yaml" "--checkpoint $ckpt"; do
+  # shellcheck disable=SC2086
+  "$infer" bench $source_arg --set inference.dtype=int8 > "$work/bench.json" 2> "$work/bench.err" \
+    || fail "bench $source_arg: $(cat "$work/bench.err")"
+  python3 - "$work/bench.json" <<'PY' || fail "bench figures: $(cat "$work/bench.json")"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+for key in ("copy_gb_per_s", "prefill_tokens_per_s", "decode_b1_tokens_per_s",
+            "decode_b8_tokens_per_s", "decode_b32_tokens_per_s", "bytes_per_token",
+            "bandwidth_limit_tokens_per_s", "resident_mib"):
+    assert r[key] > 0, key
+assert r["weights"] == "int8"
+PY
+  grep -q "decode vs bandwidth limit: " "$work/bench.err" || fail "bench: no bandwidth line"
+done
+echo "  infer bench: $(grep -o 'decode vs bandwidth limit: .*' "$work/bench.err")"
+
 # expect_error NAME WORDS -- ARGS: a non-zero exit whose stderr names WORDS.
 expect_error() {
   local name=$1 words=$2

@@ -1,0 +1,135 @@
+// infer bench (infer/bench.hpp).
+#include "infer/bench.hpp"
+
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "autograd/tape.hpp"
+#include "core/log.hpp"
+#include "core/timer.hpp"
+
+namespace turbine::infer {
+
+namespace {
+
+// Copy bandwidth (bytes copied per second; each is read once and written
+// once): 512 MiB split among the threads, best of 3.
+double measure_copy_gb_per_s() {
+  const size_t n = size_t(1) << 29;
+  std::vector<char> from(n, 1), to(n, 0);
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    Timer t;
+#pragma omp parallel
+    {
+      const size_t threads = size_t(omp_get_num_threads()), me = size_t(omp_get_thread_num());
+      const size_t begin = n / threads * me, end = me + 1 == threads ? n : n / threads * (me + 1);
+      std::memcpy(to.data() + begin, from.data() + begin, end - begin);
+    }
+    best = std::max(best, double(n) / t.seconds() / 1e9);
+  }
+  return best;
+}
+
+double resident_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+  return 0;
+}
+
+// Bytes one decoded token reads at batch 1 with `cached` positions: every
+// weight of the blocks, the LM head (the embedding matrix), the cache.
+double bytes_per_token(const LoadedModel& loaded, int64_t cached) {
+  const nn::BloomConfig& c = loaded.model.config();
+  double bytes = 0;
+  for (const nn::Parameter& p : loaded.model.parameters())
+    if (p.name != "word_embeddings.weight") bytes += double(p.tensor.nbytes());
+  bytes += double(loaded.compacted.bytes_after);  // compact weights are not parameters
+  bytes += 4.0 * double(c.vocab_size) * double(c.hidden_size);  // the tied LM head, f32
+  bytes += 2.0 * 4.0 * double(c.n_layer) * double(c.hidden_size) * double(cached);
+  return bytes;
+}
+
+// Tokens/s of `steps` decode steps at `batch` after a 16-token prefill.
+double decode_rate(const nn::Bloom& model, int64_t batch, int64_t steps) {
+  const int64_t prompt = 16;
+  nn::KvCache cache(model.config(), batch, prompt + steps + 1, model.device());
+  std::vector<int32_t> ids(size_t(batch * prompt));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 7919 % model.config().vocab_size);
+  model.decode(Tensor::from_vector<int32_t>({batch, prompt}, ids), cache);
+  std::vector<int32_t> next(size_t(batch), 1);
+  Timer t;
+  for (int64_t s = 0; s < steps; ++s) {
+    const Tensor logits = model.decode(Tensor::from_vector<int32_t>({batch, 1}, next), cache);
+    logits.to(Device::cpu());  // as a sampler would read them
+  }
+  backend_for(model.device()).synchronize();
+  return double(batch * steps) / t.seconds();
+}
+
+}  // namespace
+
+BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
+  const autograd::NoGradGuard inference;
+  BenchResult r;
+  r.copy_gb_per_s = measure_copy_gb_per_s();
+  const nn::Bloom& model = loaded.model;
+  {  // a 128-token prompt's prefill, after a warm-up
+    for (int round = 0; round < 2; ++round) {
+      nn::KvCache cache(model.config(), 1, 129, model.device());
+      std::vector<int32_t> ids(128);
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 31 % model.config().vocab_size);
+      Timer t;
+      model.decode(Tensor::from_vector<int32_t>({1, 128}, ids), cache).to(Device::cpu());
+      r.time_to_first_token_s = t.seconds();
+      r.prefill_tokens_per_s = 128 / r.time_to_first_token_s;
+    }
+  }
+  const int64_t batches[3] = {1, 8, 32};
+  for (int i = 0; i < 3; ++i) {
+    decode_rate(model, batches[i], 2);  // warm-up
+    r.decode_tokens_per_s[i] = decode_rate(model, batches[i], 16);
+    log::info("decode batch {}: {:.1f} tokens/s", batches[i], r.decode_tokens_per_s[i]);
+  }
+  r.bytes_per_token = bytes_per_token(loaded, 24);
+  r.bandwidth_limit_tokens_per_s = r.copy_gb_per_s * 1e9 / r.bytes_per_token;
+  r.resident_mib = resident_mib();
+  log::info("weights {}: prefill {:.1f} tokens/s (time to first token {:.3f} s for 128)",
+            options.dtype, r.prefill_tokens_per_s, r.time_to_first_token_s);
+  log::info("copy bandwidth {:.1f} GB/s, {:.1f} MB read per decoded token: limit {:.2f} tokens/s",
+            r.copy_gb_per_s, r.bytes_per_token / 1e6, r.bandwidth_limit_tokens_per_s);
+  log::info("decode vs bandwidth limit: {:.0f}%",
+            100 * r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s);
+  log::info("resident memory {:.0f} MiB", r.resident_mib);
+  return r;
+}
+
+std::string bench_json(const BenchResult& r, const LoadedModel& loaded,
+                       const InferOptions& options) {
+  const nn::BloomConfig& c = loaded.model.config();
+  nlohmann::ordered_json line;
+  line["weights"] = options.dtype;
+  line["hidden"] = c.hidden_size;
+  line["layers"] = c.n_layer;
+  line["vocab"] = c.vocab_size;
+  line["threads"] = omp_get_max_threads();
+  line["copy_gb_per_s"] = r.copy_gb_per_s;
+  line["prefill_tokens_per_s"] = r.prefill_tokens_per_s;
+  line["time_to_first_token_s"] = r.time_to_first_token_s;
+  line["decode_b1_tokens_per_s"] = r.decode_tokens_per_s[0];
+  line["decode_b8_tokens_per_s"] = r.decode_tokens_per_s[1];
+  line["decode_b32_tokens_per_s"] = r.decode_tokens_per_s[2];
+  line["bytes_per_token"] = r.bytes_per_token;
+  line["bandwidth_limit_tokens_per_s"] = r.bandwidth_limit_tokens_per_s;
+  line["decode_vs_bandwidth_limit"] = r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s;
+  line["resident_mib"] = r.resident_mib;
+  return line.dump();
+}
+
+}  // namespace turbine::infer

@@ -1,0 +1,30 @@
+// infer bench: how fast a model decodes here, against the machine's memory
+// bandwidth measured in the same run: batch-1 decoding reads every weight
+// (and the KV cache) once per token, so the copy bandwidth (bytes copied
+// per second) over the bytes read per token is its limit.
+#pragma once
+
+#include <string>
+
+#include "infer/infer.hpp"
+
+namespace turbine::infer {
+
+struct BenchResult {
+  double copy_gb_per_s = 0;             // memcpy over all threads
+  double prefill_tokens_per_s = 0;      // one 128-token prompt
+  double time_to_first_token_s = 0;     // that prompt's prefill
+  double decode_tokens_per_s[3] = {};   // batch 1, 8, 32
+  double bytes_per_token = 0;           // batch 1: weights + the KV cache read
+  double bandwidth_limit_tokens_per_s = 0;
+  double resident_mib = 0;
+};
+
+// Measures `model` (compacted as the options say by the caller); prints a
+// readable report on stderr and returns the figures.
+BenchResult bench(const LoadedModel& loaded, const InferOptions& options);
+// One JSON line of the figures (the weight type and model shape named).
+std::string bench_json(const BenchResult& result, const LoadedModel& loaded,
+                       const InferOptions& options);
+
+}  // namespace turbine::infer
