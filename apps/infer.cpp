@@ -67,9 +67,13 @@ int main(int argc, char** argv) {
     const Device device = job.pick_device(options->device);
     const infer::LoadedModel loaded = infer::load_checkpoint(checkpoint, device, *options);
     if (loaded.compacted.layers > 0)
-      log::info("weights: {} linear layers in {}, {:.1f} MiB instead of {:.1f} MiB",
-                loaded.compacted.layers, options->dtype, loaded.compacted.bytes_after / 1048576.0,
-                loaded.compacted.bytes_before / 1048576.0);
+      log::info(
+          "weights: {} linear layers and the LM head in {}, {:.1f} MiB instead of {:.1f} MiB",
+          loaded.compacted.layers, options->dtype,
+          (loaded.compacted.bytes_after + loaded.lm_head_bytes) / 1048576.0,
+          (loaded.compacted.bytes_before + 4.0 * loaded.model.config().vocab_size *
+                                               loaded.model.config().hidden_size) /
+              1048576.0);
     if (!job.leader()) return 0;
     if (prompts_file.empty()) {
       std::fputs(prompt.c_str(), stdout);

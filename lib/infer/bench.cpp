@@ -51,7 +51,8 @@ double bytes_per_token(const LoadedModel& loaded, int64_t cached) {
   for (const nn::Parameter& p : loaded.model.parameters())
     if (p.name != "word_embeddings.weight") bytes += double(p.tensor.nbytes());
   bytes += double(loaded.compacted.bytes_after);  // compact weights are not parameters
-  bytes += 4.0 * double(c.vocab_size) * double(c.hidden_size);  // the tied LM head, f32
+  bytes += loaded.lm_head_bytes > 0 ? double(loaded.lm_head_bytes)  // the tied LM head
+                                    : 4.0 * double(c.vocab_size) * double(c.hidden_size);
   bytes += 2.0 * 4.0 * double(c.n_layer) * double(c.hidden_size) * double(cached);
   return bytes;
 }

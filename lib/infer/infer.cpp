@@ -89,6 +89,7 @@ void compact(LoadedModel& loaded, const InferOptions& options) {
   if (options.dtype == "f32") return;
   const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
   loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
+  loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
   backend_for(loaded.model.device()).release_cached();  // the f32 weights' blocks
 }
 }  // namespace
@@ -111,7 +112,7 @@ LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
   LoadedModel loaded{nn::Bloom(config, 0, device),
                      data::Tokenizer::from_json(read_file(dir / "tokenizer.json"),
                                                 (dir / "tokenizer.json").string()),
-                     {}};
+                     {}, 0};
   TURBINE_CHECK(loaded.tokenizer.vocab_size() <= config.vocab_size,
                 "checkpoint {}: its tokenizer has {} tokens, the model {}", checkpoint,
                 loaded.tokenizer.vocab_size(), config.vocab_size);
@@ -122,7 +123,7 @@ LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
 }
 
 LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options) {
-  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}};
+  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}, 0};
   loaded.model.set_training(false);
   compact(loaded, options);
   return loaded;

@@ -35,6 +35,7 @@ struct LoadedModel {
   nn::Bloom model;
   data::Tokenizer tokenizer;
   nn::CompactReport compacted;  // layers = 0 in f32
+  int64_t lm_head_bytes = 0;    // decode's compact LM head; 0: the f32 embedding matrix
 };
 
 // Reads <checkpoint>/config.yaml (model section), the weights of its part

@@ -162,6 +162,7 @@ Bloom Bloom::deep_copy() const {
   Bloom copy;
   copy.config_ = config_;
   copy.word_embeddings_ = word_embeddings_.clone();
+  copy.lm_head_ = lm_head_;  // immutable: a snapshot of equal weights
   copy.word_embeddings_layernorm_ = word_embeddings_layernorm_.clone();
   copy.h_.reserve(h_.size());
   for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
@@ -265,7 +266,14 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache, const std::vector<ui
       x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
              .to(device()));
   const Tensor h = ln_f_.forward(last.view({batch, config_.hidden_size}));
+  if (lm_head_) return ops::linear_compact(h, *lm_head_, Tensor());
   return ops::linear(h, word_embeddings_.weight, Tensor());
+}
+
+int64_t Bloom::compact_lm_head(DType type, int group) {
+  lm_head_ = std::make_shared<const ops::CompactTensor>(
+      ops::compact_weight(word_embeddings_.weight, type, group));
+  return lm_head_->nbytes();
 }
 
 Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {

@@ -13,6 +13,7 @@
 
 #include "nn/kv_cache.hpp"
 #include "nn/module.hpp"
+#include "ops/ops.hpp"
 #include "nn/token_dropping.hpp"
 
 namespace turbine::nn {
@@ -92,6 +93,13 @@ class Bloom {
   // values join the cache; returns the logits of each row's last position
   // (B, vocab), equal to logits_at on the whole unpadded row. Inference only.
   Tensor decode(const Tensor& ids, KvCache& cache, const std::vector<uint8_t>& valid = {}) const;
+  // decode's LM head from a compact copy of the tied embedding matrix
+  // (bf16, f16 or i8 with `group` inputs per scale): the vocabulary x hidden
+  // product that dominates a decoded token's reads for BLOOM's 250880
+  // tokens. The f32 matrix stays for the embedding lookups and for logits()
+  // (training). A snapshot: call it again after the embedding changes.
+  // Returns the compact copy's bytes.
+  int64_t compact_lm_head(DType type, int group = 0);
 
   // Each linear layer with its module name ("h.3.self_attention.dense"), to
   // wrap or replace it; the parameter list is rebuilt afterwards.
@@ -121,6 +129,7 @@ class Bloom {
   void list_parameters();  // rebuilds parameters_ from the layers
   BloomConfig config_;
   Embedding word_embeddings_;
+  std::shared_ptr<const ops::CompactTensor> lm_head_;  // decode's, when compacted
   LayerNorm word_embeddings_layernorm_;
   std::vector<BloomBlock> h_;
   LayerNorm ln_f_;

@@ -49,7 +49,7 @@ echo "  seeded samples repeat; seed 2 differs"
 for dtype in bf16 f16 int8; do
   gen "w-$dtype" --prompt "$prompt" --set inference.dtype=$dtype --set sampling.temperature=0 \
     --set sampling.max_new_tokens=20 || fail "$dtype: $(cat "$work/w-$dtype.err")"
-  grep -q "8 linear layers in $dtype" "$work/w-$dtype.err" || fail "$dtype: not compacted"
+  grep -q "8 linear layers and the LM head in $dtype" "$work/w-$dtype.err" || fail "$dtype: not compacted"
 done
 echo "  bf16, f16 and int8 weights: $(grep -o 'weights: .*' "$work/w-int8.err")"
 
