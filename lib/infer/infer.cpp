@@ -1,17 +1,17 @@
 // The infer job's config, checkpoint loading and streamed completions.
 #include "infer/infer.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "autograd/tape.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "autograd/tape.hpp"
 #include "core/timer.hpp"
+#include "infer/convert.hpp"
 #include "io/model_config.hpp"
 #include "train/checkpoint.hpp"
 #include "train/schema.hpp"
@@ -22,8 +22,7 @@ namespace fs = std::filesystem;
 
 io::ConfigSchema infer_schema() {
   io::ConfigSchema s;
-  s.integer("inference.batch_size", 8, "prompts of a --prompts-file decoded together")
-      .at_least(1);
+  s.integer("inference.batch_size", 8, "prompts of a --prompts-file decoded together").at_least(1);
   s.string("device", "cpu", "where to compute: cpu, or cuda")
       .one_of({io::ConfigValue(std::string("cpu")), io::ConfigValue(std::string("cuda"))});
   s.string("inference.dtype", "f32",
@@ -75,16 +74,6 @@ InferOptions infer_options(const io::Config& c, int /*world_size*/) {
 }
 
 namespace {
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  TURBINE_CHECK(in.is_open(), "{} cannot be read", path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-}  // namespace
-
-namespace {
 void compact(LoadedModel& loaded, const InferOptions& options) {
   if (options.dtype == "f32") return;
   const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
@@ -96,33 +85,15 @@ void compact(LoadedModel& loaded, const InferOptions& options) {
 
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options) {
-  const fs::path dir(checkpoint);
-  TURBINE_CHECK(fs::is_directory(dir),
-                "checkpoint {} is not a folder (give a checkpoints/step_N folder that pretrain "
-                "wrote)",
-                checkpoint);
-  for (const char* file : {"config.yaml", "model.h5"})
-    TURBINE_CHECK(fs::exists(dir / file), "checkpoint {} has no {}: not a complete checkpoint",
-                  checkpoint, file);
-  TURBINE_CHECK(fs::exists(dir / "tokenizer.json"),
-                "checkpoint {} has no tokenizer.json (checkpoints written before tokenizers "
-                "travelled with them: copy the tokenizer.json of its data set there)",
-                checkpoint);
-  const nn::BloomConfig config = io::load_bloom_config((dir / "config.yaml").string());
-  LoadedModel loaded{nn::Bloom(config, 0, device),
-                     data::Tokenizer::from_json(read_file(dir / "tokenizer.json"),
-                                                (dir / "tokenizer.json").string()),
-                     {}, 0};
-  TURBINE_CHECK(loaded.tokenizer.vocab_size() <= config.vocab_size,
-                "checkpoint {}: its tokenizer has {} tokens, the model {}", checkpoint,
-                loaded.tokenizer.vocab_size(), config.vocab_size);
-  train::CheckpointStore::load_weights(checkpoint, loaded.model.parameters());
+  CheckpointModel read = read_model(checkpoint, device);
+  LoadedModel loaded{std::move(read.model), std::move(read.tokenizer), {}, 0};
   loaded.model.set_training(false);
   compact(loaded, options);
   return loaded;
 }
 
-LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options) {
+LoadedModel random_model(const std::string& model_yaml, Device device,
+                         const InferOptions& options) {
   LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}, 0};
   loaded.model.set_training(false);
   compact(loaded, options);
@@ -169,7 +140,8 @@ Completion complete(const LoadedModel& loaded, const std::string& prompt,
     if (token == sampling.stop_token) return;
     const std::string text = loaded.tokenizer.decode(out.tokens);
     const size_t ready = complete_utf8_prefix(text);
-    if (ready > streamed && on_text) on_text(std::string_view(text).substr(streamed, ready - streamed));
+    if (ready > streamed && on_text)
+      on_text(std::string_view(text).substr(streamed, ready - streamed));
     streamed = std::max(streamed, ready);
   });
   const double seconds = timer.seconds();
@@ -208,9 +180,9 @@ T json_value(const nlohmann::json& line, const char* key, T fallback, const std:
 std::vector<Request> read_prompts_file(const std::string& path, const SamplingOptions& defaults) {
   std::ifstream in(path);
   TURBINE_CHECK(in.is_open(), "prompts file {} cannot be read", path);
-  static const std::vector<std::string> known = {
-      "prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
-      "seed",   "stop",           "logprobs"};
+  static const std::vector<std::string> known = {"prompt", "max_new_tokens", "temperature",
+                                                 "top_k",  "top_p",          "repetition_penalty",
+                                                 "seed",   "stop",           "logprobs"};
   std::vector<Request> out;
   std::string text;
   for (int64_t number = 1; std::getline(in, text); ++number) {

@@ -38,8 +38,8 @@ struct LoadedModel {
   int64_t lm_head_bytes = 0;    // decode's compact LM head; 0: the f32 embedding matrix
 };
 
-// Reads <checkpoint>/config.yaml (model section), the weights of its part
-// "model" and <checkpoint>/tokenizer.json; errors name the file. Then
+// Reads a Turbine checkpoint (config.yaml, model.h5 and tokenizer.json) or a
+// Hugging Face BLOOM folder (read_model); errors name the file. Then
 // compacts the linear layers to options.dtype.
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options);

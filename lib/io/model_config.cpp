@@ -66,4 +66,20 @@ nn::BloomConfig load_bloom_config(const std::string& path) {
   return bloom_config_from_yaml(root["model"], path);
 }
 
+std::string bloom_config_yaml(const nn::BloomConfig& c) {
+  ConfigSchema schema;
+  declare_bloom_config(schema);
+  YAML::Node root(YAML::NodeType::Map);
+  YAML::Node model = root["model"];
+  model["type"] = "bloom";
+  model["vocab_size"] = c.vocab_size;
+  model["hidden_size"] = c.hidden_size;
+  model["n_head"] = c.n_head;
+  model["n_layer"] = c.n_layer;
+  model["layer_norm_epsilon"] = shortest(c.layer_norm_epsilon);
+  model["hidden_dropout"] = shortest(c.hidden_dropout);
+  model["initializer_range"] = shortest(c.initializer_range);
+  return Config::from_yaml(root, "model config", schema).to_yaml();
+}
+
 }  // namespace turbine::io

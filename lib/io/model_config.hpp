@@ -21,5 +21,8 @@ nn::BloomConfig bloom_config_from(const Config& config);
 nn::BloomConfig bloom_config_from_yaml(const YAML::Node& model, const std::string& file);
 // Loads `model:` from a YAML file; other top-level sections are left to their readers.
 nn::BloomConfig load_bloom_config(const std::string& path);
+// A YAML document with the `model:` section of config (each key with its help
+// as a comment), which load_bloom_config reads back.
+std::string bloom_config_yaml(const nn::BloomConfig& config);
 
 }  // namespace turbine::io

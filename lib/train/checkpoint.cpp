@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/log.hpp"
 #include "tensor/hdf5.hpp"
 
@@ -48,6 +49,40 @@ void check_checkpoint(const std::string& checkpoint, const std::string& part) {
   TURBINE_CHECK(fs::exists(fs::path(checkpoint) / weights_file(part)),
                 "checkpoint '{}' has no part '{}' ({} is missing)", checkpoint, part,
                 weights_file(part));
+}
+
+void write_weights(const fs::path& dir, const CheckpointPart& part, int64_t step) {
+  H5File weights((dir / weights_file(part.name)).string(), H5File::Mode::create);
+  weights.set_attribute("format_version", kFormatVersion);
+  weights.set_attribute("step", step);
+  for (const nn::Parameter& p : *part.params) weights.write("params/" + p.name, p.tensor);
+}
+
+// trainer.h5 (counters, per-part optimizer layout, the key/value state),
+// config.yaml and the state's files.
+void write_state(const fs::path& dir, int64_t step, int world_size,
+                 const std::vector<CheckpointPart>& parts, const StateMap& state,
+                 const std::string& config_yaml) {
+  H5File trainer((dir / "trainer.h5").string(), H5File::Mode::create);
+  trainer.set_attribute("format_version", kFormatVersion);
+  trainer.set_attribute("step", step);
+  trainer.set_attribute("world_size", int64_t(world_size));
+  for (const CheckpointPart& part : parts) {
+    if (!part.optimizer) continue;
+    trainer.set_attribute(part_key(part.name, "numel"), part.optimizer->flat().numel());
+    trainer.set_attribute(part_key(part.name, "zero_stage"), int64_t(part.optimizer->zero().stage));
+  }
+  for (const auto& [key, value] : state.values())
+    std::visit([&, &key = key](const auto& v) { trainer.set_attribute(key, v); }, value);
+  std::ofstream(dir / "config.yaml") << config_yaml;
+  for (const auto& [file, content] : state.files()) {
+    TURBINE_CHECK(
+        fs::path(file).filename() == file && file != "config.yaml" && file != "trainer.h5",
+        "checkpoint file '{}' must be a plain name of its own", file);
+    std::ofstream out(dir / file, std::ios::binary);
+    out << content;
+    TURBINE_CHECK(out.good(), "checkpoint: cannot write {}", (dir / file).string());
+  }
 }
 
 // The optimizer range [begin, end) of real parameters this rank owns.
@@ -169,40 +204,13 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
   comm_.barrier();
 
   for (const CheckpointPart& part : parts) {
-    if (comm_.rank() == 0) {
-      H5File weights((tmp_dir / weights_file(part.name)).string(), H5File::Mode::create);
-      weights.set_attribute("format_version", kFormatVersion);
-      weights.set_attribute("step", step);
-      for (const nn::Parameter& p : *part.params) weights.write("params/" + p.name, p.tensor);
-    }
+    if (comm_.rank() == 0) write_weights(tmp_dir, part, step);
     maybe_fail_during_write(step);
     // With stage 0 every rank holds the same full state: rank 0 writes it.
     if (part.optimizer && (part.optimizer->zero().stage > 0 || comm_.rank() == 0))
       write_shard(tmp_dir, part, comm_.rank());
   }
-  if (comm_.rank() == 0) {
-    H5File trainer((tmp_dir / "trainer.h5").string(), H5File::Mode::create);
-    trainer.set_attribute("format_version", kFormatVersion);
-    trainer.set_attribute("step", step);
-    trainer.set_attribute("world_size", int64_t(comm_.size()));
-    for (const CheckpointPart& part : parts) {
-      if (!part.optimizer) continue;
-      trainer.set_attribute(part_key(part.name, "numel"), part.optimizer->flat().numel());
-      trainer.set_attribute(part_key(part.name, "zero_stage"),
-                            int64_t(part.optimizer->zero().stage));
-    }
-    for (const auto& [key, value] : state.values())
-      std::visit([&, &key = key](const auto& v) { trainer.set_attribute(key, v); }, value);
-    std::ofstream(tmp_dir / "config.yaml") << config_yaml;
-    for (const auto& [file, content] : state.files()) {
-      TURBINE_CHECK(fs::path(file).filename() == file && file != "config.yaml" &&
-                        file != "trainer.h5",
-                    "checkpoint file '{}' must be a plain name of its own", file);
-      std::ofstream out(tmp_dir / file, std::ios::binary);
-      out << content;
-      TURBINE_CHECK(out.good(), "checkpoint {}: cannot write {}", name, (tmp_dir / file).string());
-    }
-  }
+  if (comm_.rank() == 0) write_state(tmp_dir, step, comm_.size(), parts, state, config_yaml);
   // Rename only once every rank's files are on disk.
   const bool failed = comm_.any(false);
   TURBINE_CHECK(!failed, "checkpoint {}: a rank failed to write", name);
@@ -214,6 +222,19 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
     for (size_t i = 0; keep > 0 && i + keep < all.size(); ++i) fs::remove_all(all[i]);
   }
   comm_.barrier();
+}
+
+void CheckpointStore::save_weights(const std::string& checkpoint,
+                                   const std::vector<CheckpointPart>& parts, const StateMap& state,
+                                   const std::string& config_yaml) {
+  write_folder_atomically(checkpoint, [&](const fs::path& tmp_dir) {
+    for (const CheckpointPart& part : parts) {
+      TURBINE_CHECK(part.optimizer == nullptr,
+                    "save_weights writes weights only; part '{}' has an optimizer", part.name);
+      write_weights(tmp_dir, part, 0);
+    }
+    write_state(tmp_dir, 0, 1, parts, state, config_yaml);
+  });
 }
 
 void CheckpointStore::load_weights(const std::string& checkpoint, const nn::ParameterList& params,

@@ -76,6 +76,11 @@ class CheckpointStore {
   // (resharded as needed) and returns the key/value state.
   StateMap load(const std::string& checkpoint, const std::vector<CheckpointPart>& parts);
 
+  // One process: a weights-only checkpoint (parts without optimizers, step
+  // 0) written as the folder `checkpoint` itself (an imported model), under
+  // a temporary name renamed when complete; an existing folder is refused.
+  static void save_weights(const std::string& checkpoint, const std::vector<CheckpointPart>& parts,
+                           const StateMap& state, const std::string& config_yaml);
   // One part's weights only (init_from, inference); any process may call it.
   static void load_weights(const std::string& checkpoint, const nn::ParameterList& params,
                            const std::string& part = "model");

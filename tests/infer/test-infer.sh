@@ -123,6 +123,38 @@ expect_error bad_top_p "top_p" -- --checkpoint "$ckpt" --prompt x --set sampling
 expect_error bad_dtype "inference.dtype" -- --checkpoint "$ckpt" --prompt x --set inference.dtype=int4
 expect_error bad_group "does not divide" -- --checkpoint "$ckpt" --prompt x \
   --set inference.dtype=int8 --set inference.int8_group=7
+# Hugging Face folders: the checkpoint exported (f32) and imported again
+# decodes the same greedy tokens, infer reads the exported folder directly,
+# and bad folders or outputs are refused (tests/test_safetensors.cpp checks
+# the formats themselves against PyTorch).
+convert=$build/apps/convert-hf
+"$convert" export "$ckpt" --output "$work/hf" 2> "$work/export.err" || fail "export: $(cat "$work/export.err")"
+"$convert" export "$ckpt" --output "$work/hf-bf16" --dtype bf16 2> "$work/export16.err" \
+  || fail "export bf16: $(cat "$work/export16.err")"
+(( $(stat -c %s "$work/hf-bf16/model.safetensors") * 19 / 10 < $(stat -c %s "$work/hf/model.safetensors") )) \
+  || fail "the bf16 export is not about half the f32 one"
+"$convert" import "$work/hf" --output "$work/imported" 2> "$work/import.err" || fail "import: $(cat "$work/import.err")"
+for dir in hf imported; do
+  "$infer" generate --checkpoint "$work/$dir" --prompt "$prompt" --set sampling.temperature=0 \
+    --set sampling.max_new_tokens=20 > "$work/greedy-$dir.out" 2> "$work/greedy-$dir.err" \
+    || fail "generate from $dir: $(cat "$work/greedy-$dir.err")"
+  cmp -s "$work/greedy.out" "$work/greedy-$dir.out" || fail "greedy output from $dir differs"
+done
+echo "  export (f32, bf16) and import: the same greedy text from the Hugging Face folder and the re-import"
+expect_convert_error() {
+  local name=$1 words=$2
+  shift 3
+  if "$convert" "$@" > /dev/null 2> "$work/bad-$name.err"; then fail "$name: exit status 0"; fi
+  grep -q -- "$words" "$work/bad-$name.err" || fail "$name: message lacks '$words': $(cat "$work/bad-$name.err")"
+  echo "  $name: $(grep -m1 -o 'error: .*' "$work/bad-$name.err" | cut -c1-120)"
+}
+expect_convert_error import_not_hf "not a Hugging Face model folder" -- import "$ckpt" --output "$work/x"
+expect_convert_error import_exists "exists already" -- import "$work/hf" --output "$work/imported"
+expect_convert_error export_exists "exists already" -- export "$ckpt" --output "$work/hf"
+[[ ! -e $work/x && ! -e $work/.tmp-x ]] || fail "a refused import left files behind"
+mkdir -p "$work/hf-cut" && cp "$work/hf"/*.json "$work/hf-cut/"
+head -c 100000 "$work/hf/model.safetensors" > "$work/hf-cut/model.safetensors"
+expect_error truncated_safetensors "outside the" -- --checkpoint "$work/hf-cut" --prompt x
 "$infer" generate --checkpoint "$ckpt" --prompt x --set inference.dtype=bf16 --dry-run \
   > "$work/dry.out" 2>&1 || fail "--dry-run"
 grep -q "dtype: bf16" "$work/dry.out" || fail "--dry-run does not show the resolved config"

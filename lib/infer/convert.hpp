@@ -1,0 +1,30 @@
+// Hugging Face BLOOM folders in and out of Turbine checkpoints (tools/import-hf
+// and tools/export-hf): the weights, the model's config and the tokenizer.
+#pragma once
+
+#include <string>
+
+#include "data/tokenizer.hpp"
+#include "nn/bloom.hpp"
+
+namespace turbine::infer {
+
+// A BLOOM in f32 on the CPU with its tokenizer, read from a Turbine
+// checkpoint (config.yaml, model.h5, tokenizer.json) or a Hugging Face
+// folder (config.json, safetensors weights, tokenizer.json), whichever
+// `dir` is. Errors name the file at fault.
+struct CheckpointModel {
+  nn::Bloom model;
+  data::Tokenizer tokenizer;
+};
+CheckpointModel read_model(const std::string& dir, Device device);
+
+// Writes the Hugging Face folder hf_dir as the Turbine checkpoint folder
+// `checkpoint` (weights only; pretrain's init_from and infer read it).
+void import_hf(const std::string& hf_dir, const std::string& checkpoint);
+
+// Writes a Turbine checkpoint (or a Hugging Face folder) as a Hugging Face
+// folder that transformers loads, with weights in dtype (f32, bf16, f16).
+void export_hf(const std::string& checkpoint, const std::string& hf_dir, DType dtype);
+
+}  // namespace turbine::infer
