@@ -3,20 +3,24 @@
 //   infer generate --checkpoint runs/pretrain/checkpoints/step_N --prompt "And God said"
 //   infer generate --checkpoint DIR --prompts-file prompts.jsonl > results.jsonl
 //   infer bench --model configs/models/bloom-560m.yaml --set inference.dtype=int8
+//   mpirun -np 2 infer generate ...   (tensor parallelism over the ranks)
+// A checkpoint is what pretrain writes, or a Hugging Face BLOOM folder.
+#include "infer/infer.hpp"
+
 #include <cstdio>
 
 #include "core/log.hpp"
 #include "core/signals.hpp"
 #include "infer/bench.hpp"
-#include "infer/infer.hpp"
 #include "train/job.hpp"
 
 using namespace turbine;
 
 int main(int argc, char** argv) {
-  CLI::App cli{"Generate text with a BLOOM checkpoint (what pretrain writes):\n"
-               "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
-               "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)"};
+  CLI::App cli{
+      "Generate text with a BLOOM checkpoint (what pretrain writes):\n"
+      "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
+      "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)"};
   cli.require_subcommand(1);
   CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
   CLI::App* bench = cli.add_subcommand(
@@ -26,7 +30,8 @@ int main(int argc, char** argv) {
   flags.add_to(*bench, /*resumable=*/false, /*config_required=*/false);
   std::string checkpoint, prompt, prompts_file, model_yaml;
   generate->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder")->required();
-  auto* bench_checkpoint = bench->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder");
+  auto* bench_checkpoint =
+      bench->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder");
   bench->add_option("--model", model_yaml, "a model config (random weights of its shape)")
       ->excludes(bench_checkpoint);
   bench->callback([&] {
@@ -55,8 +60,8 @@ int main(int argc, char** argv) {
     if (bench->parsed()) {
       const Device device = job.pick_device(options->device);
       const infer::LoadedModel loaded =
-          model_yaml.empty() ? infer::load_checkpoint(checkpoint, device, *options)
-                             : infer::random_model(model_yaml, device, *options);
+          model_yaml.empty() ? infer::load_checkpoint(checkpoint, device, *options, &job.world())
+                             : infer::random_model(model_yaml, device, *options, &job.world());
       const infer::BenchResult result = infer::bench(loaded, *options);
       if (job.leader()) std::printf("%s\n", infer::bench_json(result, loaded, *options).c_str());
       return 0;
@@ -65,24 +70,26 @@ int main(int argc, char** argv) {
         prompts_file.empty() ? std::vector<infer::Request>{}
                              : infer::read_prompts_file(prompts_file, options->sampling);
     const Device device = job.pick_device(options->device);
-    const infer::LoadedModel loaded = infer::load_checkpoint(checkpoint, device, *options);
+    // Under tensor parallelism every rank decodes the same steps; rank 0 writes.
+    const infer::LoadedModel loaded =
+        infer::load_checkpoint(checkpoint, device, *options, &job.world());
     if (loaded.compacted.layers > 0)
-      log::info(
-          "weights: {} linear layers and the LM head in {}, {:.1f} MiB instead of {:.1f} MiB",
-          loaded.compacted.layers, options->dtype,
-          (loaded.compacted.bytes_after + loaded.lm_head_bytes) / 1048576.0,
-          (loaded.compacted.bytes_before + 4.0 * loaded.model.config().vocab_size *
-                                               loaded.model.config().hidden_size) /
-              1048576.0);
-    if (!job.leader()) return 0;
+      log::info("weights: {} linear layers and the LM head in {}, {:.1f} MiB instead of {:.1f} MiB",
+                loaded.compacted.layers, options->dtype,
+                (loaded.compacted.bytes_after + loaded.lm_head_bytes) / 1048576.0,
+                (loaded.compacted.bytes_before +
+                 4.0 * loaded.model.config().vocab_size * loaded.model.config().hidden_size) /
+                    1048576.0);
+    const bool writer = job.leader();
     if (prompts_file.empty()) {
-      std::fputs(prompt.c_str(), stdout);
+      if (writer) std::fputs(prompt.c_str(), stdout);
       const infer::Completion c =
-          infer::complete(loaded, prompt, *options, [](std::string_view text) {
+          infer::complete(loaded, prompt, *options, [&](std::string_view text) {
+            if (!writer) return;
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
           });
-      std::fputc('\n', stdout);
+      if (writer) std::fputc('\n', stdout);
       log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
                 c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
                 c.tokens_per_second);
@@ -90,7 +97,7 @@ int main(int argc, char** argv) {
     }
     // Batches in file order; a stop signal ends the run after the current one.
     for (size_t first = 0; first < requests.size(); first += size_t(options->batch_size)) {
-      if (stop_requested()) {
+      if (job.world().any(stop_requested())) {  // every rank stops at the same batch
         log::info("stopped on request ({}) after {} of {} prompts", stop_signal_name(), first,
                   requests.size());
         return kExitStoppedResumable;
@@ -99,7 +106,7 @@ int main(int argc, char** argv) {
       const std::vector<infer::Request> batch(requests.begin() + long(first),
                                               requests.begin() + long(end));
       for (const infer::Completion& c : infer::complete_batch(loaded, batch, *options))
-        std::printf("%s\n", infer::completion_json(c).c_str());
+        if (writer) std::printf("%s\n", infer::completion_json(c).c_str());
       std::fflush(stdout);
       log::info("prompts {}-{} of {} done", first + 1, end, requests.size());
     }

@@ -126,11 +126,13 @@ BOOST_AUTO_TEST_CASE(column_then_row_parallel_linear_layers_equal_the_serial_mlp
     autograd::backward(yp, seed.to(device));
     BOOST_TEST(normalized_error(yp, y) < kTolerance);
     BOOST_TEST(normalized_error(xp.grad(), x.grad()) < kTolerance);
-    BOOST_TEST(normalized_error(column.part().weight.grad(), part_of(up.weight.grad(), 0, me, p)) <
+    const auto& column_part = dynamic_cast<const nn::Linear&>(column.part());
+    const auto& row_part = dynamic_cast<const nn::Linear&>(row.part());
+    BOOST_TEST(normalized_error(column_part.weight.grad(), part_of(up.weight.grad(), 0, me, p)) <
                kTolerance);
-    BOOST_TEST(normalized_error(column.part().bias.grad(), part_of(up.bias.grad(), 0, me, p)) <
+    BOOST_TEST(normalized_error(column_part.bias.grad(), part_of(up.bias.grad(), 0, me, p)) <
                kTolerance);
-    BOOST_TEST(normalized_error(row.part().weight.grad(), part_of(down.weight.grad(), 1, me, p)) <
+    BOOST_TEST(normalized_error(row_part.weight.grad(), part_of(down.weight.grad(), 1, me, p)) <
                kTolerance);
     // The row-parallel bias is added once, after the sum: every rank's
     // gradient is the serial one.

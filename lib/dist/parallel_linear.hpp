@@ -12,6 +12,8 @@
 //     over the group, identity in backward), the bias added once.
 // A column-parallel layer followed by a row-parallel one (an MLP, attention's
 // QKV and output projection) communicates once forward and once backward.
+// The part is a plain nn::Linear when made; inner() hands it to passes that
+// replace it (nn::compact_linears stores it in bf16/f16/int8 for inference).
 #pragma once
 
 #include <memory>
@@ -27,14 +29,15 @@ class ColumnParallelLinear final : public nn::LinearLayer {
   Tensor forward(const Tensor& x) const override;
   void parameters(const std::string& prefix, nn::ParameterList& out) override;
   std::unique_ptr<nn::LinearLayer> clone() const override;
-  int64_t in_features() const override { return part_.in_features(); }
+  int64_t in_features() const override { return part_->in_features(); }
   // The full layer's: what the layer computes when gather_output is set.
-  int64_t out_features() const override { return part_.out_features() * group_->size(); }
-  const nn::Linear& part() const { return part_; }
+  int64_t out_features() const override { return part_->out_features() * group_->size(); }
+  std::unique_ptr<nn::LinearLayer>* inner() override { return &part_; }
+  const nn::LinearLayer& part() const { return *part_; }
 
  private:
   ColumnParallelLinear() = default;
-  nn::Linear part_;  // this rank's rows
+  std::unique_ptr<nn::LinearLayer> part_;  // this rank's rows
   ProcessGroup* group_ = nullptr;
   bool gather_output_ = false;
 };
@@ -45,14 +48,15 @@ class RowParallelLinear final : public nn::LinearLayer {
   Tensor forward(const Tensor& x) const override;
   void parameters(const std::string& prefix, nn::ParameterList& out) override;
   std::unique_ptr<nn::LinearLayer> clone() const override;
-  int64_t in_features() const override { return part_.in_features() * group_->size(); }
-  int64_t out_features() const override { return part_.out_features(); }
-  const nn::Linear& part() const { return part_; }
+  int64_t in_features() const override { return part_->in_features() * group_->size(); }
+  int64_t out_features() const override { return part_->out_features(); }
+  std::unique_ptr<nn::LinearLayer>* inner() override { return &part_; }
+  const nn::LinearLayer& part() const { return *part_; }
 
  private:
   RowParallelLinear() = default;
-  nn::Linear part_;  // this rank's columns of W, no bias
-  Tensor bias_;      // the full bias, added after the sum
+  std::unique_ptr<nn::LinearLayer> part_;  // this rank's columns of W, no bias
+  Tensor bias_;                            // the full bias, added after the sum
   ProcessGroup* group_ = nullptr;
   bool input_is_parallel_ = false;
 };

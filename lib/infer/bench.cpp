@@ -1,11 +1,11 @@
 // infer bench (infer/bench.hpp).
 #include "infer/bench.hpp"
 
-#include <nlohmann/json.hpp>
 #include <omp.h>
 
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "autograd/tape.hpp"
@@ -44,32 +44,34 @@ double resident_mib() {
 }
 
 // Bytes one decoded token reads at batch 1 with `cached` positions: every
-// weight of the blocks, the LM head (the embedding matrix), the cache.
+// weight of the blocks, the LM head (the embedding matrix), the cache; this
+// rank's share of them under tensor parallelism.
 double bytes_per_token(const LoadedModel& loaded, int64_t cached) {
   const nn::BloomConfig& c = loaded.model.config();
+  const double share = double(loaded.model.heads()) / double(c.n_head);
   double bytes = 0;
   for (const nn::Parameter& p : loaded.model.parameters())
     if (p.name != "word_embeddings.weight") bytes += double(p.tensor.nbytes());
   bytes += double(loaded.compacted.bytes_after);  // compact weights are not parameters
-  bytes += loaded.lm_head_bytes > 0 ? double(loaded.lm_head_bytes)  // the tied LM head
-                                    : 4.0 * double(c.vocab_size) * double(c.hidden_size);
-  bytes += 2.0 * 4.0 * double(c.n_layer) * double(c.hidden_size) * double(cached);
+  bytes += loaded.lm_head_bytes > 0
+               ? double(loaded.lm_head_bytes)  // the tied LM head
+               : 4.0 * double(loaded.model.vocab_slice().count) * double(c.hidden_size);
+  bytes += 2.0 * 4.0 * double(c.n_layer) * double(c.hidden_size) * share * double(cached);
   return bytes;
 }
 
 // Tokens/s of `steps` decode steps at `batch` after a 16-token prefill.
-double decode_rate(const nn::Bloom& model, int64_t batch, int64_t steps) {
+double decode_rate(const Decoder& decoder, int64_t batch, int64_t steps) {
   const int64_t prompt = 16;
-  nn::KvCache cache(model.config(), batch, prompt + steps + 1, model.device());
+  const nn::Bloom& model = decoder.model;
+  nn::KvCache cache = decoder.new_cache(batch, prompt + steps + 1);
   std::vector<int32_t> ids(size_t(batch * prompt));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 7919 % model.config().vocab_size);
-  model.decode(Tensor::from_vector<int32_t>({batch, prompt}, ids), cache);
+  decoder.decode(Tensor::from_vector<int32_t>({batch, prompt}, ids), cache);
   std::vector<int32_t> next(size_t(batch), 1);
   Timer t;
-  for (int64_t s = 0; s < steps; ++s) {
-    const Tensor logits = model.decode(Tensor::from_vector<int32_t>({batch, 1}, next), cache);
-    logits.to(Device::cpu());  // as a sampler would read them
-  }
+  for (int64_t s = 0; s < steps; ++s)  // logits on the host, as a sampler reads them
+    decoder.decode(Tensor::from_vector<int32_t>({batch, 1}, next), cache);
   backend_for(model.device()).synchronize();
   return double(batch * steps) / t.seconds();
 }
@@ -81,21 +83,22 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
   BenchResult r;
   r.copy_gb_per_s = measure_copy_gb_per_s();
   const nn::Bloom& model = loaded.model;
+  const Decoder decoder = loaded.decoder();
   {  // a 128-token prompt's prefill, after a warm-up
     for (int round = 0; round < 2; ++round) {
-      nn::KvCache cache(model.config(), 1, 129, model.device());
+      nn::KvCache cache = decoder.new_cache(1, 129);
       std::vector<int32_t> ids(128);
       for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i * 31 % model.config().vocab_size);
       Timer t;
-      model.decode(Tensor::from_vector<int32_t>({1, 128}, ids), cache).to(Device::cpu());
+      decoder.decode(Tensor::from_vector<int32_t>({1, 128}, ids), cache);
       r.time_to_first_token_s = t.seconds();
       r.prefill_tokens_per_s = 128 / r.time_to_first_token_s;
     }
   }
   const int64_t batches[3] = {1, 8, 32};
   for (int i = 0; i < 3; ++i) {
-    decode_rate(model, batches[i], 2);  // warm-up
-    r.decode_tokens_per_s[i] = decode_rate(model, batches[i], 16);
+    decode_rate(decoder, batches[i], 2);  // warm-up
+    r.decode_tokens_per_s[i] = decode_rate(decoder, batches[i], 16);
     log::info("decode batch {}: {:.1f} tokens/s", batches[i], r.decode_tokens_per_s[i]);
   }
   r.bytes_per_token = bytes_per_token(loaded, 24);

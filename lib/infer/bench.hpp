@@ -11,11 +11,11 @@
 namespace turbine::infer {
 
 struct BenchResult {
-  double copy_gb_per_s = 0;             // memcpy over all threads
-  double prefill_tokens_per_s = 0;      // one 128-token prompt
-  double time_to_first_token_s = 0;     // that prompt's prefill
-  double decode_tokens_per_s[3] = {};   // batch 1, 8, 32
-  double bytes_per_token = 0;           // batch 1: weights + the KV cache read
+  double copy_gb_per_s = 0;            // memcpy over all threads
+  double prefill_tokens_per_s = 0;     // one 128-token prompt
+  double time_to_first_token_s = 0;    // that prompt's prefill
+  double decode_tokens_per_s[3] = {};  // batch 1, 8, 32
+  double bytes_per_token = 0;          // batch 1: weights + the KV cache read
   double bandwidth_limit_tokens_per_s = 0;
   double resident_mib = 0;
 };

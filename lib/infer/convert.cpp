@@ -13,7 +13,8 @@ namespace turbine::infer {
 
 namespace fs = std::filesystem;
 
-CheckpointModel read_model(const std::string& dir, Device device) {
+CheckpointModel read_model(const std::string& dir, Device device,
+                           const std::function<void(const nn::BloomConfig&)>& check_config) {
   const fs::path root(dir);
   TURBINE_CHECK(fs::is_directory(root),
                 "{} is not a folder (give a checkpoints/step_N folder that pretrain wrote, or a "
@@ -37,6 +38,7 @@ CheckpointModel read_model(const std::string& dir, Device device) {
   TURBINE_CHECK(tokenizer.vocab_size() <= config.vocab_size,
                 "{}: its tokenizer has {} tokens, the model {}", dir, tokenizer.vocab_size(),
                 config.vocab_size);
+  if (check_config) check_config(config);
   CheckpointModel out{nn::Bloom(config, 0, device), std::move(tokenizer)};
   if (hf)
     io::load_hf_bloom_weights(io::SafetensorsFolder(dir), out.model.parameters());

@@ -2,6 +2,7 @@
 // and tools/export-hf): the weights, the model's config and the tokenizer.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "data/tokenizer.hpp"
@@ -17,7 +18,9 @@ struct CheckpointModel {
   nn::Bloom model;
   data::Tokenizer tokenizer;
 };
-CheckpointModel read_model(const std::string& dir, Device device);
+// check_config (if given) sees the model's config before any weight is read.
+CheckpointModel read_model(const std::string& dir, Device device,
+                           const std::function<void(const nn::BloomConfig&)>& check_config = {});
 
 // Writes the Hugging Face folder hf_dir as the Turbine checkpoint folder
 // `checkpoint` (weights only; pretrain's init_from and infer read it).

@@ -8,6 +8,7 @@
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "dist/tensor_parallel.hpp"
 
 namespace turbine::infer {
 
@@ -44,8 +45,8 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
     });
     std::vector<double> weights(static_cast<size_t>(k));
     for (int64_t i = 0; i < k; ++i)
-      weights[size_t(i)] = std::exp((double(scores[size_t(order[size_t(i)])]) -
-                                     scores[size_t(order[0])]) / o.temperature);
+      weights[size_t(i)] = std::exp(
+          (double(scores[size_t(order[size_t(i)])]) - scores[size_t(order[0])]) / o.temperature);
     double total = std::accumulate(weights.begin(), weights.end(), 0.0);
     int64_t kept = k;
     if (o.top_p < 1.0) {  // the smallest prefix whose probability reaches top_p
@@ -65,7 +66,14 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
   return next;
 }
 
-std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> tokens,
+Tensor Decoder::decode(const Tensor& ids, nn::KvCache& cache,
+                       const std::vector<uint8_t>& valid) const {
+  const Tensor local = model.decode(ids, cache, valid);
+  if (tensor_parallel == nullptr) return local.to(Device::cpu());
+  return dist::gather_vocab_logits(*tensor_parallel, model, local).to(Device::cpu());
+}
+
+std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> tokens,
                               const SamplingOptions& o,
                               const std::function<void(int32_t)>& on_token) {
   TURBINE_CHECK(!tokens.empty(), "generate: the prompt encodes to no tokens");
@@ -75,24 +83,24 @@ std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> token
                 "(0, 1], repetition_penalty {} > 0",
                 o.temperature, o.top_k, o.context, o.top_p, o.repetition_penalty);
   autograd::NoGradGuard no_grad;
-  const int64_t vocab = model.config().vocab_size;
+  const int64_t vocab = decoder.model.config().vocab_size;
   // The cache holds at most `context` positions. Within it each token costs
   // one position; once the text outgrows it, the window of the last
   // `context` tokens is recomputed for every token (as without a cache).
   const int64_t capacity =
       std::min<int64_t>(o.context, int64_t(tokens.size()) + std::max<int64_t>(o.max_new_tokens, 1));
-  nn::KvCache cache(model.config(), 1, capacity, model.device());
+  nn::KvCache cache = decoder.new_cache(1, capacity);
   const auto prefill = [&] {
     cache.clear();
     const int64_t start = std::max<int64_t>(0, int64_t(tokens.size()) - capacity);
     const std::vector<int32_t> window(tokens.begin() + start, tokens.end());
-    return model.decode(Tensor::from_vector<int32_t>({1, int64_t(window.size())}, window), cache);
+    return decoder.decode(Tensor::from_vector<int32_t>({1, int64_t(window.size())}, window), cache);
   };
   Tensor logits = prefill();
   for (int64_t n = 0; n < o.max_new_tokens; ++n) {
     if (n > 0)
       logits = cache.length() < capacity
-                   ? model.decode(Tensor::from_vector<int32_t>({1, 1}, {tokens.back()}), cache)
+                   ? decoder.decode(Tensor::from_vector<int32_t>({1, 1}, {tokens.back()}), cache)
                    : prefill();
     const auto all = logits.to_vector<float>();
     const float* last = all.data();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "dist/process_group.hpp"
 #include "nn/bloom.hpp"
 
 namespace turbine::infer {
@@ -23,7 +24,7 @@ struct SamplingOptions {
   // text has its logit divided by it when positive, multiplied when
   // negative; 1: off.
   double repetition_penalty = 1.0;
-  int64_t context = 128;     // at most this many most recent tokens are fed
+  int64_t context = 128;  // at most this many most recent tokens are fed
   uint64_t seed = 0;
   int64_t stop_token = -1;  // stop after emitting this id (e.g. EOS); -1: never
 };
@@ -36,10 +37,30 @@ struct SamplingOptions {
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& options,
                      const std::vector<int32_t>& history, uint64_t draw, double* logprob = nullptr);
 
+// What decoding steps run on: a model and, under tensor parallelism, the
+// group whose ranks hold its parts (each rank runs the same steps; decode's
+// vocabulary slices are gathered here, so every rank sees the whole logits
+// and draws the same tokens).
+struct Decoder {
+  const nn::Bloom& model;
+  dist::ProcessGroup* tensor_parallel = nullptr;
+  // Bloom::decode, with the logits (B, vocab) on the host.
+  Tensor decode(const Tensor& ids, nn::KvCache& cache,
+                const std::vector<uint8_t>& valid = {}) const;
+  nn::KvCache new_cache(int64_t batch, int64_t capacity) const {
+    return model.new_cache(batch, capacity);
+  }
+};
+
 // The prompt followed by the generated tokens; on_token (if given) sees each
 // generated token as soon as it is chosen (streaming).
-std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> prompt,
+std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> prompt,
                               const SamplingOptions& options,
                               const std::function<void(int32_t)>& on_token = {});
+inline std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> prompt,
+                                     const SamplingOptions& options,
+                                     const std::function<void(int32_t)>& on_token = {}) {
+  return generate(Decoder{model}, std::move(prompt), options, on_token);
+}
 
 }  // namespace turbine::infer

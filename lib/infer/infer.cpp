@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
+#include "dist/tensor_parallel.hpp"
 #include "infer/convert.hpp"
 #include "io/model_config.hpp"
 #include "train/checkpoint.hpp"
@@ -32,6 +33,10 @@ io::ConfigSchema infer_schema() {
   s.integer("inference.int8_group", 0,
             "int8: inputs per scale (must divide the layer widths); 0: one per output channel")
       .at_least(0);
+  s.integer("inference.tensor_parallel.tp_size", 0,
+            "ranks that split the model (Megatron's tensor parallelism; must divide n_head); 0: "
+            "every rank of the job")
+      .at_least(0);
   s.integer("inference.max_out_tokens", 1024,
             "tokens one sequence may hold, prompt and output (the KV cache's size)")
       .at_least(2);
@@ -49,7 +54,7 @@ io::ConfigSchema infer_schema() {
   return s;
 }
 
-InferOptions infer_options(const io::Config& c, int /*world_size*/) {
+InferOptions infer_options(const io::Config& c, int world_size) {
   InferOptions o;
   o.device = c.get<std::string>("device");
   if (o.device == "cuda" && kernels::cuda_device_count() == 0)
@@ -58,6 +63,13 @@ InferOptions infer_options(const io::Config& c, int /*world_size*/) {
   o.dtype = c.get<std::string>("inference.dtype");
   o.int8_group = int(c.get<int64_t>("inference.int8_group"));
   o.max_out_tokens = c.get<int64_t>("inference.max_out_tokens");
+  o.tp_size = c.get<int64_t>("inference.tensor_parallel.tp_size");
+  if (o.tp_size == 0) o.tp_size = world_size;
+  if (o.tp_size != world_size)
+    c.fail("inference.tensor_parallel.tp_size",
+           fmt::format("inference.tensor_parallel.tp_size {} but the job has {} ranks: run it with "
+                       "mpirun -np {} (replicas of a split model are not supported yet)",
+                       o.tp_size, world_size, o.tp_size));
   o.sampling.max_new_tokens = c.get<int64_t>("sampling.max_new_tokens");
   o.sampling.temperature = c.get<double>("sampling.temperature");
   o.sampling.top_k = c.get<int64_t>("sampling.top_k");
@@ -74,29 +86,44 @@ InferOptions infer_options(const io::Config& c, int /*world_size*/) {
 }
 
 namespace {
-void compact(LoadedModel& loaded, const InferOptions& options) {
-  if (options.dtype == "f32") return;
-  const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
-  loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
-  loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
-  backend_for(loaded.model.device()).release_cached();  // the f32 weights' blocks
+// Splits the model over the tensor-parallel ranks, then compacts each rank's
+// part (and its slice of the LM head) to options.dtype.
+void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicator* world) {
+  loaded.model.set_training(false);
+  if (options.tp_size > 1) {
+    TURBINE_CHECK(world != nullptr && world->size() == options.tp_size,
+                  "tensor parallelism over {} ranks needs a job of {} ranks", options.tp_size,
+                  options.tp_size);
+    loaded.tensor_parallel =
+        std::make_unique<dist::ProcessGroup>(world->split(0, world->rank()), loaded.model.device());
+    dist::split_bloom(loaded.model, *loaded.tensor_parallel);
+  }
+  if (options.dtype != "f32") {
+    const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
+    loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
+    loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
+  }
+  backend_for(loaded.model.device()).release_cached();  // the full or f32 weights' blocks
 }
 }  // namespace
 
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
-                            const InferOptions& options) {
-  CheckpointModel read = read_model(checkpoint, device);
-  LoadedModel loaded{std::move(read.model), std::move(read.tokenizer), {}, 0};
-  loaded.model.set_training(false);
-  compact(loaded, options);
+                            const InferOptions& options, dist::Communicator* world) {
+  CheckpointModel read = read_model(checkpoint, device, [&](const nn::BloomConfig& config) {
+    TURBINE_CHECK(config.n_head % options.tp_size == 0,
+                  "{}: inference.tensor_parallel.tp_size {} does not divide the model's {} "
+                  "attention heads: run with a tp_size (and mpirun -np) that divides n_head",
+                  checkpoint, options.tp_size, config.n_head);
+  });
+  LoadedModel loaded{std::move(read.model), std::move(read.tokenizer), {}, 0, nullptr};
+  prepare(loaded, options, world);
   return loaded;
 }
 
-LoadedModel random_model(const std::string& model_yaml, Device device,
-                         const InferOptions& options) {
-  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}, 0};
-  loaded.model.set_training(false);
-  compact(loaded, options);
+LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options,
+                         dist::Communicator* world) {
+  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}, 0, nullptr};
+  prepare(loaded, options, world);
   return loaded;
 }
 
@@ -134,7 +161,7 @@ Completion complete(const LoadedModel& loaded, const std::string& prompt,
   sampling.stop_token = loaded.tokenizer.eos_id().value_or(-1);
   size_t streamed = 0;
   Timer timer;
-  generate(loaded.model, out.prompt_tokens, sampling, [&](int32_t token) {
+  generate(loaded.decoder(), out.prompt_tokens, sampling, [&](int32_t token) {
     if (out.tokens.empty()) out.seconds_to_first_token = timer.seconds();
     out.tokens.push_back(token);
     if (token == sampling.stop_token) return;
@@ -249,7 +276,8 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
     longest_output = std::max(longest_output, batch[size_t(r)].sampling.max_new_tokens);
   }
   const int64_t capacity = std::min(options.max_out_tokens, width + longest_output);
-  nn::KvCache cache(loaded.model.config(), rows, capacity, loaded.model.device());
+  const Decoder decoder = loaded.decoder();
+  nn::KvCache cache = decoder.new_cache(rows, capacity);
   std::vector<int32_t> padded;
   std::vector<uint8_t> valid;
   for (const Completion& c : out)
@@ -259,8 +287,7 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
       valid.push_back(t < pad ? 0 : 1);
     }
   Timer timer;
-  Tensor logits =
-      loaded.model.decode(Tensor::from_vector<int32_t>({rows, width}, padded), cache, valid);
+  Tensor logits = decoder.decode(Tensor::from_vector<int32_t>({rows, width}, padded), cache, valid);
   std::vector<bool> done(static_cast<size_t>(rows), false);
   std::vector<std::vector<int32_t>> history(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) history[size_t(r)] = out[size_t(r)].prompt_tokens;
@@ -294,7 +321,7 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
     }
     if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
     // Finished rows decode a placeholder; their outputs are not read.
-    logits = loaded.model.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache);
+    logits = decoder.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache);
   }
   const double seconds = timer.seconds();
   for (int64_t r = 0; r < rows; ++r) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,10 +21,11 @@ namespace turbine::infer {
 
 struct InferOptions {
   std::string device = "cpu";
-  int64_t batch_size = 8;  // prompts of a --prompts-file decoded together
-  std::string dtype = "f32";  // weights of the linear layers: f32, bf16, f16, int8
-  int int8_group = 0;         // inputs per int8 scale; 0: one scale per output channel
+  int64_t batch_size = 8;         // prompts of a --prompts-file decoded together
+  std::string dtype = "f32";      // weights of the linear layers: f32, bf16, f16, int8
+  int int8_group = 0;             // inputs per int8 scale; 0: one scale per output channel
   int64_t max_out_tokens = 1024;  // prompt + generated tokens one sequence may hold
+  int64_t tp_size = 1;            // ranks that split the model (tensor parallelism)
   SamplingOptions sampling;
   std::string resolved_yaml;
 };
@@ -36,17 +38,24 @@ struct LoadedModel {
   data::Tokenizer tokenizer;
   nn::CompactReport compacted;  // layers = 0 in f32
   int64_t lm_head_bytes = 0;    // decode's compact LM head; 0: the f32 embedding matrix
+  // The ranks that split the model (tp_size > 1), or null.
+  std::unique_ptr<dist::ProcessGroup> tensor_parallel;
+  Decoder decoder() const { return Decoder{model, tensor_parallel.get()}; }
 };
 
 // Reads a Turbine checkpoint (config.yaml, model.h5 and tokenizer.json) or a
 // Hugging Face BLOOM folder (read_model); errors name the file. Then
 // compacts the linear layers to options.dtype.
+// With options.tp_size > 1 every rank of `world` (tp_size of them) calls it
+// together: the head count is checked before any weight is read, then each
+// rank keeps its part (dist::split_bloom).
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
-                            const InferOptions& options);
+                            const InferOptions& options, dist::Communicator* world = nullptr);
 
 // A model of the shape in a model config (configs/models/X.yaml) with random
 // weights and no tokenizer, compacted as the options say: for infer bench.
-LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options);
+LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options,
+                         dist::Communicator* world = nullptr);
 
 struct Completion {
   std::vector<int32_t> prompt_tokens, tokens;  // tokens: the generated ones

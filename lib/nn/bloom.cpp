@@ -147,6 +147,7 @@ Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device)
   for (int64_t i = 0; i < config.n_layer; ++i) h_.emplace_back(config, init);
   ln_f_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
   alibi_ = ops::alibi_slopes(static_cast<int>(config.n_head));
+  vocab_slice_ = {0, config.vocab_size, config.vocab_size};
   list_parameters();
 }
 
@@ -168,6 +169,8 @@ Bloom Bloom::deep_copy() const {
   for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
   copy.ln_f_ = ln_f_.clone();
   copy.alibi_ = alibi_;
+  copy.vocab_slice_ = vocab_slice_;
+  copy.tp_size_ = tp_size_;
   copy.seed_ = seed_;
   copy.dropout_step_ = dropout_step_;
   copy.training_ = training_;
@@ -250,7 +253,8 @@ Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
                     Tensor());
 }
 
-Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache, const std::vector<uint8_t>& valid) const {
+Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
+                     const std::vector<uint8_t>& valid) const {
   TURBINE_CHECK(ids_any.ndim() == 2 && ids_any.dim(0) == cache.batch(),
                 "Bloom::decode: ids must be (batch, tokens) with the cache's batch {}, got {}",
                 cache.batch(), ids_any.str());
@@ -267,13 +271,49 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache, const std::vector<ui
              .to(device()));
   const Tensor h = ln_f_.forward(last.view({batch, config_.hidden_size}));
   if (lm_head_) return ops::linear_compact(h, *lm_head_, Tensor());
-  return ops::linear(h, word_embeddings_.weight, Tensor());
+  return ops::linear(h, lm_head_rows(), Tensor());
+}
+
+Tensor Bloom::lm_head_rows() const {
+  if (vocab_slice_.count == config_.vocab_size) return word_embeddings_.weight;
+  return word_embeddings_.weight.narrow(0, vocab_slice_.first, vocab_slice_.count);
 }
 
 int64_t Bloom::compact_lm_head(DType type, int group) {
   lm_head_ = std::make_shared<const ops::CompactTensor>(
-      ops::compact_weight(word_embeddings_.weight, type, group));
+      ops::compact_weight(lm_head_rows().contiguous(), type, group));
   return lm_head_->nbytes();
+}
+
+void Bloom::shard_heads(int rank, int size) {
+  TURBINE_CHECK(tp_size_ == 1, "Bloom::shard_heads: the model is split already");
+  TURBINE_CHECK(size >= 1 && rank >= 0 && rank < size, "Bloom::shard_heads: rank {} of {}", rank,
+                size);
+  TURBINE_CHECK(config_.n_head % size == 0,
+                "tensor parallelism over {} ranks needs a head count divisible by {}, but the "
+                "model has n_head {}: pick a tp_size that divides it",
+                size, size, config_.n_head);
+  TURBINE_CHECK(config_.vocab_size >= size,
+                "tensor parallelism over {} ranks: the vocabulary of "
+                "{} is smaller than the group",
+                size, config_.vocab_size);
+  TURBINE_CHECK(!lm_head_, "Bloom::shard_heads: call it before compact_lm_head");
+  const int64_t heads = config_.n_head / size;
+  for (BloomBlock& block : h_) block.set_heads(heads);
+  const std::vector<float> all = ops::alibi_slopes(static_cast<int>(config_.n_head));
+  alibi_.assign(all.begin() + rank * heads, all.begin() + (rank + 1) * heads);
+  const int64_t block = (config_.vocab_size + size - 1) / size;
+  const int64_t first = std::min(config_.vocab_size, rank * block);
+  vocab_slice_ = {first, std::min(config_.vocab_size, first + block) - first, block};
+  tp_size_ = size;
+}
+
+int64_t Bloom::heads() const {
+  return config_.n_head / tp_size_;
+}
+
+KvCache Bloom::new_cache(int64_t batch, int64_t capacity) const {
+  return KvCache(config_, batch, capacity, device(), heads());
 }
 
 Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {

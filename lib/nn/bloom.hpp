@@ -13,8 +13,8 @@
 
 #include "nn/kv_cache.hpp"
 #include "nn/module.hpp"
-#include "ops/ops.hpp"
 #include "nn/token_dropping.hpp"
+#include "ops/ops.hpp"
 
 namespace turbine::nn {
 
@@ -53,6 +53,8 @@ class BloomBlock {
                         int64_t layer) const;
   void parameters(const std::string& prefix, ParameterList& out);
   BloomBlock clone() const;  // shares no weights
+  // The heads this block's (split) linear layers compute: Bloom::shard_heads.
+  void set_heads(int64_t heads) { n_head_ = heads; }
 
   LayerNorm input_layernorm, post_attention_layernorm;
   // Behind LinearLayer so that adapters can wrap them and tensor
@@ -91,7 +93,9 @@ class Bloom {
   // those in `cache` (a prompt's prefill, then one token per step); `valid`
   // (B, Tq) marks left padding with 0 (empty: all real). Their keys and
   // values join the cache; returns the logits of each row's last position
-  // (B, vocab), equal to logits_at on the whole unpadded row. Inference only.
+  // (B, vocab), equal to logits_at on the whole unpadded row; when sharded
+  // for tensor parallelism, this rank's vocabulary slice (B, vocab_slice())
+  // of them. Inference only.
   Tensor decode(const Tensor& ids, KvCache& cache, const std::vector<uint8_t>& valid = {}) const;
   // decode's LM head from a compact copy of the tied embedding matrix
   // (bf16, f16 or i8 with `group` inputs per scale): the vocabulary x hidden
@@ -100,6 +104,23 @@ class Bloom {
   // (training). A snapshot: call it again after the embedding changes.
   // Returns the compact copy's bytes.
   int64_t compact_lm_head(DType type, int group = 0);
+
+  // Tensor parallelism as the model sees it (dist::split_bloom calls this
+  // after splitting the blocks' linear layers by heads): rank `rank` of
+  // `size` computes heads [rank n/size, (rank+1) n/size) with their ALiBi
+  // slopes, and decode's LM head covers its slice of the vocabulary
+  // (vocab_slice(): ceil(V/size) rows, fewer on the last rank), so decode
+  // returns (B, slice) logits for the group to gather. Embedding lookups
+  // and logits() (full vocabulary) are unchanged. Call before
+  // compact_lm_head.
+  void shard_heads(int rank, int size);
+  int64_t heads() const;  // this rank's: n_head, or n_head / size when sharded
+  struct VocabSlice {
+    int64_t first = 0, count = 0, block = 0;  // block: every rank's padded count
+  };
+  VocabSlice vocab_slice() const { return vocab_slice_; }
+  // A KV cache for this model's heads (this rank's when sharded).
+  KvCache new_cache(int64_t batch, int64_t capacity) const;
 
   // Each linear layer with its module name ("h.3.self_attention.dense"), to
   // wrap or replace it; the parameter list is rebuilt afterwards.
@@ -126,14 +147,17 @@ class Bloom {
 
  private:
   Bloom() = default;
-  void list_parameters();  // rebuilds parameters_ from the layers
+  void list_parameters();       // rebuilds parameters_ from the layers
+  Tensor lm_head_rows() const;  // decode's slice of the embedding matrix
   BloomConfig config_;
   Embedding word_embeddings_;
   std::shared_ptr<const ops::CompactTensor> lm_head_;  // decode's, when compacted
   LayerNorm word_embeddings_layernorm_;
   std::vector<BloomBlock> h_;
   LayerNorm ln_f_;
-  std::vector<float> alibi_;
+  std::vector<float> alibi_;  // this rank's heads' slopes
+  VocabSlice vocab_slice_;    // decode's LM head rows
+  int tp_size_ = 1;
   ParameterList parameters_;
   uint64_t seed_ = 0;
   uint64_t dropout_step_ = 0;

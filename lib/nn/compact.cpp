@@ -34,7 +34,12 @@ std::unique_ptr<LinearLayer> CompactLinear::clone() const {
 
 CompactReport compact_linears(Bloom& model, DType type, int group) {
   CompactReport report;
-  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& layer) {
+  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& outer) {
+    // Through wrappers with the same math (tensor-parallel parts) to the plain layer.
+    std::unique_ptr<LinearLayer>* slot = &outer;
+    while (dynamic_cast<const Linear*>(slot->get()) == nullptr && (*slot)->inner() != nullptr)
+      slot = (*slot)->inner();
+    std::unique_ptr<LinearLayer>& layer = *slot;
     const auto* plain = dynamic_cast<const Linear*>(layer.get());
     TURBINE_CHECK(plain != nullptr,
                   "{}: only plain linear layers can be compacted (merge LoRA adapters first)",

@@ -43,8 +43,9 @@ struct CompactReport {
 // Replaces every plain Linear of the model's blocks (the four of each BLOOM
 // block) by a CompactLinear of `type` (bf16, f16 or i8 with `group` inputs
 // per scale, 0 for one scale per output channel). The embedding (tied to the
-// LM head) and LayerNorms stay f32. Layers that are not plain Linears (LoRA,
-// split) are refused.
+// LM head) and LayerNorms stay f32. A tensor-parallel layer keeps its split
+// and has its part compacted (LinearLayer::inner); other layers that are not
+// plain Linears (LoRA) are refused.
 CompactReport compact_linears(Bloom& model, DType type, int group = 0);
 
 }  // namespace turbine::nn

@@ -7,10 +7,11 @@
 
 namespace turbine::nn {
 
-KvCache::KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device)
+KvCache::KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device,
+                 int64_t heads)
     : batch_(batch),
       capacity_(capacity),
-      heads_(config.n_head),
+      heads_(heads > 0 ? heads : config.n_head),
       head_dim_(config.head_dim()),
       device_(device),
       valid_(size_t(batch * capacity), 0) {
@@ -63,7 +64,8 @@ std::pair<Tensor, Tensor> KvCache::append(int64_t layer, const Tensor& k_any, co
                 v_any.str(), batch_, heads_, pending_, head_dim_);
   kernels::Backend& be = backend_for(device_);
   const int64_t plane = capacity_ * head_dim_, rows = batch_ * heads_, cols = pending_ * head_dim_;
-  for (auto [src_any, dst] : {std::pair{&k_any, &keys_[size_t(layer)]}, {&v_any, &values_[size_t(layer)]}}) {
+  for (auto [src_any, dst] :
+       {std::pair{&k_any, &keys_[size_t(layer)]}, {&v_any, &values_[size_t(layer)]}}) {
     const Tensor src = src_any->contiguous();
     // Each (b, h) plane's new rows, one strided block copy.
     be.copy_rows_strided(src.data<float>(), cols, dst->data<float>() + length_ * head_dim_, plane,

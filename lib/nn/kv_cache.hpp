@@ -22,7 +22,9 @@ struct BloomConfig;
 
 class KvCache {
  public:
-  KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device);
+  // heads: per layer (a tensor-parallel rank's share); 0: config.n_head.
+  KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device,
+          int64_t heads = 0);
 
   int64_t batch() const { return batch_; }
   int64_t capacity() const { return capacity_; }

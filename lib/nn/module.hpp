@@ -61,6 +61,11 @@ class LinearLayer {
   virtual std::unique_ptr<LinearLayer> clone() const = 0;
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
+  // A wrapper that computes through a layer it owns with the same math (a
+  // tensor-parallel layer's part) returns that layer's slot, so passes such
+  // as compaction reach the plain layer inside; adapters that change the
+  // math (LoRA) return null, as plain layers do.
+  virtual std::unique_ptr<LinearLayer>* inner() { return nullptr; }
 };
 
 class Linear final : public LinearLayer {

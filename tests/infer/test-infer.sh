@@ -123,6 +123,25 @@ expect_error bad_top_p "top_p" -- --checkpoint "$ckpt" --prompt x --set sampling
 expect_error bad_dtype "inference.dtype" -- --checkpoint "$ckpt" --prompt x --set inference.dtype=int4
 expect_error bad_group "does not divide" -- --checkpoint "$ckpt" --prompt x \
   --set inference.dtype=int8 --set inference.int8_group=7
+# Tensor parallelism under mpirun: 2 ranks split the 4 heads and decode the
+# single rank's greedy text and seeded bf16 sample; 3 ranks do not divide the
+# heads, which is refused before any weight is read.
+source "$source/tools/lib/common.sh"
+run_mpi 2 "$infer" generate --checkpoint "$ckpt" --prompt "$prompt" --set sampling.temperature=0 \
+  --set sampling.max_new_tokens=20 > "$work/tp2.out" 2> "$work/tp2.err" || fail "tp 2: $(cat "$work/tp2.err")"
+cmp -s "$work/greedy.out" "$work/tp2.out" || fail "tp 2 greedy text differs: $(cat "$work/tp2.out")"
+gen seed1-bf16 --prompt "$prompt" --set sampling.seed=1 --set sampling.max_new_tokens=30 --set inference.dtype=bf16
+run_mpi 2 "$infer" generate --checkpoint "$ckpt" --prompt "$prompt" --set sampling.seed=1 \
+  --set sampling.max_new_tokens=30 --set inference.dtype=bf16 > "$work/tp2-bf16.out" 2> "$work/tp2-bf16.err" \
+  || fail "tp 2 bf16: $(cat "$work/tp2-bf16.err")"
+cmp -s "$work/seed1-bf16.out" "$work/tp2-bf16.out" || fail "tp 2 bf16 sample differs"
+if run_mpi 3 "$infer" generate --checkpoint "$ckpt" --prompt x > /dev/null 2> "$work/tp3.err"; then
+  fail "tp 3 over 4 heads: exit status 0"
+fi
+grep -q "tp_size 3 does not divide the model's 4 attention heads" "$work/tp3.err" \
+  || fail "tp 3: $(cat "$work/tp3.err")"
+echo "  tensor parallel: 2 ranks decode the single rank's text (greedy f32, sampled bf16); 3 refused"
+
 # Hugging Face folders: the checkpoint exported (f32) and imported again
 # decodes the same greedy tokens, infer reads the exported folder directly,
 # and bad folders or outputs are refused (tests/test_safetensors.cpp checks
