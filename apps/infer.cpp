@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
       log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
                 c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
                 c.tokens_per_second);
+      infer::log_stream_stats(loaded);
       return 0;
     }
     // Batches in file order; a stop signal ends the run after the current one.
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       log::info("prompts {}-{} of {} done", first + 1, end, requests.size());
     }
+    infer::log_stream_stats(loaded);
     return 0;
   });
 }

@@ -53,6 +53,7 @@ double bytes_per_token(const LoadedModel& loaded, int64_t cached) {
   for (const nn::Parameter& p : loaded.model.parameters())
     if (p.name != "word_embeddings.weight") bytes += double(p.tensor.nbytes());
   bytes += double(loaded.compacted.bytes_after);  // compact weights are not parameters
+  bytes += double(loaded.streamed_bytes);         // nor are streamed blocks
   bytes += loaded.lm_head_bytes > 0
                ? double(loaded.lm_head_bytes)  // the tied LM head
                : 4.0 * double(loaded.model.vocab_slice().count) * double(c.hidden_size);
@@ -111,6 +112,10 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
   log::info("decode vs bandwidth limit: {:.0f}%",
             100 * r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s);
   log::info("resident memory {:.0f} MiB", r.resident_mib);
+  if (loaded.streamer) {
+    r.stream = loaded.streamer->stats();
+    log_stream_stats(loaded);
+  }
   return r;
 }
 
@@ -133,6 +138,13 @@ std::string bench_json(const BenchResult& r, const LoadedModel& loaded,
   line["bandwidth_limit_tokens_per_s"] = r.bandwidth_limit_tokens_per_s;
   line["decode_vs_bandwidth_limit"] = r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s;
   line["resident_mib"] = r.resident_mib;
+  line["offload_param"] = options.offload.device;
+  if (loaded.streamer) {
+    line["stream_slots"] = loaded.streamer->slots();
+    line["stream_gb_read"] = r.stream.bytes_read / 1e9;
+    line["stream_read_s"] = r.stream.read_seconds;
+    line["stream_wait_s"] = r.stream.wait_seconds;
+  }
   return line.dump();
 }
 

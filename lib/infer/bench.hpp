@@ -18,6 +18,7 @@ struct BenchResult {
   double bytes_per_token = 0;          // batch 1: weights + the KV cache read
   double bandwidth_limit_tokens_per_s = 0;
   double resident_mib = 0;
+  StreamStats stream;  // streamed weights (inference.zero.offload_param); zeros when resident
 };
 
 // Measures `model` (compacted as the options say by the caller); prints a

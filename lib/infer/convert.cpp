@@ -13,15 +13,14 @@ namespace turbine::infer {
 
 namespace fs = std::filesystem;
 
-CheckpointModel read_model(const std::string& dir, Device device,
-                           const std::function<void(const nn::BloomConfig&)>& check_config) {
+WeightReader::WeightReader(const std::string& dir) : dir_(dir) {
   const fs::path root(dir);
   TURBINE_CHECK(fs::is_directory(root),
                 "{} is not a folder (give a checkpoints/step_N folder that pretrain wrote, or a "
                 "Hugging Face BLOOM folder)",
                 dir);
-  const bool hf = io::is_hf_folder(dir);
-  if (!hf) {
+  hf_ = io::is_hf_folder(dir);
+  if (!hf_) {
     for (const char* file : {"config.yaml", "model.h5"})
       TURBINE_CHECK(fs::exists(root / file),
                     "{} has no {}: neither a complete Turbine checkpoint nor a Hugging Face "
@@ -32,18 +31,30 @@ CheckpointModel read_model(const std::string& dir, Device device,
                 "{} has no tokenizer.json (checkpoints written before tokenizers travelled "
                 "with them: copy the tokenizer.json of its data set there)",
                 dir);
-  data::Tokenizer tokenizer = data::Tokenizer::load((root / "tokenizer.json").string());
-  const nn::BloomConfig config = hf ? io::bloom_config_from_hf((root / "config.json").string())
-                                    : io::load_bloom_config((root / "config.yaml").string());
-  TURBINE_CHECK(tokenizer.vocab_size() <= config.vocab_size,
-                "{}: its tokenizer has {} tokens, the model {}", dir, tokenizer.vocab_size(),
-                config.vocab_size);
-  if (check_config) check_config(config);
-  CheckpointModel out{nn::Bloom(config, 0, device), std::move(tokenizer)};
-  if (hf)
-    io::load_hf_bloom_weights(io::SafetensorsFolder(dir), out.model.parameters());
+  tokenizer_ = data::Tokenizer::load((root / "tokenizer.json").string());
+  config_ = hf_ ? io::bloom_config_from_hf((root / "config.json").string())
+                : io::load_bloom_config((root / "config.yaml").string());
+  TURBINE_CHECK(tokenizer_.vocab_size() <= config_.vocab_size,
+                "{}: its tokenizer has {} tokens, the model {}", dir, tokenizer_.vocab_size(),
+                config_.vocab_size);
+  if (hf_) folder_ = std::make_unique<io::SafetensorsFolder>(dir);
+}
+
+WeightReader::~WeightReader() = default;
+
+void WeightReader::load(const nn::ParameterList& params, bool subset) const {
+  if (hf_)
+    io::load_hf_bloom_weights(*folder_, params, subset);
   else
-    train::CheckpointStore::load_weights(dir, out.model.parameters());
+    train::CheckpointStore::load_weights(dir_, params);
+}
+
+CheckpointModel read_model(const std::string& dir, Device device,
+                           const std::function<void(const nn::BloomConfig&)>& check_config) {
+  const WeightReader reader(dir);
+  if (check_config) check_config(reader.config());
+  CheckpointModel out{nn::Bloom(reader.config(), 0, device), reader.tokenizer()};
+  reader.load(out.model.parameters());
   return out;
 }
 

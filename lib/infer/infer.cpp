@@ -13,6 +13,7 @@
 #include "core/timer.hpp"
 #include "dist/tensor_parallel.hpp"
 #include "infer/convert.hpp"
+#include "infer/stream.hpp"
 #include "io/model_config.hpp"
 #include "train/checkpoint.hpp"
 #include "train/schema.hpp"
@@ -36,6 +37,17 @@ io::ConfigSchema infer_schema() {
   s.integer("inference.tensor_parallel.tp_size", 0,
             "ranks that split the model (Megatron's tensor parallelism; must divide n_head); 0: "
             "every rank of the job")
+      .at_least(0);
+  s.string("inference.zero.offload_param.device", "none",
+           "stream the blocks' weights layer by layer (ZeRO-Inference) from nvme (a swap file) "
+           "or cpu (host memory, for a GPU); none: keep them resident")
+      .one_of({io::ConfigValue(std::string("none")), io::ConfigValue(std::string("cpu")),
+               io::ConfigValue(std::string("nvme"))});
+  s.string("inference.zero.offload_param.nvme_path", "",
+           "folder of the swap file (fast local disk); empty: the system's temporary folder");
+  s.number("inference.zero.offload_param.max_resident_mb", 0,
+           "MiB of weights resident at once (embeddings, LM head, streamed slots); 0: two "
+           "layers' slots")
       .at_least(0);
   s.integer("inference.max_out_tokens", 1024,
             "tokens one sequence may hold, prompt and output (the KV cache's size)")
@@ -63,6 +75,13 @@ InferOptions infer_options(const io::Config& c, int world_size) {
   o.dtype = c.get<std::string>("inference.dtype");
   o.int8_group = int(c.get<int64_t>("inference.int8_group"));
   o.max_out_tokens = c.get<int64_t>("inference.max_out_tokens");
+  o.offload.device = c.get<std::string>("inference.zero.offload_param.device");
+  o.offload.nvme_path = c.get<std::string>("inference.zero.offload_param.nvme_path");
+  o.offload.max_resident_mb = c.get<double>("inference.zero.offload_param.max_resident_mb");
+  if (o.offload.device == "cpu" && o.device == "cpu")
+    c.fail("inference.zero.offload_param.device",
+           "inference.zero.offload_param.device cpu streams host memory to a GPU; on device cpu "
+           "the weights are in host memory already: use nvme to stream them from disk");
   o.tp_size = c.get<int64_t>("inference.tensor_parallel.tp_size");
   if (o.tp_size == 0) o.tp_size = world_size;
   if (o.tp_size != world_size)
@@ -86,6 +105,10 @@ InferOptions infer_options(const io::Config& c, int world_size) {
 }
 
 namespace {
+DType weight_type(const InferOptions& options) {
+  return options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
+}
+
 // Splits the model over the tensor-parallel ranks, then compacts each rank's
 // part (and its slice of the LM head) to options.dtype.
 void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicator* world) {
@@ -99,31 +122,69 @@ void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicato
     dist::split_bloom(loaded.model, *loaded.tensor_parallel);
   }
   if (options.dtype != "f32") {
-    const DType type = options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
-    loaded.compacted = nn::compact_linears(loaded.model, type, options.int8_group);
-    loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
+    loaded.compacted = nn::compact_linears(loaded.model, weight_type(options), options.int8_group);
+    loaded.lm_head_bytes = loaded.model.compact_lm_head(weight_type(options), options.int8_group);
   }
   backend_for(loaded.model.device()).release_cached();  // the full or f32 weights' blocks
+}
+
+// A model made with streamed blocks: its resident parts loaded, its LM head
+// compacted, and a BlockStreamer staging the blocks that load_block fills.
+void stream(LoadedModel& loaded, const InferOptions& options,
+            const std::function<void(int64_t, nn::BloomBlock&)>& load_block) {
+  TURBINE_CHECK(options.tp_size == 1,
+                "weight streaming (inference.zero.offload_param) with tensor parallelism is not "
+                "supported yet: run one rank, or keep the weights resident");
+  loaded.model.set_training(false);
+  const DType type = options.dtype == "f32" ? DType::f32 : weight_type(options);
+  if (type != DType::f32)
+    loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
+  int64_t resident = loaded.lm_head_bytes;
+  for (const nn::Parameter& p : loaded.model.parameters()) resident += int64_t(p.tensor.nbytes());
+  loaded.streamer =
+      std::make_unique<BlockStreamer>(loaded.model.config(), loaded.model.device(), type,
+                                      options.int8_group, options.offload, resident, load_block);
+  loaded.streamed_bytes = loaded.streamer->layer_bytes() * loaded.model.config().n_layer;
+  loaded.model.set_block_source(loaded.streamer.get());
+  backend_for(loaded.model.device()).release_cached();
 }
 }  // namespace
 
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options, dist::Communicator* world) {
-  CheckpointModel read = read_model(checkpoint, device, [&](const nn::BloomConfig& config) {
-    TURBINE_CHECK(config.n_head % options.tp_size == 0,
-                  "{}: inference.tensor_parallel.tp_size {} does not divide the model's {} "
-                  "attention heads: run with a tp_size (and mpirun -np) that divides n_head",
-                  checkpoint, options.tp_size, config.n_head);
-  });
-  LoadedModel loaded{std::move(read.model), std::move(read.tokenizer), {}, 0, nullptr};
-  prepare(loaded, options, world);
+  const WeightReader reader(checkpoint);
+  TURBINE_CHECK(reader.config().n_head % options.tp_size == 0,
+                "{}: inference.tensor_parallel.tp_size {} does not divide the model's {} "
+                "attention heads: run with a tp_size (and mpirun -np) that divides n_head",
+                checkpoint, options.tp_size, reader.config().n_head);
+  const bool streamed = options.offload.device != "none";
+  LoadedModel loaded(
+      nn::Bloom(reader.config(), 0, device,
+                streamed ? nn::Bloom::Blocks::streamed : nn::Bloom::Blocks::resident),
+      reader.tokenizer());
+  reader.load(loaded.model.parameters(), /*subset=*/streamed);
+  if (streamed) {
+    stream(loaded, options, [&](int64_t layer, nn::BloomBlock& block) {
+      nn::ParameterList params;
+      block.parameters(fmt::format("h.{}.", layer), params);
+      reader.load(params, /*subset=*/true);
+    });
+  } else {
+    prepare(loaded, options, world);
+  }
   return loaded;
 }
 
 LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options,
                          dist::Communicator* world) {
-  LoadedModel loaded{nn::Bloom(io::load_bloom_config(model_yaml), 1, device), {}, {}, 0, nullptr};
-  prepare(loaded, options, world);
+  const nn::BloomConfig config = io::load_bloom_config(model_yaml);
+  const bool streamed = options.offload.device != "none";
+  LoadedModel loaded(nn::Bloom(
+      config, 1, device, streamed ? nn::Bloom::Blocks::streamed : nn::Bloom::Blocks::resident));
+  if (streamed)
+    stream(loaded, options, [](int64_t, nn::BloomBlock&) {});  // the blocks' own random weights
+  else
+    prepare(loaded, options, world);
   return loaded;
 }
 
@@ -334,6 +395,17 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
     c.tokens_per_second = seconds > 0 ? double(c.tokens.size()) / seconds : 0;
   }
   return out;
+}
+
+void log_stream_stats(const LoadedModel& loaded) {
+  if (!loaded.streamer) return;
+  const StreamStats s = loaded.streamer->stats();
+  log::info(
+      "weights streamed: {} layers, {:.3f} GB read in {:.3f} s ({:.2f} GB/s); decoding "
+      "waited {:.3f} s for them: {:.0f}% of the reading overlapped computation",
+      s.layers_read, s.bytes_read / 1e9, s.read_seconds,
+      s.read_seconds > 0 ? s.bytes_read / 1e9 / s.read_seconds : 0.0, s.wait_seconds,
+      s.read_seconds > 0 ? 100 * std::max(0.0, 1 - s.wait_seconds / s.read_seconds) : 100.0);
 }
 
 std::string completion_json(const Completion& c) {

@@ -13,6 +13,7 @@
 
 #include "data/tokenizer.hpp"
 #include "infer/generate.hpp"
+#include "infer/stream.hpp"
 #include "io/config.hpp"
 #include "nn/bloom.hpp"
 #include "nn/compact.hpp"
@@ -26,6 +27,7 @@ struct InferOptions {
   int int8_group = 0;             // inputs per int8 scale; 0: one scale per output channel
   int64_t max_out_tokens = 1024;  // prompt + generated tokens one sequence may hold
   int64_t tp_size = 1;            // ranks that split the model (tensor parallelism)
+  OffloadOptions offload;         // weight streaming
   SamplingOptions sampling;
   std::string resolved_yaml;
 };
@@ -34,12 +36,17 @@ io::ConfigSchema infer_schema();
 InferOptions infer_options(const io::Config& config, int world_size);
 
 struct LoadedModel {
+  explicit LoadedModel(nn::Bloom m, data::Tokenizer t = {})
+      : model(std::move(m)), tokenizer(std::move(t)) {}
   nn::Bloom model;
   data::Tokenizer tokenizer;
   nn::CompactReport compacted;  // layers = 0 in f32
   int64_t lm_head_bytes = 0;    // decode's compact LM head; 0: the f32 embedding matrix
   // The ranks that split the model (tp_size > 1), or null.
   std::unique_ptr<dist::ProcessGroup> tensor_parallel;
+  // The blocks' weights when streamed (inference.zero.offload_param), or null.
+  std::unique_ptr<BlockStreamer> streamer;
+  int64_t streamed_bytes = 0;  // every streamed block, as staged
   Decoder decoder() const { return Decoder{model, tensor_parallel.get()}; }
 };
 
@@ -85,6 +92,10 @@ std::vector<Request> read_prompts_file(const std::string& path, const SamplingOp
 // KV cache): each row samples with its own options and stops on its own.
 std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vector<Request>& batch,
                                        const InferOptions& options);
+
+// On rank 0's log: what streaming read, in how long, and how long decoding
+// waited for it (the rest of the reading overlapped the computation).
+void log_stream_stats(const LoadedModel& loaded);
 
 // A completion as the JSON line a prompts file run writes.
 std::string completion_json(const Completion& completion);

@@ -140,7 +140,8 @@ std::string hf_bloom_config_json(const nn::BloomConfig& c, const data::Tokenizer
   return doc.dump(2) + "\n";
 }
 
-void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterList& params) {
+void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterList& params,
+                           bool subset) {
   std::map<std::string, std::string> file_name;  // Turbine name -> the folder's
   std::vector<std::string> unexpected;
   std::optional<std::string> lm_head;
@@ -161,7 +162,7 @@ void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterL
     if (!file_name.count(p.name)) missing.push_back(p.name);
   }
   for (const auto& [ours, theirs] : file_name)
-    if (!wanted.count(ours)) unexpected.push_back(theirs);
+    if (!wanted.count(ours) && !subset) unexpected.push_back(theirs);
   TURBINE_CHECK(missing.empty(), "{}: the weights lack {} tensor(s) the model needs: {}",
                 folder.dir(), missing.size(), name_list(missing));
   TURBINE_CHECK(unexpected.empty(),
@@ -179,7 +180,7 @@ void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterL
                   folder.dir(), name, e.dtype);
     Tensor(p.tensor).copy_from(folder.read(name).to(DType::f32));
   }
-  if (lm_head) {
+  if (lm_head && !subset) {
     const Tensor head = folder.read(*lm_head).to(DType::f32);
     const Tensor embeddings = folder.read(file_name.at("word_embeddings.weight")).to(DType::f32);
     TURBINE_CHECK(head.shape() == embeddings.shape() &&

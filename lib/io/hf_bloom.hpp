@@ -27,8 +27,10 @@ std::string hf_bloom_config_json(const nn::BloomConfig& config, const data::Toke
                                  DType weights_dtype);
 
 // Copies a folder's tensors into params (converted to f32). Every parameter
-// must be there with its shape, and nothing else may be; errors name them.
-void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterList& params);
+// must be there with its shape, and (unless `subset`: params are part of the
+// model, e.g. one streamed block's) nothing else may be; errors name them.
+void load_hf_bloom_weights(const SafetensorsFolder& folder, const nn::ParameterList& params,
+                           bool subset = false);
 
 // Writes a Hugging Face BLOOM folder: config.json, model.safetensors (weights
 // in `dtype`: f32, bf16 or f16, "transformer."-prefixed),

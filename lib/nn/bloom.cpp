@@ -138,13 +138,15 @@ Init make_init(const BloomConfig& c, uint64_t seed, Device device) {
 }
 }  // namespace
 
-Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device)
-    : config_(config), seed_(seed) {
+Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device, Blocks blocks)
+    : config_(config), streamed_(blocks == Blocks::streamed), seed_(seed) {
   Init init = make_init(config, seed, device);
   word_embeddings_ = Embedding(config.vocab_size, config.hidden_size, init);
   word_embeddings_layernorm_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
-  h_.reserve(config.n_layer);
-  for (int64_t i = 0; i < config.n_layer; ++i) h_.emplace_back(config, init);
+  if (!streamed_) {
+    h_.reserve(config.n_layer);
+    for (int64_t i = 0; i < config.n_layer; ++i) h_.emplace_back(config, init);
+  }
   ln_f_ = LayerNorm(config.hidden_size, config.layer_norm_epsilon, device);
   alibi_ = ops::alibi_slopes(static_cast<int>(config.n_head));
   vocab_slice_ = {0, config.vocab_size, config.vocab_size};
@@ -168,6 +170,7 @@ Bloom Bloom::deep_copy() const {
   copy.h_.reserve(h_.size());
   for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
   copy.ln_f_ = ln_f_.clone();
+  TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks cannot be copied");
   copy.alibi_ = alibi_;
   copy.vocab_slice_ = vocab_slice_;
   copy.tp_size_ = tp_size_;
@@ -208,6 +211,7 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
   TURBINE_CHECK(ids_any.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}",
                 ids_any.str());
   // Batches come from the loaders in host memory; the model may be on a GPU.
+  TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks runs decode only");
   const Tensor ids = ids_any.to(device());
   Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
@@ -263,7 +267,15 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
   const int64_t batch = ids.dim(0), tokens = ids.dim(1);
   cache.begin(tokens, valid);
   Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
-  for (size_t i = 0; i < h_.size(); ++i) x = h_[i].forward_cached(x, alibi_, cache, int64_t(i));
+  if (streamed_) {
+    TURBINE_CHECK(block_source_ != nullptr, "Bloom::decode: streamed blocks without a source");
+    for (int64_t i = 0; i < config_.n_layer; ++i) {
+      x = block_source_->acquire(i).forward_cached(x, alibi_, cache, i);
+      block_source_->release(i);
+    }
+  } else {
+    for (size_t i = 0; i < h_.size(); ++i) x = h_[i].forward_cached(x, alibi_, cache, int64_t(i));
+  }
   cache.commit();
   // The LM head on each row's last position only.
   const Tensor last = ops::gather_rows(
@@ -287,6 +299,7 @@ int64_t Bloom::compact_lm_head(DType type, int group) {
 
 void Bloom::shard_heads(int rank, int size) {
   TURBINE_CHECK(tp_size_ == 1, "Bloom::shard_heads: the model is split already");
+  TURBINE_CHECK(!streamed_, "tensor parallelism with streamed weights is not supported yet");
   TURBINE_CHECK(size >= 1 && rank >= 0 && rank < size, "Bloom::shard_heads: rank {} of {}", rank,
                 size);
   TURBINE_CHECK(config_.n_head % size == 0,
@@ -306,6 +319,11 @@ void Bloom::shard_heads(int rank, int size) {
   const int64_t first = std::min(config_.vocab_size, rank * block);
   vocab_slice_ = {first, std::min(config_.vocab_size, first + block) - first, block};
   tp_size_ = size;
+}
+
+void Bloom::set_block_source(BlockSource* source) {
+  TURBINE_CHECK(streamed_, "Bloom::set_block_source: the model's blocks are resident");
+  block_source_ = source;
 }
 
 int64_t Bloom::heads() const {

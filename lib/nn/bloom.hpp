@@ -67,9 +67,25 @@ class BloomBlock {
   float hidden_dropout_ = 0;
 };
 
+// Where decode finds its blocks when they are not resident (weight
+// streaming): acquire(i) returns layer i's block, loaded, and release(i)
+// says decode is done with it (its kernels are queued). Decode asks for the
+// layers in order, 0 to n_layer - 1, once per call.
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  virtual const BloomBlock& acquire(int64_t layer) = 0;
+  virtual void release(int64_t layer) = 0;
+};
+
 class Bloom {
  public:
-  Bloom(const BloomConfig& config, uint64_t seed, Device device = Device::cpu());
+  // resident: the model holds every block. streamed: it holds the
+  // embeddings and final norm only, and decode takes the blocks from a
+  // BlockSource (set_block_source); the other forwards refuse to run.
+  enum class Blocks { resident, streamed };
+  Bloom(const BloomConfig& config, uint64_t seed, Device device = Device::cpu(),
+        Blocks blocks = Blocks::resident);
   // A model owns its weights: copies are explicit, and share nothing.
   Bloom(Bloom&&) = default;
   Bloom& operator=(Bloom&&) = default;
@@ -114,6 +130,9 @@ class Bloom {
   // and logits() (full vocabulary) are unchanged. Call before
   // compact_lm_head.
   void shard_heads(int rank, int size);
+  // The streamed blocks' source (a model made with Blocks::streamed); it must
+  // outlive the model's decoding.
+  void set_block_source(BlockSource* source);
   int64_t heads() const;  // this rank's: n_head, or n_head / size when sharded
   struct VocabSlice {
     int64_t first = 0, count = 0, block = 0;  // block: every rank's padded count
@@ -155,6 +174,8 @@ class Bloom {
   LayerNorm word_embeddings_layernorm_;
   std::vector<BloomBlock> h_;
   LayerNorm ln_f_;
+  BlockSource* block_source_ = nullptr;  // streamed blocks
+  bool streamed_ = false;
   std::vector<float> alibi_;  // this rank's heads' slopes
   VocabSlice vocab_slice_;    // decode's LM head rows
   int tp_size_ = 1;

@@ -32,24 +32,40 @@ std::unique_ptr<LinearLayer> CompactLinear::clone() const {
   return copy;
 }
 
+namespace {
+// One layer slot: through wrappers with the same math (tensor-parallel parts)
+// to the plain layer, which becomes a CompactLinear.
+void compact_slot(const std::string& name, std::unique_ptr<LinearLayer>& outer, DType type,
+                  int group, CompactReport& report) {
+  std::unique_ptr<LinearLayer>* slot = &outer;
+  while (dynamic_cast<const Linear*>(slot->get()) == nullptr && (*slot)->inner() != nullptr)
+    slot = (*slot)->inner();
+  std::unique_ptr<LinearLayer>& layer = *slot;
+  const auto* plain = dynamic_cast<const Linear*>(layer.get());
+  TURBINE_CHECK(plain != nullptr,
+                "{}: only plain linear layers can be compacted (merge LoRA adapters first)", name);
+  report.bytes_before += int64_t(plain->weight.nbytes());
+  auto compact = std::make_unique<CompactLinear>(*plain, type, group);
+  report.bytes_after += compact->weight.nbytes();
+  layer = std::move(compact);
+  ++report.layers;
+}
+}  // namespace
+
 CompactReport compact_linears(Bloom& model, DType type, int group) {
   CompactReport report;
-  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& outer) {
-    // Through wrappers with the same math (tensor-parallel parts) to the plain layer.
-    std::unique_ptr<LinearLayer>* slot = &outer;
-    while (dynamic_cast<const Linear*>(slot->get()) == nullptr && (*slot)->inner() != nullptr)
-      slot = (*slot)->inner();
-    std::unique_ptr<LinearLayer>& layer = *slot;
-    const auto* plain = dynamic_cast<const Linear*>(layer.get());
-    TURBINE_CHECK(plain != nullptr,
-                  "{}: only plain linear layers can be compacted (merge LoRA adapters first)",
-                  name);
-    report.bytes_before += int64_t(plain->weight.nbytes());
-    auto compact = std::make_unique<CompactLinear>(*plain, type, group);
-    report.bytes_after += compact->weight.nbytes();
-    layer = std::move(compact);
-    ++report.layers;
+  model.transform_linears([&](const std::string& name, std::unique_ptr<LinearLayer>& layer) {
+    compact_slot(name, layer, type, group, report);
   });
+  return report;
+}
+
+CompactReport compact_block(BloomBlock& block, DType type, int group) {
+  CompactReport report;
+  compact_slot("self_attention.query_key_value", block.query_key_value, type, group, report);
+  compact_slot("self_attention.dense", block.dense, type, group, report);
+  compact_slot("mlp.dense_h_to_4h", block.dense_h_to_4h, type, group, report);
+  compact_slot("mlp.dense_4h_to_h", block.dense_4h_to_h, type, group, report);
   return report;
 }
 

@@ -47,5 +47,8 @@ struct CompactReport {
 // and has its part compacted (LinearLayer::inner); other layers that are not
 // plain Linears (LoRA) are refused.
 CompactReport compact_linears(Bloom& model, DType type, int group = 0);
+// The same for one block's four layers (a streamed block, compacted once
+// when the weights are staged).
+CompactReport compact_block(BloomBlock& block, DType type, int group = 0);
 
 }  // namespace turbine::nn

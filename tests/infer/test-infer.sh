@@ -121,6 +121,10 @@ printf '{"prompt": "x"}\nnot json\n' > "$work/bad-json.jsonl"
 expect_error prompts_json "line 2: not JSON" -- --checkpoint "$ckpt" --prompts-file "$work/bad-json.jsonl"
 expect_error bad_top_p "top_p" -- --checkpoint "$ckpt" --prompt x --set sampling.top_p=1.5
 expect_error bad_dtype "inference.dtype" -- --checkpoint "$ckpt" --prompt x --set inference.dtype=int4
+expect_error small_budget "give at least" -- --checkpoint "$ckpt" --prompt x \
+  --set inference.zero.offload_param.device=nvme --set inference.zero.offload_param.max_resident_mb=0.1
+expect_error cpu_offload_on_cpu "use nvme" -- --checkpoint "$ckpt" --prompt x \
+  --set inference.zero.offload_param.device=cpu
 expect_error bad_group "does not divide" -- --checkpoint "$ckpt" --prompt x \
   --set inference.dtype=int8 --set inference.int8_group=7
 # Tensor parallelism under mpirun: 2 ranks split the 4 heads and decode the
@@ -141,6 +145,18 @@ fi
 grep -q "tp_size 3 does not divide the model's 4 attention heads" "$work/tp3.err" \
   || fail "tp 3: $(cat "$work/tp3.err")"
 echo "  tensor parallel: 2 ranks decode the single rank's text (greedy f32, sampled bf16); 3 refused"
+
+# Weight streaming from a swap file: under a budget that holds the
+# embeddings and one of the two layers (0.2 MiB of 0.23), the greedy text is
+# the resident one, and the log says how much reading overlapped decoding.
+gen streamed --prompt "$prompt" --set sampling.temperature=0 --set sampling.max_new_tokens=20 \
+  --set inference.zero.offload_param.device=nvme --set inference.zero.offload_param.nvme_path="$work" \
+  --set inference.zero.offload_param.max_resident_mb=0.2 || fail "streamed: $(cat "$work/streamed.err")"
+cmp -s "$work/greedy.out" "$work/streamed.out" || fail "streamed greedy text differs: $(cat "$work/streamed.out")"
+grep -q "through 1 resident slot" "$work/streamed.err" || fail "streamed: not one slot: $(cat "$work/streamed.err")"
+grep -q "weights streamed: " "$work/streamed.err" || fail "streamed: no overlap report"
+[[ -z $(ls "$work" | grep turbine-weights) ]] || fail "the swap file outlived the run"
+echo "  streamed under 0.2 MiB: the resident text; $(grep -o 'decoding waited.*' "$work/streamed.err")"
 
 # Hugging Face folders: the checkpoint exported (f32) and imported again
 # decodes the same greedy tokens, infer reads the exported folder directly,
