@@ -18,9 +18,11 @@ using namespace turbine;
 
 int main(int argc, char** argv) {
   CLI::App cli{
-      "Generate text with a BLOOM checkpoint (what pretrain writes):\n"
+      "Generate text with a BLOOM checkpoint (what pretrain writes, or a Hugging Face folder):\n"
       "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
-      "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)"};
+      "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)\n"
+      "  infer bench --model configs/models/X.yaml | --checkpoint DIR [--eval DATA.h5]\n"
+      "Under mpirun the ranks split the model (tensor parallelism)."};
   cli.require_subcommand(1);
   CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
   CLI::App* bench = cli.add_subcommand(
@@ -34,6 +36,19 @@ int main(int argc, char** argv) {
       bench->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder");
   bench->add_option("--model", model_yaml, "a model config (random weights of its shape)")
       ->excludes(bench_checkpoint);
+  std::string eval_data;
+  int64_t eval_tokens = 16384, eval_window = 256;
+  auto* eval = bench->add_option("--eval", eval_data,
+                                 "a token data set (prepare-data's HDF5, the checkpoint's "
+                                 "tokenizer): validation perplexity with these weights and with "
+                                 "f32, instead of the speed figures");
+  eval->needs(bench_checkpoint);
+  bench->add_option("--eval-tokens", eval_tokens, "validation tokens --eval predicts")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--eval-window", eval_window, "tokens of context per --eval window")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   bench->callback([&] {
     if (checkpoint.empty() && model_yaml.empty())
       throw CLI::RequiredError("--checkpoint or --model");
@@ -57,6 +72,13 @@ int main(int argc, char** argv) {
   if (!options) return 1;
   if (flags.dry_run) return job.print_resolved(options->resolved_yaml);
   return job.run([&] {
+    if (bench->parsed() && !eval_data.empty()) {
+      const Device device = job.pick_device(options->device);
+      const infer::EvalQuality q = infer::evaluate_quality(checkpoint, device, *options, eval_data,
+                                                           eval_tokens, eval_window);
+      if (job.leader()) std::printf("%s\n", infer::eval_json(q, *options).c_str());
+      return 0;
+    }
     if (bench->parsed()) {
       const Device device = job.pick_device(options->device);
       const infer::LoadedModel loaded =

@@ -3,14 +3,17 @@
 
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "autograd/tape.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
+#include "data/token_dataset.hpp"
 
 namespace turbine::infer {
 
@@ -117,6 +120,77 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
     log_stream_stats(loaded);
   }
   return r;
+}
+
+EvalResult evaluate_perplexity(const LoadedModel& loaded, const std::string& data_path,
+                               int64_t tokens, int64_t window) {
+  TURBINE_CHECK(!loaded.streamer && !loaded.tensor_parallel,
+                "infer bench --eval runs on one rank with resident weights");
+  TURBINE_CHECK(window >= 2 && tokens >= window, "--eval: window {} and tokens {} (>= window)",
+                window, tokens);
+  const data::TokenDataset dataset = data::TokenDataset::open(data_path);
+  TURBINE_CHECK(dataset.tokenizer_identity() == loaded.tokenizer.identity(),
+                "{} was tokenized with {}, but the model's tokenizer is {}: evaluate on data "
+                "prepared with the checkpoint's tokenizer.json",
+                data_path, dataset.tokenizer_identity(), loaded.tokenizer.identity());
+  const int64_t available = dataset.num_tokens(data::Split::valid);
+  TURBINE_CHECK(available >= window + 1,
+                "{} holds {} validation tokens, fewer than one window of {}+1: prepare it with "
+                "--valid-fraction, or lower --eval-window",
+                data_path, available, window);
+  const autograd::NoGradGuard inference;
+  const nn::Bloom& model = loaded.model;
+  EvalResult r;
+  double nll_sum = 0;
+  // Non-overlapping windows: tokens [s, s + window] predict [s + 1, s + window].
+  for (int64_t start = 0; start + window + 1 <= available && r.tokens < tokens; start += window) {
+    std::vector<int32_t> ids(size_t(window + 1));
+    dataset.read(data::Split::valid, start, window + 1, ids.data());
+    const std::vector<int32_t> input(ids.begin(), ids.end() - 1),
+        target(ids.begin() + 1, ids.end());
+    const Tensor h = model.hidden_states(Tensor::from_vector<int32_t>({1, window}, input));
+    const Tensor logits = model.lm_head(h.view({window, model.config().hidden_size}));
+    const Tensor loss = ops::cross_entropy(
+        logits, Tensor::from_vector<int32_t>({window}, target).to(logits.device()), -100, nullptr);
+    nll_sum += double(loss.item()) * double(window);
+    r.tokens += window;
+  }
+  r.mean_nll = nll_sum / double(r.tokens);
+  r.perplexity = std::exp(r.mean_nll);
+  return r;
+}
+
+EvalQuality evaluate_quality(const std::string& checkpoint, Device device,
+                             const InferOptions& options, const std::string& data_path,
+                             int64_t tokens, int64_t window) {
+  EvalQuality q;
+  {
+    const LoadedModel loaded = load_checkpoint(checkpoint, device, options);
+    q.weights = evaluate_perplexity(loaded, data_path, tokens, window);
+  }
+  if (options.dtype == "f32") {
+    q.f32 = q.weights;
+  } else {
+    InferOptions f32 = options;
+    f32.dtype = "f32";
+    q.f32 =
+        evaluate_perplexity(load_checkpoint(checkpoint, device, f32), data_path, tokens, window);
+  }
+  log::info("eval: {} validation tokens of {} in windows of {}", q.weights.tokens, data_path,
+            window);
+  log::info("eval perplexity: f32 {:.4f}, {} {:.4f} ({:+.2f}%)", q.f32.perplexity, options.dtype,
+            q.weights.perplexity, 100 * q.change());
+  return q;
+}
+
+std::string eval_json(const EvalQuality& q, const InferOptions& options) {
+  nlohmann::ordered_json line;
+  line["weights"] = options.dtype;
+  line["eval_tokens"] = q.weights.tokens;
+  line["perplexity"] = q.weights.perplexity;
+  line["perplexity_f32"] = q.f32.perplexity;
+  line["perplexity_change"] = q.change();
+  return line.dump();
 }
 
 std::string bench_json(const BenchResult& r, const LoadedModel& loaded,

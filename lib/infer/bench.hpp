@@ -24,6 +24,29 @@ struct BenchResult {
 // Measures `model` (compacted as the options say by the caller); prints a
 // readable report on stderr and returns the figures.
 BenchResult bench(const LoadedModel& loaded, const InferOptions& options);
+// Next-token perplexity over the first `tokens` tokens of a token data
+// set's validation split (what prepare-data writes; its tokenizer must be the
+// model's), in windows of `window` tokens, computed with decode's weights:
+// the compact linear layers and LM head when the model has them. One rank,
+// resident weights.
+struct EvalResult {
+  int64_t tokens = 0;  // predicted
+  double mean_nll = 0, perplexity = 0;
+};
+EvalResult evaluate_perplexity(const LoadedModel& loaded, const std::string& data_path,
+                               int64_t tokens, int64_t window);
+
+// The checkpoint's perplexity with options.dtype weights and with f32 ones,
+// loaded one after the other; logs both and the relative change.
+struct EvalQuality {
+  EvalResult weights, f32;
+  double change() const { return weights.perplexity / f32.perplexity - 1; }
+};
+EvalQuality evaluate_quality(const std::string& checkpoint, Device device,
+                             const InferOptions& options, const std::string& data_path,
+                             int64_t tokens, int64_t window);
+std::string eval_json(const EvalQuality& quality, const InferOptions& options);
+
 // One JSON line of the figures (the weight type and model shape named).
 std::string bench_json(const BenchResult& result, const LoadedModel& loaded,
                        const InferOptions& options);

@@ -281,7 +281,10 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
   const Tensor last = ops::gather_rows(
       x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
              .to(device()));
-  const Tensor h = ln_f_.forward(last.view({batch, config_.hidden_size}));
+  return lm_head(ln_f_.forward(last.view({batch, config_.hidden_size})));
+}
+
+Tensor Bloom::lm_head(const Tensor& h) const {
   if (lm_head_) return ops::linear_compact(h, *lm_head_, Tensor());
   return ops::linear(h, lm_head_rows(), Tensor());
 }

@@ -120,6 +120,10 @@ class Bloom {
   // (training). A snapshot: call it again after the embedding changes.
   // Returns the compact copy's bytes.
   int64_t compact_lm_head(DType type, int group = 0);
+  // Decode's LM head on final hidden states h (N, H) (after ln_f): logits
+  // (N, vocab_slice().count), from the compact copy when there is one.
+  // Inference only.
+  Tensor lm_head(const Tensor& h) const;
 
   // Tensor parallelism as the model sees it (dist::split_bloom calls this
   // after splitting the blocks' linear layers by heads): rank `rank` of

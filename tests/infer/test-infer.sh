@@ -99,6 +99,21 @@ PY
 done
 echo "  infer bench: $(grep -o 'decode vs bandwidth limit: .*' "$work/bench.err")"
 
+# Quality of compact weights: validation perplexity with bf16 and int8
+# weights within 1% of f32's (infer bench --eval on the training data set).
+data=$build/tests/pretrain-work/data.h5
+for dtype in bf16 int8; do
+  "$infer" bench --checkpoint "$ckpt" --eval "$data" --set inference.dtype=$dtype \
+    > "$work/eval-$dtype.json" 2> "$work/eval-$dtype.err" || fail "eval $dtype: $(cat "$work/eval-$dtype.err")"
+  /usr/bin/python3 - "$work/eval-$dtype.json" <<'PY' || fail "eval $dtype: $(cat "$work/eval-$dtype.json")"
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert r["eval_tokens"] >= 1024 and r["perplexity_f32"] > 1, r
+assert abs(r["perplexity_change"]) < 0.01, r
+PY
+  echo "  eval $dtype: $(grep -o 'eval perplexity: .*' "$work/eval-$dtype.err")"
+done
+
 # expect_error NAME WORDS -- ARGS: a non-zero exit whose stderr names WORDS.
 expect_error() {
   local name=$1 words=$2
