@@ -6,12 +6,12 @@
 
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
+#include "grad_check.hpp"
+#include "infer/generate.hpp"
 #include "nn/bloom.hpp"
 #include "nn/compact.hpp"
 #include "nn/lora.hpp"
 #include "ops/ops.hpp"
-#include "grad_check.hpp"
-#include "infer/generate.hpp"
 #include "test_util.hpp"
 
 using namespace turbine;
@@ -140,8 +140,8 @@ BOOST_AUTO_TEST_CASE(layer_equals_linear_on_its_own_weight_and_bounds_int8_round
     DType type;
     int group;
   };
-  for (const Kind& kind : {Kind{DType::bf16, 0}, Kind{DType::f16, 0}, Kind{DType::i8, 0},
-                           Kind{DType::i8, 16}}) {
+  for (const Kind& kind :
+       {Kind{DType::bf16, 0}, Kind{DType::f16, 0}, Kind{DType::i8, 0}, Kind{DType::i8, 16}}) {
     const nn::CompactLinear layer(plain, kind.type, kind.group);
     const Tensor expanded = ops::expand_weight(layer.weight);
     for (int64_t rows : {1, 3, 9}) {  // the widen-in-registers and the panel paths
@@ -161,7 +161,8 @@ BOOST_AUTO_TEST_CASE(layer_equals_linear_on_its_own_weight_and_bounds_int8_round
           double bound = 1e-5;
           for (int k = 0; k < 64; ++k)
             bound += std::abs(xs[size_t(r * 64 + k)]) * scales[size_t(n * groups + k / group)] / 2;
-          BOOST_TEST_REQUIRE(std::abs(got[size_t(r * 37 + n)] - exact[size_t(r * 37 + n)]) <= bound);
+          BOOST_TEST_REQUIRE(std::abs(got[size_t(r * 37 + n)] - exact[size_t(r * 37 + n)]) <=
+                             bound);
         }
     }
   }
@@ -193,8 +194,8 @@ BOOST_AUTO_TEST_CASE(compacted_model_keeps_its_logits_and_shrinks) {
     BOOST_TEST(int64_t(copy.parameters().size()) == parameters_before - 8);  // weights gone
     const autograd::NoGradGuard inference;
     const float diff = max_abs_diff(copy.logits(kIds), reference);
-    BOOST_TEST_MESSAGE(dtype_name(kind.type) << ": largest logit change " << diff / scale
-                                             << " of the largest logit");
+    BOOST_TEST_MESSAGE(dtype_name(kind.type)
+                       << ": largest logit change " << diff / scale << " of the largest logit");
     BOOST_TEST(diff <= kind.max_relative * scale, dtype_name(kind.type));
   }
 }
@@ -213,7 +214,8 @@ BOOST_AUTO_TEST_CASE(a_gradient_through_a_compact_layer_is_refused) {
 BOOST_AUTO_TEST_CASE(bad_compact_requests_are_clear_errors) {
   nn::Linear plain;
   plain.weight = Tensor::randn({4, 12}, 9, 3);
-  BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i8, 5), std::exception);   // 5 does not divide 12
+  BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i8, 5),
+                    std::exception);  // 5 does not divide 12
   BOOST_CHECK_THROW(nn::CompactLinear(plain, DType::i32, 0), std::exception);  // not a weight type
 }
 
@@ -261,7 +263,8 @@ BOOST_AUTO_TEST_CASE(one_sequence_decodes_as_a_full_recompute) {
 
 BOOST_AUTO_TEST_CASE(a_ragged_left_padded_batch_decodes_each_row_as_alone) {
   const nn::Bloom model(decoding_model(), 12);
-  std::vector<std::vector<int64_t>> rows = {{9, 2, 33}, {1, 2, 3, 4, 5, 6, 7}, {60, 0, 13, 13, 40}, {22}};
+  std::vector<std::vector<int64_t>> rows = {
+      {9, 2, 33}, {1, 2, 3, 4, 5, 6, 7}, {60, 0, 13, 13, 40}, {22}};
   const int64_t batch = 4, width = 7;
   std::vector<int64_t> padded;
   std::vector<uint8_t> valid;
@@ -301,8 +304,8 @@ BOOST_AUTO_TEST_CASE(greedy_generation_equals_recomputing_its_window) {
     const std::vector<int32_t> got = infer::generate(model, prompt, o);
     std::vector<int64_t> want(prompt.begin(), prompt.end());
     for (int n = 0; n < 16; ++n) {
-      const std::vector<int64_t> window(want.end() - std::min<int64_t>(int64_t(want.size()), context),
-                                        want.end());
+      const std::vector<int64_t> window(
+          want.end() - std::min<int64_t>(int64_t(want.size()), context), want.end());
       want.push_back(argmax(recompute(model, window)));
     }
     BOOST_TEST(std::vector<int64_t>(got.begin(), got.end()) == want, "context " << context);
@@ -319,7 +322,8 @@ BOOST_AUTO_TEST_CASE(a_compact_lm_head_keeps_the_decoded_logits) {
     double bound;
     int64_t bytes;  // 64 x 32 weights
   };
-  for (const Kind& kind : {Kind{DType::bf16, 4e-3, 64 * 32 * 2}, Kind{DType::i8, 1.2e-2, 64 * 32 + 64 * 4 * 4}}) {
+  for (const Kind& kind :
+       {Kind{DType::bf16, 4e-3, 64 * 32 * 2}, Kind{DType::i8, 1.2e-2, 64 * 32 + 64 * 4 * 4}}) {
     nn::Bloom model(decoding_model(), 15);
     const Tensor ids = Tensor::from_vector<int64_t>({1, 6}, {4, 8, 15, 16, 23, 42});
     nn::KvCache cache(model.config(), 1, 8, model.device());
@@ -332,6 +336,25 @@ BOOST_AUTO_TEST_CASE(a_compact_lm_head_keeps_the_decoded_logits) {
     BOOST_TEST(testing::norm_error(compact, f32) < kind.bound, dtype_name(kind.type));
     BOOST_TEST(argmax(compact) == argmax(f32));
     BOOST_TEST(max_abs_diff(model.logits(ids), full_before) == 0.0f);
+    // Dropping the f32 table: lookups widen the compact rows. The logits are
+    // exactly those of an f32 model whose table holds the widened values
+    // (with the same compact head); the parameter list loses the matrix, and
+    // the full-vocabulary forwards refuse.
+    nn::Bloom widened = model.deep_copy();
+    Tensor(widened.parameter("word_embeddings.weight"))
+        .copy_from(ops::expand_weight(
+            ops::compact_weight(model.parameter("word_embeddings.weight"), kind.type, 8)));
+    widened.compact_lm_head(kind.type, 8);
+    const int64_t listed = int64_t(model.parameters().size());
+    model.drop_f32_embedding();
+    BOOST_TEST(!model.has_f32_embedding());
+    BOOST_TEST(int64_t(model.parameters().size()) == listed - 1);
+    cache.clear();
+    const auto dropped = model.decode(ids, cache).to_vector<float>();
+    cache.clear();
+    BOOST_TEST(dropped == widened.decode(ids, cache).to_vector<float>());
+    BOOST_TEST(argmax(dropped) == argmax(f32));
+    BOOST_TEST(testing::contains(testing::error_of([&] { model.logits(ids); }), "was dropped"));
   }
 }
 

@@ -124,6 +124,8 @@ void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicato
   if (options.dtype != "f32") {
     loaded.compacted = nn::compact_linears(loaded.model, weight_type(options), options.int8_group);
     loaded.lm_head_bytes = loaded.model.compact_lm_head(weight_type(options), options.int8_group);
+    // One table for lookups and the LM head: the f32 one is not kept (CPU).
+    if (loaded.model.device().is_cpu() && options.tp_size == 1) loaded.model.drop_f32_embedding();
   }
   backend_for(loaded.model.device()).release_cached();  // the full or f32 weights' blocks
 }
@@ -137,8 +139,10 @@ void stream(LoadedModel& loaded, const InferOptions& options,
                 "supported yet: run one rank, or keep the weights resident");
   loaded.model.set_training(false);
   const DType type = options.dtype == "f32" ? DType::f32 : weight_type(options);
-  if (type != DType::f32)
+  if (type != DType::f32) {
     loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
+    if (loaded.model.device().is_cpu()) loaded.model.drop_f32_embedding();
+  }
   int64_t resident = loaded.lm_head_bytes;
   for (const nn::Parameter& p : loaded.model.parameters()) resident += int64_t(p.tensor.nbytes());
   loaded.streamer =

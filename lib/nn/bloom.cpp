@@ -155,7 +155,7 @@ Bloom::Bloom(const BloomConfig& config, uint64_t seed, Device device, Blocks blo
 
 void Bloom::list_parameters() {
   parameters_.clear();
-  word_embeddings_.parameters("word_embeddings.", parameters_);
+  if (has_f32_embedding()) word_embeddings_.parameters("word_embeddings.", parameters_);
   word_embeddings_layernorm_.parameters("word_embeddings_layernorm.", parameters_);
   for (size_t i = 0; i < h_.size(); ++i) h_[i].parameters(fmt::format("h.{}.", i), parameters_);
   ln_f_.parameters("ln_f.", parameters_);
@@ -204,7 +204,7 @@ void Bloom::set_trainable(bool trainable, const std::function<bool(const std::st
 }
 
 Device Bloom::device() const {
-  return word_embeddings_.weight.device();
+  return word_embeddings_layernorm_.weight.device();  // the embedding may be dropped
 }
 
 Tensor Bloom::hidden_states(const Tensor& ids_any) const {
@@ -213,7 +213,7 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
   // Batches come from the loaders in host memory; the model may be on a GPU.
   TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks runs decode only");
   const Tensor ids = ids_any.to(device());
-  Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
+  Tensor x = word_embeddings_layernorm_.forward(embed(ids));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
   const int64_t batch = ids.dim(0), seq = ids.dim(1);
   for (size_t i = 0; i < h_.size(); ++i) {
@@ -234,12 +234,29 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
   return ln_f_.forward(x);
 }
 
+Tensor Bloom::embed(const Tensor& ids) const {
+  if (has_f32_embedding()) return word_embeddings_.forward(ids);
+  return ops::embedding_compact(ids, *lm_head_).to(device());
+}
+
+void Bloom::drop_f32_embedding() {
+  TURBINE_CHECK(lm_head_ && vocab_slice_.count == config_.vocab_size && device().is_cpu(),
+                "Bloom::drop_f32_embedding: needs a compact LM head over the whole vocabulary, "
+                "on the CPU");
+  word_embeddings_.weight = Tensor();
+  list_parameters();
+}
+
 Tensor Bloom::logits(const Tensor& ids) const {
   // The LM head is the embedding matrix: logits = h @ E^T, no bias.
+  TURBINE_CHECK(has_f32_embedding(),
+                "Bloom::logits: the f32 embedding was dropped for inference (use decode)");
   return ag::linear(hidden_states(ids), word_embeddings_.weight, Tensor());
 }
 
 Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
+  TURBINE_CHECK(has_f32_embedding(),
+                "Bloom::logits_at: the f32 embedding was dropped for inference (use decode)");
   const Tensor h = hidden_states(ids);  // (B, T, H)
   const int64_t batch = h.dim(0), seq = h.dim(1);
   TURBINE_CHECK(positions.ndim() == 1 && positions.dim(0) == batch,
@@ -266,7 +283,7 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
   const Tensor ids = ids_any.to(device());
   const int64_t batch = ids.dim(0), tokens = ids.dim(1);
   cache.begin(tokens, valid);
-  Tensor x = word_embeddings_layernorm_.forward(word_embeddings_.forward(ids));
+  Tensor x = word_embeddings_layernorm_.forward(embed(ids));
   if (streamed_) {
     TURBINE_CHECK(block_source_ != nullptr, "Bloom::decode: streamed blocks without a source");
     for (int64_t i = 0; i < config_.n_layer; ++i) {

@@ -120,6 +120,12 @@ class Bloom {
   // (training). A snapshot: call it again after the embedding changes.
   // Returns the compact copy's bytes.
   int64_t compact_lm_head(DType type, int group = 0);
+  // Frees the f32 embedding matrix once the LM head is compact (whole
+  // vocabulary, CPU): token rows are then looked up in the compact copy
+  // (ops::embedding_compact), so int8 weights keep a quarter of f32's bytes
+  // resident. Decode and hidden_states run on; logits() and training refuse.
+  void drop_f32_embedding();
+  bool has_f32_embedding() const { return word_embeddings_.weight.defined(); }
   // Decode's LM head on final hidden states h (N, H) (after ln_f): logits
   // (N, vocab_slice().count), from the compact copy when there is one.
   // Inference only.
@@ -170,8 +176,9 @@ class Bloom {
 
  private:
   Bloom() = default;
-  void list_parameters();       // rebuilds parameters_ from the layers
-  Tensor lm_head_rows() const;  // decode's slice of the embedding matrix
+  void list_parameters();                 // rebuilds parameters_ from the layers
+  Tensor lm_head_rows() const;            // decode's slice of the embedding matrix
+  Tensor embed(const Tensor& ids) const;  // token rows, from whichever table is kept
   BloomConfig config_;
   Embedding word_embeddings_;
   std::shared_ptr<const ops::CompactTensor> lm_head_;  // decode's, when compacted

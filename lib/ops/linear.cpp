@@ -30,19 +30,18 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor y = Tensor::empty(with_last(a.shape(), N), DType::f32, a.device());
   kernels::Backend& be = backend_for(a.device());
   if (b.ndim() == 2) {
-    be.gemm(false, false, a.numel() / K, N, K, 1.0f, a.data<float>(), K, b.data<float>(), N,
-            0.0f, y.data<float>(), N);
+    be.gemm(false, false, a.numel() / K, N, K, 1.0f, a.data<float>(), K, b.data<float>(), N, 0.0f,
+            y.data<float>(), N);
   } else {
     TURBINE_CHECK(a.ndim() == 3 && a.dim(0) == b.dim(0), "matmul: batch sizes differ: {} @ {}",
                   shape_str(a.shape()), shape_str(b.shape()));
-    be.gemm_strided_batched(false, false, M, N, K, 1.0f, a.data<float>(), K, M * K,
-                            b.data<float>(), N, K * N, 0.0f, y.data<float>(), N, M * N, a.dim(0));
+    be.gemm_strided_batched(false, false, M, N, K, 1.0f, a.data<float>(), K, M * K, b.data<float>(),
+                            N, K * N, 0.0f, y.data<float>(), N, M * N, a.dim(0));
   }
   return y;
 }
 
-void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da,
-                     Tensor* db) {
+void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db) {
   check_f32("matmul_backward", {&a, &b, &dy});
   const int64_t M = a.dim(-2), K = a.dim(-1), N = b.dim(-1);
   kernels::Backend& be = backend_for(a.device());
@@ -63,15 +62,13 @@ void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor*
   const int batch = a.dim(0);
   if (da) {
     const bool acc = prepare_grad(da, a);
-    be.gemm_strided_batched(false, true, M, K, N, 1.0f, dy.data<float>(), N, M * N,
-                            b.data<float>(), N, K * N, acc ? 1.0f : 0.0f, da->data<float>(), K,
-                            M * K, batch);
+    be.gemm_strided_batched(false, true, M, K, N, 1.0f, dy.data<float>(), N, M * N, b.data<float>(),
+                            N, K * N, acc ? 1.0f : 0.0f, da->data<float>(), K, M * K, batch);
   }
   if (db) {
     const bool acc = prepare_grad(db, b);
-    be.gemm_strided_batched(true, false, K, N, M, 1.0f, a.data<float>(), K, M * K,
-                            dy.data<float>(), N, M * N, acc ? 1.0f : 0.0f, db->data<float>(), N,
-                            K * N, batch);
+    be.gemm_strided_batched(true, false, K, N, M, 1.0f, a.data<float>(), K, M * K, dy.data<float>(),
+                            N, M * N, acc ? 1.0f : 0.0f, db->data<float>(), N, K * N, batch);
   }
 }
 
@@ -95,8 +92,8 @@ void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Te
                      Tensor* dweight, Tensor* dbias) {
   check_f32("linear_backward", {&x, &weight, &dy});
   const int64_t in = weight.dim(1), out = weight.dim(0), rows = x.numel() / in;
-  TURBINE_CHECK(dy.numel() == rows * out, "linear_backward: gradient {} for output of {}",
-                dy.str(), x.str());
+  TURBINE_CHECK(dy.numel() == rows * out, "linear_backward: gradient {} for output of {}", dy.str(),
+                x.str());
   kernels::Backend& be = backend_for(x.device());
   if (dx) {  // dx (rows, in) = dy (rows, out) @ W (out, in)
     const bool acc = prepare_grad(dx, x);
@@ -170,9 +167,12 @@ namespace turbine::ops {
 namespace {
 kernels::WeightType weight_type(DType dtype) {
   switch (dtype) {
-    case DType::bf16: return kernels::WeightType::bf16;
-    case DType::f16: return kernels::WeightType::f16;
-    case DType::i8: return kernels::WeightType::i8;
+    case DType::bf16:
+      return kernels::WeightType::bf16;
+    case DType::f16:
+      return kernels::WeightType::f16;
+    case DType::i8:
+      return kernels::WeightType::i8;
     default:
       TURBINE_FAIL("compact weights are bf16, f16 or i8, not {}", dtype_name(dtype));
   }
@@ -223,9 +223,48 @@ Tensor expand_weight(const CompactTensor& weight) {
   const std::vector<float> scales = weight.scales.to(Device::cpu()).to_vector<float>();
   std::vector<float> w(q.size());
   for (size_t i = 0; i < w.size(); ++i)
-    w[i] = float(q[i]) * scales[i / size_t(in) * size_t(in / weight.group) +
-                                i % size_t(in) / size_t(weight.group)];
+    w[i] =
+        float(q[i]) *
+        scales[i / size_t(in) * size_t(in / weight.group) + i % size_t(in) / size_t(weight.group)];
   return Tensor::from_vector<float>({rows, in}, w, weight.values.device());
+}
+
+Tensor embedding_compact(const Tensor& ids, const CompactTensor& table) {
+  TURBINE_CHECK(table.values.device().is_cpu(),
+                "embedding_compact: a table on the CPU only (a GPU keeps its f32 embeddings)");
+  const std::vector<int64_t> index =
+      to_index(ids.to(Device::cpu()), "embedding_compact").to_vector<int64_t>();
+  const int64_t vocab = table.out_features(), dim = table.in_features();
+  Shape shape = ids.shape();
+  shape.push_back(dim);
+  Tensor out = Tensor::empty(shape);
+  float* y = out.data<float>();
+  kernels::Backend& be = backend_for(Device::cpu());
+  for (size_t n = 0; n < index.size(); ++n) {
+    const int64_t row = index[n];
+    TURBINE_CHECK(row >= 0 && row < vocab, "embedding_compact: token id {} is outside [0, {})", row,
+                  vocab);
+    float* dst = y + int64_t(n) * dim;
+    switch (table.values.dtype()) {
+      case DType::bf16:
+        be.convert_bf16_to_f32(static_cast<const uint16_t*>(table.values.raw_data()) + row * dim,
+                               dst, size_t(dim));
+        break;
+      case DType::f16:
+        be.convert_f16_to_f32(static_cast<const uint16_t*>(table.values.raw_data()) + row * dim,
+                              dst, size_t(dim));
+        break;
+      case DType::i8: {
+        const int8_t* q = table.values.data<int8_t>() + row * dim;
+        const float* scale = table.scales.data<float>() + row * (dim / table.group);
+        for (int64_t i = 0; i < dim; ++i) dst[i] = float(q[i]) * scale[i / table.group];
+        break;
+      }
+      default:
+        TURBINE_FAIL("embedding_compact: table of {}", table.values.str());
+    }
+  }
+  return out;
 }
 
 Tensor linear_compact(const Tensor& x_any, const CompactTensor& weight, const Tensor& bias) {
@@ -237,15 +276,15 @@ Tensor linear_compact(const Tensor& x_any, const CompactTensor& weight, const Te
                 "linear_compact: input {} does not match weight {} (expected (..., {}))", x.str(),
                 weight.values.str(), in);
   TURBINE_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == out),
-                "linear_compact: bias {} does not match weight {}", bias.str(), weight.values.str());
-  TURBINE_CHECK(weight.values.device() == x.device(),
-                "linear_compact: input on {}, weight on {}", x.device().str(),
-                weight.values.device().str());
-  TURBINE_CHECK(type != kernels::WeightType::i8 ||
-                    (weight.group > 0 && in % weight.group == 0 &&
-                     weight.scales.numel() == out * (in / weight.group)),
-                "linear_compact: int8 weight {} with group {} needs ({}, in / group) scales, has {}",
-                weight.values.str(), weight.group, out, weight.scales.str());
+                "linear_compact: bias {} does not match weight {}", bias.str(),
+                weight.values.str());
+  TURBINE_CHECK(weight.values.device() == x.device(), "linear_compact: input on {}, weight on {}",
+                x.device().str(), weight.values.device().str());
+  TURBINE_CHECK(
+      type != kernels::WeightType::i8 || (weight.group > 0 && in % weight.group == 0 &&
+                                          weight.scales.numel() == out * (in / weight.group)),
+      "linear_compact: int8 weight {} with group {} needs ({}, in / group) scales, has {}",
+      weight.values.str(), weight.group, out, weight.scales.str());
   const int64_t rows = x.numel() / in;
   Tensor y = Tensor::empty(with_last(x.shape(), out), DType::f32, x.device());
   kernels::Backend& be = backend_for(x.device());

@@ -52,6 +52,9 @@ struct CompactTensor {
 CompactTensor compact_weight(const Tensor& weight, DType type, int group = 0);
 // The f32 weight a compact one stands for (tests, and loading it back).
 Tensor expand_weight(const CompactTensor& weight);
+// Rows of a compact (vocab, dim) table for ids (...) -> (..., dim) f32: the
+// embedding lookup of a model whose tied LM head is compact (CPU tables).
+Tensor embedding_compact(const Tensor& ids, const CompactTensor& table);
 // x (..., in) @ W^T + bias (out) -> (..., out), W compact (Backend::gemm_compact):
 // for inference: it has no backward.
 Tensor linear_compact(const Tensor& x, const CompactTensor& weight, const Tensor& bias);
@@ -109,7 +112,7 @@ void cross_entropy_backward(const Tensor& logits, const CrossEntropySaved& saved
                             int64_t ignore_index, float dloss, Tensor* dlogits);
 
 // ---- embedding (embedding.cpp) ------------------------------------------------------
-Tensor to_index(const Tensor& ids, const char* op);  // i32/i64/u16 ids -> contiguous i64
+Tensor to_index(const Tensor& ids, const char* op);        // i32/i64/u16 ids -> contiguous i64
 Tensor embedding(const Tensor& ids, const Tensor& table);  // ids (...) -> (..., dim)
 void embedding_backward(const Tensor& ids, const Tensor& table, const Tensor& dy, Tensor* dtable);
 
@@ -127,8 +130,8 @@ struct AttentionOptions {
 // k and v may be views of the first Tk keys of larger (B,H,T_max,D) buffers
 // (a KV cache: cache.narrow(2, 0, Tk)), read in place; backward needs them
 // dense. Decoding: Tq new queries after Tk - Tq cached keys, causal.
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                 const AttentionOptions& options, Tensor* lse);
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options,
+                 Tensor* lse);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                         const Tensor& lse, const Tensor& dout, const AttentionOptions& options,
                         Tensor* dq, Tensor* dk, Tensor* dv);
