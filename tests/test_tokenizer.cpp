@@ -14,13 +14,12 @@
 
 #include "core/error.hpp"
 #include "data/tokenizer.hpp"
-
 #include "test_util.hpp"
 
 using namespace turbine;
+using data::Tokenizer;
 using testing::contains;
 using testing::error_of;
-using data::Tokenizer;
 
 namespace {
 
@@ -86,7 +85,6 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-
 std::vector<std::string> pieces(std::string_view text) {
   const auto views = data::gpt2_pretokenize(text);
   return {views.begin(), views.end()};
@@ -146,6 +144,64 @@ BOOST_AUTO_TEST_CASE(pretokenize_follows_gpt2_pattern) {
   BOOST_TEST(pieces("a\xEF\xBB\xBF b\xC2\x85") == (V{"a", "\xEF\xBB\xBF", " b", "\xC2\x85"}),
              boost::test_tools::per_element());
   BOOST_TEST(pieces("").empty());
+}
+
+BOOST_AUTO_TEST_CASE(pretokenize_follows_bloom_split) {
+  // Split(" ?[^(\s|[.,!?…。，、।۔،])]+", Isolated): matches and the gaps
+  // between them are the pieces; \s is Oniguruma's (U+0085 is a space).
+  using V = std::vector<std::string>;
+  auto bloom = [](std::string_view text) {
+    std::vector<std::string> out;
+    for (std::string_view p : data::bloom_pretokenize(text)) out.emplace_back(p);
+    return out;
+  };
+  BOOST_TEST(bloom("Hello, world!") == (V{"Hello", ",", " world", "!"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(bloom("a  b") == (V{"a", " ", " b"}), boost::test_tools::per_element());
+  BOOST_TEST(bloom("  lead. ") == (V{" ", " lead", ". "}), boost::test_tools::per_element());
+  BOOST_TEST(bloom("(x|y) don't") == (V{"(", "x", "|", "y", ")", " don't"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(bloom("你好。世界…!") == (V{"你好", "。", "世界", "…!"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(bloom("tab\tsep\xC2\x85x") == (V{"tab", "\t", "sep", "\xC2\x85", "x"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(bloom("x\xFFy 12") == (V{"x\xFFy", " 12"}), boost::test_tools::per_element());
+  BOOST_TEST(bloom("").empty());
+}
+
+BOOST_AUTO_TEST_CASE(bloom_pre_tokenizer_in_tokenizer_json) {
+  // BLOOM's pipeline on a vocabulary with the merge "a 1": GPT-2's pattern
+  // cuts "a1" between letter and digit, so the merge never applies; BLOOM's
+  // keeps the word whole. The pipeline survives to_json and changes the
+  // identity.
+  const std::string vocab = R"("vocab": {"a": 0, "b": 1, ",": 2, "1": 3, "a1": 4, "</s>": 5},
+      "merges": ["a 1"]}})";
+  const std::string specials =
+      R"({"added_tokens": [{"id": 5, "content": "</s>", "special": true}], "normalizer": null, )";
+  const std::string bloom = specials + R"("pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": " ?[^(\\s|[.,!?…。，、।۔،])]+"},
+       "behavior": "Isolated", "invert": false},
+      {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+    "model": {"type": "BPE", "dropout": null, )" +
+                            vocab;
+  const std::string gpt2 = specials +
+                           R"("pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
+    "model": {"type": "BPE", )" +
+                           vocab;
+  const Tokenizer t = Tokenizer::from_json(bloom, "bloom.json");
+  const Tokenizer g = Tokenizer::from_json(gpt2, "gpt2.json");
+  BOOST_TEST(t.encode("a1,b</s>") == (std::vector<int32_t>{4, 2, 1, 5}),
+             boost::test_tools::per_element());
+  BOOST_TEST(g.encode("a1,b</s>") == (std::vector<int32_t>{0, 3, 2, 1, 5}),
+             boost::test_tools::per_element());
+  const Tokenizer back = Tokenizer::from_json(t.to_json(), "round trip");
+  BOOST_TEST(back.identity() == t.identity());
+  BOOST_TEST(back.encode("a1,b") == t.encode("a1,b"));
+  BOOST_TEST(g.identity() != t.identity());
+  // Another Split behaviour is refused, naming the pre-tokenizer.
+  std::string other = bloom;
+  other.replace(other.find("Isolated"), 8, "Removed");
+  BOOST_TEST(contains(error_of([&] { Tokenizer::from_json(other, "other.json"); }), "Sequence"));
 }
 
 BOOST_AUTO_TEST_CASE(round_trip_of_any_bytes) {
@@ -290,7 +346,7 @@ BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
   const TempPath dir("errors");
   std::filesystem::create_directories(dir.path);
   BOOST_TEST(contains(error_of([&] { Tokenizer::load(dir.path.string()); }),
-                 "neither tokenizer.json nor encoder.json + vocab.bpe"));
+                      "neither tokenizer.json nor encoder.json + vocab.bpe"));
 
   const auto bad = dir.path / "bad.json";
   write_file(bad, R"({"model": {"type": "BPE", "vocab": {"a": 0)");

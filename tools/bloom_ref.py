@@ -30,6 +30,11 @@ Math per block (x = block input):
 Adding slope_h * j (absolute key position, as HF does) is equivalent under
 the row softmax to slope_h * (j - i).
 
+Incremental decoding (HF's use_cache=True): BloomRef.forward_cached keeps
+each layer's keys and values (the "past") so that new tokens run alone: their
+queries attend to every cached key and to the new keys up to their own
+position, with ALiBi at the absolute key positions 0 .. past + T - 1.
+
 Also exported: alibi_slopes(n_heads), bloom_gelu(x), lr_at(...), loss_fn(...).
 """
 
@@ -88,20 +93,28 @@ class BloomAttention(nn.Module):
         self.query_key_value = nn.Linear(hidden, 3 * hidden, bias=True)
         self.dense = nn.Linear(hidden, hidden, bias=True)
 
-    def forward(self, x, alibi, causal_mask):
+    def forward(self, x, alibi, causal_mask, layer_past=None, use_cache=False):
+        """x (B, T, H) -> (B, T, H). alibi (1, nh, 1, S) and causal_mask
+        (1, 1, T, S) span S = past + T keys. layer_past: None or this layer's
+        (keys, values), each (B, nh, past, hd). With use_cache, returns
+        (output, (keys, values)) with x's keys and values appended."""
         B, T, _ = x.shape
         nh, hd = self.n_head, self.head_dim
         fused = self.query_key_value(x).view(B, T, nh, 3, hd)
         q = fused[:, :, :, 0, :].permute(0, 2, 1, 3)  # (B, nh, T, hd)
         k = fused[:, :, :, 1, :].permute(0, 2, 1, 3)
         v = fused[:, :, :, 2, :].permute(0, 2, 1, 3)
+        if layer_past is not None:
+            k = torch.cat([layer_past[0], k], dim=2)  # (B, nh, past + T, hd)
+            v = torch.cat([layer_past[1], v], dim=2)
         scores = alibi + self.inv_norm_factor * torch.matmul(q, k.transpose(-1, -2))
         input_dtype = scores.dtype
         scores = scores.float().masked_fill(causal_mask, torch.finfo(torch.float32).min)
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(input_dtype)
         ctx = torch.matmul(probs, v)  # (B, nh, T, hd)
         ctx = ctx.permute(0, 2, 1, 3).reshape(B, T, nh * hd)
-        return self.dense(ctx)
+        out = self.dense(ctx)
+        return (out, (k, v)) if use_cache else out
 
 
 class BloomMLP(nn.Module):
@@ -122,11 +135,14 @@ class BloomBlock(nn.Module):
         self.post_attention_layernorm = nn.LayerNorm(hidden, eps=eps)
         self.mlp = BloomMLP(hidden)
 
-    def forward(self, x, alibi, causal_mask):
+    def forward(self, x, alibi, causal_mask, layer_past=None, use_cache=False):
+        """As BloomAttention.forward: with use_cache, returns (x, present)."""
         # apply_residual_connection_post_layernorm=False: residual is the LN input.
-        x = x + self.self_attention(self.input_layernorm(x), alibi, causal_mask)
+        attn = self.self_attention(self.input_layernorm(x), alibi, causal_mask, layer_past, use_cache)
+        attn, present = attn if use_cache else (attn, None)
+        x = x + attn
         x = x + self.mlp(self.post_attention_layernorm(x))
-        return x
+        return (x, present) if use_cache else x
 
 
 class BloomRef(nn.Module):
@@ -140,16 +156,49 @@ class BloomRef(nn.Module):
 
     def forward(self, input_ids):
         """input_ids (B, T) int64 -> logits (B, T, V)."""
+        x, _ = self._hidden_states(input_ids, None, use_cache=False)
+        return F.linear(x, self.word_embeddings.weight)  # tied lm_head, no bias
+
+    def forward_cached(self, input_ids, past=None, last_only=False):
+        """Incremental decoding, as HF's BloomForCausalLM with use_cache=True.
+
+        input_ids (B, T) int64: each row's next T tokens after the `past`
+        ones (a prompt's prefill with past=None, then one token per step).
+        past: None or the `past` this method returned, a tuple per layer of
+        (keys, values), each (B, nh, P, hd) for the P positions seen (HF's
+        legacy cache holds the same keys as (B * nh, hd, P)). No padding:
+        every row has the same P.
+        Returns (logits, past): the logits of the T new positions (B, T, V),
+        or of the last one only (B, 1, V) with last_only (a generator needs
+        no more, and the LM head is most of a prefill's work for a large
+        vocabulary), and the past extended by the T positions. The logits
+        equal forward's on the whole sequence at those positions.
+        """
+        x, past = self._hidden_states(input_ids, past, use_cache=True)
+        if last_only:
+            x = x[:, -1:]
+        return F.linear(x, self.word_embeddings.weight), past
+
+    def _hidden_states(self, input_ids, past, use_cache):
+        """ln_f(final hidden states) (B, T, H) of input_ids after `past`, and
+        with use_cache the new past (else None)."""
         B, T = input_ids.shape
         dev = input_ids.device
+        past_len = 0 if past is None else past[0][0].shape[2]
+        keys = past_len + T
         x = self.word_embeddings_layernorm(self.word_embeddings(input_ids))
-        alibi = build_alibi(self.n_head, T, dtype=x.dtype, device=dev)
-        causal_mask = torch.ones((T, T), dtype=torch.bool, device=dev).triu_(diagonal=1)
+        alibi = build_alibi(self.n_head, keys, dtype=x.dtype, device=dev)
+        # New position i sits at past_len + i: it may not see keys after it.
+        causal_mask = torch.ones((T, keys), dtype=torch.bool, device=dev).triu_(diagonal=past_len + 1)
         causal_mask = causal_mask[None, None, :, :]
-        for block in self.h:
-            x = block(x, alibi, causal_mask)
-        x = self.ln_f(x)
-        return F.linear(x, self.word_embeddings.weight)  # tied lm_head, no bias
+        presents = [] if use_cache else None
+        for i, block in enumerate(self.h):
+            if use_cache:
+                x, present = block(x, alibi, causal_mask, None if past is None else past[i], True)
+                presents.append(present)
+            else:
+                x = block(x, alibi, causal_mask)
+        return self.ln_f(x), None if presents is None else tuple(presents)
 
 
 def loss_fn(logits, targets):

@@ -1,6 +1,8 @@
-// GPT-2's pre-tokenizer, gpt2_pretokenize: the regular expression
+// The pre-tokenizers. GPT-2's, gpt2_pretokenize: the regular expression
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // matched by hand over UTF-8 code points, with Unicode categories from utf8proc.
+// BLOOM's, bloom_pretokenize (tokenizer.hpp), is at the end, with \s as
+// Oniguruma has it.
 //
 // \s follows JavaScript's /u semantics (the gpt-3-encoder npm package is our
 // reference): Zs, TAB..CR, U+2028, U+2029 and U+FEFF. Python's `regex` module
@@ -61,16 +63,20 @@ bool is_continuation(unsigned char b) {
 
 // Decodes the character at text[pos]. A byte that does not start a
 // well-formed UTF-8 sequence (RFC 3629: no overlongs, surrogates or code
-// points above U+10FFFF) is a one-byte "other" character.
-Char char_at(std::string_view text, size_t pos) {
+// points above U+10FFFF) is a one-byte character with code point -1.
+struct Decoded {
+  size_t length;  // bytes
+  int32_t cp;     // -1: not well-formed
+};
+Decoded decode_at(std::string_view text, size_t pos) {
   const auto b0 = static_cast<unsigned char>(text[pos]);
-  if (b0 < 0x80) return {1, ascii_classes()[b0]};
-  const Char invalid{1, CharClass::other};
+  if (b0 < 0x80) return {1, int32_t(b0)};
+  const Decoded invalid{1, -1};
   const size_t left = text.size() - pos;
   auto byte = [&](size_t i) { return static_cast<unsigned char>(text[pos + i]); };
   if (b0 >= 0xC2 && b0 <= 0xDF) {
     if (left < 2 || !is_continuation(byte(1))) return invalid;
-    return {2, class_of_code_point(((b0 & 0x1F) << 6) | (byte(1) & 0x3F))};
+    return {2, ((b0 & 0x1F) << 6) | (byte(1) & 0x3F)};
   }
   if (b0 >= 0xE0 && b0 <= 0xEF) {
     if (left < 3) return invalid;
@@ -78,7 +84,7 @@ Char char_at(std::string_view text, size_t pos) {
     const unsigned char lo = b0 == 0xE0 ? 0xA0 : 0x80;
     const unsigned char hi = b0 == 0xED ? 0x9F : 0xBF;
     if (b1 < lo || b1 > hi || !is_continuation(byte(2))) return invalid;
-    return {3, class_of_code_point(((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (byte(2) & 0x3F))};
+    return {3, ((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (byte(2) & 0x3F)};
   }
   if (b0 >= 0xF0 && b0 <= 0xF4) {
     if (left < 4) return invalid;
@@ -88,10 +94,49 @@ Char char_at(std::string_view text, size_t pos) {
     if (b1 < lo || b1 > hi || !is_continuation(byte(2)) || !is_continuation(byte(3))) {
       return invalid;
     }
-    return {4, class_of_code_point(((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) |
-                                   ((byte(2) & 0x3F) << 6) | (byte(3) & 0x3F))};
+    return {4,
+            ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((byte(2) & 0x3F) << 6) | (byte(3) & 0x3F)};
   }
   return invalid;
+}
+
+// The character at text[pos] with its class (an ill-formed byte: "other").
+Char char_at(std::string_view text, size_t pos) {
+  const auto b0 = static_cast<unsigned char>(text[pos]);
+  if (b0 < 0x80) return {1, ascii_classes()[b0]};
+  const Decoded d = decode_at(text, pos);
+  return {d.length, d.cp < 0 ? CharClass::other : class_of_code_point(d.cp)};
+}
+
+// Oniguruma's \s under Unicode (what Hugging Face's regexes use): the
+// White_Space property, U+0085 included.
+bool onig_space(int32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
+// What BLOOM's split pattern keeps out of its word runs.
+bool bloom_separator(int32_t cp) {
+  switch (cp) {
+    case '(':
+    case ')':
+    case '|':
+    case '.':
+    case ',':
+    case '!':
+    case '?':
+    case 0x2026:  // …
+    case 0x3002:  // 。
+    case 0xFF0C:  // ，
+    case 0x3001:  // 、
+    case 0x0964:  // ।
+    case 0x06D4:  // ۔
+    case 0x060C:  // ،
+      return true;
+    default:
+      return onig_space(cp);
+  }
 }
 
 // Length of 's 't 're 've 'm 'll 'd at the start of rest (which starts with '), or 0.
@@ -154,6 +199,40 @@ std::vector<std::string_view> gpt2_pretokenize(std::string_view text) {
     pieces.push_back(text.substr(pos, end - pos));
     pos = end;
   }
+  return pieces;
+}
+
+std::vector<std::string_view> bloom_pretokenize(std::string_view text) {
+  std::vector<std::string_view> pieces;
+  size_t gap = 0;  // where the text not yet in a piece starts
+  size_t pos = 0;
+  auto word_end = [&](size_t from) {  // the run of non-separators at from
+    while (from < text.size()) {
+      const Decoded d = decode_at(text, from);
+      if (bloom_separator(d.cp)) break;
+      from += d.length;
+    }
+    return from;
+  };
+  while (pos < text.size()) {
+    const Decoded d = decode_at(text, pos);
+    size_t start = std::string_view::npos;
+    if (!bloom_separator(d.cp)) {
+      start = pos;
+    } else if (text[pos] == ' ' && pos + 1 < text.size() &&
+               !bloom_separator(decode_at(text, pos + 1).cp)) {
+      start = pos;  // " ?" takes the space before a word
+    }
+    if (start == std::string_view::npos) {
+      pos += d.length;  // part of the gap
+      continue;
+    }
+    if (gap < start) pieces.push_back(text.substr(gap, start - gap));
+    const size_t end = word_end(bloom_separator(d.cp) ? pos + 1 : pos);  // after the space
+    pieces.push_back(text.substr(start, end - start));
+    pos = gap = end;
+  }
+  if (gap < text.size()) pieces.push_back(text.substr(gap));
   return pieces;
 }
 

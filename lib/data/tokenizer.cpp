@@ -207,18 +207,37 @@ Parts resolve_names(const NamedVocabulary& vocabulary, const std::string& origin
   return parts;
 }
 
+constexpr const char* kBloomSplit = " ?[^(\\s|[.,!?…。，、।۔،])]+";
+
+// BLOOM's pre_tokenizer: Split on kBloomSplit (Isolated), then ByteLevel
+// without its regex and without a prefix space.
+bool is_bloom_pipeline(const Json& pre) {
+  if (!pre.is_object() || pre.value("type", "") != "Sequence") return false;
+  const Json steps = pre.value("pretokenizers", Json());
+  if (!steps.is_array() || steps.size() != 2) return false;
+  const Json& split = steps[0];
+  const Json& bytes = steps[1];
+  return split.value("type", "") == "Split" && split.contains("pattern") &&
+         split["pattern"].is_object() && split["pattern"].value("Regex", "") == kBloomSplit &&
+         split.value("behavior", "") == "Isolated" && !split.value("invert", false) &&
+         bytes.value("type", "") == "ByteLevel" && !bytes.value("add_prefix_space", true) &&
+         !bytes.value("use_regex", true);
+}
+
 // The pieces of HF's format that Turbine implements; anything else would
-// encode differently from Hugging Face, so it is refused.
-void check_hf_pipeline(const Json& doc, const std::string& origin) {
+// encode differently from Hugging Face, so it is refused. Returns whether the
+// pre-tokenizer is BLOOM's (else GPT-2's ByteLevel).
+bool check_hf_pipeline(const Json& doc, const std::string& origin) {
   const Json normalizer = doc.value("normalizer", Json());
   TURBINE_CHECK(normalizer.is_null(),
                 "{}: normalizer {} is not supported; Turbine reads byte-level BPE tokenizers "
                 "without a normalizer (set \"normalizer\": null)",
                 origin, normalizer.value("type", normalizer.dump()));
   const Json pre = doc.value("pre_tokenizer", Json());
+  if (is_bloom_pipeline(pre)) return true;
   TURBINE_CHECK(pre.is_object() && pre.value("type", "") == "ByteLevel",
-                "{}: pre_tokenizer {} is not supported; Turbine implements only ByteLevel "
-                "(GPT-2's pattern)",
+                "{}: pre_tokenizer {} is not supported; Turbine implements ByteLevel (GPT-2's "
+                "pattern) and BLOOM's Split + ByteLevel sequence",
                 origin, pre.is_object() ? pre.value("type", pre.dump()) : pre.dump());
   TURBINE_CHECK(
       !pre.value("add_prefix_space", true),
@@ -229,6 +248,7 @@ void check_hf_pipeline(const Json& doc, const std::string& origin) {
                 "{}: the ByteLevel pre_tokenizer has use_regex false; Turbine always splits with "
                 "GPT-2's pattern",
                 origin);
+  return false;
 }
 
 void check_hf_model(const Json& model, const std::string& origin) {
@@ -304,6 +324,7 @@ struct Tokenizer::Impl {
   std::unordered_map<std::string, int32_t> id_of_name;  // as vocabularies spell tokens
   std::vector<std::string> special_texts;
   std::vector<int32_t> special_ids;  // parallel to special_texts
+  bool bloom_split = false;          // BLOOM's pre-tokenizer instead of GPT-2's
   std::string identity;
   mutable PieceCache cache;
 
@@ -409,6 +430,7 @@ std::string Tokenizer::Impl::fingerprint() const {
     fnv.add(left);
     fnv.add(right);
   }
+  if (bloom_split) fnv.add("bloom-split", 11);  // other pieces, other ids
   return fmt::format("bpe-{}-{:016x}", tokens.size(), fnv.hash);
 }
 
@@ -564,10 +586,11 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
   TURBINE_CHECK(doc.is_object() && doc.contains("model"),
                 "{}: expected a Hugging Face tokenizer.json (an object with a \"model\")", origin);
   NamedVocabulary vocabulary;
+  bool bloom_split = false;
   try {
     const Json& model = doc["model"];
     check_hf_model(model, origin);
-    check_hf_pipeline(doc, origin);
+    bloom_split = check_hf_pipeline(doc, origin);
     for (const auto& [name, id] : model.at("vocab").items()) {
       vocabulary.entries.emplace_back(name, id.get<int32_t>());
     }
@@ -599,7 +622,11 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
     TURBINE_FAIL("{}: unexpected content for a Hugging Face tokenizer.json ({})", origin, e.what());
   }
   Parts parts = resolve_names(vocabulary, origin);
-  return from_parts(std::move(parts.tokens), std::move(parts.merges), parts.special_ids, origin);
+  Tokenizer tokenizer =
+      from_parts(std::move(parts.tokens), std::move(parts.merges), parts.special_ids, origin);
+  tokenizer.impl_->bloom_split = bloom_split;
+  tokenizer.impl_->identity = tokenizer.impl_->fingerprint();
+  return tokenizer;
 }
 
 std::string Tokenizer::to_json() const {
@@ -619,7 +646,16 @@ std::string Tokenizer::to_json() const {
                      k ? "," : "", m.special_ids[k], quoted(m.special_texts[k]));
     }
     fmt::format_to(it, "{}],\n", m.special_ids.empty() ? "" : "\n  ");
-    fmt::format_to(it, "  \"normalizer\": null,\n  \"pre_tokenizer\": {},\n", byte_level);
+    const std::string pre =
+        m.bloom_split
+            ? fmt::format(
+                  R"({{"type": "Sequence", "pretokenizers": [{{"type": "Split", "pattern": )"
+                  R"({{"Regex": {}}}, "behavior": "Isolated", "invert": false}}, )"
+                  R"({{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": )"
+                  R"(true, "use_regex": false}}]}})",
+                  quoted(kBloomSplit))
+            : std::string(byte_level);
+    fmt::format_to(it, "  \"normalizer\": null,\n  \"pre_tokenizer\": {},\n", pre);
     fmt::format_to(it, "  \"post_processor\": {},\n  \"decoder\": {},\n", byte_level, byte_level);
     fmt::format_to(it,
                    "  \"model\": {{\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
@@ -664,7 +700,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 4 + 1);
   auto encode_text = [&](std::string_view part) {
-    for (const std::string_view piece : gpt2_pretokenize(part)) m.encode_piece(piece, ids);
+    for (const std::string_view piece :
+         m.bloom_split ? bloom_pretokenize(part) : gpt2_pretokenize(part))
+      m.encode_piece(piece, ids);
   };
   if (m.special_texts.empty()) {
     encode_text(text);

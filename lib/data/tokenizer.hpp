@@ -1,6 +1,6 @@
 // Byte-level BPE tokenizer (GPT-2 / BLOOM style): GPT-2's pre-tokenization
-// pattern with real Unicode classes, byte-level alphabet (bytes_to_unicode),
-// ranked merges. One model, three file formats: Hugging Face tokenizer.json
+// pattern with real Unicode classes (or BLOOM's split, when a tokenizer.json
+// asks for it), byte-level alphabet (bytes_to_unicode), ranked merges. One model, three file formats: Hugging Face tokenizer.json
 // (BPE with ByteLevel pre-tokenizer; also how Turbine saves), and GPT-2's
 // encoder.json + vocab.bpe pair. encode then decode returns the input bytes
 // exactly for any input, including invalid UTF-8.
@@ -78,5 +78,12 @@ class Tokenizer {
 // with Unicode letter/number/space classes; invalid UTF-8 bytes count as
 // "other" characters one byte each.
 std::vector<std::string_view> gpt2_pretokenize(std::string_view text);
+
+// BLOOM's pre-tokenizer: Hugging Face's Split with the Oniguruma pattern
+// " ?[^(\s|[.,!?…。，、।۔،])]+" and behavior Isolated (each match is a piece,
+// and so is each run of text between matches), before a ByteLevel step
+// that does not split further. The class excludes whitespace (Unicode's
+// White_Space) and ( ) | . , ! ? … 。 ， 、 । ۔ ،.
+std::vector<std::string_view> bloom_pretokenize(std::string_view text);
 
 }  // namespace turbine::data
