@@ -1,7 +1,8 @@
 // Byte-level BPE tokenizer (GPT-2 / BLOOM style): GPT-2's pre-tokenization
 // pattern with real Unicode classes (or BLOOM's split, when a tokenizer.json
-// asks for it), byte-level alphabet (bytes_to_unicode), ranked merges. One model, three file formats: Hugging Face tokenizer.json
-// (BPE with ByteLevel pre-tokenizer; also how Turbine saves), and GPT-2's
+// asks for it), byte-level alphabet (bytes_to_unicode), ranked merges. One
+// model, three file formats: Hugging Face tokenizer.json (BPE with a
+// ByteLevel pre-tokenizer; also how Turbine saves), and GPT-2's
 // encoder.json + vocab.bpe pair. encode then decode returns the input bytes
 // exactly for any input, including invalid UTF-8.
 #pragma once
