@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
       "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
       "inference.batch_size; a JSON result a line on stdout");
   one->excludes(many);
+  std::vector<std::string> stop;
+  generate
+      ->add_option("--stop", stop,
+                   "end the --prompt's text before this string (repeatable; a prompts file "
+                   "sets \"stop\" per line)")
+      ->excludes(many);
   generate->callback([&] {
     if (prompt.empty() && prompts_file.empty())
       throw CLI::RequiredError("--prompt or --prompts-file");
@@ -105,12 +111,14 @@ int main(int argc, char** argv) {
     const bool writer = job.leader();
     if (prompts_file.empty()) {
       if (writer) std::fputs(prompt.c_str(), stdout);
-      const infer::Completion c =
-          infer::complete(loaded, prompt, *options, [&](std::string_view text) {
+      const infer::Completion c = infer::complete(
+          loaded, prompt, *options,
+          [&](std::string_view text) {
             if (!writer) return;
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
-          });
+          },
+          stop);
       if (writer) std::fputc('\n', stdout);
       log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
                 c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,

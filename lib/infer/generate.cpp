@@ -75,7 +75,7 @@ Tensor Decoder::decode(const Tensor& ids, nn::KvCache& cache,
 
 std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> tokens,
                               const SamplingOptions& o,
-                              const std::function<void(int32_t)>& on_token) {
+                              const std::function<bool(int32_t)>& on_token) {
   TURBINE_CHECK(!tokens.empty(), "generate: the prompt encodes to no tokens");
   TURBINE_CHECK(o.temperature >= 0 && o.top_k >= 0 && o.context > 0 && o.top_p > 0 &&
                     o.top_p <= 1 && o.repetition_penalty > 0,
@@ -106,7 +106,7 @@ std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> token
     const float* last = all.data();
     const int32_t next = sample_token(last, vocab, o, tokens, uint64_t(n));
     tokens.push_back(next);
-    if (on_token) on_token(next);
+    if (on_token && !on_token(next)) break;
     if (next == o.stop_token) break;
   }
   return tokens;

@@ -53,13 +53,14 @@ struct Decoder {
 };
 
 // The prompt followed by the generated tokens; on_token (if given) sees each
-// generated token as soon as it is chosen (streaming).
+// generated token as soon as it is chosen (streaming) and returns false to
+// end the text there (a stop string).
 std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> prompt,
                               const SamplingOptions& options,
-                              const std::function<void(int32_t)>& on_token = {});
+                              const std::function<bool(int32_t)>& on_token = {});
 inline std::vector<int32_t> generate(const nn::Bloom& model, std::vector<int32_t> prompt,
                                      const SamplingOptions& options,
-                                     const std::function<void(int32_t)>& on_token = {}) {
+                                     const std::function<bool(int32_t)>& on_token = {}) {
   return generate(Decoder{model}, std::move(prompt), options, on_token);
 }
 

@@ -208,11 +208,20 @@ size_t complete_utf8_prefix(std::string_view text) {
   }
   return end;
 }
+
+// Where the first of the stop strings starts in `text`, or npos.
+size_t stop_position(const std::string& text, const std::vector<std::string>& stop) {
+  size_t first = std::string::npos;
+  for (const std::string& s : stop)
+    if (!s.empty()) first = std::min(first, text.find(s));
+  return first;
+}
 }  // namespace
 
 Completion complete(const LoadedModel& loaded, const std::string& prompt,
                     const InferOptions& options,
-                    const std::function<void(std::string_view)>& on_text) {
+                    const std::function<void(std::string_view)>& on_text,
+                    const std::vector<std::string>& stop) {
   Completion out;
   out.prompt_tokens = loaded.tokenizer.encode(prompt);
   TURBINE_CHECK(!out.prompt_tokens.empty(), "the prompt encodes to no tokens");
@@ -224,38 +233,38 @@ Completion complete(const LoadedModel& loaded, const std::string& prompt,
   SamplingOptions sampling = options.sampling;
   sampling.max_new_tokens = std::min(sampling.max_new_tokens, room);
   sampling.stop_token = loaded.tokenizer.eos_id().value_or(-1);
-  size_t streamed = 0;
+  // Text that may be the start of a stop string is held back until it is not.
+  size_t hold = 0;
+  for (const std::string& s : stop) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
+  size_t streamed = 0, cut = std::string::npos;
   Timer timer;
   generate(loaded.decoder(), out.prompt_tokens, sampling, [&](int32_t token) {
     if (out.tokens.empty()) out.seconds_to_first_token = timer.seconds();
     out.tokens.push_back(token);
-    if (token == sampling.stop_token) return;
+    if (token == sampling.stop_token) return false;
     const std::string text = loaded.tokenizer.decode(out.tokens);
-    const size_t ready = complete_utf8_prefix(text);
-    if (ready > streamed && on_text)
-      on_text(std::string_view(text).substr(streamed, ready - streamed));
+    cut = stop_position(text, stop);
+    const std::string_view visible = std::string_view(text).substr(0, std::min(cut, text.size()));
+    size_t ready =
+        cut != std::string::npos ? visible.size() : visible.size() - std::min(hold, visible.size());
+    ready = complete_utf8_prefix(visible.substr(0, ready));
+    if (ready > streamed && on_text) on_text(visible.substr(streamed, ready - streamed));
     streamed = std::max(streamed, ready);
+    return cut == std::string::npos;
   });
   const double seconds = timer.seconds();
-  const bool stopped = !out.tokens.empty() && out.tokens.back() == sampling.stop_token;
+  const bool eos = !out.tokens.empty() && out.tokens.back() == sampling.stop_token;
   std::vector<int32_t> text_tokens = out.tokens;
-  if (stopped) text_tokens.pop_back();
+  if (eos) text_tokens.pop_back();
   out.text = loaded.tokenizer.decode(text_tokens);
+  if (cut != std::string::npos) out.text.resize(cut);
   if (on_text && out.text.size() > streamed) on_text(std::string_view(out.text).substr(streamed));
-  out.finish_reason = stopped ? "stop" : "length";
+  out.finish_reason = eos || cut != std::string::npos ? "stop" : "length";
   out.tokens_per_second = seconds > 0 ? double(out.tokens.size()) / seconds : 0;
   return out;
 }
 
 namespace {
-
-// Where the first stop string starts in `text`, or npos.
-size_t stop_position(const std::string& text, const std::vector<std::string>& stop) {
-  size_t first = std::string::npos;
-  for (const std::string& s : stop)
-    if (!s.empty()) first = std::min(first, text.find(s));
-  return first;
-}
 
 template <typename T>
 T json_value(const nlohmann::json& line, const char* key, T fallback, const std::string& where) {

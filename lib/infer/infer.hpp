@@ -102,8 +102,11 @@ std::string completion_json(const Completion& completion);
 
 // Continues `prompt`, calling on_text with each newly completed piece of
 // UTF-8 text (a character split over tokens waits for its last byte).
+// The text ends before the first of `stop` (text that could begin one is
+// held back from on_text until it cannot).
 Completion complete(const LoadedModel& loaded, const std::string& prompt,
                     const InferOptions& options,
-                    const std::function<void(std::string_view)>& on_text = {});
+                    const std::function<void(std::string_view)>& on_text = {},
+                    const std::vector<std::string>& stop = {});
 
 }  // namespace turbine::infer

@@ -44,6 +44,22 @@ cmp -s "$work/seed1.out" "$work/seed1b.out" || fail "a seeded sample does not re
 gen nucleus --prompt "$prompt" --set sampling.seed=1 --set sampling.top_p=0.5 \
   --set sampling.repetition_penalty=1.3 --set sampling.max_new_tokens=30 || fail "top_p: $(cat "$work/nucleus.err")"
 ! cmp -s "$work/seed1.out" "$work/seed2.out" || fail "seeds 1 and 2 gave the same sample"
+# --stop: the seeded sample ends before the first occurrence of a piece of
+# its own continuation (streamed text never shows the stop string).
+stop=$(/usr/bin/python3 -c 'import sys; t = open(sys.argv[1]).read()[len(sys.argv[2]):]; print(t[12:15])' \
+  "$work/seed1.out" "$prompt")
+gen stopped --prompt "$prompt" --set sampling.seed=1 --set sampling.max_new_tokens=30 --stop "$stop" \
+  || fail "--stop: $(cat "$work/stopped.err")"
+/usr/bin/python3 - "$work/seed1.out" "$work/stopped.out" "$prompt" "$stop" <<'PY' || fail "--stop '$stop': $(cat "$work/stopped.out")"
+import sys
+full, got, prompt, stop = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3], sys.argv[4]
+cont = full[len(prompt):]
+want = prompt + cont[:cont.index(stop)] + "\n"
+assert got == want, (got, want)
+PY
+grep -q "generated (stop)" "$work/stopped.err" || fail "--stop: finish reason: $(cat "$work/stopped.err")"
+echo "  --stop '$stop': the text ends before it"
+
 echo "  seeded samples repeat; seed 2 differs"
 
 for dtype in bf16 f16 int8; do
