@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   bench->add_option("--eval-window", eval_window, "tokens of context per --eval window")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+  std::vector<int64_t> profile_batches;
+  bench->add_option("--profile", profile_batches,
+                    "also time every kernel call of a few decode steps at these batch sizes");
   bench->callback([&] {
     if (checkpoint.empty() && model_yaml.empty())
       throw CLI::RequiredError("--checkpoint or --model");
@@ -91,6 +94,10 @@ int main(int argc, char** argv) {
           model_yaml.empty() ? infer::load_checkpoint(checkpoint, device, *options, &job.world())
                              : infer::random_model(model_yaml, device, *options, &job.world());
       const infer::BenchResult result = infer::bench(loaded, *options);
+      for (const int64_t batch : profile_batches) {  // every rank decodes; rank 0 prints
+        const std::string table = infer::profile_decode(loaded, batch, 4);
+        if (job.leader()) std::fputs(table.c_str(), stderr);
+      }
       if (job.leader()) std::printf("%s\n", infer::bench_json(result, loaded, *options).c_str());
       return 0;
     }

@@ -5,18 +5,19 @@
 // Also: gemm_compact (bf16/f16/int8 weights) against its definition, and
 // stop signals arriving during GEMMs leave them (and the heap) intact.
 #define BOOST_TEST_MODULE cpu_gemm
-#include <boost/test/unit_test.hpp>
 #include <signal.h>
 
 #include <atomic>
-#include <cstring>
+#include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <vector>
 
 #include "core/rng.hpp"
 #include "core/signals.hpp"
+#include "kernels/cpu/cpu_backend.hpp"
 #include "kernels/cpu/gemm_kernel.hpp"
 #include "kernels/cpu/precision.hpp"
 #include "tensor/tensor.hpp"
@@ -104,6 +105,17 @@ BOOST_AUTO_TEST_CASE(tall_skinny_and_large) {
   check({false, true, 300, 40, 96, 0, 1.0f, 0.0f});     // forward: x W^T
   check({true, false, 40, 96, 300, 0, 1.0f, 1.0f});     // weight gradient, accumulated
   check({false, false, 257, 129, 513, 1, 1.0f, 0.0f});  // several blocks, odd edges
+}
+
+// A linear layer on a decode batch: few rows of x against a transposed W,
+// which the backend computes as (W x^T)^T (sgemm_nt); its edges, padding and
+// beta, and the direct route on either side of it.
+BOOST_AUTO_TEST_CASE(few_rows_against_a_transposed_b) {
+  for (int M : {kernels::kNtDirectRows, kernels::kNtDirectRows + 1, 32, 200,
+                kernels::kNtSwapRowsEnd - 1, kernels::kNtSwapRowsEnd})
+    for (int pad : {0, 3})
+      for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 0.75f}})
+        check({false, true, M, 2 * M + 67, 70, pad, alpha, beta});
 }
 
 BOOST_AUTO_TEST_CASE(empty_inner_dimension_scales_c) {

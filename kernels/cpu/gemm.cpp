@@ -7,11 +7,19 @@
 // with OpenMP (libgomp), so its GEMM threads are our OpenMP loops' threads:
 // one pool, no oversubscription.
 //
+// C = A B^T with few rows in A (a linear layer on a decode batch: 9 to a few
+// hundred rows) runs 2-7x faster in oneDNN 2.6 as C^T = B A^T, a scratch
+// transposed back: its AVX-512 kernel for a short A against a transposed B
+// reads the weights at ~2 GB/s (16 to 128 rows of 4096x1024 on Zen 4:
+// 7.1-11.3 ms direct, 1.1-7.4 ms swapped; with the AVX2 kernels the two are
+// within 6% to 25% of each other, the swap ahead at most sizes).
+//
 // In bf16/f16 math mode the inputs are first rounded to the 16-bit type
 // (accumulation stays f32), the numbers a tensor-core GEMM produces; this
 // costs a rounding pass rather than saving time.
 #include <oneapi/dnnl/dnnl.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.hpp"
@@ -19,6 +27,37 @@
 #include "kernels/cpu/precision.hpp"
 
 namespace turbine::kernels {
+
+void sgemm_nt(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+              float beta, float* C, int ldc) {
+  const auto check = [&](dnnl_status_t status) {
+    TURBINE_CHECK(status == dnnl_success,
+                  "oneDNN dnnl_sgemm failed (status {}) for NT M={} N={} K={} lda={} ldb={} "
+                  "ldc={}: the leading dimensions must cover the rows they step over",
+                  int(status), M, N, K, lda, ldb, ldc);
+  };
+  if (M <= kNtDirectRows || M >= kNtSwapRowsEnd || N < 2 * M) {
+    check(dnnl_sgemm('N', 'T', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    return;
+  }
+  // C^T = B A^T into a scratch (N x M), then transposed into C.
+  thread_local std::vector<float> scratch;
+  scratch.resize(size_t(N) * size_t(M));
+  float* T = scratch.data();
+  check(dnnl_sgemm('N', 'T', N, M, K, alpha, B, ldb, A, lda, 0.0f, T, M));
+  constexpr int kBlock = 64;
+#pragma omp parallel for schedule(static) if (int64_t(M) * N > (1 << 16))
+  for (int j0 = 0; j0 < N; j0 += kBlock) {
+    const int j1 = std::min(N, j0 + kBlock);
+    for (int i = 0; i < M; ++i) {
+      float* c = C + int64_t(i) * ldc;
+      if (beta == 0.0f)
+        for (int j = j0; j < j1; ++j) c[j] = T[int64_t(j) * M + i];
+      else
+        for (int j = j0; j < j1; ++j) c[j] = T[int64_t(j) * M + i] + beta * c[j];
+    }
+  }
+}
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                       int lda, const float* B, int ldb, float beta, float* C, int ldc) {
@@ -35,6 +74,10 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
                            a_round);
     B = round_to_math_mode(B, matrix_extent(trans_b ? N : K, trans_b ? K : N, ldb), math_mode(),
                            b_round);
+  }
+  if (!trans_a && trans_b) {  // x W^T: a linear layer's forward
+    sgemm_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
   }
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha,
                                           A, lda, B, ldb, beta, C, ldc);

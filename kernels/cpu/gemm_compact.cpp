@@ -29,7 +29,7 @@ namespace turbine::kernels {
 
 namespace {
 
-constexpr int kInlineRows = 4;                // up to this many x rows: widen in registers
+constexpr int kInlineRows = 4;                    // up to this many x rows: widen in registers
 constexpr size_t kPanelFloats = size_t(1) << 19;  // 2 MiB of widened W rows
 
 float f16_to_f32(uint16_t bits) {
@@ -42,8 +42,10 @@ float f16_to_f32(uint16_t bits) {
 float weight_at(const CompactWeight& w, int K, int row, int k) {
   const size_t at = size_t(row) * K + k;
   switch (w.type) {
-    case WeightType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[at]);
-    case WeightType::f16: return f16_to_f32(static_cast<const uint16_t*>(w.data)[at]);
+    case WeightType::bf16:
+      return bf16_to_f32(static_cast<const uint16_t*>(w.data)[at]);
+    case WeightType::f16:
+      return f16_to_f32(static_cast<const uint16_t*>(w.data)[at]);
     default:
       return float(static_cast<const int8_t*>(w.data)[at]) *
              w.scales[size_t(row) * (K / w.group) + k / w.group];
@@ -131,7 +133,8 @@ float dot8(const float* x, const int8_t* wrow, const float* scales, int group, i
       acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), load8(wrow + k + 16), acc2);
       acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), load8(wrow + k + 24), acc3);
     }
-    for (; k + 8 <= end; k += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(wrow + k), acc0);
+    for (; k + 8 <= end; k += 8)
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(wrow + k), acc0);
     part = horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 #endif
     for (; k < end; ++k) part += x[k] * float(wrow[k]);
@@ -149,8 +152,8 @@ float dot_row(const float* x, const CompactWeight& w, int K, int row) {
 
 }  // namespace
 
-void CpuBackend::gemm_compact(int M, int N, int K, const float* x, int ldx,
-                              const CompactWeight& w, float* y, int ldy, bool accumulate) {
+void CpuBackend::gemm_compact(int M, int N, int K, const float* x, int ldx, const CompactWeight& w,
+                              float* y, int ldy, bool accumulate) {
   TURBINE_CHECK(w.type != WeightType::i8 || (w.group > 0 && K % w.group == 0),
                 "gemm_compact: int8 group {} must divide K = {}", w.group, K);
   if (M == 0 || N == 0) return;
@@ -172,10 +175,7 @@ void CpuBackend::gemm_compact(int M, int N, int K, const float* x, int ldx,
     float* widened = panel.data();
 #pragma omp parallel for schedule(static) if (size_t(rows) * K > kParallelGrain)
     for (int r = 0; r < rows; ++r) widen_row(w, K, n0 + r, widened + size_t(r) * K);
-    const dnnl_status_t status = dnnl_sgemm('N', 'T', M, rows, K, 1.0f, x, ldx, widened, K,
-                                            accumulate ? 1.0f : 0.0f, y + n0, ldy);
-    TURBINE_CHECK(status == dnnl_success, "gemm_compact: oneDNN dnnl_sgemm failed (status {})",
-                  int(status));
+    sgemm_nt(M, rows, K, 1.0f, x, ldx, widened, K, accumulate ? 1.0f : 0.0f, y + n0, ldy);
   }
 }
 

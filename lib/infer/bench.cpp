@@ -14,6 +14,7 @@
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "data/token_dataset.hpp"
+#include "kernels/profiling.hpp"
 
 namespace turbine::infer {
 
@@ -44,6 +45,27 @@ double resident_mib() {
   while (std::getline(status, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024;
   return 0;
+}
+
+// Read bandwidth: bytes per second an XOR over 512 MiB reads, split among
+// the threads, best of 3 (integer lanes: the loop vectorizes without any
+// reordering of float sums). Batch-1 decoding only reads its weights, so
+// this is its tighter limit (a copy also writes every byte).
+double measure_read_gb_per_s() {
+  const size_t n = size_t(1) << 26;  // 8-byte words
+  std::vector<uint64_t> data(n);
+  for (size_t i = 0; i < n; ++i) data[i] = i * 0x9E3779B97F4A7C15ull;
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int round = 0; round < 3; ++round) {
+    Timer t;
+    uint64_t folded = 0;
+#pragma omp parallel for reduction(^ : folded) schedule(static)
+    for (size_t i = 0; i < n; ++i) folded ^= data[i];
+    best = std::max(best, double(n * sizeof(uint64_t)) / t.seconds() / 1e9);
+    sink = sink ^ folded;
+  }
+  return best;
 }
 
 // Bytes one decoded token reads at batch 1 with `cached` positions: every
@@ -86,6 +108,7 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
   const autograd::NoGradGuard inference;
   BenchResult r;
   r.copy_gb_per_s = measure_copy_gb_per_s();
+  r.read_gb_per_s = measure_read_gb_per_s();
   const nn::Bloom& model = loaded.model;
   const Decoder decoder = loaded.decoder();
   {  // a 128-token prompt's prefill, after a warm-up
@@ -114,12 +137,34 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
             r.copy_gb_per_s, r.bytes_per_token / 1e6, r.bandwidth_limit_tokens_per_s);
   log::info("decode vs bandwidth limit: {:.0f}%",
             100 * r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s);
+  r.read_limit_tokens_per_s = r.read_gb_per_s * 1e9 / r.bytes_per_token;
+  log::info(
+      "read bandwidth {:.1f} GB/s: limit {:.2f} tokens/s; decode vs read-bandwidth limit: "
+      "{:.0f}%",
+      r.read_gb_per_s, r.read_limit_tokens_per_s,
+      100 * r.decode_tokens_per_s[0] / r.read_limit_tokens_per_s);
   log::info("resident memory {:.0f} MiB", r.resident_mib);
   if (loaded.streamer) {
     r.stream = loaded.streamer->stats();
     log_stream_stats(loaded);
   }
   return r;
+}
+
+std::string profile_decode(const LoadedModel& loaded, int64_t batch, int steps) {
+  const autograd::NoGradGuard inference;
+  const Device device = loaded.model.device();
+  kernels::ProfilingBackend profiler(backend_for(device));
+  decode_rate(loaded.decoder(), batch, 1);  // warm-up, unprofiled
+  Timer timer;
+  {
+    ScopedBackend scoped(device, profiler);
+    decode_rate(loaded.decoder(), batch, steps);
+  }
+  return fmt::format(
+      "profile of decoding at batch {} (a 16-token prefill, then {} steps; every "
+      "call synchronized), {:.3f} s in all\n{}",
+      batch, steps, timer.seconds(), profiler.table(steps));
 }
 
 EvalResult evaluate_perplexity(const LoadedModel& loaded, const std::string& data_path,
@@ -211,6 +256,8 @@ std::string bench_json(const BenchResult& r, const LoadedModel& loaded,
   line["bytes_per_token"] = r.bytes_per_token;
   line["bandwidth_limit_tokens_per_s"] = r.bandwidth_limit_tokens_per_s;
   line["decode_vs_bandwidth_limit"] = r.decode_tokens_per_s[0] / r.bandwidth_limit_tokens_per_s;
+  line["read_gb_per_s"] = r.read_gb_per_s;
+  line["decode_vs_read_limit"] = r.decode_tokens_per_s[0] / r.read_limit_tokens_per_s;
   line["resident_mib"] = r.resident_mib;
   line["offload_param"] = options.offload.device;
   if (loaded.streamer) {

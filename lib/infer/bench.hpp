@@ -11,12 +11,14 @@
 namespace turbine::infer {
 
 struct BenchResult {
-  double copy_gb_per_s = 0;            // memcpy over all threads
-  double prefill_tokens_per_s = 0;     // one 128-token prompt
-  double time_to_first_token_s = 0;    // that prompt's prefill
-  double decode_tokens_per_s[3] = {};  // batch 1, 8, 32
-  double bytes_per_token = 0;          // batch 1: weights + the KV cache read
-  double bandwidth_limit_tokens_per_s = 0;
+  double copy_gb_per_s = 0;                 // memcpy over all threads (bytes copied)
+  double read_gb_per_s = 0;                 // a sum over all threads (bytes read)
+  double prefill_tokens_per_s = 0;          // one 128-token prompt
+  double time_to_first_token_s = 0;         // that prompt's prefill
+  double decode_tokens_per_s[3] = {};       // batch 1, 8, 32
+  double bytes_per_token = 0;               // batch 1: weights + the KV cache read
+  double bandwidth_limit_tokens_per_s = 0;  // bytes_per_token at the copy bandwidth
+  double read_limit_tokens_per_s = 0;       // and at the read bandwidth
   double resident_mib = 0;
   StreamStats stream;  // streamed weights (inference.zero.offload_param); zeros when resident
 };
@@ -24,6 +26,10 @@ struct BenchResult {
 // Measures `model` (compacted as the options say by the caller); prints a
 // readable report on stderr and returns the figures.
 BenchResult bench(const LoadedModel& loaded, const InferOptions& options);
+// Every backend call of `steps` decode steps at `batch` (after a 16-token
+// prefill, which is in the table too), timed: a text table, per step.
+std::string profile_decode(const LoadedModel& loaded, int64_t batch, int steps);
+
 // Next-token perplexity over the first `tokens` tokens of a token data
 // set's validation split (what prepare-data writes; its tokenizer must be the
 // model's), in windows of `window` tokens, computed with decode's weights:
