@@ -107,6 +107,7 @@ double decode_rate(const Decoder& decoder, int64_t batch, int64_t steps) {
 BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
   const autograd::NoGradGuard inference;
   BenchResult r;
+  r.resident_mib = resident_mib();  // the loaded model, before any measuring buffer
   r.copy_gb_per_s = measure_copy_gb_per_s();
   r.read_gb_per_s = measure_read_gb_per_s();
   const nn::Bloom& model = loaded.model;
@@ -130,7 +131,6 @@ BenchResult bench(const LoadedModel& loaded, const InferOptions& options) {
   }
   r.bytes_per_token = bytes_per_token(loaded, 24);
   r.bandwidth_limit_tokens_per_s = r.copy_gb_per_s * 1e9 / r.bytes_per_token;
-  r.resident_mib = resident_mib();
   log::info("weights {}: prefill {:.1f} tokens/s (time to first token {:.3f} s for 128)",
             options.dtype, r.prefill_tokens_per_s, r.time_to_first_token_s);
   log::info("copy bandwidth {:.1f} GB/s, {:.1f} MB read per decoded token: limit {:.2f} tokens/s",
