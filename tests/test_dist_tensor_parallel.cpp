@@ -11,6 +11,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "autograd/tape.hpp"
+#include "decode_compare.hpp"
 #include "dist/tensor_parallel.hpp"
 #include "dist_util.hpp"
 #include "infer/generate.hpp"
@@ -34,18 +35,6 @@ nn::BloomConfig config() {
   return c;
 }
 
-// Argmax of each row of (B, V) host logits.
-std::vector<int32_t> greedy(const Tensor& logits) {
-  const std::vector<float> v = logits.to_vector<float>();
-  const int64_t vocab = logits.dim(1);
-  std::vector<int32_t> out;
-  for (int64_t r = 0; r < logits.dim(0); ++r) {
-    const float* row = v.data() + r * vocab;
-    out.push_back(int32_t(std::max_element(row, row + vocab) - row));
-  }
-  return out;
-}
-
 // A ragged batch (prompts of 5, 2 and 7 tokens, left-padded) prefilled, then
 // 6 greedy steps, on the split model and on the serial one; every step's
 // logits must agree and the tokens be the same.
@@ -64,31 +53,12 @@ void decode_matches_serial(dist::ProcessGroup& group, Device device, DType weigh
     BOOST_TEST(report.layers == 8);  // through the split layers to their parts
     split.compact_lm_head(weights, group_size);
   }
-  const infer::Decoder one{serial}, many{split, &group};
-  const std::vector<int64_t> lengths = {5, 2, 7};
-  const int64_t rows = 3, width = 7, steps = 6;
-  std::vector<int32_t> ids;
-  std::vector<uint8_t> valid;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t t = 0; t < width; ++t) {
-      const bool real = t >= width - lengths[size_t(r)];
-      ids.push_back(real ? int32_t((r * 31 + t * 7) % 97) : 0);
-      valid.push_back(real ? 1 : 0);
-    }
-  nn::KvCache cache_one = one.new_cache(rows, width + steps),
-              cache_many = many.new_cache(rows, width + steps);
-  Tensor a = one.decode(Tensor::from_vector<int32_t>({rows, width}, ids), cache_one, valid);
-  Tensor b = many.decode(Tensor::from_vector<int32_t>({rows, width}, ids), cache_many, valid);
-  for (int64_t step = 0; step < steps; ++step) {
-    BOOST_TEST_CONTEXT("step " << step) {
-      BOOST_TEST(b.shape() == (Shape{rows, 97}));
-      BOOST_TEST(normalized_error(b, a) < 1e-5);
-      BOOST_TEST(greedy(b) == greedy(a));
-    }
-    const std::vector<int32_t> next = greedy(a);
-    a = one.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache_one);
-    b = many.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache_many);
-  }
+  const testing::DecodeComparison c = testing::compare_decoding(
+      infer::Decoder{serial}, infer::Decoder{split, &group}, {5, 2, 7}, 97, 6);
+  BOOST_TEST_MESSAGE("tensor parallel over " << group.size() << ", " << dtype_name(weights)
+                                             << ": worst normalized error " << c.worst_error);
+  BOOST_TEST(c.worst_error < 1e-5);
+  BOOST_TEST(c.same_tokens);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "autograd/tape.hpp"
-#include "grad_check.hpp"
+#include "decode_compare.hpp"
 #include "infer/generate.hpp"
 #include "infer/stream.hpp"
 #include "nn/compact.hpp"
@@ -54,39 +54,6 @@ Streamed stream_of(const nn::Bloom& resident, Device device, DType type,
   return s;
 }
 
-// A ragged batch prefilled, then greedy steps; the largest normalized error
-// between the two models' logits over all steps.
-double decode_error(const nn::Bloom& a, const nn::Bloom& b, int64_t steps) {
-  const autograd::NoGradGuard inference;
-  const infer::Decoder one{a}, two{b};
-  const std::vector<int64_t> lengths = {4, 1, 6};
-  const int64_t rows = 3, width = 6;
-  std::vector<int32_t> ids;
-  std::vector<uint8_t> valid;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t t = 0; t < width; ++t) {
-      const bool real = t >= width - lengths[size_t(r)];
-      ids.push_back(real ? int32_t((r * 17 + t * 5) % 97) : 0);
-      valid.push_back(real ? 1 : 0);
-    }
-  nn::KvCache ca = one.new_cache(rows, width + steps), cb = two.new_cache(rows, width + steps);
-  Tensor la = one.decode(Tensor::from_vector<int32_t>({rows, width}, ids), ca, valid);
-  Tensor lb = two.decode(Tensor::from_vector<int32_t>({rows, width}, ids), cb, valid);
-  double worst = 0;
-  for (int64_t step = 0;; ++step) {
-    worst = std::max(worst, testing::norm_error(lb.to_vector<float>(), la.to_vector<float>()));
-    if (step == steps) break;
-    const std::vector<float> v = la.to_vector<float>();
-    std::vector<int32_t> next;
-    for (int64_t r = 0; r < rows; ++r)
-      next.push_back(int32_t(std::max_element(v.begin() + r * 97, v.begin() + (r + 1) * 97) -
-                             (v.begin() + r * 97)));
-    la = one.decode(Tensor::from_vector<int32_t>({rows, 1}, next), ca);
-    lb = two.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cb);
-  }
-  return worst;
-}
-
 std::vector<Device> devices() {
   std::vector<Device> out = {Device::cpu()};
   if (kernels::cuda_device_count() > 0) out.push_back(Device::cuda(0));
@@ -124,7 +91,10 @@ BOOST_AUTO_TEST_CASE(streamed_decoding_equals_resident_decoding) {
             const Streamed s = stream_of(source, device, type, options);
             BOOST_TEST(s.streamer->slots() == (mb > 0 ? 1 : 2));
             const int64_t steps = 5;
-            BOOST_TEST(decode_error(resident, s.model, steps) == 0.0);
+            const testing::DecodeComparison c = testing::compare_decoding(
+                infer::Decoder{resident}, infer::Decoder{s.model}, {4, 1, 6}, 97, steps);
+            BOOST_TEST(c.worst_error == 0.0);
+            BOOST_TEST(c.same_tokens);
             const infer::StreamStats stats = s.streamer->stats();
             // Every layer once per forward (prefill + steps), plus the prefetched ones.
             BOOST_TEST(stats.layers_read >= (steps + 1) * config().n_layer);
