@@ -1,5 +1,10 @@
-// Files and folders written whole or not at all.
+// Files and folders written whole or not at all; exact positioned I/O.
 #include "core/files.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "core/error.hpp"
 
@@ -23,6 +28,31 @@ void write_folder_atomically(const std::string& dir,
     throw;
   }
   fs::rename(tmp, final_dir);
+}
+
+void read_exact(int fd, void* out, size_t bytes, uint64_t offset, const std::string& what) {
+  auto* p = static_cast<char*>(out);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    TURBINE_CHECK(n > 0, "{}: read failed at byte {}: {}", what, offset,
+                  n == 0 ? "unexpected end of file" : std::strerror(errno));
+    p += n;
+    bytes -= size_t(n);
+    offset += uint64_t(n);
+  }
+}
+
+void write_exact(int fd, const void* data, size_t bytes, uint64_t offset, const std::string& what) {
+  const auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::pwrite(fd, p, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    TURBINE_CHECK(n > 0, "{}: write failed at byte {}: {}", what, offset, std::strerror(errno));
+    p += n;
+    bytes -= size_t(n);
+    offset += uint64_t(n);
+  }
 }
 
 }  // namespace turbine

@@ -1,6 +1,9 @@
-// Files and folders written whole or not at all.
+// Files and folders written whole or not at all, and positioned reads and
+// writes that move every byte asked for.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -13,5 +16,11 @@ namespace turbine {
 // temporary folder is removed, so `dir` never exists half-written.
 void write_folder_atomically(const std::string& dir,
                              const std::function<void(const std::filesystem::path& tmp)>& fill);
+
+// pread / pwrite of exactly `bytes` at `offset` of an open file, retrying
+// short transfers and EINTR; errors name `what` (the file), the byte and the
+// cause (an unexpected end of file on reads).
+void read_exact(int fd, void* out, size_t bytes, uint64_t offset, const std::string& what);
+void write_exact(int fd, const void* data, size_t bytes, uint64_t offset, const std::string& what);
 
 }  // namespace turbine

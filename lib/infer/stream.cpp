@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "nn/compact.hpp"
@@ -47,31 +48,6 @@ nn::BloomBlock make_block(const nn::BloomConfig& config, Device device, DType ty
   nn::BloomBlock block(config, init);
   if (type != DType::f32) nn::compact_block(block, type, group);
   return block;
-}
-
-void write_all(int fd, const void* data, size_t bytes, uint64_t offset, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::pwrite(fd, p, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    TURBINE_CHECK(n > 0, "writing the weights' swap file {}: {}", path, std::strerror(errno));
-    p += n;
-    bytes -= size_t(n);
-    offset += uint64_t(n);
-  }
-}
-
-void read_all(int fd, void* data, size_t bytes, uint64_t offset) {
-  auto* p = static_cast<char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    TURBINE_CHECK(n > 0, "reading the weights' swap file at byte {}: {}", offset,
-                  n == 0 ? "unexpected end of file" : std::strerror(errno));
-    p += n;
-    bytes -= size_t(n);
-    offset += uint64_t(n);
-  }
 }
 
 }  // namespace
@@ -122,6 +98,7 @@ BlockStreamer::BlockStreamer(const nn::BloomConfig& config, Device device, DType
     TURBINE_CHECK(fd_ >= 0, "cannot create the weights' swap file in {}: {}", dir.string(),
                   std::strerror(errno));
     ::unlink(path.c_str());  // gone with the process, however it ends
+    swap_name_ = "the weights' swap file " + path + " (deleted)";
   } else {
     host_ = backend.allocate_host(total);
   }
@@ -134,15 +111,14 @@ BlockStreamer::BlockStreamer(const nn::BloomConfig& config, Device device, DType
       uint64_t offset = uint64_t(i) * uint64_t(layer_bytes_);
       for (const Tensor& t : block_tensors(block)) {
         if (far_ == "nvme")
-          write_all(fd_, t.raw_data(), t.nbytes(), offset, path);
+          write_exact(fd_, t.raw_data(), t.nbytes(), offset, swap_name_);
         else
           std::memcpy(static_cast<char*>(host_) + offset, t.raw_data(), t.nbytes());
         offset += t.nbytes();
       }
     }
     if (far_ == "nvme") {
-      TURBINE_CHECK(::fdatasync(fd_) == 0, "writing the weights' swap file {}: {}", path,
-                    std::strerror(errno));
+      TURBINE_CHECK(::fdatasync(fd_) == 0, "{}: {}", swap_name_, std::strerror(errno));
       ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);  // reads come from the disk
     }
 
@@ -204,11 +180,11 @@ void BlockStreamer::read_layer(int64_t layer, Slot& slot) {
   if (device_.is_cpu()) {
     uint64_t offset = base;
     for (const Tensor& t : slot.tensors) {
-      read_all(fd_, t.raw_data(), t.nbytes(), offset);
+      read_exact(fd_, t.raw_data(), t.nbytes(), offset, swap_name_);
       offset += t.nbytes();
     }
   } else {
-    read_all(fd_, slot.staging, size_t(layer_bytes_), base);
+    read_exact(fd_, slot.staging, size_t(layer_bytes_), base, swap_name_);
   }
   ::posix_fadvise(fd_, off_t(base), off_t(layer_bytes_), POSIX_FADV_DONTNEED);
 }

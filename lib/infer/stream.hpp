@@ -80,9 +80,10 @@ class BlockStreamer final : public nn::BlockSource {
 
   int64_t n_layer_ = 0, layer_bytes_ = 0;
   Device device_;
-  std::string far_;       // "nvme" or "cpu"
-  int fd_ = -1;           // nvme: the swap file
-  void* host_ = nullptr;  // cpu: every layer, page-locked
+  std::string far_;        // "nvme" or "cpu"
+  int fd_ = -1;            // nvme: the swap file
+  std::string swap_name_;  // the swap file, for messages
+  void* host_ = nullptr;   // cpu: every layer, page-locked
   std::vector<Slot> slots_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -36,19 +37,6 @@ int64_t element_bytes(const std::string& dtype) {
       {"F32", 4},  {"I64", 8}, {"U64", 8}, {"F64", 8}};
   const auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
-}
-
-void read_exact(int fd, void* out, uint64_t bytes, uint64_t offset, const std::string& path) {
-  auto* p = static_cast<char*>(out);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    TURBINE_CHECK(n > 0, "{}: read failed at byte {}: {}", path, offset,
-                  n == 0 ? "unexpected end of file" : std::strerror(errno));
-    p += n;
-    bytes -= static_cast<uint64_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
 }
 
 uint64_t json_uint(const Json& value, const std::string& path, const std::string& what) {
