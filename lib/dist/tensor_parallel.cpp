@@ -9,11 +9,7 @@
 namespace turbine::dist {
 
 void split_bloom(nn::Bloom& model, ProcessGroup& group) {
-  const nn::BloomConfig& c = model.config();
-  TURBINE_CHECK(c.n_head % group.size() == 0,
-                "tensor_parallel.tp_size {} does not divide the model's {} attention heads: pick "
-                "a tp_size that divides n_head",
-                group.size(), c.n_head);
+  model.config().check_tensor_parallel(group.size());  // before any layer is split
   if (group.size() == 1) return;
   model.transform_linears([&](const std::string& name, std::unique_ptr<nn::LinearLayer>& layer) {
     const auto* full = dynamic_cast<const nn::Linear*>(layer.get());

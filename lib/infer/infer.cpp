@@ -2,10 +2,8 @@
 #include "infer/infer.hpp"
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
@@ -19,8 +17,6 @@
 #include "train/schema.hpp"
 
 namespace turbine::infer {
-
-namespace fs = std::filesystem;
 
 io::ConfigSchema infer_schema() {
   io::ConfigSchema s;
@@ -109,10 +105,16 @@ DType weight_type(const InferOptions& options) {
   return options.dtype == "int8" ? DType::i8 : dtype_from_name(options.dtype);
 }
 
-// Splits the model over the tensor-parallel ranks, then compacts each rank's
-// part (and its slice of the LM head) to options.dtype.
+// Decode's LM head in the weight type; on one CPU rank the compact copy then
+// serves the lookups too, and the f32 table goes.
+void compact_head(LoadedModel& loaded, const InferOptions& options) {
+  loaded.lm_head_bytes = loaded.model.compact_lm_head(weight_type(options), options.int8_group);
+  if (loaded.model.device().is_cpu() && options.tp_size == 1) loaded.model.drop_f32_embedding();
+}
+
+// Resident blocks: split over the tensor-parallel ranks, then each rank's
+// part (and its slice of the LM head) compacted to options.dtype.
 void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicator* world) {
-  loaded.model.set_training(false);
   if (options.tp_size > 1) {
     TURBINE_CHECK(world != nullptr && world->size() == options.tp_size,
                   "tensor parallelism over {} ranks needs a job of {} ranks", options.tp_size,
@@ -123,72 +125,64 @@ void prepare(LoadedModel& loaded, const InferOptions& options, dist::Communicato
   }
   if (options.dtype != "f32") {
     loaded.compacted = nn::compact_linears(loaded.model, weight_type(options), options.int8_group);
-    loaded.lm_head_bytes = loaded.model.compact_lm_head(weight_type(options), options.int8_group);
-    // One table for lookups and the LM head: the f32 one is not kept (CPU).
-    if (loaded.model.device().is_cpu() && options.tp_size == 1) loaded.model.drop_f32_embedding();
+    compact_head(loaded, options);
   }
-  backend_for(loaded.model.device()).release_cached();  // the full or f32 weights' blocks
 }
 
-// A model made with streamed blocks: its resident parts loaded, its LM head
-// compacted, and a BlockStreamer staging the blocks that load_block fills.
+// Streamed blocks: the LM head compacted, and a BlockStreamer staging the
+// blocks that load_block fills.
 void stream(LoadedModel& loaded, const InferOptions& options,
             const std::function<void(int64_t, nn::BloomBlock&)>& load_block) {
   TURBINE_CHECK(options.tp_size == 1,
                 "weight streaming (inference.zero.offload_param) with tensor parallelism is not "
                 "supported yet: run one rank, or keep the weights resident");
-  loaded.model.set_training(false);
-  const DType type = options.dtype == "f32" ? DType::f32 : weight_type(options);
-  if (type != DType::f32) {
-    loaded.lm_head_bytes = loaded.model.compact_lm_head(type, options.int8_group);
-    if (loaded.model.device().is_cpu()) loaded.model.drop_f32_embedding();
-  }
+  if (options.dtype != "f32") compact_head(loaded, options);
   int64_t resident = loaded.lm_head_bytes;
   for (const nn::Parameter& p : loaded.model.parameters()) resident += int64_t(p.tensor.nbytes());
-  loaded.streamer =
-      std::make_unique<BlockStreamer>(loaded.model.config(), loaded.model.device(), type,
-                                      options.int8_group, options.offload, resident, load_block);
+  loaded.streamer = std::make_unique<BlockStreamer>(loaded.model.config(), loaded.model.device(),
+                                                    weight_type(options), options.int8_group,
+                                                    options.offload, resident, load_block);
   loaded.streamed_bytes = loaded.streamer->layer_bytes() * loaded.model.config().n_layer;
   loaded.model.set_block_source(loaded.streamer.get());
-  backend_for(loaded.model.device()).release_cached();
+}
+
+nn::Bloom::Blocks blocks_of(const InferOptions& options) {
+  return options.offload.device == "none" ? nn::Bloom::Blocks::resident
+                                          : nn::Bloom::Blocks::streamed;
+}
+
+// A model with its resident parts loaded made ready to decode: streamed
+// (load_block fills each block) or split and compacted.
+void finish(LoadedModel& loaded, const InferOptions& options, dist::Communicator* world,
+            const std::function<void(int64_t, nn::BloomBlock&)>& load_block) {
+  loaded.model.set_training(false);
+  if (blocks_of(options) == nn::Bloom::Blocks::streamed)
+    stream(loaded, options, load_block);
+  else
+    prepare(loaded, options, world);
+  backend_for(loaded.model.device()).release_cached();  // the f32 or unsplit weights' blocks
 }
 }  // namespace
 
 LoadedModel load_checkpoint(const std::string& checkpoint, Device device,
                             const InferOptions& options, dist::Communicator* world) {
   const WeightReader reader(checkpoint);
-  TURBINE_CHECK(reader.config().n_head % options.tp_size == 0,
-                "{}: inference.tensor_parallel.tp_size {} does not divide the model's {} "
-                "attention heads: run with a tp_size (and mpirun -np) that divides n_head",
-                checkpoint, options.tp_size, reader.config().n_head);
-  const bool streamed = options.offload.device != "none";
-  LoadedModel loaded(
-      nn::Bloom(reader.config(), 0, device,
-                streamed ? nn::Bloom::Blocks::streamed : nn::Bloom::Blocks::resident),
-      reader.tokenizer());
-  reader.load(loaded.model.parameters(), /*subset=*/streamed);
-  if (streamed) {
-    stream(loaded, options, [&](int64_t layer, nn::BloomBlock& block) {
-      nn::ParameterList params;
-      block.parameters(fmt::format("h.{}.", layer), params);
-      reader.load(params, /*subset=*/true);
-    });
-  } else {
-    prepare(loaded, options, world);
-  }
+  reader.config().check_tensor_parallel(options.tp_size);  // before any weight is read
+  const nn::Bloom::Blocks blocks = blocks_of(options);
+  LoadedModel loaded(nn::Bloom(reader.config(), 0, device, blocks), reader.tokenizer());
+  reader.load(loaded.model.parameters(), /*subset=*/blocks == nn::Bloom::Blocks::streamed);
+  finish(loaded, options, world, [&](int64_t layer, nn::BloomBlock& block) {
+    nn::ParameterList params;
+    block.parameters(fmt::format("h.{}.", layer), params);
+    reader.load(params, /*subset=*/true);
+  });
   return loaded;
 }
 
 LoadedModel random_model(const std::string& model_yaml, Device device, const InferOptions& options,
                          dist::Communicator* world) {
-  const nn::BloomConfig config = io::load_bloom_config(model_yaml);
-  const bool streamed = options.offload.device != "none";
-  LoadedModel loaded(nn::Bloom(
-      config, 1, device, streamed ? nn::Bloom::Blocks::streamed : nn::Bloom::Blocks::resident));
-  if (streamed)
-    stream(loaded, options, [](int64_t, nn::BloomBlock&) {});  // the blocks' own random weights
-  else
-    prepare(loaded, options, world);
+  LoadedModel loaded(nn::Bloom(io::load_bloom_config(model_yaml), 1, device, blocks_of(options)));
+  finish(loaded, options, world, [](int64_t, nn::BloomBlock&) {});  // their own random weights
   return loaded;
 }
 
@@ -394,7 +388,8 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
       }
     }
     if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
-    // Finished rows decode a placeholder; their outputs are not read.
+    // The batch steps together: finished rows are fed token 0 and their
+    // logits are not read.
     logits = decoder.decode(Tensor::from_vector<int32_t>({rows, 1}, next), cache);
   }
   const double seconds = timer.seconds();

@@ -65,6 +65,17 @@ void BloomConfig::validate() const {
                 "model: hidden_dropout {} is outside [0, 1)", hidden_dropout);
 }
 
+void BloomConfig::check_tensor_parallel(int64_t ranks) const {
+  TURBINE_CHECK(ranks >= 1 && n_head % ranks == 0,
+                "inference.tensor_parallel.tp_size {} does not divide the model's {} attention "
+                "heads: run with a tp_size (and mpirun -np) that divides n_head",
+                ranks, n_head);
+  TURBINE_CHECK(vocab_size >= ranks,
+                "inference.tensor_parallel.tp_size {}: the vocabulary of {} is smaller than the "
+                "group",
+                ranks, vocab_size);
+}
+
 BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
     : input_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
       post_attention_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
@@ -162,6 +173,7 @@ void Bloom::list_parameters() {
 }
 
 Bloom Bloom::deep_copy() const {
+  TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks cannot be copied");
   Bloom copy;
   copy.config_ = config_;
   copy.word_embeddings_ = word_embeddings_.clone();
@@ -170,7 +182,6 @@ Bloom Bloom::deep_copy() const {
   copy.h_.reserve(h_.size());
   for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
   copy.ln_f_ = ln_f_.clone();
-  TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks cannot be copied");
   copy.alibi_ = alibi_;
   copy.vocab_slice_ = vocab_slice_;
   copy.tp_size_ = tp_size_;
@@ -322,14 +333,7 @@ void Bloom::shard_heads(int rank, int size) {
   TURBINE_CHECK(!streamed_, "tensor parallelism with streamed weights is not supported yet");
   TURBINE_CHECK(size >= 1 && rank >= 0 && rank < size, "Bloom::shard_heads: rank {} of {}", rank,
                 size);
-  TURBINE_CHECK(config_.n_head % size == 0,
-                "tensor parallelism over {} ranks needs a head count divisible by {}, but the "
-                "model has n_head {}: pick a tp_size that divides it",
-                size, size, config_.n_head);
-  TURBINE_CHECK(config_.vocab_size >= size,
-                "tensor parallelism over {} ranks: the vocabulary of "
-                "{} is smaller than the group",
-                size, config_.vocab_size);
+  config_.check_tensor_parallel(size);
   TURBINE_CHECK(!lm_head_, "Bloom::shard_heads: call it before compact_lm_head");
   const int64_t heads = config_.n_head / size;
   for (BloomBlock& block : h_) block.set_heads(heads);

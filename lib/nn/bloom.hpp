@@ -38,6 +38,9 @@ struct BloomConfig {
   double train_flops_per_sequence(int64_t seq_len, const std::vector<int64_t>& dropping_layers,
                                   int64_t kept) const;
   void validate() const;  // throws with the offending field
+  // Throws, naming the fix, unless `ranks` can split the model (Megatron's
+  // tensor parallelism by heads): before any weight is read or split.
+  void check_tensor_parallel(int64_t ranks) const;
 };
 
 class BloomBlock {
