@@ -16,6 +16,108 @@
 
 using namespace turbine;
 
+namespace {
+
+// What the command line asks for, besides the job's config flags.
+struct Args {
+  std::string checkpoint, model_yaml;  // bench: one of them
+  std::string prompt, prompts_file;    // generate: one of them
+  std::vector<std::string> stop;       // generate --prompt
+  std::string eval_data;               // bench --eval
+  int64_t eval_tokens = 16384, eval_window = 256;
+  std::vector<int64_t> profile_batches;  // bench --profile
+};
+
+// infer bench --eval: the perplexity of these weights and of f32 ones.
+int run_eval(train::Job& job, const infer::InferOptions& options, const Args& a) {
+  const infer::EvalQuality q =
+      infer::evaluate_quality(a.checkpoint, job.pick_device(options.device), options, a.eval_data,
+                              a.eval_tokens, a.eval_window);
+  if (job.leader()) std::printf("%s\n", infer::eval_json(q, options).c_str());
+  return 0;
+}
+
+// infer bench: the speed figures (and kernel profiles) of a checkpoint or of
+// random weights of a model config's shape.
+int run_bench(train::Job& job, const infer::InferOptions& options, const Args& a) {
+  const Device device = job.pick_device(options.device);
+  const infer::LoadedModel loaded =
+      a.model_yaml.empty() ? infer::load_checkpoint(a.checkpoint, device, options, &job.world())
+                           : infer::random_model(a.model_yaml, device, options, &job.world());
+  const infer::BenchResult result = infer::bench(loaded, options);
+  for (const int64_t batch : a.profile_batches) {  // every rank decodes; rank 0 prints
+    const std::string table = infer::profile_decode(loaded, batch, 4);
+    if (job.leader()) std::fputs(table.c_str(), stderr);
+  }
+  if (job.leader()) std::printf("%s\n", infer::bench_json(result, loaded, options).c_str());
+  return 0;
+}
+
+// One prompt, its continuation streamed to stdout as it is produced.
+int run_prompt(train::Job& job, const infer::LoadedModel& loaded,
+               const infer::InferOptions& options, const Args& a) {
+  const bool writer = job.leader();
+  if (writer) std::fputs(a.prompt.c_str(), stdout);
+  const infer::Completion c = infer::complete(
+      loaded, a.prompt, options,
+      [&](std::string_view text) {
+        if (!writer) return;
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+      },
+      a.stop);
+  if (writer) std::fputc('\n', stdout);
+  log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
+            c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
+            c.tokens_per_second);
+  return 0;
+}
+
+// A prompts file in batches, in file order, a JSON result a line; a stop
+// signal ends the run after the current batch, on every rank alike.
+int run_prompts_file(train::Job& job, const infer::LoadedModel& loaded,
+                     const infer::InferOptions& options,
+                     const std::vector<infer::Request>& requests) {
+  for (size_t first = 0; first < requests.size(); first += size_t(options.batch_size)) {
+    if (job.world().any(stop_requested())) {
+      log::info("stopped on request ({}) after {} of {} prompts", stop_signal_name(), first,
+                requests.size());
+      return kExitStoppedResumable;
+    }
+    const size_t end = std::min(requests.size(), first + size_t(options.batch_size));
+    const std::vector<infer::Request> batch(requests.begin() + long(first),
+                                            requests.begin() + long(end));
+    for (const infer::Completion& c : infer::complete_batch(loaded, batch, options))
+      if (job.leader()) std::printf("%s\n", infer::completion_json(c).c_str());
+    std::fflush(stdout);
+    log::info("prompts {}-{} of {} done", first + 1, end, requests.size());
+  }
+  return 0;
+}
+
+// infer generate. Under tensor parallelism every rank decodes the same
+// steps; rank 0 writes.
+int run_generate(train::Job& job, const infer::InferOptions& options, const Args& a) {
+  const std::vector<infer::Request> requests =  // read first: a bad file fails fast
+      a.prompts_file.empty() ? std::vector<infer::Request>{}
+                             : infer::read_prompts_file(a.prompts_file, options.sampling);
+  const infer::LoadedModel loaded =
+      infer::load_checkpoint(a.checkpoint, job.pick_device(options.device), options, &job.world());
+  if (loaded.compacted.layers > 0)
+    log::info("weights: {} linear layers and the LM head in {}, {:.1f} MiB instead of {:.1f} MiB",
+              loaded.compacted.layers, options.dtype,
+              (loaded.compacted.bytes_after + loaded.lm_head_bytes) / 1048576.0,
+              (loaded.compacted.bytes_before +
+               4.0 * loaded.model.config().vocab_size * loaded.model.config().hidden_size) /
+                  1048576.0);
+  const int status = a.prompts_file.empty() ? run_prompt(job, loaded, options, a)
+                                            : run_prompts_file(job, loaded, options, requests);
+  if (status == 0) infer::log_stream_stats(loaded);
+  return status;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App cli{
       "Generate text with a BLOOM checkpoint (what pretrain writes, or a Hugging Face folder):\n"
@@ -30,46 +132,43 @@ int main(int argc, char** argv) {
   train::JobFlags flags;
   flags.add_to(*generate, /*resumable=*/false, /*config_required=*/false);
   flags.add_to(*bench, /*resumable=*/false, /*config_required=*/false);
-  std::string checkpoint, prompt, prompts_file, model_yaml;
-  generate->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder")->required();
+  Args a;
+  generate->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder")->required();
   auto* bench_checkpoint =
-      bench->add_option("--checkpoint", checkpoint, "a checkpoints/step_N folder");
-  bench->add_option("--model", model_yaml, "a model config (random weights of its shape)")
+      bench->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder");
+  bench->add_option("--model", a.model_yaml, "a model config (random weights of its shape)")
       ->excludes(bench_checkpoint);
-  std::string eval_data;
-  int64_t eval_tokens = 16384, eval_window = 256;
-  auto* eval = bench->add_option("--eval", eval_data,
-                                 "a token data set (prepare-data's HDF5, the checkpoint's "
-                                 "tokenizer): validation perplexity with these weights and with "
-                                 "f32, instead of the speed figures");
-  eval->needs(bench_checkpoint);
-  bench->add_option("--eval-tokens", eval_tokens, "validation tokens --eval predicts")
+  bench
+      ->add_option("--eval", a.eval_data,
+                   "a token data set (prepare-data's HDF5, the checkpoint's tokenizer): "
+                   "validation perplexity with these weights and with f32, instead of the speed "
+                   "figures")
+      ->needs(bench_checkpoint);
+  bench->add_option("--eval-tokens", a.eval_tokens, "validation tokens --eval predicts")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  bench->add_option("--eval-window", eval_window, "tokens of context per --eval window")
+  bench->add_option("--eval-window", a.eval_window, "tokens of context per --eval window")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  std::vector<int64_t> profile_batches;
-  bench->add_option("--profile", profile_batches,
+  bench->add_option("--profile", a.profile_batches,
                     "also time every kernel call of a few decode steps at these batch sizes");
   bench->callback([&] {
-    if (checkpoint.empty() && model_yaml.empty())
+    if (a.checkpoint.empty() && a.model_yaml.empty())
       throw CLI::RequiredError("--checkpoint or --model");
   });
-  auto* one = generate->add_option("--prompt", prompt, "the text to continue, streamed");
+  auto* one = generate->add_option("--prompt", a.prompt, "the text to continue, streamed");
   auto* many = generate->add_option(
-      "--prompts-file", prompts_file,
+      "--prompts-file", a.prompts_file,
       "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
       "inference.batch_size; a JSON result a line on stdout");
   one->excludes(many);
-  std::vector<std::string> stop;
   generate
-      ->add_option("--stop", stop,
+      ->add_option("--stop", a.stop,
                    "end the --prompt's text before this string (repeatable; a prompts file "
                    "sets \"stop\" per line)")
       ->excludes(many);
   generate->callback([&] {
-    if (prompt.empty() && prompts_file.empty())
+    if (a.prompt.empty() && a.prompts_file.empty())
       throw CLI::RequiredError("--prompt or --prompts-file");
   });
   CLI11_PARSE(cli, argc, argv);
@@ -81,74 +180,8 @@ int main(int argc, char** argv) {
   if (!options) return 1;
   if (flags.dry_run) return job.print_resolved(options->resolved_yaml);
   return job.run([&] {
-    if (bench->parsed() && !eval_data.empty()) {
-      const Device device = job.pick_device(options->device);
-      const infer::EvalQuality q = infer::evaluate_quality(checkpoint, device, *options, eval_data,
-                                                           eval_tokens, eval_window);
-      if (job.leader()) std::printf("%s\n", infer::eval_json(q, *options).c_str());
-      return 0;
-    }
-    if (bench->parsed()) {
-      const Device device = job.pick_device(options->device);
-      const infer::LoadedModel loaded =
-          model_yaml.empty() ? infer::load_checkpoint(checkpoint, device, *options, &job.world())
-                             : infer::random_model(model_yaml, device, *options, &job.world());
-      const infer::BenchResult result = infer::bench(loaded, *options);
-      for (const int64_t batch : profile_batches) {  // every rank decodes; rank 0 prints
-        const std::string table = infer::profile_decode(loaded, batch, 4);
-        if (job.leader()) std::fputs(table.c_str(), stderr);
-      }
-      if (job.leader()) std::printf("%s\n", infer::bench_json(result, loaded, *options).c_str());
-      return 0;
-    }
-    const std::vector<infer::Request> requests =
-        prompts_file.empty() ? std::vector<infer::Request>{}
-                             : infer::read_prompts_file(prompts_file, options->sampling);
-    const Device device = job.pick_device(options->device);
-    // Under tensor parallelism every rank decodes the same steps; rank 0 writes.
-    const infer::LoadedModel loaded =
-        infer::load_checkpoint(checkpoint, device, *options, &job.world());
-    if (loaded.compacted.layers > 0)
-      log::info("weights: {} linear layers and the LM head in {}, {:.1f} MiB instead of {:.1f} MiB",
-                loaded.compacted.layers, options->dtype,
-                (loaded.compacted.bytes_after + loaded.lm_head_bytes) / 1048576.0,
-                (loaded.compacted.bytes_before +
-                 4.0 * loaded.model.config().vocab_size * loaded.model.config().hidden_size) /
-                    1048576.0);
-    const bool writer = job.leader();
-    if (prompts_file.empty()) {
-      if (writer) std::fputs(prompt.c_str(), stdout);
-      const infer::Completion c = infer::complete(
-          loaded, prompt, *options,
-          [&](std::string_view text) {
-            if (!writer) return;
-            std::fwrite(text.data(), 1, text.size(), stdout);
-            std::fflush(stdout);
-          },
-          stop);
-      if (writer) std::fputc('\n', stdout);
-      log::info("{} prompt tokens, {} generated ({}), first token after {:.3f} s, {:.1f} tokens/s",
-                c.prompt_tokens.size(), c.tokens.size(), c.finish_reason, c.seconds_to_first_token,
-                c.tokens_per_second);
-      infer::log_stream_stats(loaded);
-      return 0;
-    }
-    // Batches in file order; a stop signal ends the run after the current one.
-    for (size_t first = 0; first < requests.size(); first += size_t(options->batch_size)) {
-      if (job.world().any(stop_requested())) {  // every rank stops at the same batch
-        log::info("stopped on request ({}) after {} of {} prompts", stop_signal_name(), first,
-                  requests.size());
-        return kExitStoppedResumable;
-      }
-      const size_t end = std::min(requests.size(), first + size_t(options->batch_size));
-      const std::vector<infer::Request> batch(requests.begin() + long(first),
-                                              requests.begin() + long(end));
-      for (const infer::Completion& c : infer::complete_batch(loaded, batch, *options))
-        if (writer) std::printf("%s\n", infer::completion_json(c).c_str());
-      std::fflush(stdout);
-      log::info("prompts {}-{} of {} done", first + 1, end, requests.size());
-    }
-    infer::log_stream_stats(loaded);
-    return 0;
+    if (bench->parsed())
+      return a.eval_data.empty() ? run_bench(job, *options, a) : run_eval(job, *options, a);
+    return run_generate(job, *options, a);
   });
 }
