@@ -19,7 +19,7 @@ struct BenchResult {
   double bytes_per_token = 0;               // batch 1: weights + the KV cache read
   double bandwidth_limit_tokens_per_s = 0;  // bytes_per_token at the copy bandwidth
   double read_limit_tokens_per_s = 0;       // and at the read bandwidth
-  double resident_mib = 0;             // the process, with the model loaded
+  double resident_mib = 0;                  // the process, with the model loaded
   StreamStats stream;  // streamed weights (inference.zero.offload_param); zeros when resident
 };
 
