@@ -88,6 +88,25 @@ struct CompactWeight {
   int group = 0;                  // i8 only: divides K
 };
 
+// ---- the paged KV cache of continuous batching (infer serve; nn/paged_kv_cache.hpp)
+
+// One engine step over several sequences at once (Dynamic SplitFuse):
+// sequence s contributes q_len new tokens (a prompt chunk, or 1 when it
+// decodes), laid out one sequence after another, `tokens` in all. Keys and
+// values live in a pool of fixed-size blocks, (num_blocks, heads,
+// block_size, head_dim) per layer; a sequence's block table row lists its
+// blocks in order, so its position p is in block table[p / block_size] at
+// offset p % block_size. seq_info (sequences, 3) i32 gives each sequence's
+// first token, q_len and context length (cached + new, all in its blocks):
+// the i-th new token sits at position context - q_len + i and sees keys 0 to
+// that position, with ALiBi's -slope * (query position - key position).
+struct PagedAttentionShape {
+  int sequences = 0, tokens = 0, heads = 0, head_dim = 0, block_size = 0;
+  int max_blocks = 0;                   // columns of the block table (sequences, max_blocks) i32
+  float scale = 1.0f;                   // multiplies q.k
+  const float* alibi_slopes = nullptr;  // (heads) in HOST memory, or null
+};
+
 // Precision of the matrix products (gemm and attention): plain f32, or the
 // inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
 // (CUDA runs them there; the CPU rounds the same way, for the same numbers).
@@ -117,6 +136,9 @@ class Backend {
   virtual void synchronize() {}
   // Bytes held by the backend's allocator, in use or cached for reuse.
   virtual int64_t reserved_bytes() const { return 0; }
+  // Bytes the backend could still allocate: the device's free memory plus
+  // the allocator's cached blocks (the host's available memory on the CPU).
+  virtual int64_t available_bytes() const = 0;
   // Returns the allocator's cached free blocks to the system (after a model
   // was converted and its old weights freed, say).
   virtual void release_cached() {}
@@ -322,6 +344,19 @@ class Backend {
   virtual void avg_pool2d_forward(const Window2d& w, const float* x, float* y) = 0;
   virtual void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx,
                                    bool accumulate) = 0;
+
+  // ---- the paged KV cache (see PagedAttentionShape)
+  // k, v (heads, tokens, head_dim) are written to the pools at slots
+  // (tokens) i32: slot = block * block_size + offset.
+  virtual void paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
+                              const int32_t* slots, int tokens, int heads, int head_dim,
+                              int block_size) = 0;
+  // q, out (heads, tokens, head_dim): each new token's attention over its
+  // sequence's keys and values read through the block table. Inference only
+  // (f32 in every math mode).
+  virtual void paged_attention(const PagedAttentionShape& s, const float* q, const float* k_pool,
+                               const float* v_pool, const int32_t* block_tables,
+                               const int32_t* seq_info, float* out) = 0;
 
  private:
   static std::unordered_map<uint64_t, MathMode>& thread_modes() {

@@ -358,5 +358,19 @@ void ProfilingBackend::avg_pool2d_backward(const Window2d& w, const float* dy, f
                                            bool accumulate) {
   timed("avg_pool2d_backward", 0, [&] { inner_.avg_pool2d_backward(w, dy, dx, accumulate); });
 }
+void ProfilingBackend::paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
+                                      const int32_t* slots, int tokens, int heads, int head_dim,
+                                      int block_size) {
+  timed("paged_kv_write", 0, [&] {
+    inner_.paged_kv_write(k, v, k_pool, v_pool, slots, tokens, heads, head_dim, block_size);
+  });
+}
+void ProfilingBackend::paged_attention(const PagedAttentionShape& s, const float* q,
+                                       const float* k_pool, const float* v_pool,
+                                       const int32_t* block_tables, const int32_t* seq_info,
+                                       float* out) {
+  timed("paged_attention", 0,
+        [&] { inner_.paged_attention(s, q, k_pool, v_pool, block_tables, seq_info, out); });
+}
 
 }  // namespace turbine::kernels

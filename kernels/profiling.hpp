@@ -36,6 +36,7 @@ class ProfilingBackend final : public Backend {
   void synchronize() override { inner_.synchronize(); }
   void release_cached() override { inner_.release_cached(); }
   int64_t reserved_bytes() const override { return inner_.reserved_bytes(); }
+  int64_t available_bytes() const override { return inner_.available_bytes(); }
   void* native_stream() override { return inner_.native_stream(); }
 
   void* allocate(size_t bytes) override;
@@ -160,6 +161,12 @@ class ProfilingBackend final : public Backend {
                            bool accumulate) override;
   void avg_pool2d_forward(const Window2d& w, const float* x, float* y) override;
   void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx, bool accumulate) override;
+  void paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
+                      const int32_t* slots, int tokens, int heads, int head_dim,
+                      int block_size) override;
+  void paged_attention(const PagedAttentionShape& s, const float* q, const float* k_pool,
+                       const float* v_pool, const int32_t* block_tables, const int32_t* seq_info,
+                       float* out) override;
 
  private:
   // Runs `call` on the inner backend (in this backend's math mode), timed

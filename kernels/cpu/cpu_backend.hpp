@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
   void deallocate(void* ptr, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void release_cached() override;
+  int64_t available_bytes() const override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t bytes) override;
   void fill(float* x, size_t n, float value) override;
@@ -133,6 +134,12 @@ class CpuBackend final : public Backend {
                            bool accumulate) override;
   void avg_pool2d_forward(const Window2d& w, const float* x, float* y) override;
   void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx, bool accumulate) override;
+  void paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
+                      const int32_t* slots, int tokens, int heads, int head_dim,
+                      int block_size) override;
+  void paged_attention(const PagedAttentionShape& s, const float* q, const float* k_pool,
+                       const float* v_pool, const int32_t* block_tables, const int32_t* seq_info,
+                       float* out) override;
 };
 
 // Loops shorter than this run on one thread: forking costs more than it saves.

@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 #include <map>
 #include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -89,6 +91,16 @@ void CpuBackend::release_cached() {
 #ifdef __GLIBC__
   malloc_trim(0);  // freed heap blocks too (glibc keeps blocks below its mmap threshold)
 #endif
+}
+
+int64_t CpuBackend::available_bytes() const {
+  // MemAvailable: what the kernel can give without swapping.
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
 }
 
 void CpuBackend::copy(void* dst, const void* src, size_t bytes) {

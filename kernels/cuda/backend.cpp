@@ -152,6 +152,18 @@ int64_t CudaBackend::reserved_bytes() const {
   return reserved_;
 }
 
+int64_t CudaBackend::available_bytes() const {
+  size_t free_bytes = 0, total_bytes = 0;
+  TURBINE_CUDA_CHECK(cudaSetDevice(device_));
+  TURBINE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  int64_t cached = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [size, blocks] : free_blocks_) cached += int64_t(size * blocks.size());
+  }
+  return int64_t(free_bytes) + cached;
+}
+
 void* CudaBackend::allocate(size_t bytes) {
   const size_t size = rounded(bytes);
   {

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
   const char* name() const override { return name_.c_str(); }
   void synchronize() override;
   int64_t reserved_bytes() const override;
+  int64_t available_bytes() const override;
 
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
@@ -149,6 +150,12 @@ class CudaBackend final : public Backend {
                            bool accumulate) override;
   void avg_pool2d_forward(const Window2d& w, const float* x, float* y) override;
   void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx, bool accumulate) override;
+  void paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
+                      const int32_t* slots, int tokens, int heads, int head_dim,
+                      int block_size) override;
+  void paged_attention(const PagedAttentionShape& s, const float* q, const float* k_pool,
+                       const float* v_pool, const int32_t* block_tables, const int32_t* seq_info,
+                       float* out) override;
 
   // CUDA specifics, for the kernels and for dist/ (NCCL runs on this stream).
   int device() const { return device_; }

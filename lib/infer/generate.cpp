@@ -73,6 +73,17 @@ Tensor Decoder::decode(const Tensor& ids, nn::KvCache& cache,
   return dist::gather_vocab_logits(*tensor_parallel, model, local).to(Device::cpu());
 }
 
+Tensor Decoder::decode_paged(const Tensor& ids, nn::PagedKvCache& cache) const {
+  const Tensor local = model.decode_paged(ids, cache);
+  if (local.dim(0) == 0) return Tensor::zeros({0, model.config().vocab_size});  // every rank alike
+  if (tensor_parallel == nullptr) return local.to(Device::cpu());
+  return dist::gather_vocab_logits(*tensor_parallel, model, local).to(Device::cpu());
+}
+
+nn::PagedKvCache Decoder::new_paged_cache(int64_t blocks, int64_t block_size) const {
+  return nn::PagedKvCache(model.config(), blocks, block_size, model.device(), model.heads());
+}
+
 std::vector<int32_t> generate(const Decoder& decoder, std::vector<int32_t> tokens,
                               const SamplingOptions& o,
                               const std::function<bool(int32_t)>& on_token) {

@@ -10,6 +10,7 @@
 
 #include "dist/process_group.hpp"
 #include "nn/bloom.hpp"
+#include "nn/paged_kv_cache.hpp"
 
 namespace turbine::infer {
 
@@ -50,6 +51,10 @@ struct Decoder {
   nn::KvCache new_cache(int64_t batch, int64_t capacity) const {
     return model.new_cache(batch, capacity);
   }
+  // Bloom::decode_paged, with the logits (R, vocab) on the host.
+  Tensor decode_paged(const Tensor& ids, nn::PagedKvCache& cache) const;
+  // A paged cache of `blocks` blocks for this model's heads (this rank's).
+  nn::PagedKvCache new_paged_cache(int64_t blocks, int64_t block_size) const;
 };
 
 // The prompt followed by the generated tokens; on_token (if given) sees each

@@ -6,6 +6,7 @@
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
+#include "nn/paged_kv_cache.hpp"
 
 namespace turbine::nn {
 
@@ -105,16 +106,11 @@ Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uin
   return ag::add(x1, ag::dropout(mlp, hidden_dropout_, {dropout_seed, dropout_stream + 1, 0}));
 }
 
-Tensor BloomBlock::forward_cached(const Tensor& x, const std::vector<float>& alibi, KvCache& cache,
-                                  int64_t layer) const {
+Tensor BloomBlock::forward_cached(const Tensor& x, const std::vector<float>& alibi,
+                                  AttentionCache& cache, int64_t layer) const {
   const Tensor h = input_layernorm.forward(x);
   const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
-  const auto [keys, values] = cache.append(layer, qkv.k, qkv.v);
-  ops::AttentionOptions options;
-  options.causal = true;  // the new queries sit after the cached keys
-  options.alibi_slopes = alibi;
-  options.mask = cache.mask();
-  const Tensor context = ag::merge_heads(ag::attention(qkv.q, keys, values, options));
+  const Tensor context = ag::merge_heads(cache.attend(layer, qkv.q, qkv.k, qkv.v, alibi));
   const Tensor x1 = ag::add(x, dense->forward(context));
   const Tensor h2 = post_attention_layernorm.forward(x1);
   return ag::add(x1, dense_4h_to_h->forward(ag::gelu(dense_h_to_4h->forward(h2))));
@@ -294,7 +290,32 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
   const Tensor ids = ids_any.to(device());
   const int64_t batch = ids.dim(0), tokens = ids.dim(1);
   cache.begin(tokens, valid);
-  Tensor x = word_embeddings_layernorm_.forward(embed(ids));
+  const Tensor x = run_blocks(word_embeddings_layernorm_.forward(embed(ids)), cache);
+  cache.commit();
+  // The LM head on each row's last position only.
+  const Tensor last = ops::gather_rows(
+      x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
+             .to(device()));
+  return lm_head(ln_f_.forward(last.view({batch, config_.hidden_size})));
+}
+
+Tensor Bloom::decode_paged(const Tensor& ids_any, PagedKvCache& cache) const {
+  TURBINE_CHECK(ids_any.ndim() == 2 && ids_any.dim(0) == 1 && ids_any.dim(1) == cache.step_tokens(),
+                "Bloom::decode_paged: ids must be (1, {}) as the step's tokens, got {}",
+                cache.step_tokens(), ids_any.str());
+  const autograd::NoGradGuard inference;
+  const Tensor x =
+      run_blocks(word_embeddings_layernorm_.forward(embed(ids_any.to(device()))), cache);
+  cache.commit();
+  const std::vector<int64_t>& rows = cache.logit_rows();
+  const int64_t count = int64_t(rows.size());
+  if (count == 0) return Tensor::zeros({0, vocab_slice_.count}, DType::f32, device());
+  const Tensor last =
+      ops::gather_rows(x, Tensor::from_vector<int64_t>({1, count}, rows).to(device()));
+  return lm_head(ln_f_.forward(last.view({count, config_.hidden_size})));
+}
+
+Tensor Bloom::run_blocks(Tensor x, AttentionCache& cache) const {
   if (streamed_) {
     TURBINE_CHECK(block_source_ != nullptr, "Bloom::decode: streamed blocks without a source");
     for (int64_t i = 0; i < config_.n_layer; ++i) {
@@ -304,12 +325,7 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
   } else {
     for (size_t i = 0; i < h_.size(); ++i) x = h_[i].forward_cached(x, alibi_, cache, int64_t(i));
   }
-  cache.commit();
-  // The LM head on each row's last position only.
-  const Tensor last = ops::gather_rows(
-      x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
-             .to(device()));
-  return lm_head(ln_f_.forward(last.view({batch, config_.hidden_size})));
+  return x;
 }
 
 Tensor Bloom::lm_head(const Tensor& h) const {

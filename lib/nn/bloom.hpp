@@ -43,6 +43,8 @@ struct BloomConfig {
   void check_tensor_parallel(int64_t ranks) const;
 };
 
+class PagedKvCache;
+
 class BloomBlock {
  public:
   BloomBlock(const BloomConfig& config, Init& init);
@@ -51,8 +53,8 @@ class BloomBlock {
   Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
                  uint64_t dropout_stream, const Tensor& positions = Tensor()) const;
   // Inference with a KV cache: x (B, Tq, H) are the positions after those
-  // cached; their keys and values are appended as layer `layer`'s.
-  Tensor forward_cached(const Tensor& x, const std::vector<float>& alibi, KvCache& cache,
+  // cached; their keys and values join the cache as layer `layer`'s.
+  Tensor forward_cached(const Tensor& x, const std::vector<float>& alibi, AttentionCache& cache,
                         int64_t layer) const;
   void parameters(const std::string& prefix, ParameterList& out);
   BloomBlock clone() const;  // shares no weights
@@ -116,6 +118,12 @@ class Bloom {
   // for tensor parallelism, this rank's vocabulary slice (B, vocab_slice())
   // of them. Inference only.
   Tensor decode(const Tensor& ids, KvCache& cache, const std::vector<uint8_t>& valid = {}) const;
+  // Continuous batching's step: ids (1, N) are the new tokens of the
+  // sequences `cache.begin()` described (each sequence's tokens one after
+  // another); they join the paged cache. Returns the logits (R, vocab, or
+  // this rank's slice) of the last new token of each of the R sequences
+  // that asked for them, in step order. Inference only.
+  Tensor decode_paged(const Tensor& ids, PagedKvCache& cache) const;
   // decode's LM head from a compact copy of the tied embedding matrix
   // (bf16, f16 or i8 with `group` inputs per scale): the vocabulary x hidden
   // product that dominates a decoded token's reads for BLOOM's 250880
@@ -182,6 +190,8 @@ class Bloom {
   void list_parameters();                 // rebuilds parameters_ from the layers
   Tensor lm_head_rows() const;            // decode's slice of the embedding matrix
   Tensor embed(const Tensor& ids) const;  // token rows, from whichever table is kept
+  // x through every block (resident or streamed), reading and extending cache.
+  Tensor run_blocks(Tensor x, AttentionCache& cache) const;
   BloomConfig config_;
   Embedding word_embeddings_;
   std::shared_ptr<const ops::CompactTensor> lm_head_;  // decode's, when compacted

@@ -75,6 +75,16 @@ std::pair<Tensor, Tensor> KvCache::append(int64_t layer, const Tensor& k_any, co
   return {keys_[size_t(layer)].narrow(2, 0, keys), values_[size_t(layer)].narrow(2, 0, keys)};
 }
 
+Tensor KvCache::attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const std::vector<float>& alibi) {
+  const auto [keys, values] = append(layer, k, v);
+  ops::AttentionOptions options;
+  options.causal = true;  // the new queries sit after the cached keys
+  options.alibi_slopes = alibi;
+  options.mask = mask_;
+  return ops::attention(q, keys, values, options, nullptr);
+}
+
 void KvCache::commit() {
   TURBINE_CHECK(pending_ > 0, "KV cache: commit() without begin()");
   length_ += pending_;

@@ -20,7 +20,19 @@ namespace turbine::nn {
 
 struct BloomConfig;
 
-class KvCache {
+// What a block's attention reads and extends at inference: the dense
+// KvCache of a batch below, or the PagedKvCache of continuous batching
+// (nn/paged_kv_cache.hpp).
+class AttentionCache {
+ public:
+  virtual ~AttentionCache() = default;
+  // Layer `layer`'s attention for the pending positions: q, k, v (B, H, Tq,
+  // D) of them; k and v join the cache first. Returns (B, H, Tq, D).
+  virtual Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const std::vector<float>& alibi) = 0;
+};
+
+class KvCache final : public AttentionCache {
  public:
   // heads: per layer (a tensor-parallel rank's share); 0: config.n_head.
   KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Device device,
@@ -42,6 +54,9 @@ class KvCache {
   // The key mask of the pending positions' queries, (B, tokens, length() +
   // tokens) u8 on the device, or undefined when no cached position is padding.
   const Tensor& mask() const { return mask_; }
+  // append, then causal attention of q over every cached key (masked padding).
+  Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                const std::vector<float>& alibi) override;
   // Ends the forward: the pending positions become cached.
   void commit();
   // Forgets every position (the buffers are kept for the next batch).
