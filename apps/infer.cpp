@@ -3,15 +3,22 @@
 //   infer generate --checkpoint runs/pretrain/checkpoints/step_N --prompt "And God said"
 //   infer generate --checkpoint DIR --prompts-file prompts.jsonl > results.jsonl
 //   infer bench --model configs/models/bloom-560m.yaml --set inference.dtype=int8
+//   infer serve --checkpoint DIR --port 8000   (OpenAI-compatible HTTP server)
+//   infer load --port 8000 --requests-file R.jsonl --concurrency 32
 //   mpirun -np 2 infer generate ...   (tensor parallelism over the ranks)
 // A checkpoint is what pretrain writes, or a Hugging Face BLOOM folder.
 #include "infer/infer.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/signals.hpp"
 #include "infer/bench.hpp"
+#include "infer/engine.hpp"
+#include "infer/load_client.hpp"
+#include "infer/server.hpp"
 #include "train/job.hpp"
 
 using namespace turbine;
@@ -20,12 +27,18 @@ namespace {
 
 // What the command line asks for, besides the job's config flags.
 struct Args {
-  std::string checkpoint, model_yaml;  // bench: one of them
+  std::string checkpoint, model_yaml;  // bench, serve: one of them
+  std::string tokenizer;               // serve --model
   std::string prompt, prompts_file;    // generate: one of them
   std::vector<std::string> stop;       // generate --prompt
   std::string eval_data;               // bench --eval
   int64_t eval_tokens = 16384, eval_window = 256;
   std::vector<int64_t> profile_batches;  // bench --profile
+  infer::HttpOptions http;               // serve
+  // load: the requests (JSON bodies), how many to send, the expected tokens
+  std::string requests_file, expect_file;
+  int64_t requests = 0;
+  infer::LoadOptions load;
 };
 
 // infer bench --eval: the perplexity of these weights and of f32 ones.
@@ -116,6 +129,52 @@ int run_generate(train::Job& job, const infer::InferOptions& options, const Args
   return status;
 }
 
+// infer serve: the HTTP server on rank 0 (up at once, /health says when the
+// weights are in), the engine's loop on every rank.
+int run_serve(train::Job& job, const infer::InferOptions& options, Args a) {
+  const std::filesystem::path source =
+      std::filesystem::path(a.model_yaml.empty() ? a.checkpoint : a.model_yaml).lexically_normal();
+  if (a.http.model_name.empty())
+    a.http.model_name = a.model_yaml.empty() ? source.filename().string() : source.stem().string();
+  if (a.http.model_name.empty()) a.http.model_name = source.parent_path().filename().string();
+  infer::Metrics metrics;
+  std::unique_ptr<infer::Server> server;
+  if (job.leader()) server = std::make_unique<infer::Server>(a.http, options, metrics);
+  const Device device = job.pick_device(options.device);
+  infer::LoadedModel loaded =
+      a.model_yaml.empty() ? infer::load_checkpoint(a.checkpoint, device, options, &job.world())
+                           : infer::random_model(a.model_yaml, device, options, &job.world());
+  if (!a.tokenizer.empty()) loaded.tokenizer = data::Tokenizer::load(a.tokenizer);
+  TURBINE_CHECK(loaded.tokenizer.vocab_size() > 0,
+                "infer serve: {} has no tokenizer (tokenizer.json); give one with --tokenizer",
+                source.string());
+  infer::Engine engine(loaded, options.serve, options.max_out_tokens,
+                       job.leader() ? &metrics : nullptr);
+  if (server) server->attach(loaded, engine);
+  engine.run();  // until a stop signal drains it
+  if (server) server->stop();
+  const infer::Engine::Stats stats = engine.stats();
+  log::info("served {} engine steps; stopped", stats.steps);
+  return 0;
+}
+
+// infer load: a bounded client; the report on stdout, exit 1 on any failure.
+int run_load(const Args& a) {
+  const std::vector<infer::LoadRequest> requests =
+      infer::read_load_requests(a.requests_file, a.requests, a.expect_file);
+  const infer::LoadReport report = infer::run_load(requests, a.load);
+  std::printf("%s\n", infer::load_report_json(report, a.load).c_str());
+  std::fprintf(stderr,
+               "%zu requests at concurrency %d: %lld failed, %.2f requests/s, %.1f tokens/s, time "
+               "to first token p50 %.1f ms p99 %.1f ms, inter-token p50 %.1f ms p99 %.1f ms\n",
+               requests.size(), a.load.concurrency, static_cast<long long>(report.failed),
+               report.requests_per_second, report.tokens_per_second, report.ttft_p50 * 1e3,
+               report.ttft_p99 * 1e3, report.itl_p50 * 1e3, report.itl_p99 * 1e3);
+  for (const infer::LoadResult& r : report.results)
+    if (!r.ok) std::fprintf(stderr, "failed: %s\n", r.error.c_str());
+  return report.failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -126,13 +185,57 @@ int main(int argc, char** argv) {
       "  infer bench --model configs/models/X.yaml | --checkpoint DIR [--eval DATA.h5]\n"
       "Under mpirun the ranks split the model (tensor parallelism)."};
   cli.require_subcommand(1);
+  CLI::App* serve = cli.add_subcommand(
+      "serve", "an OpenAI-compatible HTTP server (continuous batching, paged KV cache)");
+  CLI::App* load = cli.add_subcommand(
+      "load", "send requests to a server at a fixed concurrency; check and time the answers");
   CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
   CLI::App* bench = cli.add_subcommand(
       "bench", "prefill and decode speed (batch 1, 8, 32) against the memory bandwidth");
   train::JobFlags flags;
   flags.add_to(*generate, /*resumable=*/false, /*config_required=*/false);
   flags.add_to(*bench, /*resumable=*/false, /*config_required=*/false);
+  flags.add_to(*serve, /*resumable=*/false, /*config_required=*/false);
   Args a;
+  auto* serve_checkpoint = serve->add_option("--checkpoint", a.checkpoint,
+                                             "a checkpoints/step_N folder (or a Hugging Face one)");
+  serve
+      ->add_option("--model", a.model_yaml,
+                   "a model config: random weights of its shape (benchmarks; needs --tokenizer)")
+      ->excludes(serve_checkpoint);
+  serve->add_option("--tokenizer", a.tokenizer, "a tokenizer.json to use instead of the model's")
+      ->check(CLI::ExistingFile);
+  serve->callback([&] {
+    if (a.checkpoint.empty() && a.model_yaml.empty())
+      throw CLI::RequiredError("--checkpoint or --model");
+  });
+  serve->add_option("--host", a.http.host, "address to listen on")->capture_default_str();
+  serve->add_option("--port", a.http.port, "port to listen on; 0: any free one (logged)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--model-name", a.http.model_name,
+                    "the model's name in the API (default: the checkpoint folder's name)");
+  load->add_option("--host", a.load.host, "the server's address")->capture_default_str();
+  load->add_option("--port", a.load.port, "the server's port")
+      ->required()
+      ->check(CLI::Range(1, 65535));
+  load->add_option("--requests-file", a.requests_file,
+                   "JSON lines, each a request body (completions, or chat with \"messages\")")
+      ->required()
+      ->check(CLI::ExistingFile);
+  load->add_option("--requests", a.requests,
+                   "requests to send, cycling the file; 0: each line once")
+      ->check(CLI::NonNegativeNumber);
+  load->add_option("--concurrency", a.load.concurrency, "requests in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  load->add_option("--timeout", a.load.timeout_seconds, "seconds one request may take")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  load->add_option("--expect", a.expect_file,
+                   "infer generate --prompts-file output for the same prompts: each answer must "
+                   "hold exactly its tokens")
+      ->check(CLI::ExistingFile);
   generate->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder")->required();
   auto* bench_checkpoint =
       bench->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder");
@@ -172,7 +275,8 @@ int main(int argc, char** argv) {
       throw CLI::RequiredError("--prompt or --prompts-file");
   });
   CLI11_PARSE(cli, argc, argv);
-  log::set_info_to_stderr(true);  // stdout is the generated text
+  log::set_info_to_stderr(true);           // stdout is the generated text
+  if (load->parsed()) return run_load(a);  // a client: no job, no model
 
   train::Job job(&argc, &argv);
   const auto options =
@@ -182,6 +286,7 @@ int main(int argc, char** argv) {
   return job.run([&] {
     if (bench->parsed())
       return a.eval_data.empty() ? run_bench(job, *options, a) : run_eval(job, *options, a);
+    if (serve->parsed()) return run_serve(job, *options, a);
     return run_generate(job, *options, a);
   });
 }

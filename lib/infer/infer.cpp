@@ -12,6 +12,7 @@
 #include "dist/tensor_parallel.hpp"
 #include "infer/convert.hpp"
 #include "infer/stream.hpp"
+#include "infer/text_stream.hpp"
 #include "io/model_config.hpp"
 #include "train/checkpoint.hpp"
 #include "train/schema.hpp"
@@ -59,6 +60,27 @@ io::ConfigSchema infer_schema() {
            "1: off")
       .at_least(0);
   s.integer("sampling.seed", 0, "seed of the sampling draws (reproducible)").at_least(0);
+  // infer serve
+  s.integer("serve.block_size", 16, "positions per block of the paged KV cache").at_least(1);
+  s.number("serve.kv_cache_mb", 0,
+           "MiB of the KV block pool (per rank); 0: serve.kv_cache_fraction of the free memory")
+      .at_least(0);
+  s.number("serve.kv_cache_fraction", 0.5,
+           "with kv_cache_mb 0: the share of the device's free memory (the host's available "
+           "memory on the CPU) the block pool takes")
+      .at_least(0);
+  s.integer("serve.max_running", 64, "sequences stepped together at most (vLLM's max_num_seqs)")
+      .at_least(1);
+  s.integer("serve.step_tokens", 512,
+            "tokens one step runs at most, decodes and prompt chunks together (vLLM's "
+            "max_num_batched_tokens); at least max_running")
+      .at_least(1);
+  s.integer("serve.max_queued", 256, "requests waiting for room; past it the server answers 503")
+      .at_least(0);
+  s.number("serve.drain_seconds", 30,
+           "after SIGTERM/SIGINT/SIGUSR1: seconds running requests get to finish before they are "
+           "cancelled")
+      .at_least(0);
   return s;
 }
 
@@ -96,6 +118,21 @@ InferOptions infer_options(const io::Config& c, int world_size) {
   if (o.sampling.repetition_penalty <= 0)
     c.fail("sampling.repetition_penalty", "sampling.repetition_penalty must be > 0");
   o.sampling.context = o.max_out_tokens;
+  o.serve.block_size = c.get<int64_t>("serve.block_size");
+  o.serve.kv_cache_mb = c.get<double>("serve.kv_cache_mb");
+  o.serve.kv_cache_fraction = c.get<double>("serve.kv_cache_fraction");
+  if (o.serve.kv_cache_mb == 0 &&
+      (o.serve.kv_cache_fraction <= 0 || o.serve.kv_cache_fraction > 0.95))
+    c.fail("serve.kv_cache_fraction", "serve.kv_cache_fraction must be in (0, 0.95]");
+  o.serve.max_running = c.get<int64_t>("serve.max_running");
+  o.serve.step_tokens = c.get<int64_t>("serve.step_tokens");
+  if (o.serve.step_tokens < o.serve.max_running)
+    c.fail("serve.step_tokens",
+           fmt::format("serve.step_tokens {} must be at least serve.max_running {}: every running "
+                       "sequence decodes a token each step",
+                       o.serve.step_tokens, o.serve.max_running));
+  o.serve.max_queued = c.get<int64_t>("serve.max_queued");
+  o.serve.drain_seconds = c.get<double>("serve.drain_seconds");
   o.resolved_yaml = train::resolved_yaml(c, {});
   return o;
 }
@@ -186,32 +223,6 @@ LoadedModel random_model(const std::string& model_yaml, Device device, const Inf
   return loaded;
 }
 
-namespace {
-// Bytes of `text` that end on a whole UTF-8 character.
-size_t complete_utf8_prefix(std::string_view text) {
-  size_t end = text.size();
-  // Step back over at most 3 continuation bytes to the last lead byte.
-  size_t i = end;
-  for (int back = 0; back < 4 && i > 0; ++back) {
-    const auto c = static_cast<unsigned char>(text[i - 1]);
-    if ((c & 0xC0) != 0x80) {  // ASCII or a lead byte
-      const size_t need = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
-      return end - (i - 1) >= need ? end : i - 1;
-    }
-    --i;
-  }
-  return end;
-}
-
-// Where the first of the stop strings starts in `text`, or npos.
-size_t stop_position(const std::string& text, const std::vector<std::string>& stop) {
-  size_t first = std::string::npos;
-  for (const std::string& s : stop)
-    if (!s.empty()) first = std::min(first, text.find(s));
-  return first;
-}
-}  // namespace
-
 Completion complete(const LoadedModel& loaded, const std::string& prompt,
                     const InferOptions& options,
                     const std::function<void(std::string_view)>& on_text,
@@ -227,33 +238,20 @@ Completion complete(const LoadedModel& loaded, const std::string& prompt,
   SamplingOptions sampling = options.sampling;
   sampling.max_new_tokens = std::min(sampling.max_new_tokens, room);
   sampling.stop_token = loaded.tokenizer.eos_id().value_or(-1);
-  // Text that may be the start of a stop string is held back until it is not.
-  size_t hold = 0;
-  for (const std::string& s : stop) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
-  size_t streamed = 0, cut = std::string::npos;
+  TextStream stream(loaded.tokenizer, stop, int32_t(sampling.stop_token));
   Timer timer;
   generate(loaded.decoder(), out.prompt_tokens, sampling, [&](int32_t token) {
     if (out.tokens.empty()) out.seconds_to_first_token = timer.seconds();
     out.tokens.push_back(token);
-    if (token == sampling.stop_token) return false;
-    const std::string text = loaded.tokenizer.decode(out.tokens);
-    cut = stop_position(text, stop);
-    const std::string_view visible = std::string_view(text).substr(0, std::min(cut, text.size()));
-    size_t ready =
-        cut != std::string::npos ? visible.size() : visible.size() - std::min(hold, visible.size());
-    ready = complete_utf8_prefix(visible.substr(0, ready));
-    if (ready > streamed && on_text) on_text(visible.substr(streamed, ready - streamed));
-    streamed = std::max(streamed, ready);
-    return cut == std::string::npos;
+    const std::string fresh = stream.push(token);
+    if (on_text && !fresh.empty()) on_text(fresh);
+    return !stream.stopped();
   });
   const double seconds = timer.seconds();
-  const bool eos = !out.tokens.empty() && out.tokens.back() == sampling.stop_token;
-  std::vector<int32_t> text_tokens = out.tokens;
-  if (eos) text_tokens.pop_back();
-  out.text = loaded.tokenizer.decode(text_tokens);
-  if (cut != std::string::npos) out.text.resize(cut);
-  if (on_text && out.text.size() > streamed) on_text(std::string_view(out.text).substr(streamed));
-  out.finish_reason = eos || cut != std::string::npos ? "stop" : "length";
+  const std::string rest = stream.finish();
+  if (on_text && !rest.empty()) on_text(rest);
+  out.text = stream.text();
+  out.finish_reason = stream.stopped() ? "stop" : "length";
   out.tokens_per_second = seconds > 0 ? double(out.tokens.size()) / seconds : 0;
   return out;
 }
@@ -357,6 +355,8 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
   Timer timer;
   Tensor logits = decoder.decode(Tensor::from_vector<int32_t>({rows, width}, padded), cache, valid);
   std::vector<bool> done(static_cast<size_t>(rows), false);
+  std::vector<TextStream> streams;
+  for (const Request& q : batch) streams.emplace_back(loaded.tokenizer, q.stop, eos);
   std::vector<std::vector<int32_t>> history(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) history[size_t(r)] = out[size_t(r)].prompt_tokens;
   for (int64_t step = 0;; ++step) {
@@ -374,11 +374,8 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
       history[size_t(r)].push_back(token);
       if (q.logprobs) c.logprobs.push_back(logprob);
       next[size_t(r)] = token;
-      if (token == eos) {
-        c.finish_reason = "stop";
-        done[size_t(r)] = true;
-      } else if (!q.stop.empty() &&
-                 stop_position(loaded.tokenizer.decode(c.tokens), q.stop) != std::string::npos) {
+      streams[size_t(r)].push(token);
+      if (streams[size_t(r)].stopped()) {
         c.finish_reason = "stop";
         done[size_t(r)] = true;
       } else if (int64_t(c.tokens.size()) >= q.sampling.max_new_tokens ||
@@ -395,11 +392,8 @@ std::vector<Completion> complete_batch(const LoadedModel& loaded, const std::vec
   const double seconds = timer.seconds();
   for (int64_t r = 0; r < rows; ++r) {
     Completion& c = out[size_t(r)];
-    std::vector<int32_t> text_tokens = c.tokens;
-    if (!text_tokens.empty() && text_tokens.back() == eos) text_tokens.pop_back();
-    c.text = loaded.tokenizer.decode(text_tokens);
-    const size_t cut = stop_position(c.text, batch[size_t(r)].stop);
-    if (cut != std::string::npos) c.text.resize(cut);
+    streams[size_t(r)].finish();
+    c.text = streams[size_t(r)].text();
     c.tokens_per_second = seconds > 0 ? double(c.tokens.size()) / seconds : 0;
   }
   return out;

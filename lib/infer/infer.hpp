@@ -20,6 +20,17 @@
 
 namespace turbine::infer {
 
+// infer serve's engine (infer/engine.hpp): the `serve:` config.
+struct ServeOptions {
+  int64_t block_size = 16;  // positions per KV block
+  double kv_cache_mb = 0;   // the block pool; 0: kv_cache_fraction of free memory (see pool_blocks)
+  double kv_cache_fraction = 0.5;
+  int64_t max_running = 64;   // sequences stepped together (vLLM's max_num_seqs)
+  int64_t step_tokens = 512;  // tokens one step may run (max_num_batched_tokens)
+  int64_t max_queued = 256;   // requests waiting for room; past it, 503
+  double drain_seconds = 30;  // a stop signal's grace period for running requests
+};
+
 struct InferOptions {
   std::string device = "cpu";
   int64_t batch_size = 8;         // prompts of a --prompts-file decoded together
@@ -29,6 +40,7 @@ struct InferOptions {
   int64_t tp_size = 1;            // ranks that split the model (tensor parallelism)
   OffloadOptions offload;         // weight streaming
   SamplingOptions sampling;
+  ServeOptions serve;
   std::string resolved_yaml;
 };
 

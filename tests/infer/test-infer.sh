@@ -12,13 +12,8 @@ export OMP_NUM_THREADS=1
 infer=$build/apps/infer
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-"$source/tests/pretrain/fixture.sh" "$build/tests/pretrain-work"
 rm -rf "$work" && mkdir -p "$work"
-"$build/apps/pretrain" --config "$source/configs/pretrain/tiny.yaml" \
-  --set data.path="$build/tests/pretrain-work/data.h5" --set output.dir="$work/run" \
-  --set train_steps=60 --set eval.interval=0 --set checkpoint.interval=0 > "$work/pretrain.log" 2>&1 \
-  || fail "pretrain: $(tail -3 "$work/pretrain.log")"
-ckpt=$work/run/checkpoints/step_00000060
+ckpt=$("$source/tests/infer/checkpoint.sh" "$build/tests/infer-checkpoint") || fail "no checkpoint"
 [[ -f $ckpt/tokenizer.json ]] || fail "the checkpoint has no tokenizer.json"
 
 # gen NAME ARGS...: infer generate into NAME.out (stdout) and NAME.err.
