@@ -29,12 +29,6 @@ nn::BloomConfig config() {
   return c;
 }
 
-std::vector<Device> devices() {
-  std::vector<Device> out = {Device::cpu()};
-  if (kernels::cuda_device_count() > 0) out.push_back(Device::cuda(0));
-  return out;
-}
-
 // One sequence decoded alone with the dense cache: the logits after its
 // prompt and after each greedy token (steps + 1 rows of vocab).
 std::vector<std::vector<float>> alone(const infer::Decoder& decoder,
@@ -93,7 +87,7 @@ BOOST_AUTO_TEST_CASE(continuous_batching_equals_decoding_alone) {
   const std::vector<int64_t> lengths = {5, 1, 17, 9, 3};
   const std::vector<int64_t> joins = {0, 0, 1, 3, 6};
   const int64_t steps = 6, budget = 8, block_size = 4;
-  for (const Device device : devices()) {
+  for (const Device device : testing::test_devices()) {
     BOOST_TEST_CONTEXT(device.str()) {
       nn::Bloom model(config(), 5, device);
       model.set_training(false);

@@ -54,16 +54,10 @@ Streamed stream_of(const nn::Bloom& resident, Device device, DType type,
   return s;
 }
 
-std::vector<Device> devices() {
-  std::vector<Device> out = {Device::cpu()};
-  if (kernels::cuda_device_count() > 0) out.push_back(Device::cuda(0));
-  return out;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(streamed_decoding_equals_resident_decoding) {
-  for (const Device device : devices()) {
+  for (const Device device : testing::test_devices()) {
     for (const std::string far : {"nvme", "cpu"}) {
       if (far == "cpu" && device.is_cpu()) continue;  // host memory is no far tier for a CPU
       for (const DType type : {DType::f32, DType::i8}) {

@@ -1,5 +1,5 @@
-// Small helpers the Boost.Test suites share: a scratch folder, and the text
-// of the turbine::Error an action throws.
+// Small helpers the Boost.Test suites share: a scratch folder, the text of
+// the turbine::Error an action throws, the devices to run a test on.
 #pragma once
 
 #include <unistd.h>
@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
+#include "tensor/tensor.hpp"
 
 namespace turbine::testing {
 
@@ -35,6 +37,14 @@ inline std::string error_of(const std::function<void()>& action) {
     return e.what();
   }
   return "(no error)";
+}
+
+// The CPU, and cuda:0 when there is one (the emulated GPU in an
+// emulate_cuda build).
+inline std::vector<Device> test_devices() {
+  std::vector<Device> out = {Device::cpu()};
+  if (kernels::cuda_device_count() > 0) out.push_back(Device::cuda(0));
+  return out;
 }
 
 inline bool contains(const std::string& text, const std::string& part) {
