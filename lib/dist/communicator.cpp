@@ -1,9 +1,11 @@
 // MPI collectives with error checks and byte counters.
 #include "dist/communicator.hpp"
 
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -195,6 +197,22 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
   for (int64_t done = 0; done < bytes; done += kMaxCount) {
     const int n = static_cast<int>(std::min(kMaxCount, bytes - done));
     check_mpi(MPI_Bcast(p + done, n, MPI_BYTE, root, comm_), "broadcast");
+  }
+  stats_.broadcast_bytes += bytes;
+  ++stats_.calls;
+}
+
+void Communicator::broadcast_idle(void* data, int64_t bytes, int root, int poll_us) {
+  TURBINE_CHECK(bytes < kMaxCount, "broadcast_idle: {} bytes; use broadcast", bytes);
+  MPI_Request request = MPI_REQUEST_NULL;
+  check_mpi(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &request),
+            "broadcast");
+  const auto start = std::chrono::steady_clock::now();
+  for (int done = 0;;) {
+    check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "broadcast");
+    if (done) break;
+    if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
+      std::this_thread::sleep_for(std::chrono::microseconds(poll_us));
   }
   stats_.broadcast_bytes += bytes;
   ++stats_.calls;

@@ -104,6 +104,11 @@ class Communicator final : public BufferCollectives {
   void reduce_scatter_sum_inplace(float* data, int64_t block) override;
   void allgather_inplace(float* data, int64_t block) override;
   void broadcast(void* data, int64_t bytes, int root) override;
+  // A small broadcast (under 2 GiB) that ranks may wait on for long (a
+  // server's other ranks between requests): they poll it, sleeping between
+  // polls once it has not come for a millisecond, instead of spinning in
+  // MPI. Costs up to `poll_us` of latency after an idle spell.
+  void broadcast_idle(void* data, int64_t bytes, int root, int poll_us = 500);
   void all_to_all(const void* send, void* recv, int64_t block, DType dtype) override;
   void allgather(const void* send, void* recv, int64_t block, DType dtype) override;
   void reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) override;

@@ -21,12 +21,22 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 }
 }  // namespace
 
-int64_t pool_blocks(const nn::Bloom& model, const ServeOptions& options) {
+int64_t pool_blocks(const nn::Bloom& model, const ServeOptions& options,
+                    dist::ProcessGroup* tensor_parallel) {
   const int64_t block =
       nn::PagedKvCache::block_bytes(model.config(), options.block_size, model.heads());
   double bytes = options.kv_cache_mb * 1048576.0;
-  if (bytes == 0)
+  if (bytes == 0) {
     bytes = options.kv_cache_fraction * double(backend_for(model.device()).available_bytes());
+    // Host memory is shared by the node's ranks; a GPU is each rank's own.
+    if (tensor_parallel && model.device().is_cpu())
+      bytes /= double(tensor_parallel->host().node_local().size());
+  }
+  if (tensor_parallel) {  // one pool size on every rank: the leader's block ids index them all
+    double negative = -bytes;  // measured on every rank before any pool is allocated
+    tensor_parallel->host().allreduce_max(&negative, 1);
+    bytes = -negative;
+  }
   const int64_t blocks = int64_t(bytes / double(block));
   TURBINE_CHECK(blocks >= 1,
                 "the KV block pool ({:.1f} MiB) holds no block of {} positions ({:.2f} MiB): "
@@ -151,7 +161,8 @@ Engine::Engine(const LoadedModel& loaded, const ServeOptions& options, int64_t c
       options_(options),
       context_(context),
       metrics_(metrics),
-      cache_(decoder_.new_paged_cache(pool_blocks(loaded.model, options), options.block_size)),
+      cache_(decoder_.new_paged_cache(
+          pool_blocks(loaded.model, options, loaded.tensor_parallel.get()), options.block_size)),
       eos_(loaded.tokenizer.eos_id().value_or(-1)) {
   stats_.blocks_total = cache_.num_blocks();
   if (metrics_) {
@@ -348,7 +359,7 @@ std::vector<float> Engine::execute(const Plan& leader_plan) {
     dist::Communicator& comm = loaded_.tensor_parallel->host();
     std::vector<int32_t> packed = leader() ? leader_plan.pack() : std::vector<int32_t>();
     int64_t size = int64_t(packed.size());
-    comm.broadcast(&size, sizeof(size), 0);
+    comm.broadcast_idle(&size, sizeof(size), 0);  // the others sleep while the server idles
     packed.resize(size_t(size));
     comm.broadcast(packed.data(), size * int64_t(sizeof(int32_t)), 0);
     if (!leader()) {

@@ -154,9 +154,11 @@ class Engine {
 };
 
 // Blocks of the pool for a model: kv_cache_mb's worth, or kv_cache_fraction
-// of the device's free memory (host memory on the CPU); the same on every
-// tensor-parallel rank.
-int64_t pool_blocks(const nn::Bloom& model, const ServeOptions& options);
+// of the device's free memory (on the CPU, of the host's available memory
+// shared among the node's ranks). With a tensor-parallel group every rank
+// calls it together and all get the smallest rank's count.
+int64_t pool_blocks(const nn::Bloom& model, const ServeOptions& options,
+                    dist::ProcessGroup* tensor_parallel = nullptr);
 
 // The log-probabilities of the n likeliest tokens under logits (vocab).
 std::vector<std::pair<int32_t, double>> top_logprobs(const float* logits, int64_t vocab, int n);

@@ -22,10 +22,12 @@ PagedKvCache::PagedKvCache(const BloomConfig& config, int64_t num_blocks, int64_
   TURBINE_CHECK(num_blocks < (int64_t(1) << 31) / block_size,
                 "paged KV cache: {} blocks of {} positions overflow 32-bit slots", num_blocks,
                 block_size);
+  // Uninitialized: a position is always written before it is read, and on
+  // the CPU untouched pages cost no memory until blocks are used.
   for (int64_t i = 0; i < config.n_layer; ++i) {
-    keys_.push_back(Tensor::zeros({num_blocks, heads_, block_size, head_dim_}, DType::f32, device));
+    keys_.push_back(Tensor::empty({num_blocks, heads_, block_size, head_dim_}, DType::f32, device));
     values_.push_back(
-        Tensor::zeros({num_blocks, heads_, block_size, head_dim_}, DType::f32, device));
+        Tensor::empty({num_blocks, heads_, block_size, head_dim_}, DType::f32, device));
   }
   free_.resize(size_t(num_blocks));
   // Block 0 on top: the first sequences get the lowest blocks.
