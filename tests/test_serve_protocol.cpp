@@ -2,7 +2,8 @@
 // bodies parsed into requests (fields where they belong, the server's
 // defaults, a 400 naming the field for each kind of bad request, a 404 for
 // another model), BLOOM's chat template, the JSON of responses, stream
-// chunks and errors read back, and the Prometheus registry's exact text.
+// chunks and errors read back, the Prometheus registry's exact text, and
+// the streaming detokenizer.
 #define BOOST_TEST_MODULE serve_protocol
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
@@ -11,8 +12,10 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "data/tokenizer.hpp"
 #include "infer/metrics.hpp"
 #include "infer/openai.hpp"
+#include "infer/text_stream.hpp"
 
 using namespace turbine;
 using namespace turbine::infer;
@@ -618,4 +621,48 @@ BOOST_AUTO_TEST_CASE(metrics_are_thread_safe) {
   BOOST_TEST(m.value("c", R"(parity="even")") == kThreads / 2 * kEach);
   BOOST_TEST(m.value("h") == kThreads * kEach);
   BOOST_TEST(m.render().find("h_bucket{le=\"0.5\"} 20000\n") != std::string::npos);
+}
+
+// The streaming detokenizer (infer/text_stream.hpp) that the server's
+// streams and infer generate share: a character split over two tokens is
+// released whole, text that could begin a stop string is held back, the
+// text ends before the stop string and at EOS, and ids past the
+// tokenizer's vocabulary add no text.
+BOOST_AUTO_TEST_CASE(text_stream_releases_whole_characters_and_cuts_at_stops) {
+  data::Tokenizer::TrainOptions options;
+  options.vocab_size = 300;
+  const data::Tokenizer tokenizer =
+      data::Tokenizer::train({"plain ascii text, plain ascii text"}, options);
+  const int32_t eos = tokenizer.eos_id().value();
+  const std::vector<int32_t> e_acute = tokenizer.encode("\xC3\xA9");  // U+00E9, two bytes
+  BOOST_REQUIRE_EQUAL(e_acute.size(), 2u);                            // one byte token each
+
+  infer::TextStream utf8(tokenizer, {}, eos);
+  BOOST_TEST(utf8.push(tokenizer.encode("x")[0]) == "x");
+  BOOST_TEST(utf8.push(e_acute[0]).empty());  // half a character waits
+  BOOST_TEST(utf8.push(e_acute[1]) == "\xC3\xA9");
+  BOOST_TEST(utf8.push(tokenizer.vocab_size() + 5).empty());  // a padding row of the vocabulary
+  BOOST_TEST(!utf8.stopped());
+  BOOST_TEST(utf8.push(eos).empty());
+  BOOST_TEST(utf8.stopped());
+  BOOST_TEST(utf8.finish().empty());
+  BOOST_TEST(utf8.text() == "x\xC3\xA9");
+
+  infer::TextStream stops(tokenizer, {"", "ab"}, eos);
+  std::string streamed;
+  for (const char* piece : {"x", "a"}) streamed += stops.push(tokenizer.encode(piece)[0]);
+  BOOST_TEST(streamed == "x");  // "a" may begin "ab"
+  streamed += stops.push(tokenizer.encode("b")[0]);
+  BOOST_TEST(stops.stopped());
+  streamed += stops.finish();
+  BOOST_TEST(streamed == "x");
+  BOOST_TEST(stops.text() == "x");
+
+  infer::TextStream held(tokenizer, {"ab"}, eos);
+  streamed = held.push(tokenizer.encode("x")[0]);
+  streamed += held.push(tokenizer.encode("a")[0]);
+  BOOST_TEST(streamed == "x");
+  streamed += held.finish();  // the end releases what was held
+  BOOST_TEST(streamed == "xa");
+  BOOST_TEST(!held.stopped());
 }

@@ -5,11 +5,13 @@
 #                half of them streamed) each return exactly the tokens that
 #                `infer generate` gives for it alone; again with the KV pool
 #                forced small, so requests wait for blocks and still all
-#                complete with the same tokens.
+#                complete with the same tokens; a request beyond the whole
+#                pool is a 400 that says so.
 #   protocol     the OpenAI schema, the bad requests' 400s naming the field,
 #                /health, /v1/models, /metrics (tests/infer/serve_protocol.py),
-#                a client that leaves mid-stream frees its blocks, SIGTERM
-#                drains and exits 0.
+#                a client that leaves mid-stream frees its blocks, a full
+#                queue answers 503 with Retry-After, SIGTERM drains and
+#                exits 0.
 #   load         300 requests at concurrency 32 (infer load): zero errors,
 #                every token exactly as expected; prints throughput and the
 #                p50/p99 latencies.
@@ -109,6 +111,11 @@ correctness)
   start_server -- --set serve.kv_cache_mb=0.1875
   grep -q "KV cache: 24 blocks of 16 positions" "$work/serve.err" || fail "pool: $(grep 'KV cache' "$work/serve.err")"
   load small_pool --concurrency 16
+  # A request that can never fit the pool (24 x 16 positions) is a 400 that says so.
+  curl -s "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "And God said", "max_tokens": 500}' \
+    > "$work/too_big.json"
+  grep -q '"param":"max_tokens"' "$work/too_big.json" && grep -q "KV cache pool holds 384 positions" "$work/too_big.json" ||
+    fail "a request beyond the pool: $(cat "$work/too_big.json")"
   waited=$(metric turbine_requests_waited_for_blocks_total)
   [[ ${waited%.*} -gt 0 ]] || fail "with the small pool no request waited for blocks"
   echo "  small pool: $waited requests waited for blocks"
@@ -122,7 +129,8 @@ protocol)
   # SIGTERM with one long stream running and seven queued (max_running 1):
   # the running one finishes within drain_seconds, the queued ones end with
   # an error event, new requests are refused (503), the server exits 0.
-  start_server -- --set serve.kv_cache_mb=16 --set serve.drain_seconds=20 --set serve.max_running=1
+  start_server -- --set serve.kv_cache_mb=16 --set serve.drain_seconds=20 --set serve.max_running=1 \
+    --set serve.max_queued=7
   curl_pids=()
   for i in $(seq 8); do
     curl -sN "http://127.0.0.1:$port/v1/completions" \
@@ -134,6 +142,11 @@ protocol)
     [[ $(metric turbine_queue_length) == 7 ]] && break
     sleep 0.02
   done
+  # The queue is full (serve.max_queued 7): 503 with Retry-After.
+  curl -s -D "$work/full.headers" -o "$work/full.json" "http://127.0.0.1:$port/v1/completions" \
+    -d '{"prompt": "x"}'
+  head -1 "$work/full.headers" | grep -q " 503" && grep -qi "^retry-after: 1" "$work/full.headers" &&
+    grep -q "requests are waiting" "$work/full.json" || fail "a full queue: $(cat "$work/full.headers" "$work/full.json")"
   kill -TERM "$server_pid"
   sleep 0.2
   refused=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "x"}' || true)
