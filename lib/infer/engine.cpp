@@ -32,7 +32,7 @@ int64_t pool_blocks(const nn::Bloom& model, const ServeOptions& options,
     if (tensor_parallel && model.device().is_cpu())
       bytes /= double(tensor_parallel->host().node_local().size());
   }
-  if (tensor_parallel) {  // one pool size on every rank: the leader's block ids index them all
+  if (tensor_parallel) {       // one pool size on every rank: the leader's block ids index them all
     double negative = -bytes;  // measured on every rank before any pool is allocated
     tensor_parallel->host().allreduce_max(&negative, 1);
     bytes = -negative;
@@ -273,6 +273,9 @@ void Engine::lead() {
     Plan plan = schedule();
     if (plan.sequences.empty()) {
       update_gauges();
+      const Stats s = stats();
+      if (s.prompt_tokens == logged_.prompt_tokens && s.finished == logged_.finished)
+        logged_at_ = Clock::now();  // rates count from the end of an idle spell
       std::unique_lock lock(mutex_);
       work_.wait_for(lock, std::chrono::milliseconds(20),
                      [&] { return !queue_.empty() || stopping_; });
@@ -281,6 +284,7 @@ void Engine::lead() {
     const std::vector<float> logits = execute(plan);
     sample(plan, logits);
     update_gauges();
+    log_progress();
   }
   if (loaded_.tensor_parallel) {  // the followers leave their loop
     Plan exit;
@@ -418,11 +422,17 @@ void Engine::sample(const Plan& plan, const std::vector<float>& logits) {
   for (Running* r : finished_length) finish(*r, "length");
   std::lock_guard lock(mutex_);
   ++stats_.steps;
+  stats_.prompt_tokens += prompt_tokens;
+  stats_.generated_tokens += generated;
 }
 
 void Engine::finish(Running& r, const char* reason) {
   r.seq->publish(r.text.finish(), nullptr, reason);
   cache_.release(r.table);
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.finished;
+  }
   if (metrics_)
     metrics_->add("turbine_sequences_finished_total", 1, fmt::format("reason=\"{}\"", reason));
   std::erase_if(running_, [&](const std::unique_ptr<Running>& p) { return p.get() == &r; });
@@ -433,6 +443,22 @@ void Engine::drop_cancelled() {
   for (const auto& r : running_)
     if (r->seq->cancelled()) gone.push_back(r.get());
   for (Running* r : gone) finish(*r, "cancelled");
+}
+
+void Engine::log_progress() {
+  const Clock::time_point now = Clock::now();
+  const double elapsed = seconds_between(logged_at_, now);
+  if (elapsed < 10) return;
+  const Stats s = stats();
+  log::info(
+      "serve: {:.1f} prompt tokens/s, {:.1f} generated tokens/s, {} requests finished; {} "
+      "running, {} queued; KV blocks {}/{} used ({:.0f}%)",
+      double(s.prompt_tokens - logged_.prompt_tokens) / elapsed,
+      double(s.generated_tokens - logged_.generated_tokens) / elapsed,
+      s.finished - logged_.finished, s.running, s.queued, s.blocks_used, s.blocks_total,
+      100.0 * double(s.blocks_used) / double(std::max<int64_t>(1, s.blocks_total)));
+  logged_at_ = now;
+  logged_ = s;
 }
 
 void Engine::update_gauges() {

@@ -116,7 +116,7 @@ class Engine {
 
   struct Stats {
     int64_t queued = 0, running = 0, blocks_used = 0, blocks_total = 0;
-    int64_t steps = 0;
+    int64_t steps = 0, prompt_tokens = 0, generated_tokens = 0, finished = 0;
   };
   Stats stats() const;
 
@@ -132,6 +132,8 @@ class Engine {
   void finish(Running& r, const char* reason);
   void drop_cancelled();
   void update_gauges();
+  // Every 10 s of activity, a line on the log: throughput and occupancy.
+  void log_progress();
 
   const LoadedModel& loaded_;
   const Decoder decoder_;
@@ -151,6 +153,8 @@ class Engine {
   Stats stats_;
   std::chrono::steady_clock::time_point rate_since_ = std::chrono::steady_clock::now();
   double rate_generated_ = 0;  // turbine_generation_tokens_total at rate_since_
+  std::chrono::steady_clock::time_point logged_at_ = std::chrono::steady_clock::now();
+  Stats logged_;  // stats_ at logged_at_
 };
 
 // Blocks of the pool for a model: kv_cache_mb's worth, or kv_cache_fraction
