@@ -17,8 +17,11 @@
 #                p50/p99 latencies.
 #   tp           the correctness requests against mpirun -np 2 infer serve
 #                (tensor parallelism: rank 0 serves, both ranks step).
+#   cuda         the correctness requests with device cuda (the paged
+#                attention kernels on cuda:0; the emulated GPU in an
+#                emulate_cuda build); SKIP (77) without a CUDA device.
 set -euo pipefail
-case=${1:?test-serve.sh correctness|protocol|load|tp}
+case=${1:?test-serve.sh correctness|protocol|load|tp|cuda}
 build=${TURBINE_BUILD_ROOT:?}
 source=${TURBINE_SOURCE_ROOT:?}
 work=$build/tests/serve-work/$case
@@ -82,9 +85,9 @@ with open(f"{work}/requests.jsonl", "w") as req, open(f"{work}/prompts.jsonl", "
         req.write(json.dumps(body) + "\n")
         gen.write(json.dumps(line) + "\n")
 PY
-expected() {
+expected() {  # expected [ARGS...]: infer generate's tokens for each request alone
   "$infer" generate --checkpoint "$ckpt" --prompts-file "$work/prompts.jsonl" \
-    --set inference.batch_size=1 > "$work/expected.jsonl" 2> "$work/generate.err" \
+    --set inference.batch_size=1 "$@" > "$work/expected.jsonl" 2> "$work/generate.err" \
     || fail "infer generate: $(tail -3 "$work/generate.err")"
 }
 # load NAME ARGS...: infer load against the server, its report in NAME.json.
@@ -184,6 +187,17 @@ tp)
   # mpirun forwards SIGUSR1 to the ranks (SIGTERM would make it end the job).
   stop_server USR1 || fail "mpirun -np 2 infer serve did not exit 0 on SIGUSR1"
   grep -q "draining" "$work/serve.err" || fail "no drain logged"
+  ;;
+cuda)
+  if ! "$infer" generate --checkpoint "$ckpt" --prompt x --set device=cuda \
+    --set sampling.max_new_tokens=1 > /dev/null 2> "$work/probe.err"; then
+    grep -q "no CUDA device" "$work/probe.err" && { echo "SKIP: no CUDA device"; exit 77; }
+    fail "device cuda: $(tail -3 "$work/probe.err")"
+  fi
+  expected --set device=cuda
+  start_server -- --set device=cuda --set serve.kv_cache_mb=16
+  load cuda --concurrency 16
+  stop_server || fail "the server did not exit 0 on SIGTERM"
   ;;
 *) fail "unknown case $case" ;;
 esac
