@@ -240,10 +240,22 @@ Engine::Stats Engine::stats() const {
 }
 
 void Engine::run() {
-  if (leader())
+  if (!leader()) return follow();
+  try {
     lead();
-  else
-    follow();
+  } catch (...) {
+    // A failed step (out of memory, say) ends the server: its requests end
+    // too, so the threads that answer them return instead of waiting.
+    std::deque<std::shared_ptr<Sequence>> waiting;
+    {
+      std::lock_guard lock(mutex_);
+      draining_ = true;
+      waiting.swap(queue_);
+    }
+    for (const auto& seq : waiting) seq->publish("", nullptr, "cancelled");
+    for (const auto& r : running_) r->seq->publish("", nullptr, "cancelled");
+    throw;
+  }
 }
 
 void Engine::lead() {
