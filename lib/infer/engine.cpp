@@ -223,7 +223,6 @@ std::shared_ptr<Sequence> Engine::submit(EngineRequest request, Refusal* why) {
   }
   auto seq = std::make_shared<Sequence>(next_id_++, std::move(request));
   queue_.push_back(seq);
-  stats_.queued = int64_t(queue_.size());
   *why = Refusal::none;
   work_.notify_one();
   return seq;
@@ -236,7 +235,20 @@ void Engine::stop() {
 
 Engine::Stats Engine::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  Stats s = stats_;
+  s.queued = int64_t(queue_.size());
+  return s;
+}
+
+int64_t Engine::cancel_queued() {
+  std::deque<std::shared_ptr<Sequence>> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+    waiting.swap(queue_);
+  }
+  for (const auto& seq : waiting) seq->publish("", nullptr, "cancelled");
+  return int64_t(waiting.size());
 }
 
 void Engine::run() {
@@ -246,13 +258,7 @@ void Engine::run() {
   } catch (...) {
     // A failed step (out of memory, say) ends the server: its requests end
     // too, so the threads that answer them return instead of waiting.
-    std::deque<std::shared_ptr<Sequence>> waiting;
-    {
-      std::lock_guard lock(mutex_);
-      draining_ = true;
-      waiting.swap(queue_);
-    }
-    for (const auto& seq : waiting) seq->publish("", nullptr, "cancelled");
+    cancel_queued();
     for (const auto& r : running_) r->seq->publish("", nullptr, "cancelled");
     throw;
   }
@@ -263,18 +269,11 @@ void Engine::lead() {
   Clock::time_point deadline{};
   for (;;) {
     if ((stop_requested() || stopping_) && !draining_) {
-      draining_ = true;
       deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(options_.drain_seconds));
-      std::deque<std::shared_ptr<Sequence>> waiting;
-      {
-        std::lock_guard lock(mutex_);
-        waiting.swap(queue_);
-        stats_.queued = 0;
-      }
-      for (const auto& seq : waiting) seq->publish("", nullptr, "cancelled");
+      const int64_t cancelled = cancel_queued();
       log::info("draining: {} running requests get {:.0f} s to finish, {} queued ones cancelled",
-                running_.size(), options_.drain_seconds, waiting.size());
+                running_.size(), options_.drain_seconds, cancelled);
     }
     drop_cancelled();
     if (draining_ && (running_.empty() || Clock::now() >= deadline)) {
@@ -358,7 +357,6 @@ Engine::Plan Engine::schedule() {
         break;
       }
       queue_.pop_front();
-      stats_.queued = int64_t(queue_.size());
       running_.push_back(std::make_unique<Running>(seq, loaded_.tokenizer, eos_));
       running_.back()->table = std::move(table);
     }
@@ -395,7 +393,7 @@ void Engine::sample(const Plan& plan, const std::vector<float>& logits) {
   const Clock::time_point now = Clock::now();
   int64_t prompt_tokens = 0, generated = 0;
   size_t row = 0;
-  std::vector<Running*> finished_stop, finished_length;
+  std::vector<std::pair<Running*, const char*>> finished;
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     Running& r = *plan.who[i];
     const auto& step = plan.sequences[i];
@@ -421,17 +419,16 @@ void Engine::sample(const Plan& plan, const std::vector<float>& logits) {
     r.last_token = now;
     r.seq->publish(r.text.push(token.id), &token, nullptr);
     if (r.text.stopped())
-      finished_stop.push_back(&r);
+      finished.emplace_back(&r, "stop");
     else if (r.generated >= q.sampling.max_new_tokens)
-      finished_length.push_back(&r);
+      finished.emplace_back(&r, "length");
   }
   if (metrics_) {
     metrics_->add("turbine_prompt_tokens_total", double(prompt_tokens));
     metrics_->add("turbine_generation_tokens_total", double(generated));
     metrics_->add("turbine_engine_steps_total", 1);
   }
-  for (Running* r : finished_stop) finish(*r, "stop");
-  for (Running* r : finished_length) finish(*r, "length");
+  for (const auto& [r, reason] : finished) finish(*r, reason);
   std::lock_guard lock(mutex_);
   ++stats_.steps;
   stats_.prompt_tokens += prompt_tokens;

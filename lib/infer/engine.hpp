@@ -130,6 +130,9 @@ class Engine {
   std::vector<float> execute(const Plan& plan);  // the forward on every rank
   void sample(const Plan& plan, const std::vector<float>& logits);
   void finish(Running& r, const char* reason);
+  // Stops admitting and ends every queued request ("cancelled"); returns
+  // how many there were.
+  int64_t cancel_queued();
   void drop_cancelled();
   void update_gauges();
   // Every 10 s of activity, a line on the log: throughput and occupancy.
@@ -143,7 +146,7 @@ class Engine {
   nn::PagedKvCache cache_;
   const int32_t eos_;
 
-  mutable std::mutex mutex_;  // guards queue_ and the stats below
+  mutable std::mutex mutex_;  // guards queue_ and stats_
   std::condition_variable work_;
   std::deque<std::shared_ptr<Sequence>> queue_;
   std::vector<std::unique_ptr<Running>> running_;  // the loop's only

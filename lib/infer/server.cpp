@@ -57,6 +57,11 @@ std::string token_text(const LoadedModel& model, int32_t id) {
   return model.tokenizer.decode(ids);
 }
 
+// A request the server's stop (or a failed engine step) ended unfinished.
+openai::ApiError stopped_early() {
+  return api_error(503, "the server stopped before the request finished");
+}
+
 }  // namespace
 
 struct Server::Handlers {
@@ -191,7 +196,7 @@ struct Server::Handlers {
       if (!u.finished) continue;
       if (u.finish_reason == "cancelled") {
         count("cancelled");
-        send_error(res, api_error(503, "the server stopped before the request finished"));
+        send_error(res, stopped_early());
         return;
       }
       choice.finish_reason = u.finish_reason;
@@ -223,7 +228,7 @@ struct Server::Handlers {
             return true;  // called again
           }
           if (u.finished && u.finish_reason == "cancelled") {
-            openai::ApiError e = api_error(503, "the server stopped before the request finished");
+            openai::ApiError e = stopped_early();
             const std::string event = "data: " + openai::error_body(e) + "\n\n";
             sink.write(event.data(), event.size());
             sink.write(openai::kStreamDone.data(), openai::kStreamDone.size());
