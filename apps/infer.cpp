@@ -175,46 +175,79 @@ int run_load(const Args& a) {
   return report.failed == 0 ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App cli{
-      "Generate text with a BLOOM checkpoint (what pretrain writes, or a Hugging Face folder):\n"
-      "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
-      "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)\n"
-      "  infer bench --model configs/models/X.yaml | --checkpoint DIR [--eval DATA.h5]\n"
-      "Under mpirun the ranks split the model (tensor parallelism)."};
-  cli.require_subcommand(1);
-  CLI::App* serve = cli.add_subcommand(
-      "serve", "an OpenAI-compatible HTTP server (continuous batching, paged KV cache)");
-  CLI::App* load = cli.add_subcommand(
-      "load", "send requests to a server at a fixed concurrency; check and time the answers");
-  CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
-  CLI::App* bench = cli.add_subcommand(
-      "bench", "prefill and decode speed (batch 1, 8, 32) against the memory bandwidth");
-  train::JobFlags flags;
-  flags.add_to(*generate, /*resumable=*/false, /*config_required=*/false);
-  flags.add_to(*bench, /*resumable=*/false, /*config_required=*/false);
-  flags.add_to(*serve, /*resumable=*/false, /*config_required=*/false);
-  Args a;
-  auto* serve_checkpoint = serve->add_option("--checkpoint", a.checkpoint,
-                                             "a checkpoints/step_N folder (or a Hugging Face one)");
-  serve
-      ->add_option("--model", a.model_yaml,
-                   "a model config: random weights of its shape (benchmarks; needs --tokenizer)")
-      ->excludes(serve_checkpoint);
-  serve->add_option("--tokenizer", a.tokenizer, "a tokenizer.json to use instead of the model's")
-      ->check(CLI::ExistingFile);
-  serve->callback([&] {
+// --checkpoint or --model (random weights of a config's shape), one of them.
+void add_model_source(CLI::App& command, Args& a, const std::string& checkpoint_help,
+                      const std::string& model_help) {
+  auto* checkpoint = command.add_option("--checkpoint", a.checkpoint, checkpoint_help);
+  command.add_option("--model", a.model_yaml, model_help)->excludes(checkpoint);
+  command.callback([&a] {
     if (a.checkpoint.empty() && a.model_yaml.empty())
       throw CLI::RequiredError("--checkpoint or --model");
   });
+}
+
+CLI::App* add_generate(CLI::App& cli, Args& a) {
+  CLI::App* generate = cli.add_subcommand("generate", "continue prompts; text streams to stdout");
+  generate->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder")->required();
+  auto* one = generate->add_option("--prompt", a.prompt, "the text to continue, streamed");
+  auto* many = generate->add_option(
+      "--prompts-file", a.prompts_file,
+      "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
+      "inference.batch_size; a JSON result a line on stdout");
+  one->excludes(many);
+  generate
+      ->add_option("--stop", a.stop,
+                   "end the --prompt's text before this string (repeatable; a prompts file "
+                   "sets \"stop\" per line)")
+      ->excludes(many);
+  generate->callback([&a] {
+    if (a.prompt.empty() && a.prompts_file.empty())
+      throw CLI::RequiredError("--prompt or --prompts-file");
+  });
+  return generate;
+}
+
+CLI::App* add_bench(CLI::App& cli, Args& a) {
+  CLI::App* bench = cli.add_subcommand(
+      "bench", "prefill and decode speed (batch 1, 8, 32) against the memory bandwidth");
+  add_model_source(*bench, a, "a checkpoints/step_N folder",
+                   "a model config (random weights of its shape)");
+  bench
+      ->add_option("--eval", a.eval_data,
+                   "a token data set (prepare-data's HDF5, the checkpoint's tokenizer): "
+                   "validation perplexity with these weights and with f32, instead of the speed "
+                   "figures")
+      ->needs(bench->get_option("--checkpoint"));
+  bench->add_option("--eval-tokens", a.eval_tokens, "validation tokens --eval predicts")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--eval-window", a.eval_window, "tokens of context per --eval window")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+  bench->add_option("--profile", a.profile_batches,
+                    "also time every kernel call of a few decode steps at these batch sizes");
+  return bench;
+}
+
+CLI::App* add_serve(CLI::App& cli, Args& a) {
+  CLI::App* serve = cli.add_subcommand(
+      "serve", "an OpenAI-compatible HTTP server (continuous batching, paged KV cache)");
+  add_model_source(*serve, a, "a checkpoints/step_N folder (or a Hugging Face one)",
+                   "a model config: random weights of its shape (benchmarks; needs --tokenizer)");
+  serve->add_option("--tokenizer", a.tokenizer, "a tokenizer.json to use instead of the model's")
+      ->check(CLI::ExistingFile);
   serve->add_option("--host", a.http.host, "address to listen on")->capture_default_str();
   serve->add_option("--port", a.http.port, "port to listen on; 0: any free one (logged)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
   serve->add_option("--model-name", a.http.model_name,
                     "the model's name in the API (default: the checkpoint folder's name)");
+  return serve;
+}
+
+CLI::App* add_load(CLI::App& cli, Args& a) {
+  CLI::App* load = cli.add_subcommand(
+      "load", "send requests to a server at a fixed concurrency; check and time the answers");
   load->add_option("--host", a.load.host, "the server's address")->capture_default_str();
   load->add_option("--port", a.load.port, "the server's port")
       ->required()
@@ -236,44 +269,29 @@ int main(int argc, char** argv) {
                    "infer generate --prompts-file output for the same prompts: each answer must "
                    "hold exactly its tokens")
       ->check(CLI::ExistingFile);
-  generate->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder")->required();
-  auto* bench_checkpoint =
-      bench->add_option("--checkpoint", a.checkpoint, "a checkpoints/step_N folder");
-  bench->add_option("--model", a.model_yaml, "a model config (random weights of its shape)")
-      ->excludes(bench_checkpoint);
-  bench
-      ->add_option("--eval", a.eval_data,
-                   "a token data set (prepare-data's HDF5, the checkpoint's tokenizer): "
-                   "validation perplexity with these weights and with f32, instead of the speed "
-                   "figures")
-      ->needs(bench_checkpoint);
-  bench->add_option("--eval-tokens", a.eval_tokens, "validation tokens --eval predicts")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  bench->add_option("--eval-window", a.eval_window, "tokens of context per --eval window")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  bench->add_option("--profile", a.profile_batches,
-                    "also time every kernel call of a few decode steps at these batch sizes");
-  bench->callback([&] {
-    if (a.checkpoint.empty() && a.model_yaml.empty())
-      throw CLI::RequiredError("--checkpoint or --model");
-  });
-  auto* one = generate->add_option("--prompt", a.prompt, "the text to continue, streamed");
-  auto* many = generate->add_option(
-      "--prompts-file", a.prompts_file,
-      "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
-      "inference.batch_size; a JSON result a line on stdout");
-  one->excludes(many);
-  generate
-      ->add_option("--stop", a.stop,
-                   "end the --prompt's text before this string (repeatable; a prompts file "
-                   "sets \"stop\" per line)")
-      ->excludes(many);
-  generate->callback([&] {
-    if (a.prompt.empty() && a.prompts_file.empty())
-      throw CLI::RequiredError("--prompt or --prompts-file");
-  });
+  return load;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{
+      "Generate text with a BLOOM checkpoint (what pretrain writes, or a Hugging Face folder):\n"
+      "  infer generate --checkpoint DIR --prompt TEXT [--config FILE] [--set key=value]\n"
+      "  infer generate --checkpoint DIR --prompts-file F.jsonl  (one JSON result a line)\n"
+      "  infer bench --model configs/models/X.yaml | --checkpoint DIR [--eval DATA.h5]\n"
+      "  infer serve --checkpoint DIR [--port 8000]  (OpenAI-compatible HTTP server)\n"
+      "  infer load --port 8000 --requests-file R.jsonl [--concurrency 32]\n"
+      "Under mpirun the ranks split the model (tensor parallelism)."};
+  cli.require_subcommand(1);
+  Args a;
+  CLI::App* generate = add_generate(cli, a);
+  CLI::App* bench = add_bench(cli, a);
+  CLI::App* serve = add_serve(cli, a);
+  CLI::App* load = add_load(cli, a);
+  train::JobFlags flags;
+  for (CLI::App* command : {generate, bench, serve})
+    flags.add_to(*command, /*resumable=*/false, /*config_required=*/false);
   CLI11_PARSE(cli, argc, argv);
   log::set_info_to_stderr(true);           // stdout is the generated text
   if (load->parsed()) return run_load(a);  // a client: no job, no model
