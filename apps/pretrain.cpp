@@ -2,8 +2,6 @@
 //   mpirun -np 2 pretrain --config configs/pretrain/kjv-small.yaml [--set key=value] [--resume]
 #include "train/pretrain.hpp"
 
-#include "core/log.hpp"
-#include "core/signals.hpp"
 
 using namespace turbine;
 
@@ -24,17 +22,6 @@ int main(int argc, char** argv) {
   if (flags.dry_run) return job.print_resolved(options->resolved_config_yaml);
   return job.run([&] {
     const train::PretrainResult result = train::pretrain(*options, job);
-    const train::LoopResult& r = result.loop;
-    if (r.stopped_early) return kExitStoppedResumable;
-    log::info(
-        "done: {} steps, final train loss {:.4f}, validation loss {:.4f} (unigram entropy "
-        "{:.4f}), {:.0f} tokens/s",
-        r.steps, r.final_train_loss, r.final_val_loss, result.unigram_entropy, r.tokens_per_second);
-    const std::string& out = options->run.output_dir;
-    log::info(
-        "metrics: {}/metrics.jsonl  checkpoints: {}/checkpoints  plot: tools/plot-metrics "
-        "{}/metrics.jsonl",
-        out, out, out);
-    return 0;
+    return train::report_pretrain(*options, result);
   });
 }

@@ -2,6 +2,7 @@
 #include "autograd/functions.hpp"
 
 #include "autograd/tape.hpp"
+#include "core/error.hpp"
 
 namespace turbine::ag {
 
@@ -105,6 +106,71 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
       if (Tensor* g = n.grad_input(0))
         ops::cross_entropy_backward(logits, saved, ignore_index, n.grad_output(0).item(), g);
     });
+  return loss;
+}
+
+Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor& targets,
+                             int64_t ignore_index, int64_t normalizer, int64_t tile_rows) {
+  TURBINE_CHECK(h.ndim() == 2 && h.is_contiguous() && weight.ndim() == 2 &&
+                    weight.dim(1) == h.dim(1) && targets.numel() == h.dim(0),
+                "lm_head_cross_entropy: h (N, H) contiguous, weight (V, H), targets (N); got {}, "
+                "{}, {}",
+                h.str(), weight.str(), targets.str());
+  const int64_t rows = h.dim(0);
+  const int64_t tile = tile_rows <= 0 ? rows : std::min(tile_rows, rows);
+  const Tensor ids = ops::to_index(targets.view({rows}), "lm_head_cross_entropy");
+  // Tile t: rows [t * tile, ...); its logits and cross entropy.
+  const auto tile_loss = [h, weight, ids, ignore_index, rows, tile](int64_t first,
+                                                                     ops::CrossEntropySaved* saved) {
+    const int64_t n = std::min(tile, rows - first);
+    Tensor logits = ops::linear(h.narrow(0, first, n), weight, Tensor());
+    ops::cross_entropy(logits, ids.narrow(0, first, n), ignore_index, saved);
+    return logits;
+  };
+  double total = 0;
+  int64_t counted = 0;
+  Tensor kept_logits;  // one tile: kept for backward
+  ops::CrossEntropySaved kept_saved;
+  for (int64_t first = 0; first < rows; first += tile) {
+    ops::CrossEntropySaved saved;
+    Tensor logits = tile_loss(first, &saved);
+    total += saved.total;
+    counted += saved.counted;
+    if (tile == rows) {
+      kept_logits = std::move(logits);
+      kept_saved = std::move(saved);
+    }
+  }
+  const int64_t divisor = normalizer > 0 ? normalizer : counted;
+  const float value = divisor > 0 ? static_cast<float>(total / double(divisor)) : 0.0f;
+  Tensor loss = Tensor::from_vector<float>({1}, std::vector<float>{value}, h.device());
+  if (needs_grad({&h, &weight}))
+    record({&h, &weight}, {&loss},
+           [h, weight, ignore_index, rows, tile, divisor, tile_loss, kept_logits,
+            kept_saved](Node& n) {
+             const float dloss = n.grad_output(0).item();
+             Tensor* dh = n.grad_input(0);
+             Tensor* dweight = n.grad_input(1);
+             if (tile == rows) {
+               ops::CrossEntropySaved saved = kept_saved;
+               saved.counted = divisor;  // backward scales by dloss / counted
+               Tensor dlogits;
+               ops::cross_entropy_backward(kept_logits, saved, ignore_index, dloss, &dlogits);
+               ops::linear_backward(h, weight, dlogits, dh, dweight, nullptr);
+               return;
+             }
+             if (dh && !dh->defined()) *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
+             for (int64_t first = 0; first < rows; first += tile) {
+               ops::CrossEntropySaved saved;
+               const Tensor logits = tile_loss(first, &saved);
+               saved.counted = divisor;
+               Tensor dlogits;
+               ops::cross_entropy_backward(logits, saved, ignore_index, dloss, &dlogits);
+               Tensor dh_tile = dh ? dh->narrow(0, first, logits.dim(0)) : Tensor();
+               ops::linear_backward(h.narrow(0, first, logits.dim(0)), weight, dlogits,
+                                    dh ? &dh_tile : nullptr, dweight, nullptr);
+             }
+           });
   return loss;
 }
 

@@ -17,6 +17,16 @@ Tensor dropout(const Tensor& x, float p, const ops::DropoutRng& rng);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 Tensor softmax(const Tensor& x);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// The LM head and cross entropy fused, in tiles of rows (Arctic Long Sequence
+// Training's tiled loss): h (N, H), weight (V, H), targets (N) -> the summed
+// loss of the counted rows (target != ignore_index) divided by `normalizer`
+// (<= 0: their count, the mean), 1 element. A tile's logits (tile_rows, V)
+// exist only while it is computed; backward computes them again, tile by
+// tile. With one tile over all rows (tile_rows <= 0 or >= N) the logits are
+// kept for backward instead, and the result is linear + cross_entropy's,
+// bit for bit.
+Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor& targets,
+                             int64_t ignore_index, int64_t normalizer, int64_t tile_rows);
 Tensor embedding(const Tensor& ids, const Tensor& table);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  const ops::AttentionOptions& options);

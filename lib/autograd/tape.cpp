@@ -25,6 +25,8 @@ bool grad_enabled() { return g_tape.enabled; }
 
 NoGradGuard::NoGradGuard() : previous_(g_tape.enabled) { g_tape.enabled = false; }
 NoGradGuard::~NoGradGuard() { g_tape.enabled = previous_; }
+EnableGradGuard::EnableGradGuard() : previous_(g_tape.enabled) { g_tape.enabled = true; }
+EnableGradGuard::~EnableGradGuard() { g_tape.enabled = previous_; }
 
 namespace {
 bool any_requires_grad(std::span<const Tensor* const> inputs) {

@@ -27,6 +27,19 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Turns recording on for a scope, also inside a backward pass (activation
+// checkpointing re-runs a forward there, autograd/checkpoint.hpp).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // True when recording is on and any input requires grad.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<const Tensor*>& inputs);  // for a variable count (concat)
@@ -80,6 +93,9 @@ struct GradReadyWatch {
 // losses first. Cost: one pass over the tape and hash sets of its tensors.
 void backward(const Tensor& loss, const Tensor& seed = Tensor(),
               const GradReadyWatch* watch = nullptr);
+// A backward may run inside a node's backward (activation checkpointing):
+// the inner one runs only the nodes recorded since, which sit after every
+// node of the outer pass on the tape, so the outer pass goes on unchanged.
 // Drops the recorded nodes without running them (e.g. after an eval forward,
 // or nodes that no loss reached: they stay on the tape until this call).
 void clear_tape();

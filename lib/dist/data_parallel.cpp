@@ -137,4 +137,8 @@ MemoryPlan DataParallelOptimizer::memory_plan() const {
           adamw_->state_bytes()};
 }
 
+CommStats DataParallelOptimizer::device_stats() const {
+  return nccl_ ? nccl_->stats() : CommStats{};
+}
+
 }  // namespace turbine::dist

@@ -61,6 +61,9 @@ class DataParallelOptimizer {
   optim::AdamW& optimizer() { return *adamw_; }
   optim::FlatParameters& flat() { return *flat_; }
   Communicator& comm() { return comm_; }
+  // The byte counters of the GPU collectives (zero when the parameters are
+  // in host memory: comm() counts those).
+  CommStats device_stats() const;
 
  private:
   Communicator& comm_;

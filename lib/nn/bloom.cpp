@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "autograd/checkpoint.hpp"
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
@@ -91,12 +92,17 @@ Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uin
                            uint64_t dropout_stream, const Tensor& positions) const {
   // Attention: residual from the LN input (apply_residual_connection_post_layernorm = False).
   const Tensor h = input_layernorm.forward(x);
-  const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
   ops::AttentionOptions options;
   options.causal = true;
   options.alibi_slopes = alibi;
   options.positions = positions;
-  const Tensor context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
+  Tensor context;
+  if (exchange_) {
+    context = sequence_parallel_attention(query_key_value->forward(h), options);
+  } else {
+    const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
+    context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
+  }
   const Tensor attn =
       ag::dropout(dense->forward(context), hidden_dropout_, {dropout_seed, dropout_stream, 0});
   const Tensor x1 = ag::add(x, attn);
@@ -104,6 +110,24 @@ Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uin
   const Tensor h2 = post_attention_layernorm.forward(x1);
   const Tensor mlp = dense_4h_to_h->forward(ag::gelu(dense_h_to_4h->forward(h2)));
   return ag::add(x1, ag::dropout(mlp, hidden_dropout_, {dropout_seed, dropout_stream + 1, 0}));
+}
+
+Tensor BloomBlock::sequence_parallel_attention(const Tensor& qkv,
+                                               const ops::AttentionOptions& options) const {
+  // qkv (B, T/P, H * 3 * D) laid out (H, 3, D): one exchange carries q, k and
+  // v of every head to the rank that owns the head (DeepSpeed sends three).
+  const int64_t batch = qkv.dim(0), local_seq = qkv.dim(1);
+  const int64_t head_dim = qkv.dim(2) / (3 * n_head_);
+  const Tensor by_heads =
+      exchange_->to_heads(ag::reshape(qkv, {batch, local_seq, n_head_, 3, head_dim}));
+  const int64_t seq = by_heads.dim(1), heads = by_heads.dim(2);
+  // Causal attention with ALiBi over the whole sequence: positions are
+  // global here, and the slopes are those of this rank's heads.
+  const ops::Qkv parts =
+      ag::split_qkv(ag::reshape(by_heads, {batch, seq, heads * 3 * head_dim}), int(heads));
+  const Tensor context = ag::merge_heads(ag::attention(parts.q, parts.k, parts.v, options));
+  const Tensor back = exchange_->to_sequence(ag::reshape(context, {batch, seq, heads, head_dim}));
+  return ag::reshape(back, {batch, local_seq, n_head_ * head_dim});
 }
 
 Tensor BloomBlock::forward_cached(const Tensor& x, const std::vector<float>& alibi,
@@ -133,6 +157,7 @@ BloomBlock BloomBlock::clone() const {
   copy.dense = dense->clone();
   copy.dense_h_to_4h = dense_h_to_4h->clone();
   copy.dense_4h_to_h = dense_4h_to_h->clone();
+  copy.exchange_ = exchange_;
   copy.n_head_ = n_head_;
   copy.hidden_dropout_ = hidden_dropout_;
   return copy;
@@ -179,6 +204,10 @@ Bloom Bloom::deep_copy() const {
   for (const BloomBlock& block : h_) copy.h_.push_back(block.clone());
   copy.ln_f_ = ln_f_.clone();
   copy.alibi_ = alibi_;
+  copy.exchange_ = exchange_;
+  copy.sequence_alibi_ = sequence_alibi_;
+  copy.checkpointing_ = checkpointing_;
+  copy.loss_tile_tokens_ = loss_tile_tokens_;
   copy.vocab_slice_ = vocab_slice_;
   copy.tp_size_ = tp_size_;
   copy.seed_ = seed_;
@@ -222,23 +251,78 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
   const Tensor ids = ids_any.to(device());
   Tensor x = word_embeddings_layernorm_.forward(embed(ids));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
-  const int64_t batch = ids.dim(0), seq = ids.dim(1);
-  for (size_t i = 0; i < h_.size(); ++i) {
-    const uint64_t stream = (dropout_step_ << 20) | (uint64_t(i) << 1);
-    const uint64_t dropout_seed = dropout > 0.0f ? seed_ ^ 0x5eedd50u : 0;
-    if (training_ && dropping_.active_in(int64_t(i), seq)) {
-      // Random-LTD: the kept tokens pass through the layer, the rest skip it.
-      const Tensor kept =
-          random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed, dropping_.step, int64_t(i))
-              .to(device());
-      const Tensor through =
-          h_[i].forward(ag::gather_rows(x, kept), alibi_, dropout_seed, stream, kept);
-      x = ag::scatter_rows(x, kept, through);
-    } else {
-      x = h_[i].forward(x, alibi_, dropout_seed, stream);
+  const int64_t layers = int64_t(h_.size());
+  if (!checkpointing_.enabled || !autograd::grad_enabled())
+    return ln_f_.forward(run_training_blocks(x, 0, layers, dropout));
+  // Activation checkpointing: chunks of consecutive blocks, each run again in backward.
+  const int64_t chunks = checkpointing_.chunks > 0 ? std::min(checkpointing_.chunks, layers) : layers;
+  const int64_t per_chunk = layers > 0 ? (layers + chunks - 1) / chunks : 0;
+  autograd::CheckpointOptions options;
+  options.offload_to_host = checkpointing_.offload_inputs;
+  for (int64_t first = 0; first < layers; first += per_chunk) {
+    const int64_t last = std::min(layers, first + per_chunk);
+    std::vector<Tensor> weights;
+    for (int64_t i = first; i < last; ++i) {
+      ParameterList list;
+      const_cast<BloomBlock&>(h_[size_t(i)]).parameters("", list);
+      for (const Parameter& p : list) weights.push_back(p.tensor);
     }
+    std::vector<const Tensor*> weight_ptrs;
+    for (const Tensor& w : weights) weight_ptrs.push_back(&w);
+    x = autograd::checkpoint(
+        [this, first, last, dropout](const Tensor& in) {
+          return run_training_blocks(in, first, last, dropout);
+        },
+        x, weight_ptrs, options);
   }
   return ln_f_.forward(x);
+}
+
+Tensor Bloom::run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout) const {
+  const int64_t batch = x.dim(0), seq = x.dim(1);
+  const std::vector<float>& slopes = exchange_ ? sequence_alibi_ : alibi_;
+  // The ranks of a sequence-parallel group hold different tokens: each draws
+  // its own dropout masks.
+  const uint64_t rank_salt = exchange_ ? uint64_t(exchange_->rank()) * 0x9e3779b97f4a7c15ull : 0;
+  for (int64_t i = first; i < last; ++i) {
+    const uint64_t stream = (dropout_step_ << 20) | (uint64_t(i) << 1);
+    const uint64_t dropout_seed = dropout > 0.0f ? (seed_ ^ 0x5eedd50u ^ rank_salt) : 0;
+    const BloomBlock& block = h_[size_t(i)];
+    if (training_ && dropping_.active_in(i, seq)) {
+      // Random-LTD: the kept tokens pass through the layer, the rest skip it.
+      const Tensor kept =
+          random_ltd_indices(batch, seq, dropping_.kept, dropping_.seed, dropping_.step, i)
+              .to(device());
+      const Tensor through =
+          block.forward(ag::gather_rows(x, kept), slopes, dropout_seed, stream, kept);
+      x = ag::scatter_rows(x, kept, through);
+    } else {
+      x = block.forward(x, slopes, dropout_seed, stream);
+    }
+  }
+  return x;
+}
+
+void Bloom::set_sequence_parallel(const SequenceExchange* exchange) {
+  exchange_ = exchange;
+  sequence_alibi_.clear();
+  if (exchange) {
+    const int64_t size = exchange->size(), heads = config_.n_head;
+    if (heads % size != 0) {
+      std::string valid;
+      for (int64_t p = 1; p <= heads; ++p)
+        if (heads % p == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(p);
+      TURBINE_FAIL(
+          "sequence_parallel_size {} does not divide the model's {} attention heads (each rank "
+          "of the group attends with n_head / P of them): use one of {}",
+          size, heads, valid);
+    }
+    TURBINE_CHECK(tp_size_ == 1, "Bloom: sequence parallelism on a tensor-parallel model");
+    const int64_t local = heads / size, rank = exchange->rank();
+    const std::vector<float> all = ops::alibi_slopes(static_cast<int>(heads));
+    sequence_alibi_.assign(all.begin() + rank * local, all.begin() + (rank + 1) * local);
+  }
+  for (BloomBlock& block : h_) block.set_sequence_exchange(exchange);
 }
 
 Tensor Bloom::embed(const Tensor& ids) const {
@@ -374,12 +458,16 @@ KvCache Bloom::new_cache(int64_t batch, int64_t capacity) const {
   return KvCache(config_, batch, capacity, device(), heads());
 }
 
-Tensor Bloom::loss(const Tensor& ids, const Tensor& targets) const {
+Tensor Bloom::loss(const Tensor& ids, const Tensor& targets, int64_t normalizer) const {
   TURBINE_CHECK(targets.shape() == ids.shape(), "Bloom::loss: targets {} for ids {}", targets.str(),
                 ids.str());
-  const Tensor l = logits(ids);
-  return ag::cross_entropy(ag::reshape(l, {-1, config_.vocab_size}),
-                           targets.to(device()).view({-1}), -100);
+  TURBINE_CHECK(has_f32_embedding(),
+                "Bloom::loss: the f32 embedding was dropped for inference (use decode)");
+  // The LM head is the embedding matrix: logits = h @ E^T, no bias, tile by tile.
+  const Tensor h = hidden_states(ids);
+  return ag::lm_head_cross_entropy(ag::reshape(h, {-1, config_.hidden_size}),
+                                   word_embeddings_.weight, targets.to(device()), -100, normalizer,
+                                   loss_tile_tokens_);
 }
 
 Tensor Bloom::parameter(const std::string& name) const {

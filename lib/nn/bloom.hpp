@@ -45,6 +45,31 @@ struct BloomConfig {
 
 class PagedKvCache;
 
+// Sequence parallelism (DeepSpeed-Ulysses) as a block sees it; seqpar/ulysses
+// implements it over a process group. Each of the group's P ranks holds a
+// contiguous slice of every sequence, and attention runs on whole sequences
+// for heads [rank * n_head / P, (rank + 1) * n_head / P).
+class SequenceExchange {
+ public:
+  virtual ~SequenceExchange() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Before attention: this rank's slice (B, T/P, n_head, 3, D) of the fused
+  // QKV -> its heads over the whole sequence (B, T, n_head/P, 3, D).
+  virtual Tensor to_heads(const Tensor& qkv) const = 0;
+  // After attention: (B, T, n_head/P, D) -> (B, T/P, n_head, D).
+  virtual Tensor to_sequence(const Tensor& context) const = 0;
+};
+
+// Activation checkpointing of the blocks (DeepSpeed's activation_checkpointing):
+// each chunk of consecutive blocks keeps only its input and runs again in
+// backward (autograd/checkpoint.hpp).
+struct ActivationCheckpointing {
+  bool enabled = false;
+  int64_t chunks = 0;           // number_checkpoints: layers grouped into this many; 0: one each
+  bool offload_inputs = false;  // cpu_checkpointing: the kept inputs wait in host memory
+};
+
 class BloomBlock {
  public:
   BloomBlock(const BloomConfig& config, Init& init);
@@ -60,6 +85,8 @@ class BloomBlock {
   BloomBlock clone() const;  // shares no weights
   // The heads this block's (split) linear layers compute: Bloom::shard_heads.
   void set_heads(int64_t heads) { n_head_ = heads; }
+  // Sequence parallelism for forward (training); null: off.
+  void set_sequence_exchange(const SequenceExchange* exchange) { exchange_ = exchange; }
 
   LayerNorm input_layernorm, post_attention_layernorm;
   // Behind LinearLayer so that adapters can wrap them and tensor
@@ -68,6 +95,9 @@ class BloomBlock {
 
  private:
   BloomBlock() = default;
+  // Attention of this rank's heads over the whole sequence, through the exchange.
+  Tensor sequence_parallel_attention(const Tensor& qkv, const ops::AttentionOptions& options) const;
+  const SequenceExchange* exchange_ = nullptr;
   int64_t n_head_ = 0;
   float hidden_dropout_ = 0;
 };
@@ -103,7 +133,10 @@ class Bloom {
   // ids (B, T) of i32/i64/u16 -> logits (B, T, vocab).
   Tensor logits(const Tensor& ids) const;
   // Mean cross entropy of next-token targets (B, T); -100 entries are skipped.
-  Tensor loss(const Tensor& ids, const Tensor& targets) const;
+  // normalizer > 0: the summed loss divided by it instead (sequence
+  // parallelism divides by the whole sequences' count). The LM head and the
+  // loss run in tiles (set_loss_tile_tokens).
+  Tensor loss(const Tensor& ids, const Tensor& targets, int64_t normalizer = 0) const;
   // The final hidden states (B, T, H) after ln_f.
   Tensor hidden_states(const Tensor& ids) const;
   // The logits of one position per row: positions (B) i64, each in [0, T)
@@ -181,6 +214,19 @@ class Bloom {
   // Seeds hidden dropout for the next forward (a training step's counter).
   void set_dropout_step(uint64_t step) { dropout_step_ = step; }
   void set_training(bool training) { training_ = training; }
+  // Training's forward with sequence parallelism: ids are this rank's slice
+  // of each sequence, attention exchanges through `exchange` (which must
+  // outlive the forwards; null turns it off). Throws naming the valid group
+  // sizes unless its size divides n_head. Decode and generation run as
+  // before, on whole sequences with every head.
+  void set_sequence_parallel(const SequenceExchange* exchange);
+  const SequenceExchange* sequence_exchange() const { return exchange_; }
+  void set_activation_checkpointing(const ActivationCheckpointing& checkpointing) {
+    checkpointing_ = checkpointing;
+  }
+  // Tokens per tile of the LM head and loss in loss() (<= 0: all at once):
+  // the logits of more tokens never exist together.
+  void set_loss_tile_tokens(int64_t tokens) { loss_tile_tokens_ = tokens; }
   // Random-LTD for the next forwards (training only); an empty one turns it off.
   void set_token_dropping(const TokenDropping& dropping) { dropping_ = dropping; }
   const TokenDropping& token_dropping() const { return dropping_; }
@@ -200,7 +246,13 @@ class Bloom {
   LayerNorm ln_f_;
   BlockSource* block_source_ = nullptr;  // streamed blocks
   bool streamed_ = false;
+  // Blocks [first, last) on x: the training forward's body.
+  Tensor run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout) const;
   std::vector<float> alibi_;  // this rank's heads' slopes
+  const SequenceExchange* exchange_ = nullptr;
+  std::vector<float> sequence_alibi_;  // the slopes of this rank's heads under exchange_
+  ActivationCheckpointing checkpointing_;
+  int64_t loss_tile_tokens_ = 0;
   VocabSlice vocab_slice_;    // decode's LM head rows
   int tp_size_ = 1;
   ParameterList parameters_;

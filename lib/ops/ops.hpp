@@ -104,7 +104,8 @@ void softmax_backward(const Tensor& y, const Tensor& dy, Tensor* dx);
 // ignore_index. Returns a 1-element tensor; lse receives the rows' log-sum-exp.
 struct CrossEntropySaved {
   Tensor lse, targets;  // targets as i64
-  int64_t counted = 0;  // rows not ignored
+  int64_t counted = 0;  // rows not ignored; backward divides the gradient by it
+  double total = 0;     // the counted rows' summed loss
 };
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                      CrossEntropySaved* saved);

@@ -48,6 +48,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   be.cross_entropy_forward(logits.data<float>(), s.targets.data<int64_t>(), losses.data<float>(),
                            s.lse.data<float>(), rows, vocab, ignore_index);
   const double total = be.sum(losses.data<float>(), rows);
+  s.total = total;
   const float mean = s.counted > 0 ? static_cast<float>(total / s.counted) : 0.0f;
   return Tensor::from_vector<float>({1}, std::vector<float>{mean}, logits.device());
 }

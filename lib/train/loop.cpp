@@ -136,6 +136,13 @@ nlohmann::ordered_json Loop::metrics_line(const StepOutcome& s, double tokens_pe
   return line;
 }
 
+dist::CommStats Loop::comm_stats(const TrainTask& task) const {
+  dist::CommStats all = comm_.stats();
+  all += engine_.optimizer().device_stats();
+  all += task.comm_stats();
+  return all;
+}
+
 void Loop::checkpoint(const TrainTask& task) {
   StateMap state;
   save_counters(counters_, state);
@@ -148,6 +155,7 @@ LoopResult Loop::run(TrainTask& task) {
   const bool leader = comm_.rank() == 0;
   const fs::path out = run_.output_dir;
   const double peak_gflops = gemm_peak_gflops(comm_, device_, run_.peak_tflops);
+  reset_peak_memory(device_);  // peak_mem_mb is training's, not the GEMM measurement's
   std::optional<MetricsWriter> metrics;
   if (leader) metrics.emplace((out / "metrics.jsonl").string(), counters_.step);
   ProgressLine progress(stdout, leader, comm_.size() == 1);
@@ -171,6 +179,7 @@ LoopResult Loop::run(TrainTask& task) {
     log::info("step {} sample: {}", counters_.step, text);
   };
 
+  dist::CommStats comm_before = comm_stats(task);
   while (budget_left()) {
     const StepOutcome s = train_step(comm_, engine_, task, counters_);
     result.final_train_loss = s.loss;
@@ -203,6 +212,16 @@ LoopResult Loop::run(TrainTask& task) {
     nlohmann::ordered_json line = metrics_line(s, tokens_per_s, mfu);
     line["time_s"] = run_timer.seconds();
     if (eval_now) line["val_loss"] = result.final_val_loss;
+    // The step's bytes by collective on this rank (rank 0's; every rank of a
+    // data-parallel run moves the same), evaluation included.
+    const dist::CommStats comm_now = comm_stats(task);
+    line["comm_allreduce_bytes"] = comm_now.allreduce_bytes - comm_before.allreduce_bytes;
+    line["comm_reduce_scatter_bytes"] =
+        comm_now.reduce_scatter_bytes - comm_before.reduce_scatter_bytes;
+    line["comm_allgather_bytes"] = comm_now.allgather_bytes - comm_before.allgather_bytes;
+    line["comm_broadcast_bytes"] = comm_now.broadcast_bytes - comm_before.broadcast_bytes;
+    line["comm_all_to_all_bytes"] = comm_now.all_to_all_bytes - comm_before.all_to_all_bytes;
+    comm_before = comm_now;
     if (metrics) metrics->write(line);
     if (last || (run_.sample_interval > 0 && counters_.step % run_.sample_interval == 0)) sample();
     // A stop request (any rank) ends the run after a checkpoint of this step.

@@ -3,7 +3,7 @@
 // consumed); the loop owns the rest: the step budget (steps and tokens),
 // accumulation, backward, the optimizer step with clipping and loss scaling
 // (through the Engine), evaluation and sample cadence, the progress line,
-// metrics.jsonl, stop requests and checkpoints (with exact resume), and the
+// metrics.jsonl (with each step's collective bytes), stop requests and checkpoints (with exact resume), and the
 // output folder rules.
 #pragma once
 
@@ -51,6 +51,9 @@ class TrainTask {
   virtual double evaluate() { return NAN; }
   // A sample of the model's output to print (rank 0 only), or "".
   virtual std::string sample(int64_t /*step*/) { return {}; }
+  // The byte counters of the task's own process groups (sequence
+  // parallelism's), cumulative; the loop reports each step's part.
+  virtual dist::CommStats comm_stats() const { return {}; }
   // The task's own checkpoint state.
   virtual void save_state(StateMap& /*state*/) const {}
   virtual void load_state(const StateMap& /*state*/) {}
@@ -98,6 +101,9 @@ class Loop {
   void checkpoint(const TrainTask& task);
   // The step's metrics.jsonl line (without val_loss and time_s).
   nlohmann::ordered_json metrics_line(const StepOutcome& s, double tokens_per_s, double mfu) const;
+  // Every collective's bytes on this rank so far: the world's, the
+  // engine's on a GPU, the task's groups'.
+  dist::CommStats comm_stats(const TrainTask& task) const;
   bool budget_left() const;
 
   dist::Communicator& comm_;

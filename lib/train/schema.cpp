@@ -368,6 +368,57 @@ dist::ZeroConfig zero_from(const io::Config& c) {
   return o;
 }
 
+// ------------------------------------------------------- activation memory of training
+
+void declare_activation_memory(io::ConfigSchema& s) {
+  // DeepSpeed leaves the switch to the model code (Megatron's
+  // --checkpoint-activations, Hugging Face's gradient_checkpointing_enable);
+  // here the model is Turbine's, so the block has one.
+  s.boolean("activation_checkpointing.enabled", false,
+            "keep only each block's input and run the block again in backward (less activation "
+            "memory for a second forward)");
+  s.integer("activation_checkpointing.number_checkpoints", 0,
+            "checkpoints per forward: the layers grouped into this many chunks; 0: one per layer")
+      .at_least(0);
+  s.boolean("activation_checkpointing.cpu_checkpointing", false,
+            "keep the checkpointed inputs in host memory until backward (GPU runs; the CPU "
+            "keeps them where they are)");
+  s.boolean("activation_checkpointing.partition_activations", false,
+            "split the checkpoints over the model-parallel ranks: with sequence parallelism each "
+            "rank keeps only its slice of the sequence already, so this changes nothing");
+  s.ignored("activation_checkpointing.contiguous_memory_optimization",
+            "the caching allocator reuses the checkpoints' blocks");
+  s.ignored("activation_checkpointing.synchronize_checkpoint_boundary",
+            "each rank's kernels are ordered already; nothing to synchronize");
+  s.ignored("activation_checkpointing.profile",
+            "build/bench/bench-train-step --profile times every kernel");
+  s.number("tiled_loss.max_tile_mb", 256,
+           "the LM head and cross entropy run on tiles of tokens whose f32 logits take at most "
+           "this many MB (Arctic Long Sequence Training's tiled loss; BLOOM's 250880-token "
+           "vocabulary makes them most of the activation memory at long sequences); 0: all the "
+           "micro-batch's tokens at once")
+      .at_least(0);
+}
+
+ActivationMemory activation_memory_from(const io::Config& c, int64_t vocab_size) {
+  ActivationMemory o;
+  o.checkpointing.enabled = c.get<bool>("activation_checkpointing.enabled");
+  o.checkpointing.chunks = c.get<int64_t>("activation_checkpointing.number_checkpoints");
+  o.checkpointing.offload_inputs = c.get<bool>("activation_checkpointing.cpu_checkpointing");
+  for (const char* key : {"activation_checkpointing.number_checkpoints",
+                          "activation_checkpointing.cpu_checkpointing",
+                          "activation_checkpointing.partition_activations"})
+    if (c.has(key) && !o.checkpointing.enabled)
+      log::warn("{}: {} has no effect while activation_checkpointing.enabled is false",
+                c.where(key), key);
+  const double tile_mb = c.get<double>("tiled_loss.max_tile_mb");
+  o.loss_tile_tokens =
+      tile_mb <= 0 ? 0
+                   : std::max<int64_t>(1, int64_t(tile_mb * (1 << 20) /
+                                                  (double(sizeof(float)) * double(vocab_size))));
+  return o;
+}
+
 // ------------------------------------------------------------- DeepSpeed's foreign keys
 
 void declare_deepspeed_foreign(io::ConfigSchema& s) {
@@ -394,8 +445,6 @@ void declare_deepspeed_foreign(io::ConfigSchema& s) {
   s.ignored("checkpoint.use_node_local_storage", "checkpoints go to output.dir");
   s.ignored("checkpoint.parallel_write", "each rank writes its own optimizer shard");
   s.ignored("aio", "no NVMe offload in training");
-  s.ignored("activation_checkpointing",
-            "activations are kept for backward; Turbine has no activation checkpointing yet");
   s.unsupported("sparse_attention",
                 "sparse attention would change the model, and Turbine's attention is dense; "
                 "remove the block");

@@ -22,6 +22,7 @@
 #include "dist/data_parallel.hpp"
 #include "io/config.hpp"
 #include "kernels/backend.hpp"
+#include "nn/bloom.hpp"
 #include "optim/adamw.hpp"
 #include "optim/loss_scaler.hpp"
 #include "optim/schedule.hpp"
@@ -86,6 +87,15 @@ PrecisionOptions precision_from(const io::Config& c);
 // ---- ZeRO -------------------------------------------------------------------------------
 void declare_zero(io::ConfigSchema& s);
 dist::ZeroConfig zero_from(const io::Config& c);
+
+// ---- activation memory: checkpointing and the tiled LM-head loss ---------------------
+struct ActivationMemory {
+  nn::ActivationCheckpointing checkpointing;
+  int64_t loss_tile_tokens = 0;  // tokens per tile of the LM head and loss; 0: all at once
+};
+void declare_activation_memory(io::ConfigSchema& s);
+// vocab_size: the tile's tokens follow from tiled_loss.max_tile_mb.
+ActivationMemory activation_memory_from(const io::Config& c, int64_t vocab_size);
 
 // ---- DeepSpeed's keys with no meaning here, and features Turbine lacks --------------
 void declare_deepspeed_foreign(io::ConfigSchema& s);
