@@ -1,7 +1,7 @@
 // What the multi-rank dist tests share: MPI for the whole test program, the
 // devices to run each case on (the CPU, and this rank's GPU where every rank
 // of the node has one: NCCL refuses two ranks on one GPU) with a world
-// group on each, a normalized error, and a rank's part of a serially
+// group on each, and a rank's part of a serially
 // computed tensor.
 #pragma once
 
@@ -11,6 +11,7 @@
 
 #include "dist/process_group.hpp"
 #include "tensor/tensor.hpp"
+#include "test_util.hpp"  // normalized_error
 
 namespace turbine::testing {
 
@@ -38,19 +39,6 @@ void on_each_device(Body body) {
       body(group, device);
     }
   }
-}
-
-// ||a - b|| / ||b|| (0 when both are zero), on host copies.
-inline double normalized_error(const Tensor& a, const Tensor& b) {
-  BOOST_TEST_REQUIRE(a.shape() == b.shape(), a.str() << " vs " << b.str());
-  const std::vector<float> x = a.to(Device::cpu()).contiguous().to_vector<float>();
-  const std::vector<float> y = b.to(Device::cpu()).contiguous().to_vector<float>();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    diff += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
-    norm += double(y[i]) * y[i];
-  }
-  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 // Part `rank` of `ranks` equal parts of x along dim, as a contiguous copy

@@ -1,9 +1,12 @@
 // Small helpers the Boost.Test suites share: a scratch folder, the text of
-// the turbine::Error an action throws, the devices to run a test on.
+// the turbine::Error an action throws, the devices to run a test on, the
+// normalized error of two tensors.
 #pragma once
 
 #include <unistd.h>
 
+#include <boost/test/unit_test.hpp>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -49,6 +52,19 @@ inline std::vector<Device> test_devices() {
 
 inline bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
+}
+
+// ||a - b|| / ||b|| (0 when both are zero), on host copies.
+inline double normalized_error(const Tensor& a, const Tensor& b) {
+  BOOST_TEST_REQUIRE(a.shape() == b.shape(), a.str() << " vs " << b.str());
+  const std::vector<float> x = a.to(Device::cpu()).contiguous().to_vector<float>();
+  const std::vector<float> y = b.to(Device::cpu()).contiguous().to_vector<float>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    diff += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+    norm += double(y[i]) * y[i];
+  }
+  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 }  // namespace turbine::testing

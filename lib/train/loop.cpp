@@ -55,10 +55,6 @@ Loop::Loop(dist::Communicator& comm, const RunOptions& run, Device device, Engin
                 "output folder '{}' holds checkpoints of a run ({}): pass --resume to continue "
                 "it, or set output.dir to a new folder",
                 run_.output_dir, *existing_);
-  if (comm_.rank() == 0) {
-    fs::create_directories(run_.output_dir);
-    std::ofstream(fs::path(run_.output_dir) / "config.yaml") << resolved_yaml_;
-  }
 }
 
 void Loop::restore(TrainTask& task) {
@@ -154,6 +150,12 @@ void Loop::checkpoint(const TrainTask& task) {
 LoopResult Loop::run(TrainTask& task) {
   const bool leader = comm_.rank() == 0;
   const fs::path out = run_.output_dir;
+  // Written once the run is sure to start (a checkpoint that does not fit
+  // the model leaves the folder as it was).
+  if (leader) {
+    fs::create_directories(out);
+    std::ofstream(out / "config.yaml") << resolved_yaml_;
+  }
   const double peak_gflops = gemm_peak_gflops(comm_, device_, run_.peak_tflops);
   reset_peak_memory(device_);  // peak_mem_mb is training's, not the GEMM measurement's
   std::optional<MetricsWriter> metrics;

@@ -82,9 +82,9 @@ struct LoopResult {
 
 class Loop {
  public:
-  // `resolved_yaml` is written to <output.dir>/config.yaml and to every
-  // checkpoint. Refuses an output folder that holds checkpoints unless the
-  // run resumes.
+  // `resolved_yaml` is written to <output.dir>/config.yaml when the run
+  // starts and to every checkpoint. Refuses an output folder that holds
+  // checkpoints unless the run resumes.
   Loop(dist::Communicator& comm, const RunOptions& run, Device device, Engine& engine,
        std::string resolved_yaml);
   // A frozen parameter set saved and restored with the engine's (a

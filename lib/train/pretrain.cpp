@@ -213,7 +213,7 @@ void log_plan(const PretrainOptions& o, const nn::Bloom& model, const data::Toke
                   ? ", their inputs kept in host memory"
                   : "");
   if (o.memory.loss_tile_tokens > 0 && o.memory.loss_tile_tokens < o.batch.micro * o.seq_len)
-    log::info("tiled loss: the LM head and cross entropy run on {} tokens at a time ({:.1f} MB "
+    log::info("tiled loss: the LM head and cross entropy run on {} tokens at a time ({:.2f} MB "
               "of logits)",
               o.memory.loss_tile_tokens, double(o.memory.loss_tile_tokens) * m.vocab_size * 4 / 1e6);
   log_engine(engine, device, world);

@@ -5,6 +5,7 @@
 #   crash          a run killed while writing a checkpoint resumes from the previous one;
 #                  SIGUSR1 stops a run with a checkpoint and exit status 75, and it resumes
 #   bad_input      each bad input is a clear error, a non-zero exit, and nothing written
+#                  (ulysses-train's sequence-parallel rules and resume too)
 #   tokenize       tools' tokenize round-trips the corpus exactly (trained BPE and GPT-2's)
 #   curriculum     seqlen_truncate and vocabularyrarity curricula (with random-LTD) resume
 #                  exactly; a missing difficulty index is a clear error
@@ -108,7 +109,7 @@ case $case_name in
     echo "  checkpoint.keep=2 after 5 checkpoints: $kept"
     ;;
   bad_input)
-    # expect_error NAME WORDS... -- ARGS: pretrain fails, names WORDS, writes nothing.
+    # expect_error NAME WORDS... -- ARGS: pretrain (or $app) fails, names WORDS, writes nothing.
     expect_error() {
       local name=$1
       shift
@@ -116,7 +117,7 @@ case $case_name in
       while [[ $1 != -- ]]; do words+=("$1"); shift; done
       shift
       rm -rf "${work:?}/bad-$name"
-      if run_mpi 2 "$pretrain" --config "$config" --set data.path="$work/data.h5" \
+      if run_mpi 2 "${app:-$pretrain}" --config "$config" --set data.path="$work/data.h5" \
           --set output.dir="$work/bad-$name" "$@" > "$work/bad-$name.log" 2>&1; then
         fail "$name: exit status 0"
       fi
@@ -137,6 +138,37 @@ case $case_name in
       --set fp16.enabled=true
     expect_error indivisible_batch "train_batch_size 10" "train_micro_batch_size_per_gpu" -- \
       --set train_batch_size=10 --set train_micro_batch_size_per_gpu=4 --set gradient_accumulation_steps=0
+    # Sequence parallelism: pretrain names ulysses-train; ulysses-train refuses group sizes
+    # that do not divide the ranks or the heads, random-LTD, and windows longer than the data.
+    expect_error sp_in_pretrain "sequence_parallel_size 2" "ulysses-train" -- \
+      --set sequence_parallel_size=2
+    ulysses=$build/apps/ulysses-train
+    app=$ulysses expect_error sp_world "sequence_parallel_size 3 does not divide the 2 ranks" -- \
+      --set sequence_parallel_size=3
+    app=$ulysses expect_error sp_heads "does not divide model.n_head 9" "use one of 1, 3, 9" -- \
+      --set sequence_parallel_size=2 --set model.hidden_size=36 --set model.n_head=9
+    app=$ulysses expect_error sp_random_ltd "random-LTD with sequence_parallel_size" -- \
+      --set sequence_parallel_size=2 --set data_efficiency.enabled=true --set model.n_layer=4 \
+      --set data_efficiency.data_routing.enabled=true \
+      --set data_efficiency.data_routing.random_ltd.enabled=true
+    app=$ulysses expect_error long_window "data.seq_len 10000000" "longer than the" -- \
+      --set sequence_parallel_size=2 --set data.seq_len=10000000
+    # A sequence-parallel checkpoint resumed with another model: refused before any step,
+    # the checkpoint and metrics untouched.
+    rm -rf "${work:?}/bad-sp_resume"
+    run_mpi 2 "$ulysses" --config "$config" --set data.path="$work/data.h5" \
+      --set output.dir="$work/bad-sp_resume" --set sequence_parallel_size=2 --set train_steps=2 \
+      > "$work/bad-sp_resume.log" 2>&1 || fail "sp_resume: the first run failed"
+    before=$(ls -lR --time-style=full-iso "$work/bad-sp_resume" | md5sum)
+    if run_mpi 2 "$ulysses" --config "$config" --set data.path="$work/data.h5" \
+        --set output.dir="$work/bad-sp_resume" --set sequence_parallel_size=2 --set train_steps=4 \
+        --set model.hidden_size=48 --resume > "$work/bad-sp_resume-2.log" 2>&1; then
+      fail "sp_resume: resuming with another model succeeded"
+    fi
+    grep -q "shape" "$work/bad-sp_resume-2.log" || fail "sp_resume: $(cat "$work/bad-sp_resume-2.log")"
+    [[ $(ls -lR --time-style=full-iso "$work/bad-sp_resume" | md5sum) == "$before" ]] ||
+      fail "sp_resume: the run's folder changed"
+    echo "  sp_resume: $(grep -m1 -o 'error: .*' "$work/bad-sp_resume-2.log" | cut -c1-150)"
     # A missing tokenizer file in data preparation.
     if "$build/apps/prepare-data" -o "$work/bad-tok.h5" --tokenizer "$work/no-tokenizer.json" \
         "$work/kjv-400k.txt" > "$work/bad-tok.log" 2>&1; then
