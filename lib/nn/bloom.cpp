@@ -78,6 +78,17 @@ void BloomConfig::check_tensor_parallel(int64_t ranks) const {
                 ranks, vocab_size);
 }
 
+std::optional<std::string> BloomConfig::sequence_parallel_problem(int64_t ranks) const {
+  if (ranks >= 1 && n_head % ranks == 0) return std::nullopt;
+  std::string valid;
+  for (int64_t p = 1; p <= n_head; ++p)
+    if (n_head % p == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(p);
+  return fmt::format(
+      "sequence_parallel_size {} does not divide model.n_head {} (each rank of a group attends "
+      "with n_head / P heads): use one of {}",
+      ranks, n_head, valid);
+}
+
 BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
     : input_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
       post_attention_layernorm(c.hidden_size, c.layer_norm_epsilon, init.device),
@@ -308,15 +319,7 @@ void Bloom::set_sequence_parallel(const SequenceExchange* exchange) {
   sequence_alibi_.clear();
   if (exchange) {
     const int64_t size = exchange->size(), heads = config_.n_head;
-    if (heads % size != 0) {
-      std::string valid;
-      for (int64_t p = 1; p <= heads; ++p)
-        if (heads % p == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(p);
-      TURBINE_FAIL(
-          "sequence_parallel_size {} does not divide the model's {} attention heads (each rank "
-          "of the group attends with n_head / P of them): use one of {}",
-          size, heads, valid);
-    }
+    if (const auto problem = config_.sequence_parallel_problem(size)) TURBINE_FAIL("{}", *problem);
     TURBINE_CHECK(tp_size_ == 1, "Bloom: sequence parallelism on a tensor-parallel model");
     const int64_t local = heads / size, rank = exchange->rank();
     const std::vector<float> all = ops::alibi_slopes(static_cast<int>(heads));

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ struct BloomConfig {
   // Throws, naming the fix, unless `ranks` can split the model (Megatron's
   // tensor parallelism by heads): before any weight is read or split.
   void check_tensor_parallel(int64_t ranks) const;
+  // Why `ranks` cannot run the model sequence-parallel (DeepSpeed-Ulysses
+  // splits attention by heads: ranks must divide n_head), naming the sizes
+  // that can; nullopt when they can.
+  std::optional<std::string> sequence_parallel_problem(int64_t ranks) const;
 };
 
 class PagedKvCache;

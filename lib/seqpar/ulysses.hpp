@@ -14,6 +14,9 @@
 // multiple of P with ignored targets.
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include "data/loader.hpp"
 #include "dist/process_group.hpp"
 #include "nn/bloom.hpp"
@@ -27,8 +30,11 @@ namespace turbine::seqpar {
 struct Layout {
   int sequence_parallel = 1, data_parallel = 1;
   int sp_rank = 0, dp_rank = 0;
-  // Throws, naming the fix, unless sequence_parallel divides world_size.
+  // Throws with problem()'s message unless sequence_parallel divides world_size.
   static Layout of(int world_rank, int world_size, int sequence_parallel);
+  // Why `sequence_parallel` cannot split `world_size` ranks, naming the fix;
+  // nullopt when it can.
+  static std::optional<std::string> problem(int world_size, int sequence_parallel);
 };
 
 // The exchange over a sequence-parallel group (which must outlive it and

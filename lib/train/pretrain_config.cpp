@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "data/token_dataset.hpp"
 #include "io/model_config.hpp"
+#include "seqpar/ulysses.hpp"
 #include "train/pretrain.hpp"
 
 namespace turbine::train {
@@ -45,20 +46,10 @@ namespace {
 // Sequence parallelism's rules, reported at the keys before any work.
 void check_sequence_parallel(const io::Config& c, const PretrainOptions& o, int world) {
   const int p = o.sequence_parallel;
-  if (world % p != 0)
-    c.fail("sequence_parallel_size",
-           fmt::format("sequence_parallel_size {} does not divide the {} ranks: launch a multiple "
-                       "of it (mpirun -np = sequence_parallel_size x data-parallel size)",
-                       p, world));
-  if (o.model.n_head % p != 0) {
-    std::string valid;
-    for (int64_t d = 1; d <= o.model.n_head; ++d)
-      if (o.model.n_head % d == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(d);
-    c.fail("sequence_parallel_size",
-           fmt::format("sequence_parallel_size {} does not divide model.n_head {} (each rank of "
-                       "a group attends with n_head / P heads): use one of {}",
-                       p, o.model.n_head, valid));
-  }
+  if (const auto problem = seqpar::Layout::problem(world, p))
+    c.fail("sequence_parallel_size", *problem);
+  if (const auto problem = o.model.sequence_parallel_problem(p))
+    c.fail("sequence_parallel_size", *problem);
   if (p > 1 && o.random_ltd.enabled)
     c.fail("data_efficiency.data_routing.random_ltd.enabled",
            "random-LTD with sequence_parallel_size > 1 is not supported (each layer would pick "
