@@ -119,56 +119,51 @@ Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor
   const int64_t rows = h.dim(0);
   const int64_t tile = tile_rows <= 0 ? rows : std::min(tile_rows, rows);
   const Tensor ids = ops::to_index(targets.view({rows}), "lm_head_cross_entropy");
-  // Tile t: rows [t * tile, ...); its logits and cross entropy.
-  const auto tile_loss = [h, weight, ids, ignore_index, rows, tile](int64_t first,
-                                                                     ops::CrossEntropySaved* saved) {
-    const int64_t n = std::min(tile, rows - first);
-    Tensor logits = ops::linear(h.narrow(0, first, n), weight, Tensor());
-    ops::cross_entropy(logits, ids.narrow(0, first, n), ignore_index, saved);
-    return logits;
+  // Tile t holds rows [t * tile, ...); its logits exist while it is computed.
+  const auto tile_logits = [h, weight, rows, tile](int64_t t) {
+    return ops::linear(h.narrow(0, t * tile, std::min(tile, rows - t * tile)), weight, Tensor());
   };
+  const int64_t tiles = (rows + tile - 1) / tile;
+  // Each tile's cross-entropy state (its log-sum-exps and targets) stays for
+  // backward; a single tile keeps its logits too.
+  std::vector<ops::CrossEntropySaved> saved(static_cast<size_t>(tiles));
+  Tensor kept_logits;
   double total = 0;
   int64_t counted = 0;
-  Tensor kept_logits;  // one tile: kept for backward
-  ops::CrossEntropySaved kept_saved;
-  for (int64_t first = 0; first < rows; first += tile) {
-    ops::CrossEntropySaved saved;
-    Tensor logits = tile_loss(first, &saved);
-    total += saved.total;
-    counted += saved.counted;
-    if (tile == rows) {
-      kept_logits = std::move(logits);
-      kept_saved = std::move(saved);
-    }
+  for (int64_t t = 0; t < tiles; ++t) {
+    Tensor logits = tile_logits(t);
+    ops::cross_entropy(logits, ids.narrow(0, t * tile, logits.dim(0)), ignore_index,
+                       &saved[size_t(t)]);
+    total += saved[size_t(t)].total;
+    counted += saved[size_t(t)].counted;
+    if (tiles == 1) kept_logits = std::move(logits);
   }
   const int64_t divisor = normalizer > 0 ? normalizer : counted;
   const float value = divisor > 0 ? static_cast<float>(total / double(divisor)) : 0.0f;
   Tensor loss = Tensor::from_vector<float>({1}, std::vector<float>{value}, h.device());
   if (needs_grad({&h, &weight}))
     record({&h, &weight}, {&loss},
-           [h, weight, ignore_index, rows, tile, divisor, tile_loss, kept_logits,
-            kept_saved](Node& n) {
+           [h, weight, ignore_index, tile, tiles, divisor, tile_logits, saved,
+            kept_logits](Node& n) {
              const float dloss = n.grad_output(0).item();
              Tensor* dh = n.grad_input(0);
              Tensor* dweight = n.grad_input(1);
-             if (tile == rows) {
-               ops::CrossEntropySaved saved = kept_saved;
-               saved.counted = divisor;  // backward scales by dloss / counted
+             // Several tiles add their parts into one zeroed dh.
+             if (tiles > 1 && dh && !dh->defined())
+               *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
+             for (int64_t t = 0; t < tiles; ++t) {
+               ops::CrossEntropySaved tile_saved = saved[size_t(t)];
+               tile_saved.counted = divisor;  // backward scales by dloss / counted
+               const Tensor logits = tiles == 1 ? kept_logits : tile_logits(t);
                Tensor dlogits;
-               ops::cross_entropy_backward(kept_logits, saved, ignore_index, dloss, &dlogits);
-               ops::linear_backward(h, weight, dlogits, dh, dweight, nullptr);
-               return;
-             }
-             if (dh && !dh->defined()) *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
-             for (int64_t first = 0; first < rows; first += tile) {
-               ops::CrossEntropySaved saved;
-               const Tensor logits = tile_loss(first, &saved);
-               saved.counted = divisor;
-               Tensor dlogits;
-               ops::cross_entropy_backward(logits, saved, ignore_index, dloss, &dlogits);
-               Tensor dh_tile = dh ? dh->narrow(0, first, logits.dim(0)) : Tensor();
-               ops::linear_backward(h.narrow(0, first, logits.dim(0)), weight, dlogits,
-                                    dh ? &dh_tile : nullptr, dweight, nullptr);
+               ops::cross_entropy_backward(logits, tile_saved, ignore_index, dloss, &dlogits);
+               if (tiles == 1) {
+                 ops::linear_backward(h, weight, dlogits, dh, dweight, nullptr);
+               } else {
+                 Tensor dh_tile = dh ? dh->narrow(0, t * tile, logits.dim(0)) : Tensor();
+                 ops::linear_backward(h.narrow(0, t * tile, logits.dim(0)), weight, dlogits,
+                                      dh ? &dh_tile : nullptr, dweight, nullptr);
+               }
              }
            });
   return loss;
