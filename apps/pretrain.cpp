@@ -2,7 +2,6 @@
 //   mpirun -np 2 pretrain --config configs/pretrain/kjv-small.yaml [--set key=value] [--resume]
 #include "train/pretrain.hpp"
 
-
 using namespace turbine;
 
 int main(int argc, char** argv) {

@@ -4,9 +4,6 @@
 //   mpirun -np 4 ulysses-train --config configs/ulysses/kjv-long.yaml [--set key=value] [--resume]
 #include "train/pretrain.hpp"
 
-#include "core/log.hpp"
-#include "core/signals.hpp"
-
 using namespace turbine;
 
 int main(int argc, char** argv) {

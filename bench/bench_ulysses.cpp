@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
       world.barrier();
       Timer timer;
       engine.zero_grad();
-      const Tensor share = model.loss(slice.ids, slice.targets, std::max<int64_t>(slice.counted, 1));
+      const Tensor share =
+          model.loss(slice.ids, slice.targets, std::max<int64_t>(slice.counted, 1));
       engine.backward(ag::scale(share, float(p)), 0);
       engine.step(1e-4);
       world.barrier();

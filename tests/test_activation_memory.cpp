@@ -7,7 +7,6 @@
 #include "autograd/checkpoint.hpp"
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
-#include "core/rng.hpp"
 #include "nn/bloom.hpp"
 #include "test_util.hpp"
 
@@ -25,14 +24,6 @@ nn::BloomConfig config() {
   return c;
 }
 
-// Random ids in [0, vocab).
-Tensor random_ids(int64_t batch, int64_t seq, int64_t vocab, uint64_t stream) {
-  std::vector<int64_t> ids(size_t(batch * seq));
-  for (size_t i = 0; i < ids.size(); ++i)
-    ids[i] = int64_t(philox_uniform(17, stream, 0, i) * double(vocab)) % vocab;
-  return Tensor::from_vector<int64_t>({batch, seq}, ids);
-}
-
 struct Run {
   double loss = 0;
   std::vector<Tensor> grads;
@@ -45,8 +36,8 @@ Run run(const nn::ActivationCheckpointing& checkpointing, int64_t tile_tokens) {
   model.set_loss_tile_tokens(tile_tokens);
   model.set_dropout_step(3);
   const int64_t batch = 2, seq = 96;
-  const Tensor ids = random_ids(batch, seq, config().vocab_size, 4);
-  const Tensor targets = random_ids(batch, seq, config().vocab_size, 5);
+  const Tensor ids = turbine::testing::random_ids(batch, seq, config().vocab_size, 17, 4);
+  const Tensor targets = turbine::testing::random_ids(batch, seq, config().vocab_size, 17, 5);
   const int64_t live = memory_stats(Device::cpu()).current_bytes;
   reset_peak_memory(Device::cpu());
   Run r;
@@ -89,8 +80,8 @@ BOOST_AUTO_TEST_CASE(activation_checkpointing_gives_the_same_loss_and_gradients_
   BOOST_TEST(each.peak_bytes < plain.peak_bytes, each.peak_bytes << " vs " << plain.peak_bytes);
   BOOST_TEST(pairs.peak_bytes < plain.peak_bytes);
   BOOST_TEST(both.peak_bytes < each.peak_bytes);
-  BOOST_TEST_MESSAGE("peak bytes: plain " << plain.peak_bytes << ", checkpointed " << each.peak_bytes
-                                          << ", in pairs " << pairs.peak_bytes
+  BOOST_TEST_MESSAGE("peak bytes: plain " << plain.peak_bytes << ", checkpointed "
+                                          << each.peak_bytes << ", in pairs " << pairs.peak_bytes
                                           << ", checkpointed + tiled " << both.peak_bytes);
 }
 

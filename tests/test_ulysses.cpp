@@ -10,7 +10,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include "autograd/tape.hpp"
-#include "core/rng.hpp"
 #include "dist/collectives.hpp"
 #include "dist_util.hpp"
 #include "seqpar/ulysses.hpp"
@@ -36,13 +35,10 @@ nn::BloomConfig tiny_config(int64_t n_head = 12) {
 
 // A batch (B, T) of random ids; targets the next ids, with some ignored.
 data::Batch random_batch(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
-  std::vector<int64_t> ids(size_t(batch * seq)), targets(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = int64_t(philox_uniform(seed, 1, 0, i) * double(vocab)) % vocab;
-    targets[i] = int64_t(philox_uniform(seed, 2, 0, i) * double(vocab)) % vocab;
-    if (i % 7 == 3) targets[i] = -100;
-  }
-  return {Tensor::from_vector<int64_t>({batch, seq}, ids),
+  std::vector<int64_t> targets =
+      turbine::testing::random_ids(batch, seq, vocab, seed, 2).to_vector<int64_t>();
+  for (size_t i = 3; i < targets.size(); i += 7) targets[i] = -100;
+  return {turbine::testing::random_ids(batch, seq, vocab, seed, 1),
           Tensor::from_vector<int64_t>({batch, seq}, targets)};
 }
 
@@ -144,10 +140,11 @@ BOOST_AUTO_TEST_CASE(head_counts_the_group_does_not_divide_are_refused_naming_th
     if (layout.sequence_parallel % 3 == 0) return;
     nn::Bloom model(tiny_config(3), 5);  // 3 heads: P = 1 or 3
     const seqpar::UlyssesExchange exchange(group);
-    const std::string error = turbine::testing::error_of([&] { model.set_sequence_parallel(&exchange); });
+    const std::string error =
+        turbine::testing::error_of([&] { model.set_sequence_parallel(&exchange); });
     BOOST_TEST(turbine::testing::contains(error, "use one of 1, 3"), error);
   });
-  BOOST_TEST(turbine::testing::contains(
-      turbine::testing::error_of([] { seqpar::Layout::of(0, 4, 3); }),
-      "sequence_parallel_size 3 does not divide the 4 ranks"));
+  BOOST_TEST(
+      turbine::testing::contains(turbine::testing::error_of([] { seqpar::Layout::of(0, 4, 3); }),
+                                 "sequence_parallel_size 3 does not divide the 4 ranks"));
 }

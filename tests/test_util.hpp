@@ -1,6 +1,6 @@
 // Small helpers the Boost.Test suites share: a scratch folder, the text of
-// the turbine::Error an action throws, the devices to run a test on, the
-// normalized error of two tensors.
+// the turbine::Error an action throws, the devices to run a test on, random
+// token ids, the normalized error of two tensors.
 #pragma once
 
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "tensor/tensor.hpp"
 
 namespace turbine::testing {
@@ -52,6 +53,15 @@ inline std::vector<Device> test_devices() {
 
 inline bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
+}
+
+// (batch, seq) i64 ids in [0, vocab), from Philox stream `stream` of `seed`.
+inline Tensor random_ids(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed,
+                         uint64_t stream) {
+  std::vector<int64_t> ids(size_t(batch * seq));
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = int64_t(philox_uniform(seed, stream, 0, i) * double(vocab)) % vocab;
+  return Tensor::from_vector<int64_t>({batch, seq}, ids);
 }
 
 // ||a - b|| / ||b|| (0 when both are zero), on host copies.
