@@ -240,6 +240,35 @@ EncodeTotals encode_documents(const Inputs& inputs, const Tokenizer& tokenizer,
   return totals;
 }
 
+// What was written: the data set, its splits, the text's bytes per token,
+// the tokenizer (tokenizer_output: where a trained one was saved, or "");
+// a warning when the valid split came out empty.
+void print_summary(const std::string& output, double seconds, const EncodeTotals& totals,
+                   const Tokenizer& tokenizer, const std::string& tokenizer_output,
+                   double valid_fraction) {
+  const TokenDatasetStats& s = totals.stats;
+  const int64_t tokens = s.train.tokens + s.valid.tokens;
+  const int64_t text_tokens = tokens - totals.eos_tokens;
+  std::printf("prepare-data: wrote %s (%s) in %.1f s\n", output.c_str(),
+              megabytes(static_cast<int64_t>(fs::file_size(output))).c_str(), seconds);
+  std::printf("  train: %lld tokens in %lld documents\n", (long long)s.train.tokens,
+              (long long)s.train.docs);
+  std::printf("  valid: %lld tokens in %lld documents\n", (long long)s.valid.tokens,
+              (long long)s.valid.docs);
+  std::printf("  text: %s, %.2f bytes per token (end-of-text tokens not counted)\n",
+              megabytes(totals.text_bytes).c_str(),
+              static_cast<double>(totals.text_bytes) / std::max<int64_t>(text_tokens, 1));
+  std::printf("  tokenizer: vocab %d, %s%s%s\n", tokenizer.vocab_size(),
+              tokenizer.identity().c_str(), tokenizer_output.empty() ? "" : ", saved to ",
+              tokenizer_output.c_str());
+  if (valid_fraction > 0 && s.valid.docs == 0) {
+    std::fprintf(stderr,
+                 "prepare-data: warning: the valid split is empty (%lld documents at "
+                 "--valid-fraction %g); raise it, or cut smaller documents with --documents\n",
+                 (long long)s.train.docs, valid_fraction);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -310,28 +339,8 @@ int main(int argc, char** argv) {
     const EncodeTotals totals = encode_documents(inputs, tokenizer, writer, seed, valid_fraction);
     if (*train) tokenizer.save(tokenizer_output);
 
-    const TokenDatasetStats& s = totals.stats;
-    const int64_t tokens = s.train.tokens + s.valid.tokens;
-    const int64_t text_tokens = tokens - totals.eos_tokens;
-    std::printf("prepare-data: wrote %s (%s) in %.1f s\n", output.c_str(),
-                megabytes(static_cast<int64_t>(fs::file_size(output))).c_str(),
-                total_timer.seconds());
-    std::printf("  train: %lld tokens in %lld documents\n", (long long)s.train.tokens,
-                (long long)s.train.docs);
-    std::printf("  valid: %lld tokens in %lld documents\n", (long long)s.valid.tokens,
-                (long long)s.valid.docs);
-    std::printf("  text: %s, %.2f bytes per token (end-of-text tokens not counted)\n",
-                megabytes(totals.text_bytes).c_str(),
-                static_cast<double>(totals.text_bytes) / std::max<int64_t>(text_tokens, 1));
-    std::printf("  tokenizer: vocab %d, %s%s%s\n", tokenizer.vocab_size(),
-                tokenizer.identity().c_str(), *train ? ", saved to " : "",
-                tokenizer_output.c_str());
-    if (valid_fraction > 0 && s.valid.docs == 0) {
-      std::fprintf(stderr,
-                   "prepare-data: warning: the valid split is empty (%lld documents at "
-                   "--valid-fraction %g); raise it, or cut smaller documents with --documents\n",
-                   (long long)s.train.docs, valid_fraction);
-    }
+    print_summary(output, total_timer.seconds(), totals, tokenizer, tokenizer_output,
+                  valid_fraction);
   } catch (const Error& e) {
     std::fprintf(stderr, "prepare-data: error: %s\n", e.what());
     return 1;
