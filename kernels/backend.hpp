@@ -41,10 +41,12 @@ inline size_t matrix_extent(int rows, int cols, int ld) {
 
 // ---- types of the PPO and image-model kernels (see the section at the end of Backend)
 
-// Elementwise unary ops. clamp limits to [lo, hi]; the others ignore lo and hi.
-enum class UnaryOp : uint8_t { exp, log, relu, clamp };
+// Elementwise unary ops. clamp limits to [lo, hi]; the others ignore lo and
+// hi. log_sigmoid is log(1 / (1 + e^-x)), stable for large |x| (the reward
+// model's pairwise loss).
+enum class UnaryOp : uint8_t { exp, log, relu, clamp, log_sigmoid };
 inline const char* unary_op_name(UnaryOp op) {
-  constexpr const char* names[] = {"exp", "log", "relu", "clamp"};
+  constexpr const char* names[] = {"exp", "log", "relu", "clamp", "log_sigmoid"};
   return names[static_cast<int>(op)];
 }
 // Elementwise binary ops whose second operand may be broadcast (see Broadcast).

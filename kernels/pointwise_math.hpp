@@ -6,6 +6,8 @@
 // (a vectorizable polynomial on the CPU, the device's expf/logf on CUDA).
 #pragma once
 
+#include <cmath>
+
 #include "kernels/backend.hpp"
 #include "kernels/host_device.hpp"
 
@@ -15,6 +17,11 @@ namespace turbine::kernels {
 TURBINE_HOST_DEVICE inline float unary_select(UnaryOp op, float x, float lo, float hi) {
   if (op == UnaryOp::relu) return x < 0.0f ? 0.0f : x;
   return x < lo ? lo : (x > hi ? hi : x);
+}
+
+// log sigmoid(x) = min(x, 0) - log1p(e^-|x|): no overflow for any x.
+TURBINE_HOST_DEVICE inline float log_sigmoid_value(float x) {
+  return (x < 0.0f ? x : 0.0f) - log1pf(expf(-fabsf(x)));
 }
 
 // d op / dx at x, exp's from its output y. relu's is 0 at x <= 0; clamp's
@@ -29,6 +36,8 @@ TURBINE_HOST_DEVICE inline float unary_slope(UnaryOp op, float x, float y, float
       return x > 0.0f ? 1.0f : 0.0f;
     case UnaryOp::clamp:
       return x >= lo && x <= hi ? 1.0f : 0.0f;
+    case UnaryOp::log_sigmoid:  // sigmoid(-x)
+      return 1.0f / (1.0f + expf(x));
   }
   return 0.0f;
 }

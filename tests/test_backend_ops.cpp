@@ -1252,7 +1252,8 @@ void add_pointwise_cases(std::vector<Case>& cases) {
   using kernels::BinaryOp;
   using kernels::Broadcast;
   using kernels::UnaryOp;
-  for (UnaryOp op : {UnaryOp::exp, UnaryOp::log, UnaryOp::relu, UnaryOp::clamp}) {
+  for (UnaryOp op :
+       {UnaryOp::exp, UnaryOp::log, UnaryOp::relu, UnaryOp::clamp, UnaryOp::log_sigmoid}) {
     const bool selects = op == UnaryOp::relu || op == UnaryOp::clamp;
     const float lo = -0.5f, hi = 1.25f;
     auto draw = [=](Inputs& in) {

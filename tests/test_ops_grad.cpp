@@ -458,6 +458,8 @@ BOOST_AUTO_TEST_CASE(unary_grads_and_values) {
   BOOST_TEST(grad_check(f_log, {pos}) < kTol);
   auto f_relu = [](const Ins& in) { return one(ag::relu(in[0])); };
   BOOST_TEST(grad_check(f_relu, {away_from(param({6, 8}, 3), {0.0f})}) < kTol);
+  auto f_log_sigmoid = [](const Ins& in) { return one(ag::log_sigmoid(ag::scale(in[0], 8.0f))); };
+  BOOST_TEST(grad_check(f_log_sigmoid, {param({6, 8}, 5)}) < kTol);
   auto f_clamp = [](const Ins& in) { return one(ag::clamp(in[0], -0.5f, 0.7f)); };
   BOOST_TEST(grad_check(f_clamp, {away_from(param({6, 8}, 4), {-0.5f, 0.7f})}) < kTol);
   // Values against libm.
@@ -471,6 +473,13 @@ BOOST_AUTO_TEST_CASE(unary_grads_and_values) {
   }
   const auto l = host(ops::log(ops::exp(x)));
   for (size_t i = 0; i < xs.size(); ++i) BOOST_TEST(std::abs(l[i] - xs[i]) < 1e-5);
+  // log_sigmoid against libm, and finite far out where a naive log(1 / (1 + e^-x)) is not.
+  const auto ls = host(ops::log_sigmoid(ops::scale(x, 40.0f)));
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double z = 40.0 * double(xs[i]);
+    const double expected = z < 0 ? z - std::log1p(std::exp(z)) : -std::log1p(std::exp(-z));
+    BOOST_TEST(std::abs(ls[i] - expected) <= 1e-5 * std::max(1.0, std::abs(expected)));
+  }
   // Gradients outside clamp's range and below relu's kink are exactly zero.
   const Tensor edge = Tensor::from_vector<float>({4}, std::vector<float>{-2.0f, -0.5f, 0.5f, 3.0f});
   Tensor dx;

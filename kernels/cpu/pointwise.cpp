@@ -15,6 +15,7 @@ namespace {
 inline float unary_value(UnaryOp op, float x, float lo, float hi) {
   if (op == UnaryOp::exp) return exp_approx(x);
   if (op == UnaryOp::log) return std::log(x);
+  if (op == UnaryOp::log_sigmoid) return log_sigmoid_value(x);
   return unary_select(op, x, lo, hi);
 }
 

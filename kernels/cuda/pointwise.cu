@@ -22,6 +22,7 @@ constexpr unsigned kThreads = cuda::kElementwiseThreads;
 __device__ inline float unary_value(UnaryOp op, float x, float lo, float hi) {
   if (op == UnaryOp::exp) return expf(x);
   if (op == UnaryOp::log) return logf(x);
+  if (op == UnaryOp::log_sigmoid) return log_sigmoid_value(x);
   return unary_select(op, x, lo, hi);
 }
 

@@ -272,6 +272,15 @@ Tensor log(const Tensor& x) {
   return y;
 }
 
+Tensor log_sigmoid(const Tensor& x) {
+  Tensor y = ops::log_sigmoid(x);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [x](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::log_sigmoid_backward(x, n.grad_output(0), g);
+    });
+  return y;
+}
+
 Tensor relu(const Tensor& x) {
   Tensor y = ops::relu(x);
   if (needs_grad({&x}))

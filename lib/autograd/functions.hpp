@@ -40,6 +40,7 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 // ---- PPO and image-model ops (issue 12); shapes and rules as in ops.hpp ----------
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
+Tensor log_sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor clamp(const Tensor& x, float lo, float hi);
 // One operand full-size, the other the same or broadcast (ops.hpp).

@@ -16,6 +16,24 @@
 
 namespace turbine::data {
 
+// A seeded order over n items that repeats in epochs: global sample i is
+// item perm_e[i mod n] of epoch e = i / n, perm_e a Fisher-Yates shuffle
+// drawn from the counter-based RNG at (seed, salt + e); identity when not
+// shuffling. Any rank computes any sample's item alone.
+class EpochOrder {
+ public:
+  EpochOrder(int64_t items, uint64_t seed, bool shuffle, uint64_t salt);
+  int64_t items() const { return items_; }
+  int64_t at(int64_t sample);
+
+ private:
+  int64_t items_;
+  uint64_t seed_, salt_;
+  bool shuffle_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> permutation_;
+};
+
 struct Batch {
   Tensor ids, targets;  // (B, T) i64
 };
@@ -35,10 +53,7 @@ class WindowLoader {
   const TokenDataset& dataset_;
   Split split_;
   int64_t seq_len_, windows_;
-  uint64_t seed_;
-  bool shuffle_;
-  int64_t epoch_ = -1;
-  std::vector<int64_t> permutation_;
+  EpochOrder order_;
 };
 
 }  // namespace turbine::data

@@ -166,6 +166,9 @@ Tensor exp(const Tensor& x);
 void exp_backward(const Tensor& y, const Tensor& dy, Tensor* dx);
 Tensor log(const Tensor& x);
 void log_backward(const Tensor& x, const Tensor& dy, Tensor* dx);
+// log(sigmoid(x)), stable for any x (the reward model's pairwise loss).
+Tensor log_sigmoid(const Tensor& x);
+void log_sigmoid_backward(const Tensor& x, const Tensor& dy, Tensor* dx);
 Tensor relu(const Tensor& x);
 void relu_backward(const Tensor& x, const Tensor& dy, Tensor* dx);  // 0 where x <= 0
 Tensor clamp(const Tensor& x, float lo, float hi);

@@ -53,6 +53,13 @@ void log_backward(const Tensor& x, const Tensor& dy, Tensor* dx) {
   unary_grad("log_backward", UnaryOp::log, x, dy, dx);
 }
 
+Tensor log_sigmoid(const Tensor& x) {
+  return unary("log_sigmoid", UnaryOp::log_sigmoid, x);
+}
+void log_sigmoid_backward(const Tensor& x, const Tensor& dy, Tensor* dx) {
+  unary_grad("log_sigmoid_backward", UnaryOp::log_sigmoid, x, dy, dx);
+}
+
 Tensor relu(const Tensor& x) {
   return unary("relu", UnaryOp::relu, x);
 }

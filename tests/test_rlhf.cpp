@@ -1,0 +1,240 @@
+// RLHF's pieces: PPO's arithmetic and the reward model's pairwise loss
+// against PyTorch (tests/golden/rlhf_ppo.h5 from tools/make-golden-rlhf),
+// and the preference data: reading, errors, data_split, tokenizing, batches.
+#define BOOST_TEST_MODULE rlhf
+#include <boost/test/unit_test.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "autograd/tape.hpp"
+#include "rlhf/data.hpp"
+#include "rlhf/ppo_math.hpp"
+#include "tensor/hdf5.hpp"
+#include "test_util.hpp"
+
+using namespace turbine;
+using namespace turbine::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string golden(const std::string& name) {
+  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
+  return std::string(root ? root : ".") + "/tests/golden/" + name;
+}
+
+std::vector<float> floats(const Tensor& t) {
+  return t.to(Device::cpu()).contiguous().to_vector<float>();
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const auto x = floats(a), y = floats(b);
+  BOOST_REQUIRE_EQUAL(x.size(), y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(double(x[i]) - y[i]));
+  return worst;
+}
+
+std::vector<int64_t> ints(const Tensor& t) {
+  return t.to(DType::i64).to_vector<int64_t>();
+}
+
+Tensor trainable(const Tensor& t) {
+  Tensor copy = t.to(DType::f32).contiguous().clone();
+  copy.set_requires_grad(true);
+  return copy;
+}
+
+constexpr double kTol = 1e-6;
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ppo_arithmetic_equals_deepspeed_chat) {
+  const H5File g(golden("rlhf_ppo.h5"), H5File::Mode::read);
+  const std::vector<int64_t> lengths = ints(g.read("ppo/answer_lengths"));
+  const int64_t n = g.read("ppo/log_probs").dim(1);
+  const rlhf::PpoConstants c;
+  const Tensor rewards =
+      rlhf::per_token_rewards(g.read("ppo/log_probs"), g.read("ppo/ref_log_probs"),
+                              floats(g.read("ppo/scores")), lengths, c);
+  BOOST_TEST(max_abs_diff(rewards, g.read("ppo/rewards")) < kTol);
+  const rlhf::Gae gae = rlhf::advantages_and_returns(g.read("ppo/values"), rewards, lengths, c);
+  BOOST_TEST(max_abs_diff(gae.advantages, g.read("ppo/advantages")) < kTol);
+  BOOST_TEST(max_abs_diff(gae.returns, g.read("ppo/returns")) < kTol);
+
+  const Tensor mask = rlhf::answer_mask(lengths, n);
+  const Tensor log_probs = trainable(g.read("ppo/new_log_probs"));
+  const Tensor actor =
+      rlhf::actor_loss(log_probs, g.read("ppo/log_probs"), gae.advantages, mask, c.cliprange);
+  BOOST_TEST(std::abs(actor.item() - g.read("ppo/actor_loss").item()) < kTol);
+  autograd::backward(actor);
+  BOOST_TEST(max_abs_diff(log_probs.grad(), g.read("ppo/actor_grad")) < kTol);
+
+  const Tensor values = trainable(g.read("ppo/new_values"));
+  const Tensor critic =
+      rlhf::critic_loss(values, g.read("ppo/values"), gae.returns, mask, c.cliprange_value);
+  BOOST_TEST(std::abs(critic.item() - g.read("ppo/critic_loss").item()) < kTol);
+  autograd::backward(critic);
+  BOOST_TEST(max_abs_diff(values.grad(), g.read("ppo/critic_grad")) < kTol);
+
+  // The clip fractions count what the losses clipped.
+  const double pf =
+      rlhf::policy_clip_fraction(log_probs, g.read("ppo/log_probs"), mask, c.cliprange);
+  BOOST_TEST(pf > 0.0);
+  BOOST_TEST(pf < 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(reward_pairwise_loss_equals_deepspeed_chat) {
+  const H5File g(golden("rlhf_ppo.h5"), H5File::Mode::read);
+  const Tensor ids = g.read("reward/ids");
+  const rlhf::PairLossInputs in = rlhf::pair_loss_inputs(ids, ints(g.read("reward/lengths")));
+  BOOST_TEST(in.divergence[1] == 6);  // chosen is a prefix of rejected
+  const Tensor rewards = trainable(g.read("reward/rewards"));
+  const rlhf::PairLoss loss = rlhf::pairwise_loss(rewards, in);
+  BOOST_TEST(std::abs(loss.loss.item() - g.read("reward/loss").item()) < kTol);
+  autograd::backward(loss.loss);
+  BOOST_TEST(max_abs_diff(rewards.grad(), g.read("reward/grad")) < kTol);
+  const auto chosen = floats(g.read("reward/chosen_scores")),
+             rejected = floats(g.read("reward/rejected_scores"));
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    BOOST_TEST(loss.chosen_scores[i] == chosen[i]);
+    BOOST_TEST(loss.rejected_scores[i] == rejected[i]);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(pairs_that_cannot_be_compared_are_refused) {
+  // Equal rows, and rows that differ at the first token (no shared prompt).
+  const Tensor same = Tensor::from_vector<int64_t>({2, 3}, std::vector<int64_t>{1, 2, 3, 1, 2, 3});
+  BOOST_TEST(contains(error_of([&] { rlhf::pair_loss_inputs(same, {3, 3}); }), "same tokens"));
+  const Tensor first = Tensor::from_vector<int64_t>({2, 2}, std::vector<int64_t>{1, 2, 5, 2});
+  BOOST_TEST(contains(error_of([&] { rlhf::pair_loss_inputs(first, {2, 2}); }), "first token"));
+}
+
+// ---- data -------------------------------------------------------------------------
+
+namespace {
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string pair_line(const std::string& prompt, const std::string& chosen,
+                      const std::string& rejected) {
+  return "{\"prompt\": \"" + prompt + "\", \"chosen\": \"" + chosen + "\", \"rejected\": \"" +
+         rejected + "\"}\n";
+}
+
+data::Tokenizer tiny_tokenizer() {
+  data::Tokenizer::TrainOptions options;
+  options.vocab_size = 300;
+  return data::Tokenizer::train(
+      {"Human: which verse follows? Assistant: And God said, let there be "
+       "light: and there was light. In the beginning."},
+      options);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(bad_jsonl_lines_are_named) {
+  TempDir dir("rlhf");
+  const std::string path = dir.file("pairs.jsonl");
+  write(path, pair_line("Human: a Assistant:", "b", "c") + "\n" +
+                  "{\"prompt\": \"p\", \"chosen\": \"x\"}\n");
+  std::string e = error_of([&] { rlhf::read_pairs(path); });
+  BOOST_TEST(contains(e, path + ":3"));
+  BOOST_TEST(contains(e, "\"rejected\" is missing"));
+  write(path, "not json\n");
+  BOOST_TEST(contains(error_of([&] { rlhf::read_pairs(path); }), path + ":1: not a JSON object"));
+  write(path, "{\"prompt\": 3, \"chosen\": \"a\", \"rejected\": \"b\"}\n");
+  BOOST_TEST(contains(error_of([&] { rlhf::read_pairs(path); }), "\"prompt\" must be a string"));
+  write(path, "\n");
+  BOOST_TEST(contains(error_of([&] { rlhf::read_pairs(path); }), "no preference pairs"));
+  BOOST_TEST(
+      contains(error_of([&] { rlhf::read_pairs(dir.file("absent.jsonl")); }), "cannot read"));
+}
+
+BOOST_AUTO_TEST_CASE(data_split_partitions_like_deepspeed_chat) {
+  // 2,4,4 of 11: round(2.2) = 2, round(4.4) = 4 twice -> bounds 0, 2, 6, 10
+  // shifted by 10 - 11 = -1 -> 0, 3, 7, 11 (DeepSpeed-Chat's arithmetic).
+  const std::vector<double> split = {2, 4, 4};
+  std::vector<int64_t> all;
+  const std::vector<size_t> sizes = {3, 4, 4};
+  for (int phase = 0; phase < 3; ++phase) {
+    const auto part = rlhf::phase_indices(11, split, phase, 7);
+    BOOST_TEST(part.size() == sizes[size_t(phase)]);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  std::sort(all.begin(), all.end());
+  for (int64_t i = 0; i < 11; ++i) BOOST_TEST(all[size_t(i)] == i);  // a partition
+  BOOST_TEST(rlhf::phase_indices(11, split, 1, 7) == rlhf::phase_indices(11, split, 1, 7));
+  BOOST_TEST(rlhf::phase_indices(11, split, 1, 7) != rlhf::phase_indices(11, split, 1, 8));
+  // One phase takes everything.
+  BOOST_TEST(rlhf::phase_indices(5, {0, 1, 0}, 1, 1).size() == 5u);
+  BOOST_TEST(rlhf::phase_indices(5, {0, 1, 0}, 0, 1).empty());
+}
+
+BOOST_AUTO_TEST_CASE(samples_and_batches) {
+  TempDir dir("rlhf");
+  const std::string path = dir.file("pairs.jsonl");
+  write(path, pair_line("Human: which verse follows? Assistant:", "And God said", "light light") +
+                  pair_line("Human: which? Assistant:", "In the beginning", "In the beginning") +
+                  pair_line("Human: which verse follows? Assistant:", "And there was light",
+                            "And God said, let there be light"));
+  const data::Tokenizer tok = tiny_tokenizer();
+  const int32_t eos = *tok.eos_id();
+  rlhf::TokenizeOptions o;
+  o.max_seq_len = 64;
+  // SFT: " " prompt, " " chosen, eos; the prompt's targets masked.
+  const rlhf::PhaseData sft = rlhf::load_phase(path, rlhf::Phase::sft, {1, 0, 0}, 1, tok, o);
+  BOOST_REQUIRE(sft.sft.size() == 3u);
+  for (const rlhf::SftSample& s : sft.sft) {
+    BOOST_TEST(s.ids.back() == eos);
+    BOOST_TEST(tok.decode(std::vector<int32_t>(s.ids.begin(), s.ids.begin() + s.prompt_tokens))
+                   .rfind(" Human:", 0) == 0u);
+  }
+  const rlhf::SftBatch b = rlhf::sft_batch({&sft.sft[0], &sft.sft[1]}, false, eos);
+  const auto ids = ints(b.ids), targets = ints(b.targets);
+  const int64_t width = b.ids.dim(1);
+  int64_t counted = 0;
+  for (int64_t r = 0; r < 2; ++r) {
+    const rlhf::SftSample& s = sft.sft[size_t(r)];
+    for (int64_t t = 0; t < width; ++t) {
+      const int64_t target = targets[size_t(r * width + t)];
+      const bool answer = t + 1 >= s.prompt_tokens && t + 1 < int64_t(s.ids.size());
+      BOOST_TEST((target != -100) == answer);
+      if (answer) {
+        BOOST_TEST(target == s.ids[size_t(t + 1)]);
+        ++counted;
+      }
+    }
+  }
+  BOOST_TEST(counted == b.targets_counted);
+  // The prompt's tokens are targets too when asked.
+  BOOST_TEST(rlhf::sft_batch({&sft.sft[0]}, true, eos).targets_counted ==
+             int64_t(sft.sft[0].ids.size()) - 1);
+  // A prompt that fills max_seq_len leaves nothing to learn: dropped, counted.
+  o.max_seq_len = 3;
+  const rlhf::PhaseData cut = rlhf::load_phase(path, rlhf::Phase::sft, {1, 0, 0}, 1, tok, o);
+  BOOST_TEST(cut.sft.empty());
+  BOOST_TEST(cut.dropped == 3);
+  BOOST_TEST(contains(cut.drop_reason, "max_seq_len"));
+
+  // Reward: the pair whose chosen equals rejected is left out.
+  o.max_seq_len = 64;
+  const rlhf::PhaseData reward = rlhf::load_phase(path, rlhf::Phase::reward, {0, 1, 0}, 1, tok, o);
+  BOOST_TEST(reward.reward.size() == 2u);
+  BOOST_TEST(reward.dropped == 1);
+  const rlhf::RewardBatch rb = rlhf::reward_batch({&reward.reward[0], &reward.reward[1]}, eos);
+  BOOST_TEST(rb.ids.dim(0) == 4);
+  BOOST_TEST(rb.lengths[0] == int64_t(reward.reward[0].chosen.size()));
+  BOOST_TEST(rb.lengths[2] == int64_t(reward.reward[0].rejected.size()));
+  const rlhf::PairLossInputs in = rlhf::pair_loss_inputs(rb.ids, rb.lengths);
+  for (size_t i = 0; i < 2; ++i) BOOST_TEST(in.divergence[i] > 0);
+
+  // PPO: prompts longer than max_prompt_seq_len are dropped.
+  o.max_prompt_seq_len = 6;
+  const rlhf::PhaseData ppo = rlhf::load_phase(path, rlhf::Phase::ppo, {0, 0, 1}, 1, tok, o);
+  BOOST_TEST(ppo.prompts.size() + size_t(ppo.dropped) == 3u);
+  for (const rlhf::PromptSample& p : ppo.prompts) BOOST_TEST(p.prompt.size() <= 6u);
+}
