@@ -8,8 +8,13 @@
 #include <fstream>
 
 #include "autograd/tape.hpp"
+#include "grad_check.hpp"
+#include "nn/lora.hpp"
+#include "ops/ops.hpp"
 #include "rlhf/data.hpp"
+#include "rlhf/models.hpp"
 #include "rlhf/ppo_math.hpp"
+#include "rlhf/rollout.hpp"
 #include "tensor/hdf5.hpp"
 #include "test_util.hpp"
 
@@ -237,4 +242,122 @@ BOOST_AUTO_TEST_CASE(samples_and_batches) {
   const rlhf::PhaseData ppo = rlhf::load_phase(path, rlhf::Phase::ppo, {0, 0, 1}, 1, tok, o);
   BOOST_TEST(ppo.prompts.size() + size_t(ppo.dropped) == 3u);
   for (const rlhf::PromptSample& p : ppo.prompts) BOOST_TEST(p.prompt.size() <= 6u);
+}
+
+// ---- models and generation ----------------------------------------------------------
+
+namespace {
+
+nn::BloomConfig tiny_bloom() {
+  nn::BloomConfig c;
+  c.vocab_size = 61;
+  c.hidden_size = 32;
+  c.n_head = 4;
+  c.n_layer = 2;
+  return c;
+}
+
+std::vector<std::vector<int32_t>> some_prompts() {
+  return {{5, 9, 2, 33}, {7}, {12, 40, 41, 42, 43, 44, 3}, {8, 8}};
+}
+
+// Makes every adapter's B non-zero so that LoRA changes the function.
+void move_adapters(nn::Bloom& model) {
+  uint64_t stream = 0;
+  for (const nn::Parameter& p : model.parameters())
+    if (p.name.ends_with("lora_B.weight"))
+      Tensor(p.tensor).copy_from(Tensor::randn(p.tensor.shape(), 3, stream++, 0.2f));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(lora_gradients_by_finite_differences) {
+  nn::Init init{11, 0, 0.3f};
+  nn::LoraLinear layer(std::make_unique<nn::Linear>(6, 5, true, init), 3, 1.5f, 4, 0);
+  const auto f = [&](const std::vector<Tensor>& in) {
+    layer.lora_a = in[0];
+    layer.lora_b = in[1];
+    return std::vector<Tensor>{layer.forward(in[2])};
+  };
+  // B non-zero, so that A's gradient is non-zero too.
+  BOOST_TEST(grad_check(f, {param({3, 6}, 1, 0.5f), param({5, 3}, 2, 0.5f), param({2, 4, 6}, 3)}) <
+             1e-3);
+}
+
+BOOST_AUTO_TEST_CASE(merged_lora_generates_as_unmerged_forward) {
+  nn::Bloom model(tiny_bloom(), 21);
+  nn::apply_lora(model, {4, 2.0f, "", 5});
+  move_adapters(model);
+  const Tensor ids = random_ids(2, 9, 61, 1, 0);
+  const autograd::NoGradGuard no_grad;
+  const Tensor unmerged = model.logits(ids);
+  const Tensor weight = model.parameter("h.1.mlp.dense_h_to_4h.weight").clone();
+  BOOST_TEST(nn::merge_lora(model, true) == 8);
+  BOOST_TEST(normalized_error(model.logits(ids), unmerged) < 1e-5);
+  rlhf::RolloutOptions o;
+  o.max_answer = 6;
+  o.sampling.temperature = 0;
+  const rlhf::Rollout merged = rlhf::generate_rollout(model, some_prompts(), {1, 2, 3, 4}, o);
+  BOOST_TEST(nn::merge_lora(model, false) == 8);
+  // Unmerged again: the base weight is back within rounding.
+  BOOST_TEST(normalized_error(model.parameter("h.1.mlp.dense_h_to_4h.weight"), weight) < 1e-6);
+  const rlhf::Rollout plain = rlhf::generate_rollout(model, some_prompts(), {1, 2, 3, 4}, o);
+  BOOST_TEST(ints(merged.ids) == ints(plain.ids));
+}
+
+BOOST_AUTO_TEST_CASE(hybrid_engine_generates_as_recomputation) {
+  nn::Bloom model(tiny_bloom(), 22);
+  const std::vector<uint64_t> seeds = {10, 11, 12, 13};
+  for (const double temperature : {0.0, 1.0}) {
+    rlhf::RolloutOptions o;
+    o.max_answer = 12;
+    o.sampling.temperature = temperature;
+    o.sampling.top_k = 0;
+    o.eos = 60;
+    o.pad = 0;
+    const rlhf::Rollout cached = rlhf::generate_rollout(model, some_prompts(), seeds, o);
+    o.kv_cache = false;
+    const rlhf::Rollout recomputed = rlhf::generate_rollout(model, some_prompts(), seeds, o);
+    BOOST_TEST(ints(cached.ids) == ints(recomputed.ids), "temperature " << temperature);
+    BOOST_TEST(cached.answer_lengths == recomputed.answer_lengths);
+    // Right-packed: each row is its prompt, then its answer.
+    for (size_t b = 0; b < 4; ++b) {
+      const auto row = cached.answer(int64_t(b));
+      BOOST_TEST(int64_t(row.size()) == cached.answer_lengths[b]);
+      BOOST_TEST((row.back() == 60 || int64_t(row.size()) == 12));
+    }
+    // A row's answer does not depend on the rows beside it.
+    const rlhf::Rollout alone = rlhf::generate_rollout(model, {some_prompts()[2]}, {12}, o);
+    BOOST_TEST(alone.answer(0) == cached.answer(2));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(region_log_probs_and_values) {
+  nn::Bloom model(tiny_bloom(), 23);
+  const Tensor ids = random_ids(3, 10, 61, 2, 0);
+  const std::vector<int64_t> starts = {0, 3, 5};
+  const int64_t count = 4;
+  const Tensor region = rlhf::region_log_probs(model, ids, starts, count);
+  const autograd::NoGradGuard no_grad;
+  const auto full = ops::log_softmax(model.logits(ids)).to_vector<float>();  // (3, 10, 61)
+  const auto id = ints(ids);
+  const auto got = floats(region);
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t t = starts[size_t(b)] + k;
+      const float expected = full[size_t((b * 10 + t) * 61 + id[size_t(b * 10 + t + 1)])];
+      BOOST_TEST(std::abs(got[size_t(b * count + k)] - expected) < 1e-5);
+    }
+  const rlhf::RewardModel rm(model.deep_copy(), 3);
+  const auto all = floats(rm.values(ids));
+  const auto some = floats(rm.region_values(ids, starts, count));
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t k = 0; k < count; ++k)
+      BOOST_TEST(std::abs(some[size_t(b * count + k)] -
+                          all[size_t(b * 10 + starts[size_t(b)] + k)]) < 1e-6);
+  BOOST_TEST(rm.parameters().back().name == "v_head.weight");
+  BOOST_TEST(contains(error_of([&] {
+                        rlhf::region_log_probs(model, ids, {0, 3, 6}, 4);
+                      }),
+                      "outside"));
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/functions.hpp"
+#include "autograd/tape.hpp"
 #include "core/error.hpp"
 
 namespace turbine::nn {
@@ -25,7 +26,32 @@ LoraLinear::LoraLinear(std::unique_ptr<LinearLayer> base, int64_t rank, float sc
   lora_b.set_requires_grad(true);
 }
 
+Tensor LoraLinear::delta() const {
+  const autograd::NoGradGuard no_grad;
+  return ops::scale(ops::matmul(lora_b, lora_a), scaling);
+}
+
+void LoraLinear::merge() {
+  TURBINE_CHECK(!merged_, "LoraLinear::merge: merged already");
+  auto* plain = dynamic_cast<Linear*>(base_.get());
+  TURBINE_CHECK(plain != nullptr, "LoRA: only adapters over a plain linear layer can be merged");
+  Tensor(plain->weight).copy_from(ops::add(plain->weight, delta()));
+  merged_ = true;
+}
+
+void LoraLinear::unmerge() {
+  TURBINE_CHECK(merged_, "LoraLinear::unmerge: not merged");
+  auto* plain = static_cast<Linear*>(base_.get());
+  Tensor(plain->weight).copy_from(ops::add(plain->weight, delta(), 1.0f, -1.0f));
+  merged_ = false;
+}
+
 Tensor LoraLinear::forward(const Tensor& x) const {
+  if (merged_) {
+    TURBINE_CHECK(!autograd::grad_enabled(),
+                  "LoRA: the adapters are merged for generation: unmerge them before training");
+    return base_->forward(x);
+  }
   const Tensor update = ag::linear(ag::linear(x, lora_a, Tensor()), lora_b, Tensor());
   return ag::add(base_->forward(x), ag::scale(update, scaling));
 }
@@ -42,6 +68,7 @@ std::unique_ptr<LinearLayer> LoraLinear::clone() const {
   copy->lora_a = copy_of(lora_a);
   copy->lora_b = copy_of(lora_b);
   copy->scaling = scaling;
+  copy->merged_ = merged_;
   return copy;
 }
 
@@ -56,6 +83,17 @@ int64_t apply_lora(Bloom& model, const LoraConfig& config) {
   });
   TURBINE_CHECK(wrapped > 0, "LoRA: no linear layer's name contains '{}'", config.module_filter);
   return wrapped;
+}
+
+int64_t merge_lora(Bloom& model, bool merge) {
+  int64_t count = 0;
+  model.transform_linears([&](const std::string&, std::unique_ptr<LinearLayer>& layer) {
+    auto* lora = dynamic_cast<LoraLinear*>(layer.get());
+    if (lora == nullptr || lora->merged() == merge) return;
+    merge ? lora->merge() : lora->unmerge();
+    ++count;
+  });
+  return count;
 }
 
 }  // namespace turbine::nn

@@ -29,9 +29,20 @@ class LoraLinear final : public LinearLayer {
   Tensor lora_a, lora_b;  // (r, in), (out, r)
   float scaling = 1.0f;
 
+  // The hybrid engine's fuse and unfuse (DeepSpeed's fuse_lora_weight): merge
+  // adds scaling * B A into the base weight, so forward is one product (for
+  // generation); unmerge subtracts it again (for training). The base weight
+  // then differs from before by rounding only. Forward while merged runs the
+  // base alone; training while merged is refused (no gradient reaches A, B).
+  void merge();
+  void unmerge();
+  bool merged() const { return merged_; }
+
  private:
   LoraLinear() = default;
+  Tensor delta() const;  // scaling * B A, (out, in)
   std::unique_ptr<LinearLayer> base_;
+  bool merged_ = false;
 };
 
 struct LoraConfig {
@@ -45,5 +56,7 @@ struct LoraConfig {
 // Wraps the model's matching linear layers and freezes everything else
 // (DeepSpeed-Chat's only_optimize_lora). Returns how many were wrapped.
 int64_t apply_lora(Bloom& model, const LoraConfig& config);
+// Merges (or unmerges) every adapter of the model; returns how many.
+int64_t merge_lora(Bloom& model, bool merge);
 
 }  // namespace turbine::nn

@@ -254,9 +254,9 @@ void CheckpointStore::load_weights(const std::string& checkpoint, const nn::Para
   }
 }
 
-StateMap CheckpointStore::load(const std::string& checkpoint,
-                               const std::vector<CheckpointPart>& parts) {
-  for (const CheckpointPart& part : parts) check_checkpoint(checkpoint, part.name);
+StateMap CheckpointStore::read_state(const std::string& checkpoint) {
+  TURBINE_CHECK(fs::is_directory(checkpoint) && fs::exists(fs::path(checkpoint) / "trainer.h5"),
+                "'{}' is not a Turbine checkpoint (a directory with trainer.h5)", checkpoint);
   H5File trainer((fs::path(checkpoint) / "trainer.h5").string(), H5File::Mode::read);
   TURBINE_CHECK(trainer.attribute_int("format_version") == kFormatVersion,
                 "{}: checkpoint format {} is not supported (this build reads {})", trainer.path(),
@@ -275,13 +275,30 @@ StateMap CheckpointStore::load(const std::string& checkpoint,
         break;
     }
   }
+  return state;
+}
+
+std::map<std::string, Tensor> CheckpointStore::read_weights(const std::string& checkpoint,
+                                                             const std::string& part) {
+  check_checkpoint(checkpoint, part);
+  H5File weights((fs::path(checkpoint) / weights_file(part)).string(), H5File::Mode::read);
+  std::map<std::string, Tensor> out;
+  for (const std::string& name : weights.list("params")) out[name] = weights.read("params/" + name);
+  return out;
+}
+
+StateMap CheckpointStore::load(const std::string& checkpoint,
+                               const std::vector<CheckpointPart>& parts) {
+  for (const CheckpointPart& part : parts) check_checkpoint(checkpoint, part.name);
+  const StateMap state = read_state(checkpoint);
+  const std::string trainer_path = (fs::path(checkpoint) / "trainer.h5").string();
   for (const CheckpointPart& part : parts) {
     load_weights(checkpoint, *part.params, part.name);
     if (!part.optimizer) continue;
     const int64_t real = part.optimizer->flat().numel();
     const int64_t saved = state.get_int(part_key(part.name, "numel"));
     TURBINE_CHECK(saved == real, "{}: part '{}' of the checkpoint has {} parameters, the model {}",
-                  trainer.path(), part.name, saved, real);
+                  trainer_path, part.name, saved, real);
     read_shards(checkpoint, part, comm_.rank());
   }
   const int64_t saved_world = state.get_int("world_size");

@@ -84,6 +84,11 @@ class CheckpointStore {
   // One part's weights only (init_from, inference); any process may call it.
   static void load_weights(const std::string& checkpoint, const nn::ParameterList& params,
                            const std::string& part = "model");
+  // Every stored weight of one part, by name, in host memory; any process.
+  static std::map<std::string, Tensor> read_weights(const std::string& checkpoint,
+                                                    const std::string& part = "model");
+  // The key/value state of a checkpoint (trainer.h5); any process.
+  static StateMap read_state(const std::string& checkpoint);
   static std::string step_name(int64_t step);
 
  private:
