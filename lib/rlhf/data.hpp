@@ -46,6 +46,7 @@ const char* phase_name(Phase phase);
 struct TokenizeOptions {
   int64_t max_seq_len = 256;         // SFT and reward sequences
   int64_t max_prompt_seq_len = 128;  // PPO prompts
+  int64_t max_answer_seq_len = 64;   // PPO answers
   bool train_on_prompt = false;      // SFT: the prompt's tokens are targets too
 };
 

@@ -31,12 +31,19 @@ Job::Job(int* argc, char*** argv) : mpi_(argc, argv), world_(dist::Communicator:
 
 bool Job::load_config(const JobFlags& flags, const io::ConfigSchema& schema,
                       const std::function<void(const io::Config&)>& resolve) {
-  std::string problem;
-  std::vector<io::Config::IgnoredKey> ignored;
-  try {
+  return guard_config([&](std::vector<io::Config::IgnoredKey>& ignored) {
     const io::Config config = io::Config::load(flags.config_path, schema, flags.all_overrides());
     ignored = config.ignored();
     resolve(config);
+  });
+}
+
+bool Job::guard_config(
+    const std::function<void(std::vector<io::Config::IgnoredKey>&)>& resolve) {
+  std::string problem;
+  std::vector<io::Config::IgnoredKey> ignored;
+  try {
+    resolve(ignored);
   } catch (const std::exception& e) {
     problem = e.what();
   }

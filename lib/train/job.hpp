@@ -68,6 +68,20 @@ class Job {
     return options;
   }
 
+  // The same protocol for a config the app assembles itself (rlhf's
+  // per-step views): `resolve` loads and resolves, and appends the ignored
+  // keys it met, which rank 0 reports once.
+  template <typename Options>
+  std::optional<Options> configure_with(
+      const std::function<Options(std::vector<io::Config::IgnoredKey>&)>& resolve) {
+    std::optional<Options> options;
+    const bool ok = guard_config([&](std::vector<io::Config::IgnoredKey>& ignored) {
+      options = resolve(ignored);
+    });
+    if (!ok) options.reset();
+    return options;
+  }
+
   // --dry-run: rank 0 prints the resolved config; exit status 0.
   int print_resolved(const std::string& resolved_yaml);
 
@@ -84,6 +98,7 @@ class Job {
  private:
   bool load_config(const JobFlags& flags, const io::ConfigSchema& schema,
                    const std::function<void(const io::Config&)>& resolve);
+  bool guard_config(const std::function<void(std::vector<io::Config::IgnoredKey>&)>& resolve);
   // Constructed first: stop signals go to their watcher thread before MPI_Init
   // starts threads of its own (core/signals.hpp).
   struct StopSignalWatch {

@@ -29,6 +29,15 @@ void save_counters(const LoopCounters& c, StateMap& state) {
   state.set("flops", c.flops);
 }
 
+// ", accuracy 0.8125, ..." from the task's evaluation figures.
+std::string eval_note(const TrainTask& task) {
+  std::string note;
+  const nlohmann::ordered_json metrics = task.eval_metrics();
+  for (const auto& [key, value] : metrics.items())
+    note += fmt::format(", {} {}", key, value.is_number_float() ? fmt::format("{:.4f}", value.get<double>()) : value.dump());
+  return note;
+}
+
 LoopCounters load_counters(const StateMap& state) {
   LoopCounters c;
   c.step = state.get_int("step");
@@ -74,6 +83,11 @@ void Loop::restore(TrainTask& task) {
 bool Loop::budget_left() const {
   return counters_.step < run_.train_steps &&
          (run_.train_tokens <= 0 || counters_.tokens < run_.train_tokens);
+}
+
+StepOutcome TrainTask::run_step(dist::Communicator& comm, Engine& engine,
+                                LoopCounters& counters) {
+  return train_step(comm, engine, *this, counters);
 }
 
 StepOutcome train_step(dist::Communicator& comm, Engine& engine, TrainTask& task,
@@ -168,10 +182,16 @@ LoopResult Loop::run(TrainTask& task) {
 
   const auto evaluate = [&] {
     result.final_val_loss = task.evaluate();
-    if (std::isnan(result.final_val_loss)) return;
+    const std::string note = eval_note(task);
+    if (std::isnan(result.final_val_loss) && note.empty()) return;
     progress.break_line();
-    log::info("step {}: validation loss {:.4f} (perplexity {:.1f})", counters_.step,
-              result.final_val_loss, std::exp(result.final_val_loss));
+    if (std::isnan(result.final_val_loss))
+      log::info("step {}: evaluation: {}", counters_.step, note.substr(2));
+    else if (task.loss_is_log_likelihood())
+      log::info("step {}: validation loss {:.4f} (perplexity {:.1f}){}", counters_.step,
+                result.final_val_loss, std::exp(result.final_val_loss), note);
+    else
+      log::info("step {}: validation loss {:.4f}{}", counters_.step, result.final_val_loss, note);
   };
   const auto sample = [&] {
     if (!leader) return;
@@ -183,7 +203,7 @@ LoopResult Loop::run(TrainTask& task) {
 
   dist::CommStats comm_before = comm_stats(task);
   while (budget_left()) {
-    const StepOutcome s = train_step(comm_, engine_, task, counters_);
+    const StepOutcome s = task.run_step(comm_, engine_, counters_);
     result.final_train_loss = s.loss;
     if (!s.update.applied) {
       progress.break_line();
@@ -213,7 +233,10 @@ LoopResult Loop::run(TrainTask& task) {
     if (eval_now) evaluate();
     nlohmann::ordered_json line = metrics_line(s, tokens_per_s, mfu);
     line["time_s"] = run_timer.seconds();
-    if (eval_now) line["val_loss"] = result.final_val_loss;
+    if (eval_now) {
+      if (!std::isnan(result.final_val_loss)) line["val_loss"] = result.final_val_loss;
+      line.update(task.eval_metrics());
+    }
     // The step's bytes by collective on this rank (rank 0's; every rank of a
     // data-parallel run moves the same), evaluation included.
     const dist::CommStats comm_now = comm_stats(task);

@@ -34,6 +34,9 @@ struct StepWork {
   nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
 };
 
+struct StepOutcome;
+class Engine;
+
 // The app's side of a training step.
 class TrainTask {
  public:
@@ -47,8 +50,19 @@ class TrainTask {
   virtual Tensor micro_batch_loss(const LoopCounters& at, int64_t micro) = 0;
   // After the optimizer step: what the step consumed.
   virtual StepWork step_work(const LoopCounters& at) = 0;
+  // The whole step, for a task whose step is more than one engine's
+  // accumulate-and-update (PPO: generation, then epochs of updates of two
+  // engines). The default is train_step on the loop's engine. It moves the
+  // counters on by what the step consumed. Collective.
+  virtual StepOutcome run_step(dist::Communicator& comm, Engine& engine, LoopCounters& counters);
   // Validation loss (collective), or NaN when the task has none.
   virtual double evaluate() { return NAN; }
+  // Other figures of the last evaluate() (reward accuracy, ...): logged and
+  // written to metrics.jsonl beside val_loss.
+  virtual nlohmann::ordered_json eval_metrics() const { return nlohmann::ordered_json::object(); }
+  // Whether the validation loss is a per-token negative log-likelihood
+  // (then its perplexity is shown too).
+  virtual bool loss_is_log_likelihood() const { return true; }
   // A sample of the model's output to print (rank 0 only), or "".
   virtual std::string sample(int64_t /*step*/) { return {}; }
   // The byte counters of the task's own process groups (sequence
@@ -94,6 +108,8 @@ class Loop {
   // into the engine, the extra parts and the task. Collective.
   void restore(TrainTask& task);
   const LoopCounters& counters() const { return counters_; }
+  // Whether restore() continues a run (else the task starts its models).
+  bool resuming() const { return run_.resume && existing_.has_value(); }
   // Trains until the budget is spent or a stop is requested. Collective.
   LoopResult run(TrainTask& task);
 

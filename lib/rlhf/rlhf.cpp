@@ -1,0 +1,109 @@
+// The rlhf job: configuring the steps and running them in order.
+#include "rlhf/rlhf.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace turbine::rlhf {
+
+namespace fs = std::filesystem;
+
+std::optional<std::string> finished_checkpoint(const std::string& step_dir) {
+  std::ifstream in(fs::path(step_dir) / "final_checkpoint");
+  std::string path;
+  if (!std::getline(in, path) || !fs::exists(fs::path(path) / "trainer.h5")) return std::nullopt;
+  return path;
+}
+
+namespace {
+
+// Defaults a chained step takes from the steps before it (rlhf all).
+std::vector<std::string> chain_defaults(Phase phase, const std::string& output_dir) {
+  const auto final_of = [&](Phase earlier) {
+    const std::string dir = step_dir(output_dir, earlier);
+    return finished_checkpoint(dir).value_or(dir + "/checkpoints (its final one, once " +
+                                             phase_name(earlier) + " has run)");
+  };
+  switch (phase) {
+    case Phase::sft:
+      return {};
+    case Phase::reward:
+      return {"model_name_or_path=" + final_of(Phase::sft)};
+    case Phase::ppo:
+      return {"actor_model_name_or_path=" + final_of(Phase::sft),
+              "critic_model_name_or_path=" + final_of(Phase::reward)};
+  }
+  return {};
+}
+
+// The output folder every step's folder is under.
+std::string base_output_dir(const std::string& path, const std::vector<std::string>& overrides) {
+  return step_config(path, Phase::sft, overrides).get<std::string>("output.dir");
+}
+
+RlhfOptions configure(const std::string& path, Phase phase, bool chained,
+                      const std::vector<std::string>& overrides, int world,
+                      std::vector<io::Config::IgnoredKey>* ignored) {
+  const std::vector<std::string> defaults =
+      chained ? chain_defaults(phase, base_output_dir(path, overrides))
+              : std::vector<std::string>{};
+  const io::Config config = step_config(path, phase, overrides, defaults);
+  if (ignored)
+    for (const auto& key : config.ignored())
+      if (std::none_of(ignored->begin(), ignored->end(),
+                       [&](const auto& k) { return k.key == key.key; }))
+        ignored->push_back(key);
+  return rlhf_options(config, phase, world);
+}
+
+}  // namespace
+
+std::vector<RlhfOptions> configure_steps(const std::string& path, const std::vector<Phase>& phases,
+                                         const std::vector<std::string>& overrides, int world,
+                                         std::vector<io::Config::IgnoredKey>& ignored) {
+  std::vector<RlhfOptions> out;
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < phases.size(); ++i) {
+    try {
+      out.push_back(configure(path, phases[i], i > 0, overrides, world, &ignored));
+    } catch (const Error& e) {
+      problems.push_back(fmt::format("{}: {}", phase_name(phases[i]), e.what()));
+    }
+  }
+  if (!problems.empty()) TURBINE_FAIL("{}", fmt::join(problems, "\n"));
+  return out;
+}
+
+int run_steps(const std::string& path, const std::vector<Phase>& phases,
+              const std::vector<std::string>& overrides, train::Job& job) {
+  for (size_t i = 0; i < phases.size(); ++i) {
+    // Resolved again now: a chained step's models are the earlier steps' results.
+    const RlhfOptions options =
+        configure(path, phases[i], i > 0, overrides, job.world().size(), nullptr);
+    const std::string dir = options.step.run.output_dir;
+    if (phases.size() > 1 && options.step.run.resume) {
+      if (const auto done = finished_checkpoint(dir)) {
+        if (job.leader())
+          log::info("{}: finished already ({}); going on", phase_name(phases[i]), *done);
+        continue;
+      }
+    }
+    if (job.leader())
+      log::info("==== rlhf {} ({} of {}): {}", phase_name(phases[i]), i + 1, phases.size(), dir);
+    const StepResult result = run_step(options, job);
+    if (result.exit_status != 0) return result.exit_status;
+    if (job.leader()) {
+      std::ofstream marker(fs::path(dir) / "final_checkpoint.tmp");
+      marker << result.final_checkpoint << "\n";
+      marker.close();
+      fs::rename(fs::path(dir) / "final_checkpoint.tmp", fs::path(dir) / "final_checkpoint");
+    }
+    job.world().barrier();
+  }
+  return 0;
+}
+
+}  // namespace turbine::rlhf
