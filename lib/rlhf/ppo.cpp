@@ -237,14 +237,15 @@ class PpoTask final : public train::TrainTask {
   }
 
   // Mean reward-model score, KL to the reference and word overlap with the
-  // true answer of the first eval.batches x G held-out prompts, answered with
+  // true answer of the first eval.batches x G x world held-out prompts (the
+  // same ones for any world size at the same global batch), answered with
   // seeds fixed per prompt: comparable from step to step.
   double evaluate() override {
     if (ctx_.eval.prompts.empty()) return NAN;
     const autograd::NoGradGuard no_grad;
-    const int64_t total =
-        std::min<int64_t>(o_.eval_batches * p_.generation_batch, int64_t(ctx_.eval.prompts.size()));
     const int rank = ctx_.comm.rank(), world = ctx_.comm.size();
+    const int64_t total = std::min<int64_t>(o_.eval_batches * p_.generation_batch * world,
+                                            int64_t(ctx_.eval.prompts.size()));
     const int64_t begin = total * rank / world, end = total * (rank + 1) / world;
     double sums[5] = {0, 0, 0, 0, 0};  // score, overlap, answer tokens, kl, rows
     for (int64_t first = begin; first < end; first += p_.generation_batch) {
