@@ -20,23 +20,26 @@ std::optional<std::string> finished_checkpoint(const std::string& step_dir) {
 
 namespace {
 
-// Defaults a chained step takes from the steps before it (rlhf all).
-std::vector<std::string> chain_defaults(Phase phase, const std::string& output_dir) {
-  const auto final_of = [&](Phase earlier) {
+// Defaults a step takes from the steps before it: their final checkpoints
+// in the same output folder. In a chain (rlhf all) a step that has not run
+// yet stands as a placeholder (resolved again when its turn comes); a step
+// run alone takes only finished ones.
+std::vector<std::string> chain_defaults(Phase phase, const std::string& output_dir, bool chain) {
+  std::vector<std::string> out;
+  const auto add = [&](const std::string& key, Phase earlier) {
     const std::string dir = step_dir(output_dir, earlier);
-    return finished_checkpoint(dir).value_or(dir + "/checkpoints (its final one, once " +
-                                             phase_name(earlier) + " has run)");
+    if (const auto done = finished_checkpoint(dir))
+      out.push_back(key + "=" + *done);
+    else if (chain)
+      out.push_back(key + "=" + dir + "/checkpoints (its final one, once " + phase_name(earlier) +
+                    " has run)");
   };
-  switch (phase) {
-    case Phase::sft:
-      return {};
-    case Phase::reward:
-      return {"model_name_or_path=" + final_of(Phase::sft)};
-    case Phase::ppo:
-      return {"actor_model_name_or_path=" + final_of(Phase::sft),
-              "critic_model_name_or_path=" + final_of(Phase::reward)};
+  if (phase == Phase::reward) add("model_name_or_path", Phase::sft);
+  if (phase == Phase::ppo) {
+    add("actor_model_name_or_path", Phase::sft);
+    add("critic_model_name_or_path", Phase::reward);
   }
-  return {};
+  return out;
 }
 
 // The output folder every step's folder is under.
@@ -48,8 +51,7 @@ RlhfOptions configure(const std::string& path, Phase phase, bool chained,
                       const std::vector<std::string>& overrides, int world,
                       std::vector<io::Config::IgnoredKey>* ignored) {
   const std::vector<std::string> defaults =
-      chained ? chain_defaults(phase, base_output_dir(path, overrides))
-              : std::vector<std::string>{};
+      chain_defaults(phase, base_output_dir(path, overrides), chained);
   const io::Config config = step_config(path, phase, overrides, defaults);
   if (ignored)
     for (const auto& key : config.ignored())

@@ -30,9 +30,10 @@ StepResult run_step(const RlhfOptions& options, train::Job& job);
 std::optional<std::string> finished_checkpoint(const std::string& step_dir);
 
 // Every listed step's options from the config (errors of all of them at
-// once). In a chain (rlhf all) a later step starts from the earlier steps'
-// final checkpoints (reward: SFT's; ppo: SFT's actor, reward's critic)
-// unless its own section or a --set step.key names its model.
+// once). A step starts from the earlier steps' final checkpoints in the same
+// output folder (reward: SFT's; ppo: SFT's actor, reward's critic), those of
+// the chain (rlhf all) or finished before, unless its own section or a
+// --set step.key names its model.
 std::vector<RlhfOptions> configure_steps(const std::string& config_path,
                                          const std::vector<Phase>& phases,
                                          const std::vector<std::string>& overrides, int world,

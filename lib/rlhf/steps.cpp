@@ -47,8 +47,11 @@ StepContext::StepContext(const StepOptions& options, train::Job& job_, Device de
   const auto data_file = [&](const char* name) { return (fs::path(o.data_path) / name).string(); };
   train =
       load_phase(data_file("train.jsonl"), o.phase, o.data_split, o.run.seed, tokenizer, o.tokens);
-  eval =
-      load_phase(data_file("eval.jsonl"), o.phase, o.data_split, o.run.seed, tokenizer, o.tokens);
+  // Every step evaluates on all of eval.jsonl (the held-out pairs; nothing
+  // trains on them), not on a data_split share of it as DeepSpeed-Chat does.
+  std::vector<double> whole(3, 0.0);
+  whole[size_t(o.phase)] = 1.0;
+  eval = load_phase(data_file("eval.jsonl"), o.phase, whole, o.run.seed, tokenizer, o.tokens);
   for (const PhaseData* d : {&train, &eval})
     if (d->dropped > 0 && job.leader())
       log::warn("{} of {} pairs of the {} share left out: {}", d->dropped, d->pairs,
