@@ -5,8 +5,9 @@
 #              bit for bit (losses, evaluation, PPO's rewards and KL)
 #   ranks      each step on 2 ranks equals 1 rank with 2 micro-batches accumulated
 #   all        `rlhf all` equals the three steps run by hand; --resume skips what finished;
-#              the hybrid engine and recomputation give the same PPO run; LoRA with
-#              only_optimize_lora trains and chains into the next step
+#              the hybrid engine and recomputation give the same PPO run; the
+#              unsupervised loss mixes in; LoRA with only_optimize_lora (and EMA)
+#              trains and chains into the next step
 #   bad_input  bad JSONL (line and key named), a reward checkpoint without a value
 #              head, bad data_split, a missing data folder, init_from: clear errors,
 #              non-zero exits; long prompts and equal pairs: documented handling
@@ -99,6 +100,14 @@ case $case_name in
       --set ppo.critic_model_name_or_path="$work/by_hand/reward/checkpoints/step_00000008" ||
       fail "ppo without the hybrid engine"
     same recompute/ppo chained/ppo 1e-5 "$ppo_keys"
+    # The unsupervised (pretraining) loss mixed in: an actor update of its own.
+    fresh unsup
+    run 1 unsup ppo --set unsup_coef=0.5 --set unsup_data="$build/tests/pretrain-work/data.h5" \
+      --set unsup_seq_len=32 --set ppo.train_steps=2 \
+      --set ppo.actor_model_name_or_path="$work/by_hand/sft/checkpoints/step_00000008" \
+      --set ppo.critic_model_name_or_path="$work/by_hand/reward/checkpoints/step_00000008" ||
+      fail "ppo with unsup_coef (see $work/unsup.log)"
+    [[ $(metric "$work/unsup/ppo/metrics.jsonl" unsup_loss 2) != "" ]] || fail "no unsup_loss"
     # LoRA adapters only: the chain merges them into the next step's model.
     fresh lora
     run 1 lora all --set lora_dim=4 --set actor_lora_dim=4 --set critic_lora_dim=4 \
