@@ -43,7 +43,8 @@ io::ConfigSchema rlhf_schema() {
   s.boolean("train_on_prompt", false,
             "SFT: the prompt's tokens are targets too (DeepSpeed-Chat's step 1 trains on them)");
   s.string("end_of_conversation_token", "<|endoftext|>",
-           "ends every answer; must be one token of the model's tokenizer");
+           "ends every answer (and a generated one); one token of the model's tokenizer; \"\": "
+           "its end-of-text token");
   s.integer("num_train_epochs", 0,
             "> 0: train_steps follow from the step's data (epochs over its samples)")
       .at_least(0);
@@ -264,6 +265,7 @@ RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
   o.tokens.max_prompt_seq_len = c.get<int64_t>("max_prompt_seq_len");
   o.tokens.max_answer_seq_len = c.get<int64_t>("max_answer_seq_len");
   o.tokens.train_on_prompt = c.get<bool>("train_on_prompt");
+  o.tokens.end_token = c.get<std::string>("end_of_conversation_token");
   o.num_train_epochs = c.get<int64_t>("num_train_epochs");
   o.eval_batches = c.get<int64_t>("eval.batches");
   o.sample_tokens = c.get<int64_t>("sample.max_new_tokens");

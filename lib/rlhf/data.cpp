@@ -100,15 +100,28 @@ std::vector<int32_t> dialogue(const data::Tokenizer& tokenizer, const std::strin
 }
 }  // namespace
 
+int32_t end_token_id(const data::Tokenizer& tokenizer, const TokenizeOptions& options) {
+  if (options.end_token.empty()) {
+    const auto eos = tokenizer.eos_id();
+    TURBINE_CHECK(eos.has_value(),
+                  "the tokenizer ({}) has no end-of-text token (<|endoftext|> or </s>) to end "
+                  "answers: set end_of_conversation_token to one of its tokens",
+                  tokenizer.identity());
+    return *eos;
+  }
+  const auto id = tokenizer.token_id(options.end_token);
+  TURBINE_CHECK(id.has_value(),
+                "end_of_conversation_token '{}' is not a token of the model's tokenizer ({}): "
+                "use one of its special tokens (e.g. <|endoftext|>)",
+                options.end_token, tokenizer.identity());
+  return *id;
+}
+
 PhaseData load_phase(const std::string& path, Phase phase, const std::vector<double>& split,
                      uint64_t seed, const data::Tokenizer& tokenizer,
                      const TokenizeOptions& options) {
   const std::vector<PreferencePair> pairs = read_pairs(path);
-  const auto eos = tokenizer.eos_id();
-  TURBINE_CHECK(eos.has_value(),
-                "the tokenizer ({}) has no end-of-text token (<|endoftext|> or </s>), which ends "
-                "every answer",
-                tokenizer.identity());
+  const std::optional<int32_t> eos = end_token_id(tokenizer, options);
   PhaseData out;
   std::vector<int64_t> equal_lines;
   for (const int64_t index : phase_indices(int64_t(pairs.size()), split, int(phase), seed)) {

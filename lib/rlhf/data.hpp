@@ -48,7 +48,14 @@ struct TokenizeOptions {
   int64_t max_prompt_seq_len = 128;  // PPO prompts
   int64_t max_answer_seq_len = 64;   // PPO answers
   bool train_on_prompt = false;      // SFT: the prompt's tokens are targets too
+  // end_of_conversation_token: one token of the tokenizer that ends every
+  // answer ("" : the tokenizer's end-of-text).
+  std::string end_token = "<|endoftext|>";
 };
+
+// The id of options.end_token in `tokenizer`; an error naming the key when
+// it is not one of its tokens.
+int32_t end_token_id(const data::Tokenizer& tokenizer, const TokenizeOptions& options);
 
 struct SftSample {
   std::vector<int32_t> ids;

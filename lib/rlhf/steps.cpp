@@ -39,11 +39,7 @@ StepContext::StepContext(const StepOptions& options, train::Job& job_, Device de
       comm(job_.world()),
       device(device_),
       tokenizer(data::Tokenizer::from_json(tokenizer_.to_json(), options.model_path)) {
-  const auto eos_id = tokenizer.eos_id();
-  TURBINE_CHECK(eos_id.has_value(),
-                "{}: the tokenizer has no end-of-text token (<|endoftext|> or </s>) to end answers",
-                o.model_path);
-  eos = *eos_id;
+  eos = end_token_id(tokenizer, o.tokens);
   const auto data_file = [&](const char* name) { return (fs::path(o.data_path) / name).string(); };
   train =
       load_phase(data_file("train.jsonl"), o.phase, o.data_split, o.run.seed, tokenizer, o.tokens);

@@ -138,6 +138,8 @@ PY
     expect_error bad-split "data_split '1,2' must be three shares" sft --set data_split=1,2
     expect_error bad-data "has no train.jsonl" sft --set data_path="$work/nowhere"
     expect_error bad-init "rlhf starts each step from model_name_or_path" sft --set init_from=x
+    expect_error bad-end "end_of_conversation_token '<|im_end|>' is not a token" sft \
+      --set end_of_conversation_token='<|im_end|>'
     expect_error bad-critic "has no value head (v_head.weight)" ppo \
       --set ppo.actor_model_name_or_path="$work/pretrained" \
       --set ppo.critic_model_name_or_path="$work/pretrained"
