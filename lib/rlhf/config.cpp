@@ -89,6 +89,11 @@ io::ConfigSchema rlhf_schema() {
             "whole sequence for every token");
   s.boolean("offload_reference_model", false,
             "on a GPU, keep the frozen reference model in host memory and run it there");
+  s.string("frozen_models_dtype", "f32",
+           "weights of the frozen reference and reward models' linear layers: f32, or infer's "
+           "bf16, f16, int8 (less memory; their scores then differ by rounding)")
+      .one_of({io::ConfigValue(std::string("f32")), io::ConfigValue(std::string("bf16")),
+               io::ConfigValue(std::string("f16")), io::ConfigValue(std::string("int8"))});
   s.boolean("enable_ema", false,
             "keep an exponential moving average of the actor (saved beside it)");
   s.number("ema_decay", 0.992, "the EMA's decay").at_least(0).at_most(1);
@@ -337,6 +342,7 @@ RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
   p.critic_schedule = train::scheduler_from(c, p.critic_lr, o.run.train_steps);
   p.hybrid_engine = c.get<bool>("enable_hybrid_engine");
   p.offload_reference = c.get<bool>("offload_reference_model");
+  p.frozen_dtype = c.get<std::string>("frozen_models_dtype");
   p.ema = c.get<bool>("enable_ema");
   p.ema_decay = c.get<double>("ema_decay");
   p.unsup_coef = c.get<double>("unsup_coef");

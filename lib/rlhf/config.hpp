@@ -69,6 +69,7 @@ struct PpoOptions {
   train::EngineOptions critic_engine;
   bool hybrid_engine = true;
   bool offload_reference = false;
+  std::string frozen_dtype = "f32";  // the reference's and reward's linear layers
   bool ema = false;
   double ema_decay = 0.992;
   double unsup_coef = 0;

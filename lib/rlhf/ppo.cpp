@@ -23,6 +23,7 @@
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "data/loader.hpp"
+#include "nn/compact.hpp"
 #include "rlhf/ppo_math.hpp"
 #include "rlhf/rollout.hpp"
 #include "rlhf/steps.hpp"
@@ -478,7 +479,18 @@ StepResult run_ppo(const RlhfOptions& options, train::Job& job) {
   set_memory(critic_start.model, o);
   RewardModel critic(std::move(critic_start.model), o.run.seed);
   load_reward(p.critic_model_path, critic);
-  const RewardModel reward = critic.frozen_copy();
+  RewardModel reward = critic.frozen_copy();
+  if (p.frozen_dtype != "f32") {
+    // infer's compact weights for the frozen models' linear layers.
+    const DType type = p.frozen_dtype == "int8" ? DType::i8 : dtype_from_name(p.frozen_dtype);
+    const nn::CompactReport a = nn::compact_linears(reference, type);
+    const nn::CompactReport b = nn::compact_linears(reward.base(), type);
+    reward.refresh_parameters();
+    if (job.leader())
+      log::info("frozen models in {}: {} linear layers, {:.1f} MiB -> {:.1f} MiB", p.frozen_dtype,
+                a.layers + b.layers, double(a.bytes_before + b.bytes_before) / (1 << 20),
+                double(a.bytes_after + b.bytes_after) / (1 << 20));
+  }
   if (p.critic_lora.dim > 0) {
     apply_lora(critic.base(), p.critic_lora, o.run.seed + 1, "the critic");
     critic.refresh_parameters();

@@ -100,6 +100,14 @@ case $case_name in
       --set ppo.critic_model_name_or_path="$work/by_hand/reward/checkpoints/step_00000008" ||
       fail "ppo without the hybrid engine"
     same recompute/ppo chained/ppo 1e-5 "$ppo_keys"
+    # Frozen reference and reward in infer's int8 weights: scores within rounding.
+    fresh int8
+    run 1 int8 ppo --set frozen_models_dtype=int8 \
+      --set ppo.actor_model_name_or_path="$work/by_hand/sft/checkpoints/step_00000008" \
+      --set ppo.critic_model_name_or_path="$work/by_hand/reward/checkpoints/step_00000008" ||
+      fail "ppo with int8 frozen models (see $work/int8.log)"
+    grep -q "frozen models in int8" "$work/int8.log" || fail "int8: not applied"
+    same int8/ppo chained/ppo 0.05 reward_mean
     # The unsupervised (pretraining) loss mixed in: an actor update of its own.
     fresh unsup
     run 1 unsup ppo --set unsup_coef=0.5 --set unsup_data="$build/tests/pretrain-work/data.h5" \
