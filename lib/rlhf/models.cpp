@@ -2,6 +2,8 @@
 // the checkpoints one step hands to the next.
 #include "rlhf/models.hpp"
 
+#include <set>
+
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
@@ -92,13 +94,15 @@ namespace {
 // layer's weight whose checkpoint holds LoRA adapters gets them merged in
 // (W + scaling B A, scaling from the checkpoint's state); adapters the
 // model has but the checkpoint lacks keep their values (a fresh LoRA run).
-void load_into(const std::string& checkpoint, const nn::ParameterList& params,
-               const std::string& what) {
-  const std::map<std::string, Tensor> stored = train::CheckpointStore::read_weights(checkpoint);
+void load_into(const std::string& checkpoint, const std::map<std::string, Tensor>& stored,
+               const nn::ParameterList& params, const std::string& what) {
   const train::StateMap state = train::CheckpointStore::read_state(checkpoint);
   const auto ends_with = [](const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
+  std::set<std::string> model_adapters;  // the model's own LoRA A weights
+  for (const nn::Parameter& p : params)
+    if (ends_with(p.name, ".lora_A.weight")) model_adapters.insert(p.name);
   for (const nn::Parameter& p : params) {
     const bool adapter = ends_with(p.name, ".lora_A.weight") || ends_with(p.name, ".lora_B.weight");
     const auto it = stored.find(p.name);
@@ -115,11 +119,8 @@ void load_into(const std::string& checkpoint, const nn::ParameterList& params,
     const std::string module = p.name.substr(0, p.name.size() - std::string(".weight").size());
     const auto a = stored.find(module + ".lora_A.weight"),
                b = stored.find(module + ".lora_B.weight");
-    const bool model_has_adapter = std::any_of(params.begin(), params.end(), [&](const auto& q) {
-      return q.name == module + ".lora_A.weight";
-    });
     if (ends_with(p.name, ".weight") && a != stored.end() && b != stored.end() &&
-        !model_has_adapter) {
+        model_adapters.count(module + ".lora_A.weight") == 0) {
       const autograd::NoGradGuard no_grad;
       const float scaling = float(state.get_double("lora_scaling"));
       weight = ops::add(weight, ops::scale(ops::matmul(b->second, a->second), scaling));
@@ -131,7 +132,8 @@ void load_into(const std::string& checkpoint, const nn::ParameterList& params,
 }  // namespace
 
 void load_policy(const std::string& checkpoint, nn::Bloom& model) {
-  load_into(checkpoint, model.parameters(), "a BLOOM of this shape");
+  load_into(checkpoint, train::CheckpointStore::read_weights(checkpoint), model.parameters(),
+            "a BLOOM of this shape");
 }
 
 void load_reward(const std::string& checkpoint, RewardModel& model) {
@@ -140,7 +142,7 @@ void load_reward(const std::string& checkpoint, RewardModel& model) {
                 "{} has no value head (v_head.weight): it is not a reward model; give the "
                 "checkpoint `rlhf reward` wrote (critic_model / reward_model)",
                 checkpoint);
-  load_into(checkpoint, model.parameters(), "a reward model of this shape");
+  load_into(checkpoint, stored, model.parameters(), "a reward model of this shape");
 }
 
 }  // namespace turbine::rlhf

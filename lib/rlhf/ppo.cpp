@@ -52,10 +52,6 @@ std::vector<T> rows(const std::vector<T>& v, int64_t begin, int64_t count) {
   return std::vector<T>(v.begin() + begin, v.begin() + begin + count);
 }
 
-std::vector<float> host(const Tensor& t) {
-  return t.to(Device::cpu()).contiguous().to_vector<float>();
-}
-
 // Words shared by an answer and the reference, as an F1 score (bag of
 // lowercase words): the task check that does not go through the reward model.
 double overlap_f1(const std::string& answer, const std::string& reference) {
@@ -261,7 +257,7 @@ class PpoTask final : public train::TrainTask {
       const std::vector<float> scores = score(r);
       const Tensor lp = region_log_probs(actor_, r.ids, r.starts(), r.answer_width);
       const Tensor ref = region_log_probs(reference_, r.ids, r.starts(), r.answer_width);
-      const auto a = host(lp), b = host(ref);
+      const auto a = lp.to_vector<float>(), b = ref.to_vector<float>();
       for (int64_t j = 0; j < count; ++j) {
         sums[0] += scores[size_t(j)];
         std::vector<int32_t> answer = r.answer(j);
@@ -335,7 +331,7 @@ class PpoTask final : public train::TrainTask {
     std::vector<int64_t> last;
     for (size_t b = 0; b < r.prompt_lengths.size(); ++b)
       last.push_back(r.prompt_lengths[b] + r.answer_lengths[b] - 1);
-    return host(reward_.region_values(r.ids, last, 1));
+    return reward_.region_values(r.ids, last, 1).to_vector<float>();
   }
 
   std::string describe(const Rollout& r, int64_t row) const {
@@ -377,8 +373,9 @@ class PpoTask final : public train::TrainTask {
     x.returns = gae.returns;
     x.mask = answer_mask(x.answer_lengths, x.width);
     // Statistics over the answers' tokens.
-    const auto lp = host(x.old_log_probs), rf = host(ref), v = host(x.old_values),
-               adv = host(x.advantages), ret = host(x.returns);
+    const auto lp = x.old_log_probs.to_vector<float>(), rf = ref.to_vector<float>(),
+               v = x.old_values.to_vector<float>(), adv = x.advantages.to_vector<float>(),
+               ret = x.returns.to_vector<float>();
     const nn::BloomConfig& c = actor_.config();
     for (int64_t b = 0; b < G; ++b) {
       const int64_t len = x.answer_lengths[size_t(b)];
@@ -469,8 +466,9 @@ StepResult run_ppo(const RlhfOptions& options, train::Job& job) {
                             : actor.frozen_copy();
   reference.set_trainable(false);
   apply_lora(actor, o.lora, o.run.seed, "the actor");
-  // The critic and the reward model both start as the reward model.
-  StartingModel critic_start = load_starting_model(p.critic_model_path, device);
+  // The critic and the reward model both start as the reward model (its
+  // weights read once, by load_reward).
+  StartingModel critic_start = load_starting_model(p.critic_model_path, device, false);
   TURBINE_CHECK(
       critic_start.model.config().vocab_size == actor.config().vocab_size,
       "the reward model {} has vocabulary {}, the actor {} {}: both must use one tokenizer",

@@ -10,10 +10,6 @@ namespace turbine::rlhf {
 
 namespace {
 
-std::vector<float> host(const Tensor& t) {
-  return t.to(Device::cpu()).contiguous().to_vector<float>();
-}
-
 void check_region(const char* what, const Tensor& t, int64_t rows, int64_t n) {
   TURBINE_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == n, "{}: expected ({}, {}), got {}",
                 what, rows, n, t.str());
@@ -26,7 +22,7 @@ Tensor minus(const Tensor& a, const Tensor& b) {
 
 double mask_sum(const Tensor& mask) {
   double total = 0;
-  for (const float m : host(mask)) total += m;
+  for (const float m : mask.to_vector<float>()) total += m;
   TURBINE_CHECK(total > 0, "PPO: the batch has no answer tokens (every mask entry is 0)");
   return total;
 }
@@ -50,7 +46,8 @@ Tensor per_token_rewards(const Tensor& log_probs, const Tensor& ref_log_probs,
   check_region("per_token_rewards: ref_log_probs", ref_log_probs, rows, n);
   TURBINE_CHECK(int64_t(scores.size()) == rows, "per_token_rewards: {} scores for {} rows",
                 scores.size(), rows);
-  const std::vector<float> lp = host(log_probs), ref = host(ref_log_probs);
+  const std::vector<float> lp = log_probs.to_vector<float>(),
+                           ref = ref_log_probs.to_vector<float>();
   std::vector<float> r(size_t(rows * n), 0.0f);
   for (int64_t b = 0; b < rows; ++b) {
     const int64_t len = answer_lengths[size_t(b)];
@@ -71,7 +68,7 @@ Gae advantages_and_returns(const Tensor& values, const Tensor& rewards,
   const int64_t rows = int64_t(answer_lengths.size()), n = values.dim(1);
   check_region("advantages_and_returns: values", values, rows, n);
   check_region("advantages_and_returns: rewards", rewards, rows, n);
-  std::vector<float> v = host(values), r = host(rewards);
+  std::vector<float> v = values.to_vector<float>(), r = rewards.to_vector<float>();
   std::vector<float> adv(size_t(rows * n)), ret(size_t(rows * n));
   for (int64_t b = 0; b < rows; ++b) {
     const int64_t len = answer_lengths[size_t(b)];
@@ -123,7 +120,8 @@ Tensor critic_loss(const Tensor& values, const Tensor& old_values, const Tensor&
 
 double policy_clip_fraction(const Tensor& log_probs, const Tensor& old_log_probs,
                             const Tensor& mask, double cliprange) {
-  const std::vector<float> lp = host(log_probs), old = host(old_log_probs), m = host(mask);
+  const std::vector<float> lp = log_probs.to_vector<float>(),
+                           old = old_log_probs.to_vector<float>(), m = mask.to_vector<float>();
   double clipped = 0, total = 0;
   for (size_t i = 0; i < m.size(); ++i) {
     if (m[i] == 0.0f) continue;
@@ -136,8 +134,8 @@ double policy_clip_fraction(const Tensor& log_probs, const Tensor& old_log_probs
 
 double value_clip_fraction(const Tensor& values, const Tensor& old_values, const Tensor& returns,
                            const Tensor& mask, double cliprange_value) {
-  const std::vector<float> v = host(values), old = host(old_values), ret = host(returns),
-                           m = host(mask);
+  const std::vector<float> v = values.to_vector<float>(), old = old_values.to_vector<float>(),
+                           ret = returns.to_vector<float>(), m = mask.to_vector<float>();
   double clipped = 0, total = 0;
   for (size_t i = 0; i < m.size(); ++i) {
     if (m[i] == 0.0f) continue;
@@ -202,7 +200,7 @@ PairLoss pairwise_loss(const Tensor& rewards, const PairLossInputs& in) {
   PairLoss out;
   out.loss = ag::sum(ag::mul(ag::log_sigmoid(gap),
                              Tensor::from_vector<float>({pairs, width}, weights).to(device)));
-  const std::vector<float> r = host(rewards);
+  const std::vector<float> r = rewards.to_vector<float>();
   for (int64_t i = 0; i < pairs; ++i) {
     out.chosen_scores.push_back(r[size_t(i * width + in.chosen_length[size_t(i)] - 1)]);
     out.rejected_scores.push_back(

@@ -22,9 +22,10 @@ bool is_turbine_checkpoint(const std::string& path) {
   return fs::exists(fs::path(path) / "trainer.h5");
 }
 
-StartingModel load_starting_model(const std::string& path, Device device) {
+StartingModel load_starting_model(const std::string& path, Device device, bool weights) {
   const infer::WeightReader reader(path);
   StartingModel out{nn::Bloom(reader.config(), 0, device), reader.tokenizer()};
+  if (!weights) return out;
   if (is_turbine_checkpoint(path))
     load_policy(path, out.model);  // adapters of a LoRA step merged in
   else
@@ -33,12 +34,8 @@ StartingModel load_starting_model(const std::string& path, Device device) {
 }
 
 StepContext::StepContext(const StepOptions& options, train::Job& job_, Device device_,
-                         const data::Tokenizer& tokenizer_)
-    : o(options),
-      job(job_),
-      comm(job_.world()),
-      device(device_),
-      tokenizer(data::Tokenizer::from_json(tokenizer_.to_json(), options.model_path)) {
+                         data::Tokenizer tokenizer_)
+    : o(options), job(job_), comm(job_.world()), device(device_), tokenizer(std::move(tokenizer_)) {
   eos = end_token_id(tokenizer, o.tokens);
   const auto data_file = [&](const char* name) { return (fs::path(o.data_path) / name).string(); };
   train =
@@ -132,10 +129,37 @@ std::vector<const Sample*> rows_of(const std::vector<Sample>& all, data::EpochOr
   return out;
 }
 
-// The evaluation rows [begin, end) of rank r among `ranks`: the first
-// `total` samples, shared out, so any world size sees the same ones.
-std::pair<int64_t, int64_t> eval_share(int64_t total, int rank, int ranks) {
-  return {total * rank / ranks, total * (rank + 1) / ranks};
+// Every sample the whole step reads, over all ranks and micro-batches (each
+// rank knows them: the order is global), for a step's token and FLOP counts.
+template <typename Sample, typename Visit>
+void for_each_step_sample(const std::vector<Sample>& all, data::EpochOrder& order,
+                          const train::LoopCounters& at, const train::BatchOptions& batch,
+                          int ranks, const Visit& visit) {
+  for (int r = 0; r < ranks; ++r)
+    for (int64_t m = 0; m < batch.accumulation; ++m)
+      for (const Sample* s : rows_of(all, order, at.samples, batch, r, m)) visit(*s);
+}
+
+// This rank's evaluation micro-batches: the first eval_batches x micro
+// samples shared out among the ranks, so any world size sees the same ones.
+template <typename Sample, typename Visit>
+void for_each_eval_batch(const std::vector<Sample>& all, int64_t eval_batches, int64_t micro,
+                         const dist::Communicator& comm, const Visit& visit) {
+  const int64_t total = std::min<int64_t>(eval_batches * micro, int64_t(all.size()));
+  const int64_t begin = total * comm.rank() / comm.size();
+  const int64_t end = total * (comm.rank() + 1) / comm.size();
+  for (int64_t first = begin; first < end; first += micro) {
+    std::vector<const Sample*> rows;
+    for (int64_t i = first; i < std::min(end, first + micro); ++i) rows.push_back(&all[size_t(i)]);
+    visit(rows);
+  }
+}
+
+// The global index of this rank's micro-batch m of the step (its dropout stream).
+uint64_t micro_batch_index(const train::LoopCounters& at, const train::BatchOptions& batch,
+                           const dist::Communicator& comm, int64_t m) {
+  return uint64_t(at.step) * uint64_t(comm.size()) * uint64_t(batch.accumulation) +
+         uint64_t(comm.rank()) * uint64_t(batch.accumulation) + uint64_t(m);
 }
 
 class SftTask final : public train::TrainTask {
@@ -153,27 +177,21 @@ class SftTask final : public train::TrainTask {
   Tensor micro_batch_loss(const train::LoopCounters& at, int64_t m) override {
     const auto rows = rows_of(ctx_.train.sft, order_, at.samples, o_.batch, ctx_.comm.rank(), m);
     const SftBatch b = sft_batch(rows, o_.tokens.train_on_prompt, ctx_.eos);
-    model_.set_dropout_step(uint64_t(at.step) * ctx_.comm.size() * o_.batch.accumulation +
-                            uint64_t(ctx_.comm.rank()) * o_.batch.accumulation + uint64_t(m));
+    model_.set_dropout_step(micro_batch_index(at, o_.batch, ctx_.comm, m));
     return model_.loss(b.ids, b.targets);
   }
 
   train::StepWork step_work(const train::LoopCounters& at) override {
-    // Every rank knows the whole step's rows (the order is global).
     train::StepWork w;
     w.samples = o_.batch.global;
-    int64_t tokens = 0, targets = 0;
-    double flops = 0;
-    for (int r = 0; r < ctx_.comm.size(); ++r)
-      for (int64_t m = 0; m < o_.batch.accumulation; ++m)
-        for (const SftSample* s : rows_of(ctx_.train.sft, order_, at.samples, o_.batch, r, m)) {
-          const int64_t n = int64_t(s->ids.size());
-          tokens += n;
-          targets += o_.tokens.train_on_prompt ? n - 1 : n - s->prompt_tokens;
-          flops += model_.config().train_flops_per_sequence(n, {}, 0);
-        }
-    w.tokens = tokens;
-    w.flops = flops;
+    int64_t targets = 0;
+    for_each_step_sample(ctx_.train.sft, order_, at, o_.batch, ctx_.comm.size(),
+                         [&](const SftSample& s) {
+                           const int64_t n = int64_t(s.ids.size());
+                           w.tokens += n;
+                           targets += o_.tokens.train_on_prompt ? n - 1 : n - s.prompt_tokens;
+                           w.flops += model_.config().train_flops_per_sequence(n, {}, 0);
+                         });
     w.metrics = {{"target_tokens", targets}};
     return w;
   }
@@ -184,19 +202,15 @@ class SftTask final : public train::TrainTask {
     if (ctx_.eval.sft.empty()) return NAN;
     const autograd::NoGradGuard no_grad;
     model_.set_training(false);
-    const int64_t total =
-        std::min<int64_t>(o_.eval_batches * o_.batch.micro, int64_t(ctx_.eval.sft.size()));
-    const auto [begin, end] = eval_share(total, ctx_.comm.rank(), ctx_.comm.size());
     double sums[2] = {0, 0};  // loss x targets, targets
-    for (int64_t first = begin; first < end; first += o_.batch.micro) {
-      std::vector<const SftSample*> rows;
-      for (int64_t i = first; i < std::min(end, first + o_.batch.micro); ++i)
-        rows.push_back(&ctx_.eval.sft[size_t(i)]);
-      const SftBatch b = sft_batch(rows, o_.tokens.train_on_prompt, ctx_.eos);
-      if (b.targets_counted == 0) continue;
-      sums[0] += model_.loss(b.ids, b.targets).item() * double(b.targets_counted);
-      sums[1] += double(b.targets_counted);
-    }
+    for_each_eval_batch(ctx_.eval.sft, o_.eval_batches, o_.batch.micro, ctx_.comm,
+                        [&](const std::vector<const SftSample*>& rows) {
+                          const SftBatch b = sft_batch(rows, o_.tokens.train_on_prompt, ctx_.eos);
+                          if (b.targets_counted == 0) return;
+                          sums[0] +=
+                              model_.loss(b.ids, b.targets).item() * double(b.targets_counted);
+                          sums[1] += double(b.targets_counted);
+                        });
     ctx_.comm.allreduce_sum(sums, 2);
     model_.set_training(true);
     return sums[1] > 0 ? sums[0] / sums[1] : NAN;
@@ -251,9 +265,7 @@ class RewardTask final : public train::TrainTask {
   Tensor micro_batch_loss(const train::LoopCounters& at, int64_t m) override {
     const auto rows = rows_of(ctx_.train.reward, order_, at.samples, o_.batch, ctx_.comm.rank(), m);
     const RewardBatch b = reward_batch(rows, ctx_.eos);
-    model_.base().set_dropout_step(uint64_t(at.step) * ctx_.comm.size() * o_.batch.accumulation +
-                                   uint64_t(ctx_.comm.rank()) * o_.batch.accumulation +
-                                   uint64_t(m));
+    model_.base().set_dropout_step(micro_batch_index(at, o_.batch, ctx_.comm, m));
     const PairLoss loss = pairwise_loss(model_.values(b.ids), pair_loss_inputs(b.ids, b.lengths));
     for (size_t i = 0; i < loss.chosen_scores.size(); ++i)
       correct_ += loss.chosen_scores[i] > loss.rejected_scores[i];
@@ -264,13 +276,14 @@ class RewardTask final : public train::TrainTask {
   train::StepWork step_work(const train::LoopCounters& at) override {
     train::StepWork w;
     w.samples = o_.batch.global;
-    for (int r = 0; r < ctx_.comm.size(); ++r)
-      for (int64_t m = 0; m < o_.batch.accumulation; ++m)
-        for (const RewardSample* s : rows_of(ctx_.train.reward, order_, at.samples, o_.batch, r, m))
-          for (const auto* row : {&s->chosen, &s->rejected}) {
-            w.tokens += int64_t(row->size());
-            w.flops += model_.base().config().train_flops_per_sequence(int64_t(row->size()), {}, 0);
-          }
+    for_each_step_sample(ctx_.train.reward, order_, at, o_.batch, ctx_.comm.size(),
+                         [&](const RewardSample& s) {
+                           for (const auto* row : {&s.chosen, &s.rejected}) {
+                             const int64_t n = int64_t(row->size());
+                             w.tokens += n;
+                             w.flops += model_.base().config().train_flops_per_sequence(n, {}, 0);
+                           }
+                         });
     double counts[2] = {correct_, pairs_};
     ctx_.comm.allreduce_sum(counts, 2);
     w.metrics = {{"train_accuracy", counts[0] / std::max(counts[1], 1.0)}};
@@ -283,24 +296,20 @@ class RewardTask final : public train::TrainTask {
     if (ctx_.eval.reward.empty()) return NAN;
     const autograd::NoGradGuard no_grad;
     model_.base().set_training(false);
-    const int64_t total =
-        std::min<int64_t>(o_.eval_batches * o_.batch.micro, int64_t(ctx_.eval.reward.size()));
-    const auto [begin, end] = eval_share(total, ctx_.comm.rank(), ctx_.comm.size());
     double sums[5] = {0, 0, 0, 0, 0};  // loss x pairs, correct, chosen, rejected, pairs
-    for (int64_t first = begin; first < end; first += o_.batch.micro) {
-      std::vector<const RewardSample*> rows;
-      for (int64_t i = first; i < std::min(end, first + o_.batch.micro); ++i)
-        rows.push_back(&ctx_.eval.reward[size_t(i)]);
-      const RewardBatch b = reward_batch(rows, ctx_.eos);
-      const PairLoss loss = pairwise_loss(model_.values(b.ids), pair_loss_inputs(b.ids, b.lengths));
-      sums[0] += loss.loss.item() * double(rows.size());
-      for (size_t i = 0; i < rows.size(); ++i) {
-        sums[1] += loss.chosen_scores[i] > loss.rejected_scores[i];
-        sums[2] += loss.chosen_scores[i];
-        sums[3] += loss.rejected_scores[i];
-      }
-      sums[4] += double(rows.size());
-    }
+    for_each_eval_batch(ctx_.eval.reward, o_.eval_batches, o_.batch.micro, ctx_.comm,
+                        [&](const std::vector<const RewardSample*>& rows) {
+                          const RewardBatch b = reward_batch(rows, ctx_.eos);
+                          const PairLoss loss = pairwise_loss(model_.values(b.ids),
+                                                              pair_loss_inputs(b.ids, b.lengths));
+                          sums[0] += loss.loss.item() * double(rows.size());
+                          for (size_t i = 0; i < rows.size(); ++i) {
+                            sums[1] += loss.chosen_scores[i] > loss.rejected_scores[i];
+                            sums[2] += loss.chosen_scores[i];
+                            sums[3] += loss.rejected_scores[i];
+                          }
+                          sums[4] += double(rows.size());
+                        });
     ctx_.comm.allreduce_sum(sums, 5);
     model_.base().set_training(true);
     const double n = std::max(sums[4], 1.0);
@@ -330,7 +339,7 @@ StepResult run_sft(const StepOptions& options, train::Job& job) {
   StepOptions o = options;
   const Device device = job.pick_device(o.run.device);
   StartingModel start = load_starting_model(o.model_path, device);
-  StepContext ctx(o, job, device, start.tokenizer);
+  StepContext ctx(o, job, device, std::move(start.tokenizer));
   o.run.train_steps = ctx.train_steps(o.batch.global);
   kernels::MathModeGuard math(backend_for(ctx.device), o.engine.precision.math);
   nn::Bloom& model = start.model;
@@ -348,18 +357,18 @@ StepResult run_sft(const StepOptions& options, train::Job& job) {
 StepResult run_reward(const StepOptions& options, train::Job& job) {
   StepOptions o = options;
   const Device device = job.pick_device(o.run.device);
-  StartingModel start = load_starting_model(o.model_path, device);
-  StepContext ctx(o, job, device, start.tokenizer);
+  // A checkpoint that has a value head already (a reward model trained
+  // before) keeps it, read once below; a policy's gets a fresh one.
+  const bool has_value_head = is_turbine_checkpoint(o.model_path) &&
+                              train::CheckpointStore::has_weight(o.model_path, "v_head.weight");
+  StartingModel start = load_starting_model(o.model_path, device, !has_value_head);
+  StepContext ctx(o, job, device, std::move(start.tokenizer));
   o.run.train_steps = ctx.train_steps(o.batch.global);
   kernels::MathModeGuard math(backend_for(ctx.device), o.engine.precision.math);
   set_memory(start.model, o);
   apply_lora(start.model, o.lora, o.run.seed, "the reward model");
-  // A checkpoint that has a value head already (a reward model trained
-  // before) keeps it; a policy's gets a fresh one.
   RewardModel model(std::move(start.model), o.run.seed);
-  if (is_turbine_checkpoint(o.model_path) &&
-      train::CheckpointStore::read_weights(o.model_path).count("v_head.weight"))
-    load_reward(o.model_path, model);
+  if (has_value_head) load_reward(o.model_path, model);
   train::Engine engine("model", ctx.comm, model.parameters(), o.engine);
   RewardTask task(ctx, model);
   train::Loop loop(ctx.comm, o.run, ctx.device, engine,

@@ -17,7 +17,7 @@ namespace turbine::rlhf {
 // and its share of the training and evaluation pairs.
 struct StepContext {
   StepContext(const StepOptions& options, train::Job& job, Device device,
-              const data::Tokenizer& tokenizer);
+              data::Tokenizer tokenizer);
   const StepOptions& o;
   train::Job& job;
   dist::Communicator& comm;
@@ -35,7 +35,9 @@ struct StartingModel {
   nn::Bloom model;
   data::Tokenizer tokenizer;
 };
-StartingModel load_starting_model(const std::string& path, Device device);
+// weights = false: the model's shape and the tokenizer only (its weights
+// are loaded otherwise, e.g. with load_reward).
+StartingModel load_starting_model(const std::string& path, Device device, bool weights = true);
 bool is_turbine_checkpoint(const std::string& path);
 // The resolved config with the model's section (what infer and the next
 // step read from a checkpoint's config.yaml).

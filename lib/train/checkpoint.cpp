@@ -287,6 +287,13 @@ std::map<std::string, Tensor> CheckpointStore::read_weights(const std::string& c
   return out;
 }
 
+bool CheckpointStore::has_weight(const std::string& checkpoint, const std::string& name,
+                                 const std::string& part) {
+  check_checkpoint(checkpoint, part);
+  return H5File((fs::path(checkpoint) / weights_file(part)).string(), H5File::Mode::read)
+      .exists("params/" + name);
+}
+
 StateMap CheckpointStore::load(const std::string& checkpoint,
                                const std::vector<CheckpointPart>& parts) {
   for (const CheckpointPart& part : parts) check_checkpoint(checkpoint, part.name);

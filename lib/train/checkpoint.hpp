@@ -87,6 +87,10 @@ class CheckpointStore {
   // Every stored weight of one part, by name, in host memory; any process.
   static std::map<std::string, Tensor> read_weights(const std::string& checkpoint,
                                                     const std::string& part = "model");
+  // Whether one part of a checkpoint stores a weight of that name, without
+  // reading any; any process.
+  static bool has_weight(const std::string& checkpoint, const std::string& name,
+                         const std::string& part = "model");
   // The key/value state of a checkpoint (trainer.h5); any process.
   static StateMap read_state(const std::string& checkpoint);
   static std::string step_name(int64_t step);
