@@ -240,67 +240,11 @@ LoraOptions lora_from(const io::Config& c, const std::string& prefix) {
   return o;
 }
 
-}  // namespace
-
-RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
-  RlhfOptions out;
-  StepOptions& o = out.step;
-  o.phase = phase;
-  o.run = train::run_from(c);
-  o.run.output_dir = step_dir(o.run.output_dir, phase);
-  if (c.has("init_from"))
-    c.fail("init_from",
-           "rlhf starts each step from model_name_or_path (sft, reward) or "
-           "actor_model_name_or_path / critic_model_name_or_path (ppo): set those");
-  o.batch = train::batch_from(c, world);
-  o.engine.optimizer = train::optimizer_from(c);
-  o.engine.zero = train::zero_from(c);
-  o.engine.precision = train::precision_from(c);
-  o.engine.gradient_clipping = o.run.gradient_clipping;
-  o.engine.accumulation = o.batch.accumulation;
-  o.data_path = c.get<std::string>("data_path");
-  for (const char* file : {"train.jsonl", "eval.jsonl"})
-    if (!fs::exists(fs::path(o.data_path) / file))
-      c.fail("data_path",
-             fmt::format("{} has no {}: make the KJV pairs with tools/make-preference-data, or "
-                         "point data_path at a folder of DeepSpeed-Chat JSONL files",
-                         o.data_path, file));
-  o.data_split = parse_split(c);
-  o.tokens.max_seq_len = c.get<int64_t>("max_seq_len");
-  o.tokens.max_prompt_seq_len = c.get<int64_t>("max_prompt_seq_len");
-  o.tokens.max_answer_seq_len = c.get<int64_t>("max_answer_seq_len");
-  o.tokens.train_on_prompt = c.get<bool>("train_on_prompt");
-  o.tokens.end_token = c.get<std::string>("end_of_conversation_token");
-  o.num_train_epochs = c.get<int64_t>("num_train_epochs");
-  o.eval_batches = c.get<int64_t>("eval.batches");
-  o.sample_tokens = c.get<int64_t>("sample.max_new_tokens");
-  const std::string model_key =
-      phase == Phase::ppo ? "actor_model_name_or_path" : "model_name_or_path";
-  o.model_path = c.get<std::string>(model_key);
-  if (o.model_path.empty())
-    c.fail(model_key, fmt::format("{} needs a checkpoint to start from: set {} ({})",
-                                  phase_name(phase), model_key,
-                                  phase == Phase::sft ? "pretrain's checkpoint, or convert-hf's "
-                                                        "import of a Hugging Face BLOOM"
-                                  : phase == Phase::reward ? "SFT's or a pretrained checkpoint"
-                                                           : "the SFT checkpoint"));
-  o.lora = lora_from(c, phase == Phase::ppo ? "actor_" : "");
-  // The vocabulary is the checkpoint's: the loss tile follows from it later.
-  o.memory = train::activation_memory_from(c, 1);
-  o.max_tile_mb = c.get<double>("tiled_loss.max_tile_mb");
-  std::vector<std::string> derived = {
-      fmt::format("train_batch_size={}", o.batch.global),
-      fmt::format("gradient_accumulation_steps={}", o.batch.accumulation),
-      fmt::format("output.dir={}", o.run.output_dir)};
-  if (phase != Phase::ppo) {
-    o.schedule = train::scheduler_from(c, o.engine.optimizer.lr, o.run.train_steps);
-    o.schedule.schedule.validate();
-    o.engine.optimizer.validate();
-    o.resolved_config_yaml = train::resolved_yaml(c, derived);
-    return out;
-  }
-
-  PpoOptions& p = out.ppo;
+// PPO's keys. The actor's engine, batch and schedule in `o` become PPO's:
+// mini-batches of per_device_training_batch_size, actor_learning_rate, the
+// actor's ZeRO stage.
+PpoOptions ppo_options_from(const io::Config& c, StepOptions& o, int world) {
+  PpoOptions p;
   p.critic_model_path = c.get<std::string>("critic_model_name_or_path");
   if (p.critic_model_path.empty())
     c.fail("critic_model_name_or_path",
@@ -365,6 +309,71 @@ RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
   p.print_answers_interval = c.get<int64_t>("print_answers_interval");
   o.engine.optimizer.validate();
   p.critic_engine.optimizer.validate();
+  return p;
+}
+
+}  // namespace
+
+RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
+  RlhfOptions out;
+  StepOptions& o = out.step;
+  o.phase = phase;
+  o.run = train::run_from(c);
+  o.run.output_dir = step_dir(o.run.output_dir, phase);
+  if (c.has("init_from"))
+    c.fail("init_from",
+           "rlhf starts each step from model_name_or_path (sft, reward) or "
+           "actor_model_name_or_path / critic_model_name_or_path (ppo): set those");
+  o.batch = train::batch_from(c, world);
+  o.engine.optimizer = train::optimizer_from(c);
+  o.engine.zero = train::zero_from(c);
+  o.engine.precision = train::precision_from(c);
+  o.engine.gradient_clipping = o.run.gradient_clipping;
+  o.engine.accumulation = o.batch.accumulation;
+  o.data_path = c.get<std::string>("data_path");
+  for (const char* file : {"train.jsonl", "eval.jsonl"})
+    if (!fs::exists(fs::path(o.data_path) / file))
+      c.fail("data_path",
+             fmt::format("{} has no {}: make the KJV pairs with tools/make-preference-data, or "
+                         "point data_path at a folder of DeepSpeed-Chat JSONL files",
+                         o.data_path, file));
+  o.data_split = parse_split(c);
+  o.tokens.max_seq_len = c.get<int64_t>("max_seq_len");
+  o.tokens.max_prompt_seq_len = c.get<int64_t>("max_prompt_seq_len");
+  o.tokens.max_answer_seq_len = c.get<int64_t>("max_answer_seq_len");
+  o.tokens.train_on_prompt = c.get<bool>("train_on_prompt");
+  o.tokens.end_token = c.get<std::string>("end_of_conversation_token");
+  o.num_train_epochs = c.get<int64_t>("num_train_epochs");
+  o.eval_batches = c.get<int64_t>("eval.batches");
+  o.sample_tokens = c.get<int64_t>("sample.max_new_tokens");
+  const std::string model_key =
+      phase == Phase::ppo ? "actor_model_name_or_path" : "model_name_or_path";
+  o.model_path = c.get<std::string>(model_key);
+  if (o.model_path.empty())
+    c.fail(model_key, fmt::format("{} needs a checkpoint to start from: set {} ({})",
+                                  phase_name(phase), model_key,
+                                  phase == Phase::sft ? "pretrain's checkpoint, or convert-hf's "
+                                                        "import of a Hugging Face BLOOM"
+                                  : phase == Phase::reward ? "SFT's or a pretrained checkpoint"
+                                                           : "the SFT checkpoint"));
+  o.lora = lora_from(c, phase == Phase::ppo ? "actor_" : "");
+  // The vocabulary is the checkpoint's: the loss tile follows from it later.
+  o.memory = train::activation_memory_from(c, 1);
+  o.max_tile_mb = c.get<double>("tiled_loss.max_tile_mb");
+  std::vector<std::string> derived = {
+      fmt::format("train_batch_size={}", o.batch.global),
+      fmt::format("gradient_accumulation_steps={}", o.batch.accumulation),
+      fmt::format("output.dir={}", o.run.output_dir)};
+  if (phase != Phase::ppo) {
+    o.schedule = train::scheduler_from(c, o.engine.optimizer.lr, o.run.train_steps);
+    o.schedule.schedule.validate();
+    o.engine.optimizer.validate();
+    o.resolved_config_yaml = train::resolved_yaml(c, derived);
+    return out;
+  }
+
+  out.ppo = ppo_options_from(c, o, world);
+  const PpoOptions& p = out.ppo;
   derived.push_back(fmt::format("actor_zero_stage={}", o.engine.zero.stage));
   derived.push_back(fmt::format("critic_zero_stage={}", p.critic_engine.zero.stage));
   o.resolved_config_yaml = train::resolved_yaml(c, derived);

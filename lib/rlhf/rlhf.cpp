@@ -21,9 +21,11 @@ std::optional<std::string> finished_checkpoint(const std::string& step_dir) {
 namespace {
 
 // Defaults a step takes from the steps before it: their final checkpoints
-// in the same output folder. In a chain (rlhf all) a step that has not run
-// yet stands as a placeholder (resolved again when its turn comes); a step
-// run alone takes only finished ones.
+// in the same output folder. In a chain (rlhf all) an earlier step that has
+// not run yet is named by the folder its checkpoint will be in, so that the
+// config checks pass before any work; run_steps resolves the step again,
+// with the real path, when its turn comes. A step run alone takes only
+// finished steps' checkpoints.
 std::vector<std::string> chain_defaults(Phase phase, const std::string& output_dir, bool chain) {
   std::vector<std::string> out;
   const auto add = [&](const std::string& key, Phase earlier) {
@@ -42,16 +44,13 @@ std::vector<std::string> chain_defaults(Phase phase, const std::string& output_d
   return out;
 }
 
-// The output folder every step's folder is under.
-std::string base_output_dir(const std::string& path, const std::vector<std::string>& overrides) {
-  return step_config(path, Phase::sft, overrides).get<std::string>("output.dir");
-}
-
 RlhfOptions configure(const std::string& path, Phase phase, bool chained,
                       const std::vector<std::string>& overrides, int world,
                       std::vector<io::Config::IgnoredKey>* ignored) {
-  const std::vector<std::string> defaults =
-      chain_defaults(phase, base_output_dir(path, overrides), chained);
+  // The output folder the steps' folders are under, from this step's own
+  // view (another step's section cannot break it).
+  const std::string base = step_config(path, phase, overrides).get<std::string>("output.dir");
+  const std::vector<std::string> defaults = chain_defaults(phase, base, chained);
   const io::Config config = step_config(path, phase, overrides, defaults);
   if (ignored)
     for (const auto& key : config.ignored())
