@@ -7,6 +7,7 @@
 // so every answer has --new-tokens tokens.
 //   bench-rlhf-generate --checkpoint runs/rlhf-kjv/sft/checkpoints/step_00000200
 //       [--prompts data/kjv-pairs/eval.jsonl] [--batch 8] [--new-tokens 128] [--repeats 3]
+//       [--device cpu|cuda]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,7 @@ using namespace turbine;
 
 int main(int argc, char** argv) {
   CLI::App cli{"Hybrid-engine generation against recomputation (rlhf ppo's generation phase)"};
-  std::string checkpoint, prompts_path = "data/kjv-pairs/eval.jsonl", json_out;
+  std::string checkpoint, prompts_path = "data/kjv-pairs/eval.jsonl", json_out, device = "cpu";
   int64_t batch = 8, new_tokens = 128, repeats = 3;
   cli.add_option("--checkpoint", checkpoint, "the actor: a checkpoint (SFT's)")->required();
   cli.add_option("--prompts", prompts_path, "JSONL pairs whose prompts are answered");
@@ -28,9 +29,10 @@ int main(int argc, char** argv) {
   cli.add_option("--new-tokens", new_tokens, "tokens per answer");
   cli.add_option("--repeats", repeats, "timed runs of each path (the best is kept)");
   cli.add_option("--json", json_out, "also write the figures as JSON here");
+  cli.add_option("--device", device, "where the actor runs: cpu, cuda or cuda:N");
   CLI11_PARSE(cli, argc, argv);
   try {
-    const rlhf::StartingModel start = rlhf::load_starting_model(checkpoint, Device::cpu());
+    const rlhf::StartingModel start = rlhf::load_starting_model(checkpoint, Device::parse(device));
     const auto pairs = rlhf::read_pairs(prompts_path);
     std::vector<std::vector<int32_t>> prompts;
     std::vector<uint64_t> seeds;
@@ -62,16 +64,18 @@ int main(int argc, char** argv) {
     const nn::BloomConfig& c = start.model.config();
     std::printf(
         "model: %lld layers, hidden %lld, vocab %lld (%.2fM parameters); %lld prompts "
-        "(%.1f tokens on average), %lld new tokens each, sampled (temperature 1)\n",
+        "(%.1f tokens on average), %lld new tokens each, sampled (temperature 1), on %s\n",
         (long long)c.n_layer, (long long)c.hidden_size, (long long)c.vocab_size,
         c.parameter_count() / 1e6, (long long)batch, double(prompt_tokens) / double(batch),
-        (long long)new_tokens);
+        (long long)new_tokens, device.c_str());
     std::printf("hybrid engine (KV cache):   %8.3f s  %9.1f tokens/s\n", best[0], hybrid);
     std::printf("recomputation (no cache):   %8.3f s  %9.1f tokens/s\n", best[1], recompute);
     std::printf("ratio: %.2fx; answers %s token for token\n", hybrid / recompute,
                 same ? "equal" : "DIFFER");
     if (!json_out.empty()) {
-      nlohmann::ordered_json j = {{"batch", batch},
+      nlohmann::ordered_json j = {{"device", device},
+                                  {"parameters", c.parameter_count()},
+                                  {"batch", batch},
                                   {"new_tokens", new_tokens},
                                   {"hybrid_tokens_per_s", hybrid},
                                   {"recompute_tokens_per_s", recompute},
