@@ -1,6 +1,8 @@
 // prepare-data: tokenizes text files, folders and JSON-lines files into a
 // token data set (format in lib/data/token_dataset.hpp), with a given
-// tokenizer or one it trains on the training documents.
+// tokenizer or one it trains on the training documents; or, with --images,
+// converts an image corpus's idx files into an image data set (format in
+// lib/data/images.hpp).
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -16,11 +18,11 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "core/timer.hpp"
+#include "data/images.hpp"
 #include "data/token_dataset.hpp"
 #include "data/tokenizer.hpp"
 
 namespace fs = std::filesystem;
-using turbine::Error;
 using turbine::Timer;
 using namespace turbine::data;
 
@@ -269,81 +271,156 @@ void print_summary(const std::string& output, double seconds, const EncodeTotals
   }
 }
 
+// What was written: the splits' counts and shapes, each class's images,
+// and the normalization statistics.
+void print_image_summary(const std::string& output, double seconds, const std::string& source,
+                         const ImageSet& train, const ImageSet& test, const ChannelStats& stats) {
+  std::printf("prepare-data: wrote %s (%s) in %.1f s\n", output.c_str(),
+              megabytes(static_cast<int64_t>(fs::file_size(output))).c_str(), seconds);
+  std::printf("  source: %s\n", source.c_str());
+  for (const auto* set : {&train, &test}) {
+    std::printf("  %s: %lld images of %lldx%lldx%lld (channels x height x width)\n",
+                set == &train ? "train" : "test", (long long)set->count, (long long)set->channels,
+                (long long)set->height, (long long)set->width);
+  }
+  const std::vector<int64_t> train_counts = class_histogram(train),
+                             test_counts = class_histogram(test);
+  std::printf("  classes (images in train / test):\n");
+  for (size_t k = 0; k < train_counts.size(); ++k) {
+    std::printf("    %2zu %-14s %7lld / %lld\n", k, train.class_names[k].c_str(),
+                (long long)train_counts[k], (long long)test_counts[k]);
+  }
+  for (size_t c = 0; c < stats.mean.size(); ++c) {
+    std::printf("  channel %zu: pixel mean %.4f, std %.4f (train split, 0..1 scale)\n", c,
+                stats.mean[c], stats.std[c]);
+  }
+}
+
+// What a text run was asked for.
+struct TokenRun {
+  std::string output, tokenizer_file, jsonl_key = "text", documents = "paragraphs";
+  int32_t train_vocab = 0;  // > 0: train a tokenizer of this vocabulary size
+  bool force = false;
+  double valid_fraction = 0.01;
+  uint64_t seed = 1;
+  std::vector<std::string> inputs;
+};
+
+// INPUTs to a token data set, with a loaded or a trained tokenizer.
+void prepare_tokens(const TokenRun& run) {
+  Timer total_timer;
+  const bool train = run.train_vocab > 0;
+  const std::string tokenizer_output = train ? tokenizer_path_for(run.output) : "";
+  refuse_to_overwrite(run.output, run.force);
+  if (train) refuse_to_overwrite(tokenizer_output, run.force);
+  Inputs inputs;
+  inputs.files = list_files(run.inputs, {run.output, run.output + ".tmp", tokenizer_output});
+  for (const fs::path& file : inputs.files) {
+    inputs.total_bytes += static_cast<int64_t>(fs::file_size(file));
+  }
+  inputs.mode = run.documents == "lines"   ? DocumentMode::lines
+                : run.documents == "files" ? DocumentMode::files
+                                           : DocumentMode::paragraphs;
+  inputs.jsonl_key = run.jsonl_key;
+  std::fprintf(stderr, "prepare-data: %zu input file(s), %s\n", inputs.files.size(),
+               megabytes(inputs.total_bytes).c_str());
+
+  const Tokenizer tokenizer =
+      train ? train_tokenizer(inputs, run.train_vocab, run.seed, run.valid_fraction)
+            : Tokenizer::load(run.tokenizer_file);
+  if (const fs::path parent = fs::path(run.output).parent_path(); !parent.empty()) {
+    fs::create_directories(parent);
+  }
+  TokenDatasetWriter writer(run.output, tokenizer.vocab_size(), tokenizer.to_json(),
+                            tokenizer.identity(), run.force);
+  const EncodeTotals totals =
+      encode_documents(inputs, tokenizer, writer, run.seed, run.valid_fraction);
+  if (train) tokenizer.save(tokenizer_output);
+  print_summary(run.output, total_timer.seconds(), totals, tokenizer, tokenizer_output,
+                run.valid_fraction);
+}
+
+// --images NAME: the corpus's idx files in `dir` to an image data set.
+void prepare_images(const std::string& name, const std::string& dir, const std::string& output,
+                    bool force) {
+  Timer timer;
+  refuse_to_overwrite(output, force);
+  TURBINE_CHECK(name == "fashion-mnist", "--images {}: the image corpora are: fashion-mnist", name);
+  const IdxSource source = fashion_mnist_source(dir);
+  std::fprintf(stderr, "prepare-data: reading %s from %s\n", source.name.c_str(), dir.c_str());
+  const ImageSet train =
+      read_idx_split(source.train_images, source.train_labels, source.class_names);
+  const ImageSet test = read_idx_split(source.test_images, source.test_labels, source.class_names);
+  if (const fs::path parent = fs::path(output).parent_path(); !parent.empty()) {
+    fs::create_directories(parent);
+  }
+  const std::string description = fmt::format("{} ({})", source.name, dir);
+  const ChannelStats stats = write_image_dataset(output, description, train, test, force);
+  print_image_summary(output, timer.seconds(), description, train, test, stats);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Tokenize text into a Turbine token data set (HDF5; see lib/data/token_dataset.hpp).\n"
-      "INPUTs are text files, folders (all files below them, in sorted order, hidden ones\n"
-      "skipped) and JSON-lines files (*.jsonl, *.ndjson: one document per record, its text\n"
-      "under --jsonl-key). The tokenizer's end-of-text token follows each document."};
-  std::string output, tokenizer_file, jsonl_key = "text", documents = "paragraphs";
-  int32_t train_vocab = 0;
-  bool force = false;
-  double valid_fraction = 0.01;
-  uint64_t seed = 1;
-  std::vector<std::string> input_args;
-  app.add_option("--output,-o", output, "the data set to write (.h5)")->required();
-  app.add_flag("--force", force, "replace the output (and tokenizer file) if they exist");
-  auto* load = app.add_option("--tokenizer", tokenizer_file,
+      "Prepare a Turbine data set (HDF5).\n"
+      "Text: tokenize INPUTs into a token data set (lib/data/token_dataset.hpp). INPUTs are\n"
+      "text files, folders (all files below them, in sorted order, hidden ones skipped) and\n"
+      "JSON-lines files (*.jsonl, *.ndjson: one document per record, its text under\n"
+      "--jsonl-key). The tokenizer's end-of-text token follows each document.\n"
+      "Images: --images fashion-mnist converts Fashion-MNIST's idx files (Debian's\n"
+      "dataset-fashion-mnist) into an image data set (lib/data/images.hpp), e.g.\n"
+      "  tools/prepare-data --images fashion-mnist -o data/fashion-mnist.h5"};
+  TokenRun run;
+  std::string images, images_dir = kFashionMnistDir;
+  app.add_option("--output,-o", run.output, "the data set to write (.h5)")->required();
+  app.add_flag("--force", run.force, "replace the output (and tokenizer file) if they exist");
+  auto* load = app.add_option("--tokenizer", run.tokenizer_file,
                               "a tokenizer.json, or a folder with tokenizer.json or GPT-2's "
                               "encoder.json + vocab.bpe");
-  auto* train = app.add_option("--train-tokenizer", train_vocab,
+  auto* train = app.add_option("--train-tokenizer", run.train_vocab,
                                "train a byte-level BPE tokenizer of this vocabulary size on the "
                                "training documents; saved as <output>.tokenizer.json")
                     ->check(CLI::Range(257, 1 << 24));
   load->excludes(train);
-  app.add_option("--jsonl-key", jsonl_key, "the key of a JSON-lines record's text")
+  app.add_option("--jsonl-key", run.jsonl_key, "the key of a JSON-lines record's text")
       ->capture_default_str();
-  app.add_option("--valid-fraction", valid_fraction,
+  app.add_option("--valid-fraction", run.valid_fraction,
                  "the fraction of documents (whole ones) held out for validation")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--seed", seed, "picks the validation documents")->capture_default_str();
-  app.add_option("--documents", documents,
+  app.add_option("--seed", run.seed, "picks the validation documents")->capture_default_str();
+  app.add_option("--documents", run.documents,
                  "what a document is in a text file: paragraphs (blank-line separated), lines, "
                  "or files")
       ->check(CLI::IsMember({"paragraphs", "lines", "files"}))
       ->capture_default_str();
-  app.add_option("inputs", input_args, "text files, folders, JSON-lines files")->required();
+  auto* inputs = app.add_option("inputs", run.inputs, "text files, folders, JSON-lines files");
+  auto* image_corpus =
+      app.add_option("--images", images, "write an image data set of this corpus instead of tokens")
+          ->check(CLI::IsMember({"fashion-mnist"}))
+          ->excludes(load, train, inputs)
+          ->group("Images");
+  app.add_option("--images-dir", images_dir, "the folder of the corpus's four idx files")
+      ->needs(image_corpus)
+      ->capture_default_str()
+      ->group("Images");
   CLI11_PARSE(app, argc, argv);
-  if (!*load && !*train) {
+  if (!*image_corpus && run.inputs.empty()) {
+    std::fprintf(stderr, "prepare-data: give INPUTs to tokenize, or --images CORPUS\n");
+    return 2;
+  }
+  if (!*image_corpus && !*load && !*train) {
     std::fprintf(stderr, "prepare-data: give --tokenizer PATH or --train-tokenizer VOCAB_SIZE\n");
     return 2;
   }
 
   try {
-    Timer total_timer;
-    const std::string tokenizer_output = *train ? tokenizer_path_for(output) : "";
-    refuse_to_overwrite(output, force);
-    if (*train) refuse_to_overwrite(tokenizer_output, force);
-    Inputs inputs;
-    inputs.files = list_files(input_args, {output, output + ".tmp", tokenizer_output});
-    for (const fs::path& file : inputs.files) {
-      inputs.total_bytes += static_cast<int64_t>(fs::file_size(file));
+    if (*image_corpus) {
+      prepare_images(images, images_dir, run.output, run.force);
+    } else {
+      prepare_tokens(run);
     }
-    inputs.mode = documents == "lines"   ? DocumentMode::lines
-                  : documents == "files" ? DocumentMode::files
-                                         : DocumentMode::paragraphs;
-    inputs.jsonl_key = jsonl_key;
-    std::fprintf(stderr, "prepare-data: %zu input file(s), %s\n", inputs.files.size(),
-                 megabytes(inputs.total_bytes).c_str());
-
-    const Tokenizer tokenizer = *train ? train_tokenizer(inputs, train_vocab, seed, valid_fraction)
-                                       : Tokenizer::load(tokenizer_file);
-    if (const fs::path parent = fs::path(output).parent_path(); !parent.empty()) {
-      fs::create_directories(parent);
-    }
-    TokenDatasetWriter writer(output, tokenizer.vocab_size(), tokenizer.to_json(),
-                              tokenizer.identity(), force);
-    const EncodeTotals totals = encode_documents(inputs, tokenizer, writer, seed, valid_fraction);
-    if (*train) tokenizer.save(tokenizer_output);
-
-    print_summary(output, total_timer.seconds(), totals, tokenizer, tokenizer_output,
-                  valid_fraction);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "prepare-data: error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "prepare-data: error: %s\n", e.what());
     return 1;

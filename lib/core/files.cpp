@@ -30,6 +30,21 @@ void write_folder_atomically(const std::string& dir,
   fs::rename(tmp, final_dir);
 }
 
+void write_file_atomically(const std::string& path,
+                           const std::function<void(const std::string& temporary)>& write) {
+  const std::string temporary = path + ".tmp";
+  try {
+    write(temporary);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw;
+  }
+  std::error_code error;
+  fs::rename(temporary, path, error);
+  TURBINE_CHECK(!error, "cannot rename '{}' to '{}': {}", temporary, path, error.message());
+}
+
 void read_exact(int fd, void* out, size_t bytes, uint64_t offset, const std::string& what) {
   auto* p = static_cast<char*>(out);
   while (bytes > 0) {

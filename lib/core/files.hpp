@@ -17,6 +17,13 @@ namespace turbine {
 void write_folder_atomically(const std::string& dir,
                              const std::function<void(const std::filesystem::path& tmp)>& fill);
 
+// Creates the file `path` by writing `path + ".tmp"` (`write` is given that
+// name) and renaming it when `write` returns; when `write` throws the
+// temporary file is removed, so `path` is whole or unchanged. An existing
+// `path` is replaced: refuse it first where that matters.
+void write_file_atomically(const std::string& path,
+                           const std::function<void(const std::string& temporary)>& write);
+
 // pread / pwrite of exactly `bytes` at `offset` of an open file, retrying
 // short transfers and EINTR; errors name `what` (the file), the byte and the
 // cause (an unexpected end of file on reads).

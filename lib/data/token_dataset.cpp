@@ -123,38 +123,42 @@ TokenDataset::~TokenDataset() = default;
 TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
 TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
 
-TokenDataset TokenDataset::open(const std::string& path) {
+std::unique_ptr<H5File> open_data_file(const std::string& path, const char* what,
+                                       const char* format, int64_t version) {
   TURBINE_CHECK(std::filesystem::exists(path),
-                "token data set '{}' not found: create it with tools/prepare-data "
+                "{} '{}' not found: create it with tools/prepare-data "
                 "(tools/prepare-data --help shows how)",
-                path);
-  TURBINE_CHECK(!std::filesystem::is_directory(path),
-                "token data set '{}' is a directory: give the .h5 file", path);
-  TURBINE_CHECK(H5File::is_hdf5(path), "'{}' is not an HDF5 file, so not a token data set: {}",
-                path, kRecreate);
-  TokenDataset d;
-  d.path_ = path;
+                what, path);
+  TURBINE_CHECK(!std::filesystem::is_directory(path), "{} '{}' is a directory: give the .h5 file",
+                what, path);
+  TURBINE_CHECK(H5File::is_hdf5(path), "'{}' is not an HDF5 file, so not a {}: {}", path, what,
+                kRecreate);
+  std::unique_ptr<H5File> file;
   try {
-    d.file_ = std::make_unique<H5File>(path, H5File::Mode::read);
+    file = std::make_unique<H5File>(path, H5File::Mode::read);
   } catch (const Error&) {
     TURBINE_FAIL(
-        "token data set '{}' cannot be opened: it is truncated or damaged (an interrupted copy or "
-        "write?): {}",
-        path, kRecreate);
+        "{} '{}' cannot be opened: it is truncated or damaged (an interrupted copy or write?): {}",
+        what, path, kRecreate);
   }
+  TURBINE_CHECK(file->has_attribute("format"),
+                "'{}' is an HDF5 file but not a Turbine {} (it has no 'format' attribute): {}",
+                path, what, kRecreate);
+  const std::string found_format = file->attribute_string("format");
+  TURBINE_CHECK(found_format == format, "'{}' holds format '{}', not a Turbine {} ('{}'): {}", path,
+                found_format, what, format, kRecreate);
+  const int64_t found_version = file->attribute_int("version");
+  TURBINE_CHECK(found_version == version,
+                "'{}' is a {} of version {}, and this Turbine reads version {}: {}", path, what,
+                found_version, version, kRecreate);
+  return file;
+}
+
+TokenDataset TokenDataset::open(const std::string& path) {
+  TokenDataset d;
+  d.path_ = path;
+  d.file_ = open_data_file(path, "token data set", kTokenFormat, kTokenFormatVersion);
   const H5File& file = *d.file_;
-  TURBINE_CHECK(file.has_attribute("format"),
-                "'{}' is an HDF5 file but not a Turbine token data set (it has no 'format' "
-                "attribute): {}",
-                path, kRecreate);
-  const std::string format = file.attribute_string("format");
-  TURBINE_CHECK(format == kTokenFormat,
-                "'{}' holds format '{}', not a Turbine token data set ('{}'): {}", path, format,
-                kTokenFormat, kRecreate);
-  const int64_t version = file.attribute_int("version");
-  TURBINE_CHECK(version == kTokenFormatVersion,
-                "'{}' is a token data set of version {}, and this Turbine reads version {}: {}",
-                path, version, kTokenFormatVersion, kRecreate);
   try {
     d.vocab_size_ = file.attribute_int("vocab_size");
     TURBINE_CHECK(d.vocab_size_ > 0, "vocab_size is {}", d.vocab_size_);

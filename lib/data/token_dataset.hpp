@@ -50,6 +50,13 @@ inline constexpr int64_t kTokenChunk = 1 << 15;  // elements per HDF5 chunk of `
 // Throws if `path` exists and !force, with a message that says to pass --force.
 void refuse_to_overwrite(const std::string& path, bool force);
 
+// Opens a data set file that tools/prepare-data writes, of format `format`
+// (its root attribute "format") and version `version`, for reading. Errors
+// name the file, say what it is not (`what`, e.g. "token data set") and say
+// to create or re-create it with tools/prepare-data.
+std::unique_ptr<H5File> open_data_file(const std::string& path, const char* what,
+                                       const char* format, int64_t version);
+
 // Whether document `document_index` belongs to the valid split: a pure
 // function of (seed, index), so a split never depends on the order of work
 // or on the other documents. About `valid_fraction` of documents land there.

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
-#include <system_error>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "data/loader.hpp"
 #include "tensor/hdf5.hpp"
 
@@ -69,8 +69,7 @@ DifficultyIndex DifficultyIndex::from_values(std::span<const float> values,
 }
 
 void DifficultyIndex::save(const std::string& path) const {
-  const std::string temporary = path + ".tmp";
-  try {
+  write_file_atomically(path, [&](const std::string& temporary) {
     H5File file(temporary, H5File::Mode::create);
     file.set_attribute("format", std::string(kIndexFormat));
     file.set_attribute("version", kIndexFormatVersion);
@@ -88,14 +87,7 @@ void DifficultyIndex::save(const std::string& path) const {
     file.write("sorted_windows", Tensor::from_vector<int64_t>({w}, sorted_windows_));
     file.write("sorted_values", Tensor::from_vector<float>({w}, sorted_values_));
     file.close();
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw;
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  TURBINE_CHECK(!error, "cannot rename '{}' to '{}': {}", temporary, path, error.message());
+  });
 }
 
 DifficultyIndex DifficultyIndex::open_for(const data::TokenDataset& dataset, Metric metric,

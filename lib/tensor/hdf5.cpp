@@ -119,20 +119,55 @@ Tensor H5File::read(const std::string& name) const {
   return t;
 }
 
-void H5File::write(const std::string& name, const Tensor& tensor_any) {
-  const std::string where = path_ + ":" + name;
-  const Tensor tensor = tensor_any.to(Device::cpu()).contiguous();
+namespace {
+// Creates dataset `name` (and the groups above it) with creation properties
+// `dcpl` and writes the tensor into it.
+void write_dataset(hid_t file, const std::string& where, const std::string& name,
+                   const Tensor& tensor, hid_t dcpl) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
   std::vector<hsize_t> dims(tensor.shape().begin(), tensor.shape().end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  Handle ds(H5Dcreate2(file_, name.c_str(), native_type(tensor.dtype()), space.get(), lcpl.get(),
-                       H5P_DEFAULT, H5P_DEFAULT),
+  Handle ds(H5Dcreate2(file, name.c_str(), native_type(tensor.dtype()), space.get(), lcpl.get(),
+                       dcpl, H5P_DEFAULT),
             H5Dclose);
   TURBINE_CHECK(ds.valid(), "{}: cannot create dataset (does it exist already?)", where);
   TURBINE_CHECK(H5Dwrite(ds.get(), native_type(tensor.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                          tensor.raw_data()) >= 0,
                 "{}: write failed (disk full?)", where);
+}
+}  // namespace
+
+void H5File::write(const std::string& name, const Tensor& tensor_any) {
+  write_dataset(file_, path_ + ":" + name, name, tensor_any.to(Device::cpu()).contiguous(),
+                H5P_DEFAULT);
+}
+
+void H5File::write_compressed(const std::string& name, const Tensor& tensor_any, const Shape& chunk,
+                              int level) {
+  const std::string where = path_ + ":" + name;
+  const Tensor tensor = tensor_any.to(Device::cpu()).contiguous();
+  TURBINE_CHECK(chunk.size() == tensor.shape().size(),
+                "{}: chunk {} has {} dims, the tensor {} has {}", where, shape_str(chunk),
+                chunk.size(), tensor.str(), tensor.shape().size());
+  TURBINE_CHECK(level >= 1 && level <= 9, "{}: deflate level must be in [1, 9], got {}", where,
+                level);
+  if (tensor.numel() == 0) {
+    write_dataset(file_, where, name, tensor, H5P_DEFAULT);
+    return;
+  }
+  TURBINE_CHECK(H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0,
+                "{}: this HDF5 library has no deflate filter (zlib)", where);
+  std::vector<hsize_t> chunk_dims(chunk.size());
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    chunk_dims[i] = static_cast<hsize_t>(std::clamp<int64_t>(chunk[i], 1, tensor.shape()[i]));
+  }
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  TURBINE_CHECK(
+      H5Pset_chunk(dcpl.get(), static_cast<int>(chunk_dims.size()), chunk_dims.data()) >= 0 &&
+          H5Pset_deflate(dcpl.get(), static_cast<unsigned>(level)) >= 0,
+      "{}: cannot set chunks {} with deflate", where, shape_str(chunk));
+  write_dataset(file_, where, name, tensor, dcpl.get());
 }
 
 std::vector<std::string> H5File::list(const std::string& group) const {
@@ -279,6 +314,87 @@ void H5File::set_attribute(const std::string& name, const std::string& value) {
   TURBINE_CHECK(attr.valid() && H5Awrite(attr.get(), type.get(), padded.data()) >= 0,
                 "{}: cannot write attribute '{}' (a string attribute holds at most 64 KiB)", path_,
                 name);
+}
+
+namespace {
+// The number of elements of an attribute's simple dataspace (1 for a scalar).
+hsize_t attribute_elements(hid_t attr) {
+  Handle space(H5Aget_space(attr), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  return n < 0 ? 0 : static_cast<hsize_t>(n);
+}
+
+// Writes a 1-D attribute of `count` elements of `type` from `data`.
+void write_array_attribute(hid_t file, const std::string& path, const std::string& name, hid_t type,
+                           hsize_t count, const void* data) {
+  if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
+  Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  Handle attr(H5Acreate2(file, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose);
+  TURBINE_CHECK(attr.valid() && H5Awrite(attr.get(), type, data) >= 0,
+                "{}: cannot write attribute '{}' (an attribute holds at most 64 KiB)", path, name);
+}
+}  // namespace
+
+std::vector<double> H5File::attribute_doubles(const std::string& name) const {
+  TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
+  Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  TURBINE_CHECK(cls == H5T_FLOAT || cls == H5T_INTEGER, "{}: attribute '{}' is not numeric", path_,
+                name);
+  std::vector<double> values(attribute_elements(attr.get()));
+  TURBINE_CHECK(values.empty() || H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0,
+                "{}: attribute '{}' cannot be read as numbers", path_, name);
+  return values;
+}
+
+void H5File::set_attribute(const std::string& name, const std::vector<double>& values) {
+  write_array_attribute(file_, path_, name, H5T_NATIVE_DOUBLE, values.size(), values.data());
+}
+
+std::vector<std::string> H5File::attribute_strings(const std::string& name) const {
+  TURBINE_CHECK(H5Aexists(file_, name.c_str()) > 0, "{}: attribute '{}' not found", path_, name);
+  Handle attr(H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  TURBINE_CHECK(H5Tget_class(type.get()) == H5T_STRING, "{}: attribute '{}' is not strings", path_,
+                name);
+  const hsize_t n = attribute_elements(attr.get());
+  std::vector<std::string> values;
+  if (n == 0) return values;
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle memory_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(memory_type.get(), H5T_VARIABLE);
+    H5Tset_cset(memory_type.get(), H5Tget_cset(type.get()));
+    std::vector<char*> texts(n, nullptr);
+    TURBINE_CHECK(H5Aread(attr.get(), memory_type.get(), texts.data()) >= 0,
+                  "{}: attribute '{}': read failed (the file may be truncated)", path_, name);
+    for (char* text : texts) {
+      values.emplace_back(text != nullptr ? text : "");
+      H5free_memory(text);
+    }
+    return values;
+  }
+  const size_t size = H5Tget_size(type.get());
+  std::string buffer(size * n, '\0');
+  TURBINE_CHECK(H5Aread(attr.get(), type.get(), buffer.data()) >= 0,
+                "{}: attribute '{}': read failed (the file may be truncated)", path_, name);
+  for (hsize_t i = 0; i < n; ++i) {
+    std::string value = buffer.substr(i * size, size);
+    value.resize(std::min(value.size(), value.find('\0')));
+    values.push_back(std::move(value));
+  }
+  return values;
+}
+
+void H5File::set_attribute(const std::string& name, const std::vector<std::string>& values) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  std::vector<const char*> texts;
+  texts.reserve(values.size());
+  for (const std::string& value : values) texts.push_back(value.c_str());
+  write_array_attribute(file_, path_, name, type.get(), texts.size(), texts.data());
 }
 
 std::string H5File::read_string(const std::string& name) const {

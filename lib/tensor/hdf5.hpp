@@ -1,6 +1,7 @@
 // Tensors in HDF5 files: a small RAII layer over the HDF5 C API: open or create a file, read and
-// write tensors as datasets (by path, groups created on demand), read and
-// write scalar and string attributes, list a group's members, and stream
+// write tensors as datasets (by path, groups created on demand; chunked and
+// compressed on request), read and write scalar, string and 1-D array
+// attributes, list a group's members, and stream
 // 1-D datasets that grow (append, then read any range through a hyperslab).
 // Every failure names the file and the object; HDF5's own error stack is
 // never printed.
@@ -24,6 +25,11 @@ class H5File {
   bool exists(const std::string& object) const;
   Tensor read(const std::string& dataset) const;  // to a cpu tensor of the stored dtype
   void write(const std::string& dataset, const Tensor& tensor);
+  // As write(), stored in chunks of `chunk` elements per dimension (each
+  // entry clamped to [1, that dim]) and deflate-compressed at `level` (1-9).
+  // An empty tensor is stored as write() stores it.
+  void write_compressed(const std::string& dataset, const Tensor& tensor, const Shape& chunk,
+                        int level);
   std::vector<std::string> list(const std::string& group) const;
   bool has_attribute(const std::string& name) const;  // on the root group
   // The root group's scalar attributes by name, each as what it holds.
@@ -35,6 +41,13 @@ class H5File {
   void set_attribute(const std::string& name, int64_t value);
   std::string attribute_string(const std::string& name) const;
   void set_attribute(const std::string& name, const std::string& value);
+  // The root group's 1-D array attributes (what h5py writes for a list):
+  // numbers (stored as float64) and strings (variable-length UTF-8). The
+  // readers also take a scalar as a one-element list, and fixed-length strings.
+  std::vector<double> attribute_doubles(const std::string& name) const;
+  void set_attribute(const std::string& name, const std::vector<double>& values);
+  std::vector<std::string> attribute_strings(const std::string& name) const;
+  void set_attribute(const std::string& name, const std::vector<std::string>& values);
 
   // A string as a scalar dataset: for text past an attribute's 64 KiB limit.
   std::string read_string(const std::string& dataset) const;
