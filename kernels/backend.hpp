@@ -66,6 +66,21 @@ struct Broadcast {
   constexpr size_t numel() const { return size_t(outer) * size_t(mid) * size_t(inner); }
 };
 
+// GroupNorm and BatchNorm2d over images x (batch, channels, plane = H * W),
+// NCHW: the channels fall in `groups` equal groups, and each statistic (a
+// mean and a biased variance) covers one group's channels of one image
+// (per_image: GroupNorm) or of the whole batch (BatchNorm2d, one group per
+// channel). Statistic s is (image * groups + group) or (group).
+struct ChannelNorm {
+  int batch = 0, channels = 0, plane = 0, groups = 1;
+  bool per_image = true;
+  constexpr int stats() const { return per_image ? batch * groups : groups; }
+  // Elements each statistic covers.
+  constexpr int64_t group_size() const {
+    return int64_t(channels / groups) * plane * (per_image ? 1 : batch);
+  }
+};
+
 // A 2-D sliding window over images x (batch, channels, height, width), NCHW:
 // conv2d's im2col and the pooling kernels. Output (batch, channels', out_h(), out_w()).
 struct Window2d {
@@ -346,6 +361,24 @@ class Backend {
   virtual void avg_pool2d_forward(const Window2d& w, const float* x, float* y) = 0;
   virtual void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx,
                                    bool accumulate) = 0;
+  // Channel norms (see ChannelNorm). stats: mean and biased var (stats()),
+  // two passes. forward: y = (x - mean) * rstd * weight[c] + bias[c] with
+  // rstd = 1 / sqrt(var + eps) (training: the batch's statistics; BatchNorm's
+  // eval: the running ones). backward: dweight[c] (+)= sum of dy * xhat and
+  // dbias[c] (+)= sum of dy over (images, plane); dx (+)= rstd * (dxhat -
+  // mean(dxhat) - xhat * mean(dxhat * xhat)) over each statistic's group,
+  // dxhat = dy * weight[c], when the statistics came from x (through_stats),
+  // else rstd * dxhat. A null dx, or null dweight and dbias, is skipped.
+  virtual void channel_norm_stats(const ChannelNorm& n, const float* x, float* mean,
+                                  float* var) = 0;
+  virtual void channel_norm_forward(const ChannelNorm& n, const float* x, const float* mean,
+                                    const float* var, float eps, const float* weight,
+                                    const float* bias, float* y) = 0;
+  virtual void channel_norm_backward(const ChannelNorm& n, const float* x, const float* mean,
+                                     const float* var, float eps, const float* weight,
+                                     const float* dy, bool through_stats, float* dx,
+                                     float* dweight, float* dbias, bool accumulate_dx,
+                                     bool accumulate_params) = 0;
 
   // ---- the paged KV cache (see PagedAttentionShape)
   // k, v (heads, tokens, head_dim) are written to the pools at slots

@@ -358,6 +358,27 @@ void ProfilingBackend::avg_pool2d_backward(const Window2d& w, const float* dy, f
                                            bool accumulate) {
   timed("avg_pool2d_backward", 0, [&] { inner_.avg_pool2d_backward(w, dy, dx, accumulate); });
 }
+void ProfilingBackend::channel_norm_stats(const ChannelNorm& n, const float* x, float* mean,
+                                          float* var) {
+  timed("channel_norm_stats", 0, [&] { inner_.channel_norm_stats(n, x, mean, var); });
+}
+void ProfilingBackend::channel_norm_forward(const ChannelNorm& n, const float* x,
+                                            const float* mean, const float* var, float eps,
+                                            const float* weight, const float* bias, float* y) {
+  timed("channel_norm_forward", 0,
+        [&] { inner_.channel_norm_forward(n, x, mean, var, eps, weight, bias, y); });
+}
+void ProfilingBackend::channel_norm_backward(const ChannelNorm& n, const float* x,
+                                             const float* mean, const float* var, float eps,
+                                             const float* weight, const float* dy,
+                                             bool through_stats, float* dx, float* dweight,
+                                             float* dbias, bool accumulate_dx,
+                                             bool accumulate_params) {
+  timed("channel_norm_backward", 0, [&] {
+    inner_.channel_norm_backward(n, x, mean, var, eps, weight, dy, through_stats, dx, dweight,
+                                 dbias, accumulate_dx, accumulate_params);
+  });
+}
 void ProfilingBackend::paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
                                       const int32_t* slots, int tokens, int heads, int head_dim,
                                       int block_size) {

@@ -1572,6 +1572,76 @@ void add_window_cases(std::vector<Case>& cases) {
   }
 }
 
+// GroupNorm and BatchNorm2d (issue 17): statistics, the normalization and
+// its backward. The CPU sums in double, the GPU in float trees: within
+// tol::transcendental, as LayerNorm.
+void add_channel_norm_cases(std::vector<Case>& cases) {
+  using kernels::ChannelNorm;
+  const float eps = 1e-5f;
+  for (const ChannelNorm& n :
+       {ChannelNorm{4, 16, 49, 4, true}, ChannelNorm{2, 32, 784, 8, true},
+        ChannelNorm{16, 8, 196, 8, false}, ChannelNorm{3, 5, 1, 5, false}}) {
+    const std::string shape =
+        fmt::format("{} N={} C={} plane={} groups={}", n.per_image ? "group_norm" : "batch_norm",
+                    n.batch, n.channels, n.plane, n.groups);
+    const size_t total = size_t(n.batch) * n.channels * n.plane, stats = size_t(n.stats()),
+                 channels = size_t(n.channels);
+    auto draw = [=](Inputs& in) {
+      return std::array{in.normal(total, 2.0f, 0.5f), in.normal(channels, 0.1f, 1.0f),
+                        in.normal(channels, 0.1f)};
+    };
+    // The statistics as the CPU computes them.
+    auto cpu_stats = [=](const std::vector<float>& x) {
+      std::vector<float> mean(stats), var(stats);
+      kernels::cpu_backend().channel_norm_stats(n, x.data(), mean.data(), var.data());
+      return std::pair{mean, var};
+    };
+    add(cases, "channel_norm_stats", shape, MathMode::f32, tol::transcendental, [=](Inputs& in) {
+      const auto x = draw(in)[0];
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), tm = s.upload(poison(stats)), tv = s.upload(poison(stats));
+        s.backend.channel_norm_stats(n, tx.data<float>(), tm.data<float>(), tv.data<float>());
+        return Outputs{written("mean", tm), written("var", tv)};
+      });
+    });
+    add(cases, "channel_norm_forward", shape, MathMode::f32, tol::transcendental,
+        [=](Inputs& in) {
+          const auto [x, w, b] = draw(in);
+          const auto [mean, var] = cpu_stats(x);
+          return Run([=](const Side& s) {
+            const Tensor tx = s.upload(x), tw = s.upload(w), tb = s.upload(b), tm = s.upload(mean),
+                         tv = s.upload(var), ty = s.upload(poison(total));
+            s.backend.channel_norm_forward(n, tx.data<float>(), tm.data<float>(), tv.data<float>(),
+                                           eps, tw.data<float>(), tb.data<float>(),
+                                           ty.data<float>());
+            return Outputs{written("y", ty)};
+          });
+        });
+    for (bool through : {true, false})
+      for (bool acc : {false, true}) {
+        add(cases, "channel_norm_backward",
+            shape + flag("through_stats", through) + flag("accumulate", acc), MathMode::f32,
+            tol::transcendental, [=](Inputs& in) {
+              const auto [x, w, b] = draw(in);
+              const auto [mean, var] = cpu_stats(x);
+              const auto dy = in.normal(total), dx0 = initial(in, total, acc),
+                         dw0 = initial(in, channels, acc), db0 = initial(in, channels, acc);
+              return Run([=](const Side& s) {
+                const Tensor tx = s.upload(x), tw = s.upload(w), tm = s.upload(mean),
+                             tv = s.upload(var), tdy = s.upload(dy), tdx = s.upload(dx0),
+                             tdw = s.upload(dw0), tdb = s.upload(db0);
+                s.backend.channel_norm_backward(n, tx.data<float>(), tm.data<float>(),
+                                                tv.data<float>(), eps, tw.data<float>(),
+                                                tdy.data<float>(), through, tdx.data<float>(),
+                                                tdw.data<float>(), tdb.data<float>(), acc, acc);
+                return Outputs{result("dx", tdx, dx0, acc), result("dweight", tdw, dw0, acc),
+                               result("dbias", tdb, db0, acc)};
+              });
+            });
+      }
+  }
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   add_memory_cases(cases);
@@ -1593,6 +1663,7 @@ std::vector<Case> all_cases() {
   add_pointwise_cases(cases);
   add_log_prob_cases(cases);
   add_window_cases(cases);
+  add_channel_norm_cases(cases);
   return cases;
 }
 

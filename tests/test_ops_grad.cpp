@@ -611,9 +611,10 @@ BOOST_AUTO_TEST_CASE(log_softmax_and_token_log_probs) {
 namespace {
 // Direct convolution in double: x (N, C, H, W), w (O, C, k, k).
 std::vector<float> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, int stride,
-                              int pad) {
+                              int pad, int groups = 1) {
   const auto X = host(x), W = host(w);
-  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), Wd = x.dim(3), O = w.dim(0), K = w.dim(2);
+  const int64_t N = x.dim(0), H = x.dim(2), Wd = x.dim(3), O = w.dim(0), K = w.dim(2);
+  const int64_t C = w.dim(1), O_group = O / groups;  // C: one group's input channels
   const int64_t OH = (H + 2 * pad - K) / stride + 1, OW = (Wd + 2 * pad - K) / stride + 1;
   const auto B = b.defined() ? host(b) : std::vector<float>(O, 0.0f);
   std::vector<float> y(N * O * OH * OW);
@@ -627,8 +628,9 @@ std::vector<float> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b,
               for (int64_t j = 0; j < K; ++j) {
                 const int64_t ih = oh * stride - pad + i, iw = ow * stride - pad + j;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
-                acc +=
-                    double(X[((n * C + c) * H + ih) * Wd + iw]) * W[((o * C + c) * K + i) * K + j];
+                const int64_t xc = o / O_group * C + c;  // the input channel
+                acc += double(X[((n * C * groups + xc) * H + ih) * Wd + iw]) *
+                       W[((o * C + c) * K + i) * K + j];
               }
           y[((n * O + o) * OH + oh) * OW + ow] = float(acc);
         }
@@ -648,6 +650,132 @@ BOOST_AUTO_TEST_CASE(conv2d_grads_and_values) {
   }
   auto no_bias = [](const Ins& in) { return one(ag::conv2d(in[0], in[1], Tensor(), 1, 0)); };
   BOOST_TEST(grad_check(no_bias, {param({1, 2, 5, 5}, 4), param({3, 2, 5, 5}, 5)}) < kTol);
+}
+
+// Grouped and depthwise convolutions: gradients and values against the
+// direct convolution, and equal to G separate convolutions.
+BOOST_AUTO_TEST_CASE(conv2d_groups) {
+  for (auto [groups, out] : {std::pair{2, 4}, std::pair{4, 4}, std::pair{4, 8}}) {
+    auto f = [=](const Ins& in) {
+      return one(ag::conv2d(in[0], in[1], in[2], 1, 1, groups));
+    };
+    BOOST_TEST(grad_check(f, {param({2, 4, 6, 5}, 1), param({out, 4 / groups, 3, 3}, 2),
+                              param({out}, 3)}) < kTol);
+    const Tensor x = Tensor::randn({2, 4, 7, 6}, 7, 1), b = Tensor::randn({out}, 7, 3),
+                 w = Tensor::randn({out, 4 / groups, 3, 3}, 7, 2);
+    BOOST_TEST(testing::norm_error(host(ops::conv2d(x, w, b, 2, 1, groups)),
+                                   naive_conv(x, w, b, 2, 1, groups)) < 1e-6);
+  }
+  const Tensor img = Tensor::randn({1, 6, 5, 5}, 1, 5);
+  BOOST_TEST(error_mentions([&] { ops::conv2d(img, Tensor::randn({4, 3, 3, 3}, 1, 6), Tensor(), 1, 0, 4); },
+                            {"conv2d", "4 groups", "[1, 6, 5, 5]"}));
+  BOOST_TEST(error_mentions([&] { ops::conv2d(img, Tensor::randn({4, 2, 3, 3}, 1, 6), Tensor(), 1, 0, 2); },
+                            {"conv2d", "C / groups", "[4, 2, 3, 3]"}));
+}
+
+namespace {
+// GroupNorm / BatchNorm2d in double: statistics over each image's group of
+// channels (per_image) or over the batch (groups = C).
+std::vector<float> naive_channel_norm(const Tensor& x, int groups, bool per_image,
+                                      const Tensor& weight, const Tensor& bias, float eps) {
+  const auto X = host(x), Wt = host(weight), B = host(bias);
+  const int64_t N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3), Cg = C / groups;
+  std::vector<float> y(X.size());
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t n0 = 0; n0 < (per_image ? N : 1); ++n0) {
+      const int64_t n_first = per_image ? n0 : 0, n_last = per_image ? n0 + 1 : N;
+      double sum = 0, squares = 0, count = 0;
+      for (int64_t n = n_first; n < n_last; ++n)
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
+          for (int64_t p = 0; p < P; ++p) {
+            sum += X[(n * C + c) * P + p];
+            count += 1;
+          }
+      const double mean = sum / count;
+      for (int64_t n = n_first; n < n_last; ++n)
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
+          for (int64_t p = 0; p < P; ++p) squares += std::pow(X[(n * C + c) * P + p] - mean, 2);
+      const double rstd = 1 / std::sqrt(squares / count + eps);
+      for (int64_t n = n_first; n < n_last; ++n)
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c)
+          for (int64_t p = 0; p < P; ++p) {
+            const size_t at = size_t((n * C + c) * P + p);
+            y[at] = float((X[at] - mean) * rstd * Wt[size_t(c)] + B[size_t(c)]);
+          }
+    }
+  return y;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(group_norm_grads_and_values) {
+  for (int groups : {1, 2, 6}) {
+    auto f = [=](const Ins& in) { return one(ag::group_norm(in[0], groups, in[1], in[2])); };
+    BOOST_TEST(grad_check(f, {param({3, 6, 4, 5}, 1), param({6}, 2), param({6}, 3)}) < kTol);
+    const Tensor x = Tensor::randn({3, 6, 4, 5}, 8, 1), w = Tensor::randn({6}, 8, 2),
+                 b = Tensor::randn({6}, 8, 3);
+    BOOST_TEST(testing::norm_error(host(ops::group_norm(x, groups, w, b, 1e-5f, nullptr)),
+                                   naive_channel_norm(x, groups, true, w, b, 1e-5f)) < 1e-6);
+  }
+  const Tensor x = Tensor::randn({2, 6, 3, 3}, 1, 1), w = Tensor::randn({6}, 1, 2);
+  BOOST_TEST(error_mentions([&] { ops::group_norm(x, 4, w, w, 1e-5f, nullptr); },
+                            {"group_norm", "4 groups", "6 channels"}));
+  BOOST_TEST(error_mentions([&] { ops::group_norm(x, 2, Tensor::randn({4}, 1, 3), w, 1e-5f, nullptr); },
+                            {"group_norm", "[4]", "(6)"}));
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm2d_training_eval_and_running_statistics) {
+  // Training: batch statistics (the gradient flows through them).
+  auto train = [](const Ins& in) {
+    return one(ag::batch_norm2d(in[0], in[1], in[2], nullptr, nullptr, true));
+  };
+  BOOST_TEST(grad_check(train, {param({4, 3, 3, 5}, 1), param({3}, 2), param({3}, 3)}) < kTol);
+  const Tensor x = Tensor::randn({4, 3, 3, 5}, 9, 1, 2.0f), w = Tensor::randn({3}, 9, 2),
+               b = Tensor::randn({3}, 9, 3);
+  Tensor running_mean = Tensor::zeros({3}), running_var = Tensor::full({3}, 1.0f);
+  const Tensor y = ag::batch_norm2d(x, w, b, &running_mean, &running_var, true, 0.1f, 1e-5f);
+  BOOST_TEST(testing::norm_error(host(y), naive_channel_norm(x, 3, false, w, b, 1e-5f)) < 1e-6);
+  // PyTorch's update: running = 0.9 running + 0.1 batch (variance unbiased).
+  const auto X = host(x);
+  for (int c = 0; c < 3; ++c) {
+    double sum = 0, squares = 0;
+    const int count = 4 * 15;
+    for (int n = 0; n < 4; ++n)
+      for (int p = 0; p < 15; ++p) sum += X[size_t((n * 3 + c) * 15 + p)];
+    const double mean = sum / count;
+    for (int n = 0; n < 4; ++n)
+      for (int p = 0; p < 15; ++p) squares += std::pow(X[size_t((n * 3 + c) * 15 + p)] - mean, 2);
+    BOOST_TEST(std::abs(host(running_mean)[size_t(c)] - 0.1 * mean) < 1e-5);
+    BOOST_TEST(std::abs(host(running_var)[size_t(c)] - (0.9 + 0.1 * squares / (count - 1))) < 1e-5);
+  }
+  // Eval: the running statistics, fixed (the gradient is the affine map's).
+  Tensor rm = Tensor::randn({3}, 9, 4), rv = Tensor::full({3}, 2.5f);
+  const Tensor before = rm.clone();
+  auto eval = [&](const Ins& in) {
+    return one(ag::batch_norm2d(in[0], in[1], in[2], &rm, &rv, false));
+  };
+  BOOST_TEST(grad_check(eval, {param({2, 3, 2, 2}, 5), param({3}, 6), param({3}, 7)}) < kTol);
+  BOOST_TEST(host(rm) == host(before));
+  const auto ye = host(ops::batch_norm2d(x, w, b, &rm, &rv, false, 0.1f, 1e-5f, nullptr));
+  const auto M = host(rm), Wt = host(w), B = host(b);
+  double err = 0;
+  for (int n = 0; n < 4; ++n)
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 15; ++p) {
+        const size_t at = size_t((n * 3 + c) * 15 + p);
+        const double want = (X[at] - M[size_t(c)]) / std::sqrt(2.5 + 1e-5) * Wt[size_t(c)] + B[size_t(c)];
+        err = std::max(err, std::abs(ye[at] - want));
+      }
+  BOOST_TEST(err < 1e-5);
+  BOOST_TEST(error_mentions([&] {
+    Tensor m1 = Tensor::zeros({3}), v1 = Tensor::full({3}, 1.0f);
+    ops::batch_norm2d(Tensor::randn({1, 3, 1, 1}, 1, 1), w, b, &m1, &v1, true, 0.1f, 1e-5f, nullptr);
+  }, {"batch_norm2d", "more than one value"}));
+}
+
+BOOST_AUTO_TEST_CASE(flatten_grad) {
+  auto f = [](const Ins& in) { return one(ag::flatten(in[0])); };
+  BOOST_TEST(grad_check(f, {param({2, 3, 2, 2}, 1)}) < kTol);
+  BOOST_TEST(ag::flatten(Tensor::zeros({5, 2, 3, 4})).shape() == Shape({5, 24}));
 }
 
 // Images large enough that im2col runs in several chunks: the result and the

@@ -134,6 +134,14 @@ class CpuBackend final : public Backend {
                            bool accumulate) override;
   void avg_pool2d_forward(const Window2d& w, const float* x, float* y) override;
   void avg_pool2d_backward(const Window2d& w, const float* dy, float* dx, bool accumulate) override;
+  void channel_norm_stats(const ChannelNorm& n, const float* x, float* mean, float* var) override;
+  void channel_norm_forward(const ChannelNorm& n, const float* x, const float* mean,
+                            const float* var, float eps, const float* weight, const float* bias,
+                            float* y) override;
+  void channel_norm_backward(const ChannelNorm& n, const float* x, const float* mean,
+                             const float* var, float eps, const float* weight, const float* dy,
+                             bool through_stats, float* dx, float* dweight, float* dbias,
+                             bool accumulate_dx, bool accumulate_params) override;
   void paged_kv_write(const float* k, const float* v, float* k_pool, float* v_pool,
                       const int32_t* slots, int tokens, int heads, int head_dim,
                       int block_size) override;

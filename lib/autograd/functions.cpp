@@ -386,14 +386,48 @@ Tensor token_log_probs(const Tensor& logits, const Tensor& ids) {
   return y;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding) {
-  Tensor y = ops::conv2d(x, weight, bias, stride, padding);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding,
+              int groups) {
+  Tensor y = ops::conv2d(x, weight, bias, stride, padding, groups);
   if (needs_grad({&x, &weight, &bias}))
-    record({&x, &weight, &bias}, {&y}, [x, weight, stride, padding](Node& n) {
+    record({&x, &weight, &bias}, {&y}, [x, weight, stride, padding, groups](Node& n) {
       ops::conv2d_backward(x, weight, n.grad_output(0), stride, padding, n.grad_input(0),
-                           n.grad_input(1), n.grad_input(2));
+                           n.grad_input(1), n.grad_input(2), groups);
     });
   return y;
+}
+
+Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias,
+                  float eps) {
+  ops::ChannelNormSaved saved;
+  Tensor y = ops::group_norm(x, groups, weight, bias, eps, &saved);
+  if (needs_grad({&x, &weight, &bias}))
+    record({&x, &weight, &bias}, {&y}, [x, groups, weight, saved, eps](Node& n) {
+      ops::channel_norm_backward(x, groups, true, weight, saved, eps, n.grad_output(0),
+                                 n.grad_input(0), n.grad_input(1), n.grad_input(2));
+    });
+  return y;
+}
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    Tensor* running_mean, Tensor* running_var, bool training, float momentum,
+                    float eps) {
+  ops::ChannelNormSaved saved;
+  Tensor y = ops::batch_norm2d(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                               &saved);
+  if (needs_grad({&x, &weight, &bias})) {
+    const int channels = int(x.dim(1));
+    record({&x, &weight, &bias}, {&y}, [x, channels, weight, saved, eps](Node& n) {
+      ops::channel_norm_backward(x, channels, false, weight, saved, eps, n.grad_output(0),
+                                 n.grad_input(0), n.grad_input(1), n.grad_input(2));
+    });
+  }
+  return y;
+}
+
+Tensor flatten(const Tensor& x) {
+  TURBINE_CHECK(x.ndim() >= 1, "flatten: expected at least one dimension, got {}", x.str());
+  return reshape(x, {x.dim(0), x.dim(0) == 0 ? 0 : x.numel() / x.dim(0)});
 }
 
 Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding) {

@@ -56,8 +56,17 @@ Tensor log_softmax(const Tensor& x);
 // log_softmax(logits)[..., ids]: logits (..., V), ids (...) -> (...).
 Tensor token_log_probs(const Tensor& logits, const Tensor& ids);
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride = 1,
-              int padding = 0);
+              int padding = 0, int groups = 1);
 Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);
+// GroupNorm and BatchNorm2d (ops/ops.hpp); batch_norm2d updates the running
+// statistics in training and uses them otherwise.
+Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias,
+                  float eps = 1e-5f);
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    Tensor* running_mean, Tensor* running_var, bool training,
+                    float momentum = 0.1f, float eps = 1e-5f);
+// x (N, ...) -> (N, the rest's product): a reshape.
+Tensor flatten(const Tensor& x);
 Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);
 
 }  // namespace turbine::ag

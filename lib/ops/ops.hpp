@@ -97,6 +97,27 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
 void layer_norm_backward(const Tensor& x, const Tensor& weight, const LayerNormSaved& saved,
                          const Tensor& dy, Tensor* dx, Tensor* dweight, Tensor* dbias);
 
+// GroupNorm and BatchNorm2d over x (N, C, H, W), weight and bias (C)
+// (channel_norm.cpp). GroupNorm normalizes each image's `groups` groups of
+// channels. BatchNorm2d normalizes each channel over the batch; in training
+// it updates running_mean and running_var in place when they are given
+// (PyTorch's momentum convention, the unbiased variance), and otherwise
+// (eval) normalizes with them. The saved statistics are biased variances.
+struct ChannelNormSaved {
+  Tensor mean, var;
+  bool from_batch = true;  // computed from x (the gradient flows through them)
+};
+Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
+                  ChannelNormSaved* saved);
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    Tensor* running_mean, Tensor* running_var, bool training, float momentum,
+                    float eps, ChannelNormSaved* saved);
+// Either norm's backward: groups and per_image as in the forward (BatchNorm2d:
+// groups = C, per_image false). Null gradients are skipped.
+void channel_norm_backward(const Tensor& x, int groups, bool per_image, const Tensor& weight,
+                           const ChannelNormSaved& saved, float eps, const Tensor& dy, Tensor* dx,
+                           Tensor* dweight, Tensor* dbias);
+
 // ---- softmax and losses (softmax.cpp) --------------------------------------------
 Tensor softmax(const Tensor& x);  // over the last dim
 void softmax_backward(const Tensor& y, const Tensor& dy, Tensor* dx);
@@ -222,9 +243,12 @@ void token_log_probs_backward(const Tensor& logits, const TokenLogProbSaved& sav
 // in both spatial dims. x (N, C, H, W), weight (O, C, kh, kw), bias (O) or
 // undefined -> (N, O, (H + 2p - kh) / s + 1, (W + 2p - kw) / s + 1), as
 // im2col + GEMM (in chunks of images, so the column buffer stays bounded).
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding);
+// With groups G, weight is (O, C/G, kh, kw) and output channels [g O/G, (g+1) O/G)
+// see input channels [g C/G, (g+1) C/G) only (G = C = O: depthwise).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding,
+              int groups = 1);
 void conv2d_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, int stride,
-                     int padding, Tensor* dx, Tensor* dweight, Tensor* dbias);
+                     int padding, Tensor* dx, Tensor* dweight, Tensor* dbias, int groups = 1);
 // Pooling over kernel x kernel windows (padding <= kernel / 2, as PyTorch).
 // max_pool2d saves the argmax (i32, the output's shape) for its backward;
 // avg_pool2d divides by kernel^2 (PyTorch's count_include_pad=True).
