@@ -1,0 +1,319 @@
+// The image classifiers of vision.hpp on the differentiable ops.
+#include "nn/vision.hpp"
+
+#include <cmath>
+
+#include "autograd/functions.hpp"
+#include "core/error.hpp"
+
+namespace turbine::nn {
+
+namespace {
+
+// He (Kaiming) normal initialization for layers followed by ReLU.
+Tensor he_normal(const Shape& shape, int64_t fan_in, Init& init) {
+  Tensor t = Tensor::randn(shape, init.seed, init.next_stream++,
+                           float(std::sqrt(2.0 / double(fan_in))), init.device);
+  t.set_requires_grad(true);
+  return t;
+}
+
+Tensor filled(int64_t n, float value, Device device, bool trainable) {
+  Tensor t = Tensor::full({n}, value, device);
+  if (trainable) t.set_requires_grad(true);
+  return t;
+}
+
+Linear linear_layer(int64_t in, int64_t out, Init& init) {
+  Linear l;
+  l.weight = he_normal({out, in}, in, init);
+  l.bias = filled(out, 0.0f, init.device, true);
+  return l;
+}
+
+bool is_resnet_depth(int64_t depth) {
+  return depth >= 8 && (depth - 2) % 6 == 0;
+}
+
+}  // namespace
+
+void VisionConfig::validate() const {
+  TURBINE_CHECK(arch == "mlp" || arch == "cnn" || arch == "resnet",
+                "model.arch: {} is not mlp, cnn or resnet", arch);
+  TURBINE_CHECK(channels >= 1 && height >= 1 && width >= 1 && num_classes >= 2,
+                "model: images of {} x {} x {} and {} classes are not a classification problem",
+                channels, height, width, num_classes);
+  TURBINE_CHECK(dropout >= 0.0f && dropout < 1.0f, "model.dropout: {} is not in [0, 1)", dropout);
+  for (int64_t h : hidden) TURBINE_CHECK(h >= 1, "model.hidden: width {} is not positive", h);
+  if (arch == "cnn") {
+    TURBINE_CHECK(!conv_channels.empty(), "model.conv_channels: a cnn needs at least one");
+    int64_t h = height, w = width;
+    for (int64_t c : conv_channels) {
+      TURBINE_CHECK(c >= 1, "model.conv_channels: {} is not positive", c);
+      h /= 2;
+      w /= 2;
+    }
+    TURBINE_CHECK(h >= 1 && w >= 1, "model: {} poolings of 2x2 leave nothing of {} x {} images",
+                  conv_channels.size(), height, width);
+  }
+  if (arch == "resnet") {
+    TURBINE_CHECK(is_resnet_depth(depth), "model.depth: {} is not 6n + 2 (8, 14, 20, 32, ...)",
+                  depth);
+    TURBINE_CHECK(width_base >= 1, "model.width_base: {} is not positive", width_base);
+    TURBINE_CHECK(norm == "batch" || norm == "group", "model.norm: {} is not batch or group", norm);
+    if (norm == "group")
+      TURBINE_CHECK(norm_groups >= 1 && width_base % norm_groups == 0,
+                    "model.norm_groups: {} does not divide model.width_base {}", norm_groups,
+                    width_base);
+    TURBINE_CHECK(height >= 4 && width >= 4, "model: a resnet needs images of at least 4 x 4");
+  }
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int kernel, int stride_, int padding_, bool with_bias,
+               Init& init)
+    : weight(he_normal({out, in, kernel, kernel}, in * kernel * kernel, init)),
+      stride(stride_),
+      padding(padding_) {
+  if (with_bias) bias = filled(out, 0.0f, init.device, true);
+}
+
+Tensor Conv2d::forward(const Tensor& x) const {
+  return ag::conv2d(x, weight, bias, stride, padding);
+}
+
+void Conv2d::parameters(const std::string& prefix, ParameterList& out) {
+  out.push_back(listed(prefix + "weight", weight, true));
+  if (bias.defined()) out.push_back(listed(prefix + "bias", bias, false));
+}
+
+Norm2d::Norm2d(const std::string& kind_, int64_t channels, int64_t groups_, Device device)
+    : kind(kind_),
+      groups(groups_),
+      weight(filled(channels, 1.0f, device, true)),
+      bias(filled(channels, 0.0f, device, true)) {
+  if (kind == "batch") {
+    running_mean = Tensor::zeros({channels}, DType::f32, device);
+    running_var = Tensor::full({channels}, 1.0f, device);
+  }
+}
+
+Tensor Norm2d::forward(const Tensor& x, bool training) {
+  if (kind == "group") return ag::group_norm(x, int(groups), weight, bias);
+  return ag::batch_norm2d(x, weight, bias, &running_mean, &running_var, training);
+}
+
+void Norm2d::parameters(const std::string& prefix, ParameterList& out) {
+  out.push_back(listed(prefix + "weight", weight, false));
+  out.push_back(listed(prefix + "bias", bias, false));
+}
+
+void Norm2d::buffers(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) {
+  if (kind != "batch") return;
+  out.emplace_back(prefix + "running_mean", running_mean);
+  out.emplace_back(prefix + "running_var", running_var);
+}
+
+namespace {
+
+// A basic residual block: conv3x3-norm-relu-conv3x3-norm plus the shortcut
+// (a 1x1 convolution and norm where the shape changes), then ReLU.
+struct Block {
+  Conv2d conv1, conv2, shortcut_conv;
+  Norm2d bn1, bn2, shortcut_norm;
+  bool projected = false;
+
+  Tensor forward(const Tensor& x, bool training) {
+    Tensor h = ag::relu(bn1.forward(conv1.forward(x), training));
+    h = bn2.forward(conv2.forward(h), training);
+    const Tensor skip = projected ? shortcut_norm.forward(shortcut_conv.forward(x), training) : x;
+    return ag::relu(ag::add(h, skip));
+  }
+};
+
+}  // namespace
+
+struct ImageClassifier::Layers {
+  std::vector<Conv2d> convs;  // cnn: conv1, conv2, ...
+  Conv2d stem;                // resnet: conv1
+  Norm2d stem_norm;           // resnet: bn1
+  std::vector<std::vector<Block>> stages;
+  std::vector<Linear> fcs;  // mlp, cnn: fc1, fc2, ...; resnet: fc
+};
+
+ImageClassifier::ImageClassifier(const VisionConfig& config, Device device)
+    : config_(config), device_(device), layers_(std::make_unique<Layers>()) {
+  config_.validate();
+  Init init{config_.seed, 0x715e, 0.02f, device};
+  Layers& l = *layers_;
+  const VisionConfig& c = config_;
+  if (c.arch == "resnet") {
+    const int64_t n = (c.depth - 2) / 6;
+    const int64_t groups = c.norm == "group" ? c.norm_groups : 1;
+    l.stem = Conv2d(c.channels, c.width_base, 3, 1, 1, false, init);
+    l.stem_norm = Norm2d(c.norm, c.width_base, groups, device);
+    int64_t in = c.width_base;
+    for (int s = 0; s < 3; ++s) {
+      const int64_t out = c.width_base << s;
+      std::vector<Block> blocks;
+      for (int64_t b = 0; b < n; ++b) {
+        const int stride = (s > 0 && b == 0) ? 2 : 1;
+        Block block;
+        block.conv1 = Conv2d(in, out, 3, stride, 1, false, init);
+        block.bn1 = Norm2d(c.norm, out, groups, device);
+        block.conv2 = Conv2d(out, out, 3, 1, 1, false, init);
+        block.bn2 = Norm2d(c.norm, out, groups, device);
+        block.projected = stride != 1 || in != out;
+        if (block.projected) {
+          block.shortcut_conv = Conv2d(in, out, 1, stride, 0, false, init);
+          block.shortcut_norm = Norm2d(c.norm, out, groups, device);
+        }
+        blocks.push_back(std::move(block));
+        in = out;
+      }
+      l.stages.push_back(std::move(blocks));
+    }
+    l.fcs.push_back(linear_layer(in, c.num_classes, init));
+    return;
+  }
+  int64_t features = c.channels * c.height * c.width;
+  if (c.arch == "cnn") {
+    int64_t in = c.channels, h = c.height, w = c.width;
+    for (int64_t out : c.conv_channels) {
+      l.convs.emplace_back(in, out, 5, 1, 2, true, init);
+      in = out;
+      h /= 2;
+      w /= 2;
+    }
+    features = in * h * w;
+  }
+  for (int64_t width : c.hidden) {
+    l.fcs.push_back(linear_layer(features, width, init));
+    features = width;
+  }
+  l.fcs.push_back(linear_layer(features, c.num_classes, init));
+}
+
+ImageClassifier::ImageClassifier(ImageClassifier&&) noexcept = default;
+ImageClassifier& ImageClassifier::operator=(ImageClassifier&&) noexcept = default;
+ImageClassifier::~ImageClassifier() = default;
+
+Tensor ImageClassifier::forward(const Tensor& x, bool training, uint64_t dropout_step) {
+  const VisionConfig& c = config_;
+  TURBINE_CHECK(
+      x.ndim() == 4 && x.dim(1) == c.channels && x.dim(2) == c.height && x.dim(3) == c.width,
+      "{}: expected images (N, {}, {}, {}), got {}", c.arch, c.channels, c.height, c.width,
+      x.str());
+  Layers& l = *layers_;
+  Tensor h = x;
+  if (c.arch == "resnet") {
+    h = ag::relu(l.stem_norm.forward(l.stem.forward(h), training));
+    for (auto& stage : l.stages)
+      for (Block& block : stage) h = block.forward(h, training);
+    // Global average pooling over what is left of the image.
+    h = ag::avg_pool2d(h, int(h.dim(2)), int(h.dim(2)));
+    TURBINE_CHECK(h.dim(3) == 1, "resnet: images must be square, got {}", x.str());
+    return l.fcs.back().forward(ag::flatten(h));
+  }
+  for (const Conv2d& conv : l.convs) h = ag::max_pool2d(ag::relu(conv.forward(h)), 2, 2);
+  h = ag::flatten(h);
+  for (size_t i = 0; i + 1 < l.fcs.size(); ++i) {
+    h = ag::relu(l.fcs[i].forward(h));
+    if (training && c.dropout > 0)
+      h = ag::dropout(h, c.dropout, ops::DropoutRng{c.seed, 0xd0 + i, dropout_step});
+  }
+  return l.fcs.back().forward(h);
+}
+
+ParameterList ImageClassifier::parameters() {
+  ParameterList out;
+  Layers& l = *layers_;
+  if (config_.arch == "resnet") {
+    l.stem.parameters("conv1.", out);
+    l.stem_norm.parameters("bn1.", out);
+    for (size_t s = 0; s < l.stages.size(); ++s)
+      for (size_t b = 0; b < l.stages[s].size(); ++b) {
+        Block& block = l.stages[s][b];
+        const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(b) + ".";
+        block.conv1.parameters(p + "conv1.", out);
+        block.bn1.parameters(p + "bn1.", out);
+        block.conv2.parameters(p + "conv2.", out);
+        block.bn2.parameters(p + "bn2.", out);
+        if (block.projected) {
+          block.shortcut_conv.parameters(p + "shortcut.0.", out);
+          block.shortcut_norm.parameters(p + "shortcut.1.", out);
+        }
+      }
+    l.fcs.back().parameters("fc.", out);
+    return out;
+  }
+  for (size_t i = 0; i < l.convs.size(); ++i)
+    l.convs[i].parameters("conv" + std::to_string(i + 1) + ".", out);
+  for (size_t i = 0; i < l.fcs.size(); ++i)
+    l.fcs[i].parameters("fc" + std::to_string(i + 1) + ".", out);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> ImageClassifier::buffers() {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (config_.arch != "resnet") return out;
+  Layers& l = *layers_;
+  l.stem_norm.buffers("bn1.", out);
+  for (size_t s = 0; s < l.stages.size(); ++s)
+    for (size_t b = 0; b < l.stages[s].size(); ++b) {
+      Block& block = l.stages[s][b];
+      const std::string p = "layer" + std::to_string(s + 1) + "." + std::to_string(b) + ".";
+      block.bn1.buffers(p + "bn1.", out);
+      block.bn2.buffers(p + "bn2.", out);
+      if (block.projected) block.shortcut_norm.buffers(p + "shortcut.1.", out);
+    }
+  return out;
+}
+
+double VisionConfig::forward_flops() const {
+  auto conv = [](double in, double out, double k, double h, double w) {
+    return 2 * in * out * k * k * h * w;
+  };
+  double flops = 0, features = double(channels * height * width);
+  if (arch == "resnet") {
+    const int64_t n = (depth - 2) / 6;
+    double h = double(height), w = double(width), in = double(width_base);
+    flops += conv(double(channels), in, 3, h, w);
+    for (int s = 0; s < 3; ++s) {
+      const double out = double(width_base << s);
+      for (int64_t b = 0; b < n; ++b) {
+        if (s > 0 && b == 0) {
+          h = std::floor((h - 1) / 2 + 1);
+          w = std::floor((w - 1) / 2 + 1);
+          flops += conv(in, out, 1, h, w);  // the projection shortcut
+        }
+        flops += conv(in, out, 3, h, w) + conv(out, out, 3, h, w);
+        in = out;
+      }
+    }
+    return flops + 2 * in * double(num_classes);
+  }
+  if (arch == "cnn") {
+    double in = double(channels), h = double(height), w = double(width);
+    for (int64_t out : conv_channels) {
+      flops += conv(in, double(out), 5, h, w);
+      in = double(out);
+      h = std::floor(h / 2);
+      w = std::floor(w / 2);
+    }
+    features = in * h * w;
+  }
+  for (int64_t width_out : hidden) {
+    flops += 2 * features * double(width_out);
+    features = double(width_out);
+  }
+  return flops + 2 * features * double(num_classes);
+}
+
+int64_t VisionConfig::parameter_count() const {
+  ImageClassifier model(*this);
+  int64_t total = 0;
+  for (const Parameter& p : model.parameters()) total += p.tensor.numel();
+  return total;
+}
+
+}  // namespace turbine::nn

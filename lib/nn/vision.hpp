@@ -1,0 +1,85 @@
+// Image classifiers for fedsim, cl-edge and VisualChat's encoder: an MLP, a
+// LeNet-style CNN and a CIFAR-style ResNet (6n + 2 layers: ResNet-8, -14,
+// -20) with BatchNorm2d or GroupNorm, on NCHW images. Parameter names follow
+// PyTorch's state_dict for the same modules (tools/make-golden-vision builds
+// them), so checkpoints and golden files match by name.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.hpp"
+
+namespace turbine::nn {
+
+struct VisionConfig {
+  std::string arch = "cnn";  // mlp | cnn | resnet
+  int64_t channels = 1, height = 28, width = 28, num_classes = 10;
+  // mlp: hidden widths. cnn: the fully connected layer(s) after the convolutions.
+  std::vector<int64_t> hidden = {128};
+  // cnn: output channels of its 5x5 convolutions (padding 2, each followed by
+  // ReLU and 2x2 max pooling).
+  std::vector<int64_t> conv_channels = {32, 64};
+  int64_t depth = 8;           // resnet: 6n + 2
+  int64_t width_base = 16;     // resnet: channels of the first stage (then 2x, 4x)
+  std::string norm = "batch";  // resnet: batch | group
+  int64_t norm_groups = 8;     // group norm: groups per layer (divides each width)
+  float dropout = 0.0f;        // mlp / cnn: before each hidden fully connected layer's output
+  uint64_t seed = 1234;
+
+  void validate() const;  // clear errors for impossible shapes
+  int64_t parameter_count() const;
+  // Multiply-adds x 2 of one image's forward pass (convolutions and linear
+  // layers; a training step is about 3x this).
+  double forward_flops() const;
+};
+
+class Conv2d {
+ public:
+  Conv2d() = default;
+  Conv2d(int64_t in, int64_t out, int kernel, int stride, int padding, bool bias, Init& init);
+  Tensor forward(const Tensor& x) const;
+  void parameters(const std::string& prefix, ParameterList& out);
+  Tensor weight, bias;
+  int stride = 1, padding = 0;
+};
+
+// BatchNorm2d (running statistics, PyTorch's momentum 0.1) or GroupNorm.
+class Norm2d {
+ public:
+  Norm2d() = default;
+  Norm2d(const std::string& kind, int64_t channels, int64_t groups, Device device);
+  Tensor forward(const Tensor& x, bool training);
+  void parameters(const std::string& prefix, ParameterList& out);
+  // The running statistics (BatchNorm2d): state that is not trained.
+  void buffers(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out);
+  std::string kind;
+  int64_t groups = 1;
+  Tensor weight, bias, running_mean, running_var;
+};
+
+class ImageClassifier {
+ public:
+  explicit ImageClassifier(const VisionConfig& config, Device device = Device::cpu());
+  ImageClassifier(ImageClassifier&&) noexcept;
+  ImageClassifier& operator=(ImageClassifier&&) noexcept;
+  ~ImageClassifier();
+  // x (N, C, H, W) normalized -> logits (N, classes). training: dropout and
+  // BatchNorm's batch statistics (which then update the running ones).
+  Tensor forward(const Tensor& x, bool training, uint64_t dropout_step = 0);
+  ParameterList parameters();
+  // Named non-trained state (BatchNorm's running statistics), for checkpoints
+  // and for averaging in federated learning.
+  std::vector<std::pair<std::string, Tensor>> buffers();
+  const VisionConfig& config() const { return config_; }
+  Device device() const { return device_; }
+
+ private:
+  struct Layers;
+  VisionConfig config_;
+  Device device_;
+  std::unique_ptr<Layers> layers_;
+};
+
+}  // namespace turbine::nn

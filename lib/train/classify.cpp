@@ -1,0 +1,247 @@
+// The image classification job of classify.hpp.
+#include "train/classify.hpp"
+
+#include <cmath>
+
+#include "autograd/functions.hpp"
+#include "autograd/tape.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/signals.hpp"
+#include "data/images.hpp"
+#include "data/loader.hpp"
+
+namespace turbine::train {
+
+void declare_vision_model(io::ConfigSchema& s) {
+  s.string("model.arch", "cnn", "image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style)")
+      .one_of({std::string("mlp"), std::string("cnn"), std::string("resnet")});
+  s.integers("model.hidden", {128},
+             "widths of the hidden fully connected layers (mlp; cnn: after the convolutions)");
+  s.integers("model.conv_channels", {32, 64},
+             "cnn: output channels of its 5x5 convolutions, each with ReLU and 2x2 max pooling");
+  s.integer("model.depth", 8, "resnet: 6n + 2 layers (8, 14, 20, ...)").at_least(8);
+  s.integer("model.width_base", 16, "resnet: channels of the first stage (then 2x, 4x)")
+      .at_least(1);
+  s.string("model.norm", "batch", "resnet: batch (BatchNorm2d) or group (GroupNorm)")
+      .one_of({std::string("batch"), std::string("group")});
+  s.integer("model.norm_groups", 8, "resnet with group norm: groups per layer").at_least(1);
+  s.number("model.dropout", 0.0, "mlp, cnn: dropout after each hidden fully connected layer")
+      .at_least(0)
+      .at_most(0.99);
+}
+
+nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_path) {
+  nn::VisionConfig m;
+  m.arch = c.get<std::string>("model.arch");
+  m.hidden = c.get<std::vector<int64_t>>("model.hidden");
+  m.conv_channels = c.get<std::vector<int64_t>>("model.conv_channels");
+  m.depth = c.get<int64_t>("model.depth");
+  m.width_base = c.get<int64_t>("model.width_base");
+  m.norm = c.get<std::string>("model.norm");
+  m.norm_groups = c.get<int64_t>("model.norm_groups");
+  m.dropout = float(c.get<double>("model.dropout"));
+  const data::ImageSet test = data::load_image_split(data_path, "test");
+  m.channels = test.channels;
+  m.height = test.height;
+  m.width = test.width;
+  m.num_classes = test.num_classes();
+  try {
+    m.validate();
+  } catch (const Error& e) {
+    c.fail("model.arch", e.what());
+  }
+  return m;
+}
+
+io::ConfigSchema classify_schema(const std::string& app) {
+  io::ConfigSchema s;
+  declare_batch(s);
+  declare_run(s, app);
+  declare_precision(s);
+  declare_optimizer(s);
+  declare_scheduler(s);
+  declare_zero(s);
+  declare_deepspeed_foreign(s);
+  declare_vision_model(s);
+  s.string("data.path", "data/fashion-mnist.h5",
+           "image data set made by tools/prepare-data --images fashion-mnist");
+  s.integer("eval.batches", 0, "test micro-batches per evaluation (all ranks); 0: the whole split")
+      .at_least(0);
+  return s;
+}
+
+ClassifyOptions classify_options(const io::Config& c, int world) {
+  ClassifyOptions o;
+  o.run = run_from(c);
+  o.batch = batch_from(c, world);
+  o.engine.optimizer = optimizer_from(c);
+  o.engine.zero = zero_from(c);
+  o.engine.precision = precision_from(c);
+  o.engine.gradient_clipping = o.run.gradient_clipping;
+  o.engine.accumulation = o.batch.accumulation;
+  o.schedule = scheduler_from(c, o.engine.optimizer.lr, o.run.train_steps);
+  o.data_path = c.get<std::string>("data.path");
+  o.model = vision_model_from(c, o.data_path);
+  o.model.seed = o.run.seed;
+  o.eval_batches = c.get<int64_t>("eval.batches");
+  o.schedule.schedule.validate();
+  o.engine.optimizer.validate();
+  o.resolved_config_yaml = resolved_yaml(
+      c, {fmt::format("train_batch_size={}", o.batch.global),
+          fmt::format("gradient_accumulation_steps={}", o.batch.accumulation),
+          fmt::format("scheduler.params.total_num_steps={}", o.schedule.schedule.total_steps)});
+  return o;
+}
+
+namespace {
+
+class ClassifyTask final : public TrainTask {
+ public:
+  ClassifyTask(const ClassifyOptions& o, dist::Communicator& comm, nn::ImageClassifier& model,
+               Device device)
+      : o_(o),
+        comm_(comm),
+        model_(model),
+        device_(device),
+        train_(data::load_image_split(o.data_path, "train")),
+        test_(data::load_image_split(o.data_path, "test")),
+        order_(train_.count, o.run.seed, true, 0x1a9e) {}
+
+  double learning_rate(const LoopCounters& at) override { return o_.schedule.schedule.at(at.step); }
+
+  // Rank r's micro-batch m of the step: samples of the shuffled epoch order
+  // starting at at.samples + (r * accumulation + m) * micro.
+  Tensor micro_batch_loss(const LoopCounters& at, int64_t m) override {
+    const int64_t first =
+        at.samples + (int64_t(comm_.rank()) * o_.batch.accumulation + m) * o_.batch.micro;
+    std::vector<int64_t> rows(static_cast<size_t>(o_.batch.micro));
+    for (int64_t i = 0; i < o_.batch.micro; ++i) rows[size_t(i)] = order_.at(first + i);
+    Tensor images, labels;
+    data::image_batch(train_, rows, device_, &images, &labels);
+    const uint64_t micro_index =
+        uint64_t(at.step) * uint64_t(comm_.size() * o_.batch.accumulation) +
+        uint64_t(comm_.rank() * o_.batch.accumulation + m);
+    const Tensor logits = model_.forward(images, true, micro_index);
+    const Tensor loss = ag::cross_entropy(logits, labels);
+    // Training accuracy of this micro-batch, summed over the step below.
+    const auto predicted = argmax_rows(logits);
+    const auto truth = labels.to(Device::cpu()).to_vector<int64_t>();
+    for (size_t i = 0; i < truth.size(); ++i) correct_ += predicted[i] == truth[i];
+    seen_ += double(truth.size());
+    return loss;
+  }
+
+  StepWork step_work(const LoopCounters& /*at*/) override {
+    double sums[2] = {correct_, seen_};
+    comm_.allreduce_sum(sums, 2);
+    correct_ = seen_ = 0;
+    StepWork w;
+    w.samples = o_.batch.global;
+    w.tokens = o_.batch.global;  // one image, one "token" in the loop's throughput
+    w.flops = 3 * o_.model.forward_flops() * double(o_.batch.global);
+    w.metrics = {{"train_accuracy", sums[1] > 0 ? sums[0] / sums[1] : 0.0}};
+    return w;
+  }
+
+  // Mean cross entropy over the test split (or eval.batches micro-batches),
+  // shared among ranks; accuracy in the metrics.
+  double evaluate() override {
+    const int64_t total =
+        o_.eval_batches > 0 ? std::min(test_.count, o_.eval_batches * o_.batch.micro) : test_.count;
+    const int64_t begin = total * comm_.rank() / comm_.size(),
+                  end = total * (comm_.rank() + 1) / comm_.size();
+    double sums[3] = {0, 0, 0};  // loss sum, correct, count
+    autograd::NoGradGuard no_grad;
+    for (int64_t first = begin; first < end; first += o_.batch.micro) {
+      std::vector<int64_t> rows;
+      for (int64_t i = first; i < std::min(end, first + o_.batch.micro); ++i) rows.push_back(i);
+      Tensor images, labels;
+      data::image_batch(test_, rows, device_, &images, &labels);
+      const Tensor logits = model_.forward(images, false);
+      sums[0] += ag::cross_entropy(logits, labels).to(Device::cpu()).item() * double(rows.size());
+      const auto predicted = argmax_rows(logits);
+      const auto truth = labels.to(Device::cpu()).to_vector<int64_t>();
+      for (size_t i = 0; i < truth.size(); ++i) sums[1] += predicted[i] == truth[i];
+      sums[2] += double(rows.size());
+    }
+    comm_.allreduce_sum(sums, 3);
+    accuracy_ = sums[2] > 0 ? sums[1] / sums[2] : NAN;
+    return sums[2] > 0 ? sums[0] / sums[2] : NAN;
+  }
+  nlohmann::ordered_json eval_metrics() const override { return {{"accuracy", accuracy_}}; }
+  bool loss_is_log_likelihood() const override { return false; }
+  double accuracy() const { return accuracy_; }
+  const data::ImageSet& train_set() const { return train_; }
+
+ private:
+  static std::vector<int64_t> argmax_rows(const Tensor& logits) {
+    const auto v = logits.to(Device::cpu()).contiguous().to_vector<float>();
+    const int64_t classes = logits.dim(1);
+    std::vector<int64_t> out(static_cast<size_t>(logits.dim(0)));
+    for (size_t r = 0; r < out.size(); ++r) {
+      const float* row = v.data() + r * size_t(classes);
+      out[r] = std::max_element(row, row + classes) - row;
+    }
+    return out;
+  }
+
+  const ClassifyOptions& o_;
+  dist::Communicator& comm_;
+  nn::ImageClassifier& model_;
+  Device device_;
+  data::ImageSet train_, test_;
+  data::EpochOrder order_;
+  double correct_ = 0, seen_ = 0, accuracy_ = NAN;
+};
+
+// BatchNorm's running statistics as a frozen parameter set of the checkpoint.
+nn::ParameterList buffer_list(nn::ImageClassifier& model) {
+  nn::ParameterList out;
+  for (auto& [name, tensor] : model.buffers()) out.push_back({name, tensor, false, false});
+  return out;
+}
+
+}  // namespace
+
+ClassifyResult classify(const ClassifyOptions& options, Job& job) {
+  const ClassifyOptions& o = options;
+  dist::Communicator& comm = job.world();
+  const Device device = job.pick_device(o.run.device);
+  kernels::MathModeGuard math(backend_for(device), o.engine.precision.math);
+  nn::ImageClassifier model(o.model, device);
+  nn::ParameterList params = model.parameters();
+  const nn::ParameterList buffers = buffer_list(model);
+  Engine engine("model", comm, params, o.engine);
+  ClassifyTask task(o, comm, model, device);
+  Loop loop(comm, o.run, device, engine, o.resolved_config_yaml);
+  if (!buffers.empty()) loop.add_part({"buffers", &buffers, nullptr});
+  loop.restore(task);
+  if (job.leader()) {
+    int64_t count = 0;
+    for (const nn::Parameter& p : params) count += p.tensor.numel();
+    log::info(
+        "model: {} ({:.3f}M parameters) on {} x {} x {} images, {} classes; data {} ({} "
+        "training images, an epoch is {:.1f} steps of {})",
+        o.model.arch, double(count) / 1e6, o.model.channels, o.model.height, o.model.width,
+        o.model.num_classes, o.data_path, task.train_set().count,
+        double(task.train_set().count) / double(o.batch.global), o.batch.global);
+  }
+  log_engine(engine, device, comm.size());
+  ClassifyResult result;
+  result.loop = loop.run(task);
+  result.test_accuracy = task.accuracy();
+  return result;
+}
+
+int report_classify(const ClassifyOptions& options, const ClassifyResult& result) {
+  const LoopResult& r = result.loop;
+  if (r.stopped_early) return kExitStoppedResumable;
+  log::info("done: {} steps, final train loss {:.4f}, test loss {:.4f}, test accuracy {:.2f}%",
+            r.steps, r.final_train_loss, r.final_val_loss, 100 * result.test_accuracy);
+  const std::string& out = options.run.output_dir;
+  log::info("metrics: {}/metrics.jsonl  checkpoints: {}/checkpoints", out, out);
+  return 0;
+}
+
+}  // namespace turbine::train

@@ -1,0 +1,48 @@
+// Image classification by the training loop: an nn::ImageClassifier (MLP,
+// CNN, ResNet) on an HDF5 image data set (tools/prepare-data --images), data
+// parallel over ranks, with the shared config keys (batch sizes, optimizer,
+// scheduler, precision, ZeRO, checkpoints, resume, metrics, stop signals).
+// fedsim's centralized baseline (`fedsim centralized`) and the image models'
+// sanity run on Fashion-MNIST; BatchNorm's running statistics travel in
+// checkpoints as a part of their own.
+#pragma once
+
+#include <string>
+
+#include "io/config.hpp"
+#include "nn/vision.hpp"
+#include "train/engine.hpp"
+#include "train/job.hpp"
+#include "train/loop.hpp"
+#include "train/schema.hpp"
+
+namespace turbine::train {
+
+struct ClassifyOptions {
+  RunOptions run;
+  BatchOptions batch;
+  EngineOptions engine;
+  ScheduleOptions schedule;
+  nn::VisionConfig model;
+  std::string data_path;
+  int64_t eval_batches = 0;  // micro-batches of the test split; 0: all of it
+  std::string resolved_config_yaml;
+};
+
+// model.* keys of the image classifiers (shared with fedsim and cl-edge).
+void declare_vision_model(io::ConfigSchema& s);
+// The model's configuration; image shape and classes come from the data set.
+nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_path);
+
+io::ConfigSchema classify_schema(const std::string& app);
+ClassifyOptions classify_options(const io::Config& c, int world_size);
+
+struct ClassifyResult {
+  LoopResult loop;
+  double test_accuracy = NAN;  // the last evaluation's, on the whole test split (or eval.batches)
+};
+ClassifyResult classify(const ClassifyOptions& options, Job& job);
+// The closing lines; the exit status (kExitStoppedResumable after a stop).
+int report_classify(const ClassifyOptions& options, const ClassifyResult& result);
+
+}  // namespace turbine::train
