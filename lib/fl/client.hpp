@@ -1,0 +1,72 @@
+// A federated client's local training (fedsim, issue 17): a worker keeps one
+// ClientTrainer (the model, its flat weight and gradient buffers, the
+// training split in memory) and reuses it for every client it runs, round
+// after round: FedHC's persistent process with its model buffers kept. A
+// client starts from the global weights, takes SGD steps (momentum, and
+// FedProx's proximal term mu/2 ||w - w_global||^2) over its partition in a
+// seeded order, and returns its new weights.
+//
+// Weights travel as one flat f32 vector: the model's parameters in
+// parameters() order, then its buffers (BatchNorm's running statistics),
+// which the clients' forward passes update and the server averages as
+// Flower does with a state_dict.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "data/images.hpp"
+#include "nn/vision.hpp"
+#include "optim/flat.hpp"
+
+namespace turbine::fl {
+
+struct LocalTraining {
+  int64_t epochs = 1;     // passes over the client's samples
+  int64_t max_steps = 0;  // > 0: stop after this many steps (FedHC's step budget)
+  int64_t batch_size = 32;
+  double lr = 0.05;
+  double momentum = 0.0;     // SGD momentum, fresh for every client (a new optimizer per fit)
+  double proximal_mu = 0.0;  // FedProx; 0: FedAvg's plain local SGD
+};
+
+struct LocalResult {
+  std::vector<float> weights;  // the flat weights after training
+  int64_t num_examples = 0;    // the client's samples (FedAvg's weight)
+  int64_t steps = 0;
+  double train_loss = 0;  // mean loss over the steps taken
+  double seconds = 0;     // wall time of the training
+};
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t count = 0;
+};
+
+class ClientTrainer {
+ public:
+  ClientTrainer(const nn::VisionConfig& config, Device device);
+  // Elements of the flat weights (parameters, then buffers).
+  int64_t numel() const { return flat_->numel(); }
+  int64_t parameter_numel() const { return parameter_numel_; }
+  // The model's current flat weights (its initialization before any client).
+  std::vector<float> weights() const;
+  void set_weights(std::span<const float> weights);
+  // Trains from `global` on samples `indices` of `train`; the order of each
+  // epoch is shuffled by `seed`.
+  LocalResult train(std::span<const float> global, const data::ImageSet& train,
+                    std::span<const int64_t> indices, const LocalTraining& local, uint64_t seed);
+  // Mean cross entropy and accuracy of `weights` on samples [begin, end) of `set`.
+  EvalResult evaluate(std::span<const float> weights, const data::ImageSet& set, int64_t begin,
+                      int64_t end, int64_t batch_size);
+  nn::ImageClassifier& model() { return model_; }
+
+ private:
+  nn::ImageClassifier model_;
+  Device device_;
+  int64_t parameter_numel_ = 0;
+  std::unique_ptr<optim::FlatParameters> flat_;
+};
+
+}  // namespace turbine::fl

@@ -1,0 +1,157 @@
+// A federated client's local training (lib/fl/client.hpp) against SGD by
+// hand: one full-batch step; two steps with momentum and FedProx's proximal
+// term; a persistent trainer reused for another client equals a fresh one
+// (nothing leaks between clients); evaluation counts; bad weights refused.
+#define BOOST_TEST_MODULE fl_client
+#include <boost/test/unit_test.hpp>
+
+#include "autograd/functions.hpp"
+#include "autograd/tape.hpp"
+#include "fl/client.hpp"
+#include "test_util.hpp"
+
+using namespace turbine;
+using namespace turbine::testing;
+
+namespace {
+
+// 12 random 1 x 8 x 8 images of 3 classes.
+data::ImageSet tiny_set() {
+  data::ImageSet s;
+  s.count = 12;
+  s.channels = 1;
+  s.height = s.width = 8;
+  s.pixels.resize(12 * 64);
+  for (size_t i = 0; i < s.pixels.size(); ++i)
+    s.pixels[i] = uint8_t(philox_uniform(5, 1, 0, i) * 255.0f);
+  for (int i = 0; i < 12; ++i) s.labels.push_back(i % 3);
+  s.class_names = {"a", "b", "c"};
+  s.mean = {0.5};
+  s.std = {0.25};
+  return s;
+}
+
+nn::VisionConfig config(const std::string& arch) {
+  nn::VisionConfig c;
+  c.arch = arch;
+  c.channels = 1;
+  c.height = c.width = 8;
+  c.num_classes = 3;
+  c.hidden = {6};
+  c.conv_channels = {3};
+  c.width_base = 2;
+  c.norm_groups = 1;
+  c.seed = 3;
+  return c;
+}
+
+// The parameters' gradient of the mean loss over `rows` at weights w (flat).
+std::vector<float> gradient(const nn::VisionConfig& c, const std::vector<float>& w,
+                            const data::ImageSet& set, const std::vector<int64_t>& rows) {
+  fl::ClientTrainer t(c, Device::cpu());
+  t.set_weights(w);
+  Tensor images, labels;
+  data::image_batch(set, rows, Device::cpu(), &images, &labels);
+  autograd::backward(ag::cross_entropy(t.model().forward(images, true), labels));
+  std::vector<float> g;
+  for (const nn::Parameter& p : t.model().parameters()) {
+    const auto v = p.tensor.grad().to_vector<float>();
+    g.insert(g.end(), v.begin(), v.end());
+  }
+  return g;
+}
+
+double max_diff(const std::vector<float>& a, const std::vector<float>& b, size_t n) {
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+  return worst;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_full_batch_step_is_sgd) {
+  const data::ImageSet set = tiny_set();
+  const std::vector<int64_t> rows = {0, 2, 3, 5, 7, 8, 11};
+  for (const std::string arch : {"mlp", "cnn"}) {
+    const nn::VisionConfig c = config(arch);
+    fl::ClientTrainer client(c, Device::cpu());
+    const std::vector<float> w0 = client.weights();
+    fl::LocalTraining local;
+    local.batch_size = int64_t(rows.size());
+    local.lr = 0.1;
+    const fl::LocalResult r = client.train(w0, set, rows, local, 42);
+    BOOST_TEST(r.steps == 1);
+    BOOST_TEST(r.num_examples == 7);
+    const std::vector<float> g = gradient(c, w0, set, rows);
+    std::vector<float> expected = w0;
+    for (size_t i = 0; i < g.size(); ++i) expected[i] -= 0.1f * g[i];
+    BOOST_TEST(max_diff(r.weights, expected, g.size()) < 1e-6, arch);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
+  const data::ImageSet set = tiny_set();
+  const std::vector<int64_t> rows = {1, 4, 6, 9, 10};
+  const nn::VisionConfig c = config("mlp");
+  fl::ClientTrainer client(c, Device::cpu());
+  const std::vector<float> w0 = client.weights();
+  fl::LocalTraining local;
+  local.batch_size = 5;
+  local.epochs = 2;
+  local.lr = 0.2;
+  local.momentum = 0.9;
+  local.proximal_mu = 0.5;
+  const fl::LocalResult r = client.train(w0, set, rows, local, 1);
+  BOOST_TEST(r.steps == 2);
+  // Step 1: v = g(w0) (no pull yet); w1 = w0 - lr v.
+  const std::vector<float> g0 = gradient(c, w0, set, rows);
+  std::vector<float> w1 = w0, v = g0;
+  for (size_t i = 0; i < g0.size(); ++i) w1[i] -= 0.2f * v[i];
+  // Step 2: v = 0.9 v + g(w1) + mu (w1 - w0); w2 = w1 - lr v.
+  const std::vector<float> g1 = gradient(c, w1, set, rows);
+  std::vector<float> w2 = w1;
+  for (size_t i = 0; i < g1.size(); ++i) {
+    v[i] = 0.9f * v[i] + (g1[i] + 0.5f * (w1[i] - w0[i]));
+    w2[i] -= 0.2f * v[i];
+  }
+  BOOST_TEST(max_diff(r.weights, w2, g1.size()) < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(a_reused_trainer_equals_a_fresh_one) {
+  const data::ImageSet set = tiny_set();
+  const nn::VisionConfig c = config("resnet");  // BatchNorm: buffers travel in the weights
+  fl::ClientTrainer worker(c, Device::cpu());
+  const std::vector<float> global = worker.weights();
+  BOOST_TEST(worker.numel() > worker.parameter_numel());  // running statistics at the end
+  fl::LocalTraining local;
+  local.batch_size = 3;
+  local.momentum = 0.5;
+  worker.train(global, set, std::vector<int64_t>{0, 1, 2, 3, 4, 5}, local, 7);
+  const fl::LocalResult second =
+      worker.train(global, set, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
+  fl::ClientTrainer fresh(c, Device::cpu());
+  const fl::LocalResult alone =
+      fresh.train(global, set, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
+  BOOST_TEST(second.weights == alone.weights);
+  BOOST_TEST(second.train_loss == alone.train_loss);
+  // The running statistics moved during training.
+  BOOST_TEST(max_diff(std::vector<float>(alone.weights.begin() + worker.parameter_numel(),
+                                         alone.weights.end()),
+                      std::vector<float>(global.begin() + worker.parameter_numel(), global.end()),
+                      size_t(worker.numel() - worker.parameter_numel())) > 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(evaluation_and_bad_weights) {
+  const data::ImageSet set = tiny_set();
+  fl::ClientTrainer client(config("cnn"), Device::cpu());
+  const std::vector<float> w = client.weights();
+  const fl::EvalResult r = client.evaluate(w, set, 2, 11, 4);
+  BOOST_TEST(r.count == 9);
+  BOOST_TEST(r.accuracy >= 0.0);
+  BOOST_TEST(r.accuracy <= 1.0);
+  BOOST_TEST(r.loss > 0.0);
+  BOOST_TEST(contains(error_of([&] { client.set_weights(std::vector<float>(5)); }),
+                      "5 weights for a model of"));
+  BOOST_TEST(
+      contains(error_of([&] { client.train(w, set, {}, fl::LocalTraining{}, 1); }), "no samples"));
+}
