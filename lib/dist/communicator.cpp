@@ -61,6 +61,7 @@ CommStats& CommStats::operator+=(const CommStats& other) {
   broadcast_bytes += other.broadcast_bytes;
   all_to_all_bytes += other.all_to_all_bytes;
   calls += other.calls;
+  p2p_bytes += other.p2p_bytes;
   return *this;
 }
 
@@ -200,6 +201,38 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
   }
   stats_.broadcast_bytes += bytes;
   ++stats_.calls;
+}
+
+void Communicator::send(const void* data, int64_t bytes, int dest, int tag) {
+  const auto* p = static_cast<const char*>(data);
+  for (int64_t done = 0; done < bytes || (bytes == 0 && done == 0); done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, bytes - done));
+    check_mpi(MPI_Send(p + done, n, MPI_BYTE, dest, tag, comm_), "send");
+    if (bytes == 0) break;
+  }
+  stats_.p2p_bytes += bytes;
+}
+
+void Communicator::recv(void* data, int64_t bytes, int source, int tag) {
+  auto* p = static_cast<char*>(data);
+  for (int64_t done = 0; done < bytes || (bytes == 0 && done == 0); done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, bytes - done));
+    MPI_Status status;
+    check_mpi(MPI_Recv(p + done, n, MPI_BYTE, source, tag, comm_, &status), "recv");
+    int got = 0;
+    MPI_Get_count(&status, MPI_BYTE, &got);
+    TURBINE_CHECK(got == n, "recv: {} bytes from rank {} (tag {}), expected {}", got, source, tag,
+                  n);
+    if (bytes == 0) break;
+  }
+  stats_.p2p_bytes += bytes;
+}
+
+int Communicator::recv_any(void* data, int64_t bytes, int tag) {
+  MPI_Status status;
+  check_mpi(MPI_Probe(MPI_ANY_SOURCE, tag, comm_, &status), "probe");
+  recv(data, bytes, status.MPI_SOURCE, tag);
+  return status.MPI_SOURCE;
 }
 
 void Communicator::broadcast_idle(void* data, int64_t bytes, int root, int poll_us) {

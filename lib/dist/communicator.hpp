@@ -32,6 +32,7 @@ class MpiSession {
 struct CommStats {
   int64_t allreduce_bytes = 0, reduce_scatter_bytes = 0, allgather_bytes = 0, broadcast_bytes = 0,
           all_to_all_bytes = 0, calls = 0;
+  int64_t p2p_bytes = 0;  // sent and received point to point (not in total_bytes())
   int64_t total_bytes() const {
     return allreduce_bytes + reduce_scatter_bytes + allgather_bytes + broadcast_bytes +
            all_to_all_bytes;
@@ -113,6 +114,12 @@ class Communicator final : public BufferCollectives {
   void allgather(const void* send, void* recv, int64_t block, DType dtype) override;
   void reduce_scatter_sum(const void* send, void* recv, int64_t block, DType dtype) override;
   void barrier();
+  // Point to point (fedsim's server and its workers), bytes of any size, in
+  // order per (source, tag). recv_any takes the next message with `tag` from
+  // any rank and returns its source; its size must be `bytes`.
+  void send(const void* data, int64_t bytes, int dest, int tag);
+  void recv(void* data, int64_t bytes, int source, int tag);
+  int recv_any(void* data, int64_t bytes, int tag);
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Tests of `fedsim centralized` (the image classifier trained by the shared
 # loop on Fashion-MNIST), one case per meson test:
-#   accuracy   the default CNN config, 150 steps of 64 images: test accuracy
-#              of at least 75% on 1024 test images (the full run's figure,
+#   accuracy   the default CNN config, 100 steps of 64 images: test accuracy
+#              of at least 70% on 1024 test images (79.2% measured; the full run's figure,
 #              about 91%, is in docs/results/fedsim.md)
 #   resume     a ResNet-8 (BatchNorm) stopped at step 10 and resumed equals the
 #              straight run bit for bit: losses, test loss and accuracy (which
 #              use the running statistics, so they must travel in checkpoints)
-#   bad_input  a missing data set, a token data set, a bad model: clear errors
+#   bad_input  a missing data set, a ResNet depth not 6n + 2, an unknown arch: clear errors
 # Usage: test-centralized.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
 set -euo pipefail
 case_name=$1
@@ -20,18 +20,7 @@ fedsim=$build/apps/fedsim
 config=$source/configs/fedsim/fashion-cnn.yaml
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-images=/usr/share/datasets/fashion-mnist
-if [[ ! -f $images/train-images-idx3-ubyte.gz ]]; then
-  echo "SKIP: Debian's dataset-fashion-mnist is not installed (tools/setup installs it)"
-  exit 77
-fi
-mkdir -p "$work"
-data=$work/fashion-mnist.h5
-(
-  flock 9
-  [[ -f $data ]] || "$build/apps/prepare-data" --images fashion-mnist -o "$data" > "$work/prepare.log" 2>&1 ||
-    { cat "$work/prepare.log" >&2; exit 1; }
-) 9>"$work/.lock"
+data=$("$source/tests/fedsim/fixture.sh" "$work") || exit $?
 common=(--config "$config" --set data.path="$data" --set peak_tflops=1)
 
 # run NP OUT [--set ...]: fedsim centralized into $work/OUT.
@@ -46,13 +35,13 @@ fresh() { rm -rf "${work:?}/$1" "$work/$1.log"; }
 case $case_name in
   accuracy)
     fresh accuracy
-    run 2 accuracy --set train_steps=150 --set eval.interval=150 --set eval.batches=32 \
+    run 2 accuracy --set train_steps=100 --set eval.interval=100 --set eval.batches=32 \
       --set checkpoint.interval=0 --set scheduler.params.warmup_num_steps=10 ||
       fail "training (see $work/accuracy.log)"
     accuracy=$(metric "$work/accuracy/metrics.jsonl" accuracy)
-    echo "test accuracy after 150 steps: $accuracy"
-    python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.75 else 1)" ||
-      fail "test accuracy $accuracy below 0.75 after 150 steps"
+    echo "test accuracy after 100 steps: $accuracy"
+    python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.7 else 1)" ||
+      fail "test accuracy $accuracy below 0.7 after 100 steps"
     ;;
   resume)
     resnet=(--set model.arch=resnet --set model.depth=8 --set model.width_base=4

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Tests of `fedsim run` (the federated simulation) on Fashion-MNIST, one case
+# per meson test:
+#   ranks      the same config and seed give the same 2 rounds, bit for bit, on
+#              1 rank (the server trains the clients), 2 and 3 ranks (1 and 2
+#              workers), with the dynamic and the naive scheduler
+#   resume     FedAdam (server moments) stopped after round 2 and resumed
+#              equals the straight 4 rounds, test accuracy included
+#   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
+#              50% test accuracy (62.9% measured)
+#   bad_input  more clients a round than exist, Dirichlet alpha 0, an unknown
+#              strategy, an output folder with checkpoints and no --resume
+# Usage: test-fedsim.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
+set -euo pipefail
+case_name=$1
+build=${TURBINE_BUILD_ROOT:?}
+source=${TURBINE_SOURCE_ROOT:?}
+source "$source/tools/lib/common.sh"  # run_mpi, metric
+work=$build/tests/fedsim-work
+export OMP_NUM_THREADS=1
+fedsim=$build/apps/fedsim
+fail() { echo "FAIL: $*" >&2; exit 1; }
+data=$("$source/tests/fedsim/fixture.sh" "$work") || exit $?
+# A small federation: 20 clients (Dirichlet 0.5), 4 a round, 6 local steps.
+small=(--config "$source/configs/fedsim/fashion-fedavg.yaml" --set data.path="$data"
+       --set federation.num_clients=20 --set federation.fraction_fit=0.2
+       --set local.max_steps=6 --set eval.interval=2 --set eval.batch=500
+       --set checkpoint.interval=2)
+
+# run NP OUT [--set ...]: fedsim run into $work/OUT.
+run() {
+  local np=$1 out=$2
+  shift 2
+  run_mpi "$np" "$fedsim" run --set output.dir="$work/$out" "$@" >> "$work/$out.log" 2>&1 ||
+    return $?
+}
+fresh() { for d in "$@"; do rm -rf "${work:?}/$d" "$work/$d.log"; done; }
+same() { python3 "$source/tests/parallel/equivalence.py" losses "$work/$1" "$work/$2" 0 "$3"; }
+keys=train_loss,val_loss,accuracy
+
+case $case_name in
+  ranks)
+    fresh one two three naive
+    run 1 one "${small[@]}" --set federation.rounds=2 || fail "1 rank (see $work/one.log)"
+    run 2 two "${small[@]}" --set federation.rounds=2 || fail "2 ranks (see $work/two.log)"
+    run 3 three "${small[@]}" --set federation.rounds=2 || fail "3 ranks (see $work/three.log)"
+    run 3 naive "${small[@]}" --set federation.rounds=2 --set federation.scheduler=naive ||
+      fail "3 ranks, naive (see $work/naive.log)"
+    same two one "$keys"
+    same three one "$keys"
+    same naive one "$keys"
+    ;;
+  resume)
+    adam=("${small[@]}" --set strategy.name=fedadam --set federation.rounds=4)
+    fresh straight halves
+    run 3 straight "${adam[@]}" || fail "straight run (see $work/straight.log)"
+    run 3 halves "${adam[@]}" --set federation.rounds=2 || fail "first half (see $work/halves.log)"
+    run 3 halves "${adam[@]}" --resume || fail "resumed (see $work/halves.log)"
+    same halves straight "$keys"
+    ;;
+  accuracy)
+    fresh accuracy
+    run 3 accuracy --config "$source/configs/fedsim/fashion-fedavg.yaml" --set data.path="$data" \
+      --set partition.kind=iid --set federation.rounds=4 --set local.max_steps=10 \
+      --set eval.interval=4 --set checkpoint.interval=0 || fail "training (see $work/accuracy.log)"
+    accuracy=$(metric "$work/accuracy/metrics.jsonl" accuracy)
+    echo "test accuracy after 4 rounds: $accuracy"
+    python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.5 else 1)" ||
+      fail "test accuracy $accuracy below 0.5 after 4 rounds"
+    ;;
+  bad_input)
+    fresh bad
+    expect_error() {  # expect_error WORDS -- ARGS: the run fails and its log holds WORDS
+      local words=$1
+      shift
+      if run 1 bad "${small[@]}" "$@"; then fail "accepted: $*"; fi
+      grep -q -- "$words" "$work/bad.log" || fail "no '$words' for $*: $(tail -3 "$work/bad.log")"
+      fresh bad
+    }
+    expect_error "population has 20" --set federation.min_fit_clients=30
+    expect_error "alpha must be positive" --set partition.alpha=0
+    expect_error "strategy.name" --set strategy.name=fedsgd
+    run 1 bad "${small[@]}" --set federation.rounds=1 || fail "one round (see $work/bad.log)"
+    if run 1 bad "${small[@]}" --set federation.rounds=1; then fail "reused an output folder"; fi
+    grep -q -- "--resume" "$work/bad.log" || fail "no hint at --resume: $(tail -3 "$work/bad.log")"
+    ;;
+  *) fail "unknown case $case_name" ;;
+esac
+echo "fedsim $case_name: OK"
