@@ -1,4 +1,4 @@
-# The body of the training jobs' Slurm scripts (pretrain.sbatch, rlhf.sbatch,
+# The body of the training jobs' Slurm scripts (pretrain.sbatch, rlhf.sbatch, fedsim.sbatch,
 # ulysses.sbatch), sourced from the submit directory: train_job APP CONFIG
 # [--set key=value ...] launches build/apps/APP on every task with --resume,
 # and requeues the job when the app stopped before the time limit with a

@@ -7,7 +7,7 @@
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
-#              50% test accuracy (62.9% measured)
+#              60% test accuracy (74.0% measured)
 #   bad_input  more clients a round than exist, Dirichlet alpha 0, an unknown
 #              strategy, an output folder with checkpoints and no --resume
 # Usage: test-fedsim.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
@@ -65,8 +65,8 @@ case $case_name in
       --set eval.interval=4 --set checkpoint.interval=0 || fail "training (see $work/accuracy.log)"
     accuracy=$(metric "$work/accuracy/metrics.jsonl" accuracy)
     echo "test accuracy after 4 rounds: $accuracy"
-    python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.5 else 1)" ||
-      fail "test accuracy $accuracy below 0.5 after 4 rounds"
+    python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.6 else 1)" ||
+      fail "test accuracy $accuracy below 0.6 after 4 rounds"
     ;;
   bad_input)
     fresh bad
