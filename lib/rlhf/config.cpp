@@ -24,13 +24,7 @@ void declare_lora(io::ConfigSchema& s, const std::string& prefix, const std::str
 
 io::ConfigSchema rlhf_schema() {
   io::ConfigSchema s;
-  train::declare_batch(s);
-  train::declare_run(s, "rlhf");
-  train::declare_precision(s);
-  train::declare_optimizer(s);
-  train::declare_scheduler(s);
-  train::declare_zero(s);
-  train::declare_deepspeed_foreign(s);
+  train::declare_training_job(s, "rlhf");
   train::declare_activation_memory(s);
   // DeepSpeed-Chat's data keys.
   s.string("data_path", "data/kjv-pairs",

@@ -56,13 +56,7 @@ nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_
 
 io::ConfigSchema classify_schema(const std::string& app) {
   io::ConfigSchema s;
-  declare_batch(s);
-  declare_run(s, app);
-  declare_precision(s);
-  declare_optimizer(s);
-  declare_scheduler(s);
-  declare_zero(s);
-  declare_deepspeed_foreign(s);
+  declare_training_job(s, app);
   declare_vision_model(s);
   s.string("data.path", "data/fashion-mnist.h5",
            "image data set made by tools/prepare-data --images fashion-mnist");

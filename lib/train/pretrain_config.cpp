@@ -11,13 +11,7 @@ namespace turbine::train {
 
 io::ConfigSchema pretrain_schema(const std::string& app) {
   io::ConfigSchema s;
-  declare_batch(s);
-  declare_run(s, app);
-  declare_precision(s);
-  declare_optimizer(s);
-  declare_scheduler(s);
-  declare_zero(s);
-  declare_deepspeed_foreign(s);
+  declare_training_job(s, app);
   io::declare_bloom_config(s);
   efficiency::declare_curriculum_config(s);
   efficiency::declare_random_ltd_config(s);

@@ -75,6 +75,16 @@ RunOptions run_from(const io::Config& c) {
 
 // -------------------------------------------------------------------------------- batch
 
+void declare_training_job(io::ConfigSchema& s, const std::string& app) {
+  declare_batch(s);
+  declare_run(s, app);
+  declare_precision(s);
+  declare_optimizer(s);
+  declare_scheduler(s);
+  declare_zero(s);
+  declare_deepspeed_foreign(s);
+}
+
 void declare_batch(io::ConfigSchema& s) {
   s.integer("train_batch_size", 0,
             "sequences per optimizer step over all ranks; 0: micro x accumulation x ranks")

@@ -51,6 +51,12 @@ struct RunOptions {
 void declare_run(io::ConfigSchema& s, const std::string& app);
 RunOptions run_from(const io::Config& c);
 
+// ---- the keys every training job shares ----------------------------------------------
+// Batch sizes, the run (steps, seed, device, cadences, output, resume),
+// precision, optimizer, scheduler, ZeRO, and DeepSpeed's keys that mean
+// nothing here: pretrain's, ulysses-train's, rlhf's and fedsim centralized's.
+void declare_training_job(io::ConfigSchema& s, const std::string& app);
+
 // ---- batch: DeepSpeed's three keys; any two give the third ------------------------
 struct BatchOptions {
   int64_t global = 8;        // train_batch_size: sequences per optimizer step, all ranks
