@@ -72,6 +72,14 @@ io::ConfigSchema sim_schema() {
   s.number("strategy.beta", 0.2, "fedtrimmedavg: fraction cut at each end").at_least(0);
   s.integer("strategy.num_malicious_clients", 0, "krum: assumed Byzantine clients").at_least(0);
   s.integer("strategy.num_clients_to_keep", 0, "multikrum: updates averaged").at_least(0);
+  s.boolean("dp.enabled", false,
+            "client-level differential privacy: updates clipped to dp.clipping_norm, Gaussian "
+            "noise of std noise_multiplier x clipping_norm / clients a round; epsilon reported");
+  s.number("dp.noise_multiplier", 1.0, "noise std over the clipping norm (sigma)").at_least(0);
+  s.number("dp.clipping_norm", 1.0, "L2 bound of each client's update").at_least(0);
+  s.number("dp.delta", 0, "the delta epsilon is reported at; 0: 1 / federation.num_clients")
+      .at_least(0)
+      .at_most(1);
   s.integer("seed", 1234, "seed of the model, partitions, client sampling and shuffling")
       .at_least(0);
   s.string("device", "cpu", "cpu, or cuda (each rank takes the GPU of its local rank)")
@@ -131,6 +139,15 @@ SimOptions sim_options(const io::Config& c, int world) {
   } catch (const Error& e) {
     c.fail("strategy.name", e.what());
   }
+  o.dp = c.get<bool>("dp.enabled");
+  o.dp_config.noise_multiplier = c.get<double>("dp.noise_multiplier");
+  o.dp_config.clipping_norm = c.get<double>("dp.clipping_norm");
+  o.dp_config.num_sampled_clients = o.clients_per_round();
+  o.dp_config.seed = uint64_t(c.get<int64_t>("seed"));
+  o.dp_delta =
+      c.get<double>("dp.delta") > 0 ? c.get<double>("dp.delta") : 1.0 / double(o.num_clients);
+  if (o.dp && !(o.dp_config.clipping_norm > 0))
+    c.fail("dp.clipping_norm", "differential privacy needs a positive clipping norm");
   o.data_path = c.get<std::string>("data.path");
   o.model = train::vision_model_from(c, o.data_path);
   o.seed = uint64_t(c.get<int64_t>("seed"));
@@ -327,6 +344,7 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
   ClientTrainer trainer(o.model, device);
   std::vector<float> global = trainer.weights();
   std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
+  if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);
   std::optional<data::ImageSet> test;
   const bool leader = comm.rank() == 0;
   int64_t start = 0;
@@ -400,6 +418,13 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
         {"simulated_s", simulated},
         {"round_s",
          std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count()}};
+    if (o.dp) {  // the privacy spent so far (RDP accountant, subsampled Gaussian)
+      const double q = double(o.clients_per_round()) / double(o.num_clients);
+      const PrivacySpent spent =
+          rdp_privacy_spent(q, o.dp_config.noise_multiplier, round, o.dp_delta);
+      line["epsilon"] = spent.epsilon;
+      line["delta"] = o.dp_delta;
+    }
     const bool last = round == o.rounds;
     if (last || (o.eval_interval > 0 && round % o.eval_interval == 0)) {
       const EvalResult e = trainer.evaluate(global, *test, 0, test->count, o.eval_batch);
@@ -407,9 +432,12 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
       result.loss = e.loss;
       line["val_loss"] = e.loss;
       line["accuracy"] = e.accuracy;
-      log::info("round {}/{}: train loss {:.4f}, test loss {:.4f}, accuracy {:.2f}% ({:.1f} s)",
+      log::info("round {}/{}: train loss {:.4f}, test loss {:.4f}, accuracy {:.2f}% ({:.1f} s){}",
                 round, o.rounds, double(line["train_loss"]), e.loss, 100 * e.accuracy,
-                double(line["round_s"]));
+                double(line["round_s"]),
+                o.dp ? fmt::format("; (epsilon {:.3f}, delta {:g})-DP", double(line["epsilon"]),
+                                   o.dp_delta)
+                     : "");
     }
     line["time_s"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();

@@ -11,7 +11,7 @@
 // advance, each worker running its list in turn. The updates are aggregated
 // in selection order, so the result does not depend on the scheduler or the
 // number of workers. Resource budgets, device and availability traces,
-// asynchronous FedBuff and differential privacy are still to come.
+// and asynchronous FedBuff are still to come.
 #pragma once
 
 #include <string>
@@ -19,6 +19,7 @@
 
 #include "data/partition.hpp"
 #include "fl/client.hpp"
+#include "fl/privacy.hpp"
 #include "fl/strategy.hpp"
 #include "io/config.hpp"
 #include "train/job.hpp"
@@ -34,6 +35,11 @@ struct SimOptions {
   data::PartitionConfig partition;
   LocalTraining local;
   StrategyConfig strategy;
+  // Client-level differential privacy: the strategy wrapped in fixed
+  // clipping with Gaussian noise, and (epsilon, delta) reported every round.
+  bool dp = false;
+  DpConfig dp_config;
+  double dp_delta = 0;
   nn::VisionConfig model;
   std::string data_path;
   uint64_t seed = 1234;

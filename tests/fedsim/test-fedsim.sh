@@ -8,6 +8,8 @@
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
 #              60% test accuracy (74.0% measured)
+#   privacy    client-level DP: the same bits on 1 and 3 ranks, epsilon reported
+#              and growing every round; a clipping norm of 0 is refused
 #   bad_input  more clients a round than exist, Dirichlet alpha 0, an unknown
 #              strategy, an output folder with checkpoints and no --resume
 # Usage: test-fedsim.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
@@ -67,6 +69,26 @@ case $case_name in
     echo "test accuracy after 4 rounds: $accuracy"
     python3 -c "import sys; sys.exit(0 if float('$accuracy') >= 0.6 else 1)" ||
       fail "test accuracy $accuracy below 0.6 after 4 rounds"
+    ;;
+  privacy)
+    # Small noise: with 4 clients a round, sigma C / 4 lands on every weight.
+    dp=("${small[@]}" --set federation.rounds=2 --set dp.enabled=true --set dp.clipping_norm=1
+        --set dp.noise_multiplier=0.01)
+    fresh dp1 dp3
+    run 1 dp1 "${dp[@]}" || fail "DP on 1 rank (see $work/dp1.log)"
+    run 3 dp3 "${dp[@]}" || fail "DP on 3 ranks (see $work/dp3.log)"
+    same dp3 dp1 "$keys,epsilon"
+    python3 - "$work/dp1/metrics.jsonl" <<'PY' || fail "epsilon not reported as expected"
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+eps = [r["epsilon"] for r in rows]
+print("epsilon by round:", eps, "training loss:", [r["train_loss"] for r in rows])
+finite = all(r["train_loss"] is not None for r in rows)
+sys.exit(0 if finite and len(eps) == 2 and 0 < eps[0] < eps[1] else 1)
+PY
+    fresh bad
+    if run 1 bad "${dp[@]}" --set dp.clipping_norm=0; then fail "clipping norm 0 accepted"; fi
+    grep -q "positive clipping norm" "$work/bad.log" || fail "clipping norm 0: $(tail -3 "$work/bad.log")"
     ;;
   bad_input)
     fresh bad
