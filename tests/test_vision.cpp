@@ -69,8 +69,8 @@ void check_model(const H5File& g, const std::string& name, Device device) {
     for (const nn::Parameter& p : params)
       BOOST_TEST(normalized_error(p.tensor.grad(), g.read(name + "/grads/" + p.name)) < 1e-4,
                  p.name);
-    for (const auto& [buffer, value] : model.buffers())
-      BOOST_TEST(normalized_error(value, g.read(name + "/buffers/" + buffer)) < 1e-5, buffer);
+    for (const nn::Parameter& b : model.buffers())
+      BOOST_TEST(normalized_error(b.tensor, g.read(name + "/buffers/" + b.name)) < 1e-5, b.name);
     BOOST_TEST(normalized_error(model.forward(x, false), g.read(name + "/logits_eval")) < 1e-5);
   }
 }

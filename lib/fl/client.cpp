@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "ops/ops.hpp"
+#include "train/classify.hpp"
 
 namespace turbine::fl {
 
@@ -17,12 +18,9 @@ namespace {
 // The model's parameters followed by its buffers, as one list to flatten.
 nn::ParameterList all_weights(nn::ImageClassifier& model) {
   nn::ParameterList list = model.parameters();
-  for (auto& [name, tensor] : model.buffers()) list.push_back({name, tensor, false, false});
+  const nn::ParameterList buffers = model.buffers();
+  list.insert(list.end(), buffers.begin(), buffers.end());
   return list;
-}
-
-int64_t argmax_row(const float* row, int64_t classes) {
-  return std::max_element(row, row + classes) - row;
 }
 
 }  // namespace
@@ -105,25 +103,11 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
 EvalResult ClientTrainer::evaluate(std::span<const float> weights, const data::ImageSet& set,
                                    int64_t begin, int64_t end, int64_t batch_size) {
   set_weights(weights);
-  autograd::NoGradGuard no_grad;
+  const train::EvalSums sums = train::evaluate_images(model_, set, begin, end, batch_size, device_);
   EvalResult r;
-  double loss = 0, correct = 0;
-  for (int64_t first = begin; first < end; first += batch_size) {
-    std::vector<int64_t> rows;
-    for (int64_t i = first; i < std::min(end, first + batch_size); ++i) rows.push_back(i);
-    Tensor images, labels;
-    data::image_batch(set, rows, device_, &images, &labels);
-    const Tensor logits = model_.forward(images, false);
-    loss += ag::cross_entropy(logits, labels).to(Device::cpu()).item() * double(rows.size());
-    const auto v = logits.to(Device::cpu()).contiguous().to_vector<float>();
-    const auto truth = labels.to(Device::cpu()).to_vector<int64_t>();
-    const int64_t classes = logits.dim(1);
-    for (size_t i = 0; i < rows.size(); ++i)
-      correct += argmax_row(v.data() + i * size_t(classes), classes) == truth[i];
-    r.count += int64_t(rows.size());
-  }
-  r.loss = r.count > 0 ? loss / double(r.count) : 0;
-  r.accuracy = r.count > 0 ? correct / double(r.count) : 0;
+  r.count = int64_t(sums.count);
+  r.loss = r.count > 0 ? sums.loss / sums.count : 0;
+  r.accuracy = r.count > 0 ? sums.correct / sums.count : 0;
   return r;
 }
 

@@ -107,10 +107,10 @@ void Norm2d::parameters(const std::string& prefix, ParameterList& out) {
   out.push_back(listed(prefix + "bias", bias, false));
 }
 
-void Norm2d::buffers(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) {
+void Norm2d::buffers(const std::string& prefix, ParameterList& out) {
   if (kind != "batch") return;
-  out.emplace_back(prefix + "running_mean", running_mean);
-  out.emplace_back(prefix + "running_var", running_var);
+  out.push_back({prefix + "running_mean", running_mean, false, false});
+  out.push_back({prefix + "running_var", running_var, false, false});
 }
 
 namespace {
@@ -253,8 +253,8 @@ ParameterList ImageClassifier::parameters() {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> ImageClassifier::buffers() {
-  std::vector<std::pair<std::string, Tensor>> out;
+ParameterList ImageClassifier::buffers() {
+  ParameterList out;
   if (config_.arch != "resnet") return out;
   Layers& l = *layers_;
   l.stem_norm.buffers("bn1.", out);

@@ -53,7 +53,7 @@ class Norm2d {
   Tensor forward(const Tensor& x, bool training);
   void parameters(const std::string& prefix, ParameterList& out);
   // The running statistics (BatchNorm2d): state that is not trained.
-  void buffers(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out);
+  void buffers(const std::string& prefix, ParameterList& out);
   std::string kind;
   int64_t groups = 1;
   Tensor weight, bias, running_mean, running_var;
@@ -69,9 +69,9 @@ class ImageClassifier {
   // BatchNorm's batch statistics (which then update the running ones).
   Tensor forward(const Tensor& x, bool training, uint64_t dropout_step = 0);
   ParameterList parameters();
-  // Named non-trained state (BatchNorm's running statistics), for checkpoints
-  // and for averaging in federated learning.
-  std::vector<std::pair<std::string, Tensor>> buffers();
+  // Named non-trained state (BatchNorm's running statistics), listed frozen,
+  // for checkpoints and for averaging in federated learning.
+  ParameterList buffers();
   const VisionConfig& config() const { return config_; }
   Device device() const { return device_; }
 

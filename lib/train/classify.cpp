@@ -54,6 +54,35 @@ nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_
   return m;
 }
 
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  const auto v = logits.to(Device::cpu()).contiguous().to_vector<float>();
+  const auto truth = labels.to(Device::cpu()).to(DType::i64).to_vector<int64_t>();
+  const int64_t classes = logits.dim(1);
+  int64_t correct = 0;
+  for (size_t r = 0; r < truth.size(); ++r) {
+    const float* row = v.data() + r * size_t(classes);
+    correct += std::max_element(row, row + classes) - row == truth[r];
+  }
+  return correct;
+}
+
+EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set, int64_t begin,
+                         int64_t end, int64_t batch, Device device) {
+  autograd::NoGradGuard no_grad;
+  EvalSums sums;
+  for (int64_t first = begin; first < end; first += batch) {
+    std::vector<int64_t> rows;
+    for (int64_t i = first; i < std::min(end, first + batch); ++i) rows.push_back(i);
+    Tensor images, labels;
+    data::image_batch(set, rows, device, &images, &labels);
+    const Tensor logits = model.forward(images, false);
+    sums.loss += ag::cross_entropy(logits, labels).to(Device::cpu()).item() * double(rows.size());
+    sums.correct += double(count_correct(logits, labels));
+    sums.count += double(rows.size());
+  }
+  return sums;
+}
+
 io::ConfigSchema classify_schema(const std::string& app) {
   io::ConfigSchema s;
   declare_training_job(s, app);
@@ -119,10 +148,8 @@ class ClassifyTask final : public TrainTask {
     const Tensor logits = model_.forward(images, true, micro_index);
     const Tensor loss = ag::cross_entropy(logits, labels);
     // Training accuracy of this micro-batch, summed over the step below.
-    const auto predicted = argmax_rows(logits);
-    const auto truth = labels.to(Device::cpu()).to_vector<int64_t>();
-    for (size_t i = 0; i < truth.size(); ++i) correct_ += predicted[i] == truth[i];
-    seen_ += double(truth.size());
+    correct_ += double(count_correct(logits, labels));
+    seen_ += double(rows.size());
     return loss;
   }
 
@@ -145,20 +172,8 @@ class ClassifyTask final : public TrainTask {
         o_.eval_batches > 0 ? std::min(test_.count, o_.eval_batches * o_.batch.micro) : test_.count;
     const int64_t begin = total * comm_.rank() / comm_.size(),
                   end = total * (comm_.rank() + 1) / comm_.size();
-    double sums[3] = {0, 0, 0};  // loss sum, correct, count
-    autograd::NoGradGuard no_grad;
-    for (int64_t first = begin; first < end; first += o_.batch.micro) {
-      std::vector<int64_t> rows;
-      for (int64_t i = first; i < std::min(end, first + o_.batch.micro); ++i) rows.push_back(i);
-      Tensor images, labels;
-      data::image_batch(test_, rows, device_, &images, &labels);
-      const Tensor logits = model_.forward(images, false);
-      sums[0] += ag::cross_entropy(logits, labels).to(Device::cpu()).item() * double(rows.size());
-      const auto predicted = argmax_rows(logits);
-      const auto truth = labels.to(Device::cpu()).to_vector<int64_t>();
-      for (size_t i = 0; i < truth.size(); ++i) sums[1] += predicted[i] == truth[i];
-      sums[2] += double(rows.size());
-    }
+    const EvalSums mine = evaluate_images(model_, test_, begin, end, o_.batch.micro, device_);
+    double sums[3] = {mine.loss, mine.correct, mine.count};
     comm_.allreduce_sum(sums, 3);
     accuracy_ = sums[2] > 0 ? sums[1] / sums[2] : NAN;
     return sums[2] > 0 ? sums[0] / sums[2] : NAN;
@@ -169,17 +184,6 @@ class ClassifyTask final : public TrainTask {
   const data::ImageSet& train_set() const { return train_; }
 
  private:
-  static std::vector<int64_t> argmax_rows(const Tensor& logits) {
-    const auto v = logits.to(Device::cpu()).contiguous().to_vector<float>();
-    const int64_t classes = logits.dim(1);
-    std::vector<int64_t> out(static_cast<size_t>(logits.dim(0)));
-    for (size_t r = 0; r < out.size(); ++r) {
-      const float* row = v.data() + r * size_t(classes);
-      out[r] = std::max_element(row, row + classes) - row;
-    }
-    return out;
-  }
-
   const ClassifyOptions& o_;
   dist::Communicator& comm_;
   nn::ImageClassifier& model_;
@@ -188,13 +192,6 @@ class ClassifyTask final : public TrainTask {
   data::EpochOrder order_;
   double correct_ = 0, seen_ = 0, accuracy_ = NAN;
 };
-
-// BatchNorm's running statistics as a frozen parameter set of the checkpoint.
-nn::ParameterList buffer_list(nn::ImageClassifier& model) {
-  nn::ParameterList out;
-  for (auto& [name, tensor] : model.buffers()) out.push_back({name, tensor, false, false});
-  return out;
-}
 
 }  // namespace
 
@@ -205,7 +202,7 @@ ClassifyResult classify(const ClassifyOptions& options, Job& job) {
   kernels::MathModeGuard math(backend_for(device), o.engine.precision.math);
   nn::ImageClassifier model(o.model, device);
   nn::ParameterList params = model.parameters();
-  const nn::ParameterList buffers = buffer_list(model);
+  const nn::ParameterList buffers = model.buffers();  // a checkpoint part of their own
   Engine engine("model", comm, params, o.engine);
   ClassifyTask task(o, comm, model, device);
   Loop loop(comm, o.run, device, engine, o.resolved_config_yaml);

@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "data/images.hpp"
 #include "io/config.hpp"
 #include "nn/vision.hpp"
 #include "train/engine.hpp"
@@ -33,6 +34,18 @@ struct ClassifyOptions {
 void declare_vision_model(io::ConfigSchema& s);
 // The model's configuration; image shape and classes come from the data set.
 nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_path);
+
+// Correct predictions (each row's argmax of logits (N, classes)) among labels (N).
+int64_t count_correct(const Tensor& logits, const Tensor& labels);
+
+// Images [begin, end) of `set` through the model in eval mode, `batch` at a
+// time, without gradients: the sums of cross entropy, correct predictions
+// and images (this rank's part of an evaluation; fedsim's server whole).
+struct EvalSums {
+  double loss = 0, correct = 0, count = 0;
+};
+EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set, int64_t begin,
+                         int64_t end, int64_t batch, Device device);
 
 io::ConfigSchema classify_schema(const std::string& app);
 ClassifyOptions classify_options(const io::Config& c, int world_size);
