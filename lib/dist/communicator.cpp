@@ -235,6 +235,13 @@ int Communicator::recv_any(void* data, int64_t bytes, int tag) {
   return status.MPI_SOURCE;
 }
 
+int Communicator::probe(int tag, int source) {
+  int ready = 0;
+  MPI_Status status;
+  check_mpi(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag, comm_, &ready, &status), "probe");
+  return ready ? status.MPI_SOURCE : -1;
+}
+
 void Communicator::broadcast_idle(void* data, int64_t bytes, int root, int poll_us) {
   TURBINE_CHECK(bytes < kMaxCount, "broadcast_idle: {} bytes; use broadcast", bytes);
   MPI_Request request = MPI_REQUEST_NULL;

@@ -120,6 +120,9 @@ class Communicator final : public BufferCollectives {
   void send(const void* data, int64_t bytes, int dest, int tag);
   void recv(void* data, int64_t bytes, int source, int tag);
   int recv_any(void* data, int64_t bytes, int tag);
+  // Without waiting: the source of a message with `tag` ready to receive
+  // (from `source`, or any rank if it is -1), or -1 if there is none.
+  int probe(int tag, int source = -1);
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
 

@@ -46,7 +46,7 @@ void ClientTrainer::set_weights(std::span<const float> weights) {
 
 LocalResult ClientTrainer::train(std::span<const float> global, const data::ImageSet& train,
                                  std::span<const int64_t> indices, const LocalTraining& local,
-                                 uint64_t seed) {
+                                 uint64_t seed, const std::function<void()>& after_step) {
   TURBINE_CHECK(!indices.empty(), "client: no samples to train on");
   TURBINE_CHECK(local.batch_size >= 1 && local.lr > 0 && local.epochs >= 1,
                 "client: batch_size {}, lr {} and epochs {} must be positive", local.batch_size,
@@ -91,6 +91,7 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
       g = velocity;
     }
     params.copy_from(ops::add(params, g, 1.0f, -float(local.lr)));
+    if (after_step) after_step();
   }
   result.steps = total;
   result.train_loss /= double(total);
@@ -98,6 +99,10 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
   result.weights = weights();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+int64_t ClientTrainer::resident_bytes() const {
+  return int64_t(flat_->values().nbytes() + flat_->grads().nbytes());
 }
 
 EvalResult ClientTrainer::evaluate(std::span<const float> weights, const data::ImageSet& set,

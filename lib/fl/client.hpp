@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -54,9 +55,14 @@ class ClientTrainer {
   std::vector<float> weights() const;
   void set_weights(std::span<const float> weights);
   // Trains from `global` on samples `indices` of `train`; the order of each
-  // epoch is shuffled by `seed`.
+  // epoch is shuffled by `seed`. `after_step`, if given, runs after every
+  // step (a budget's pacing).
   LocalResult train(std::span<const float> global, const data::ImageSet& train,
-                    std::span<const int64_t> indices, const LocalTraining& local, uint64_t seed);
+                    std::span<const int64_t> indices, const LocalTraining& local, uint64_t seed,
+                    const std::function<void()>& after_step = {});
+  // Bytes the trainer holds between clients (flat weights and gradients):
+  // what a device would hold before a client's first step.
+  int64_t resident_bytes() const;
   // Mean cross entropy and accuracy of `weights` on samples [begin, end) of `set`.
   EvalResult evaluate(std::span<const float> weights, const data::ImageSet& set, int64_t begin,
                       int64_t end, int64_t batch_size);

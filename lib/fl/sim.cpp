@@ -2,17 +2,22 @@
 #include "fl/sim.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/log.hpp"
 #include "core/rng.hpp"
 #include "core/signals.hpp"
+#include "fl/pool.hpp"
 #include "tensor/hdf5.hpp"
 #include "train/classify.hpp"
 #include "train/metrics.hpp"
@@ -42,6 +47,41 @@ io::ConfigSchema sim_schema() {
            "dynamic: a worker gets its next client when it returns one; naive: clients dealt "
            "round robin in advance")
       .one_of({std::string("dynamic"), std::string("naive")});
+  s.string("federation.sampling", "uniform",
+           "uniform: clients sampled among all (an offline one drops out); available: among "
+           "those online at the round's start")
+      .one_of({std::string("uniform"), std::string("available")});
+  s.number("federation.round_deadline_s", 0,
+           "simulated seconds a round waits; later clients are stragglers (dropped); 0: none")
+      .at_least(0);
+  s.numbers("devices.compute", {1.0},
+            "compute tiers: a client's share of a worker's cores, each in (0, 1]");
+  s.numbers("devices.compute_weights", {},
+            "how likely each compute tier is (relative); empty: equally likely");
+  s.numbers("devices.memory_mb", {},
+            "memory caps (MiB) drawn uniformly; a client past its cap fails; empty: no cap");
+  s.numbers("devices.bandwidth_mbps", {0, 0},
+            "[lo, hi]: bandwidth drawn log-uniformly (Mb/s) for the model's download and upload; "
+            "[0, 0]: communication takes no time");
+  s.string("devices.trace", "",
+           "CSV of devices (compute, memory_mb, bandwidth_mbps, batch_size, local_steps); client "
+           "c takes row c mod rows. Overrides the drawn devices");
+  s.integers("workload.batch_sizes", {}, "batch sizes drawn per client; empty: local.batch_size");
+  s.integers("workload.local_steps", {0, 0},
+             "[lo, hi]: local steps drawn per client; [0, 0]: local.epochs and local.max_steps");
+  s.string("availability.trace", "",
+           "CSV of online windows (client, start_s, end_s) in simulated seconds");
+  s.number("availability.mean_online_s", 0, "drawn availability: mean online spell (s)")
+      .at_least(0);
+  s.number("availability.mean_offline_s", 0,
+           "drawn availability: mean offline spell (s); 0: always online")
+      .at_least(0);
+  s.number("budget.worker_cores", 0,
+           "cores of a worker rank that compute shares are of; 0: the node's cores over its ranks")
+      .at_least(0);
+  s.number("budget.worker_memory_mb", 0,
+           "memory a worker's running clients' caps may sum to (MiB); 0: no limit")
+      .at_least(0);
   s.string("partition.kind", "iid", "how the training split is shared: iid, dirichlet, shards")
       .one_of({std::string("iid"), std::string("dirichlet"), std::string("shards")});
   s.number("partition.alpha", 0.5, "dirichlet: concentration (smaller: fewer classes per client)");
@@ -108,6 +148,50 @@ SimOptions sim_options(const io::Config& c, int world) {
     c.fail("federation.min_fit_clients",
            fmt::format("{} clients a round, but the population has {} (federation.num_clients)",
                        o.min_fit_clients, o.num_clients));
+  o.sampling = c.get<std::string>("federation.sampling");
+  o.round_deadline_s = c.get<double>("federation.round_deadline_s");
+  PopulationConfig& pc = o.population;
+  pc.clients = o.num_clients;
+  pc.seed = uint64_t(c.get<int64_t>("seed"));
+  pc.compute = c.get<std::vector<double>>("devices.compute");
+  pc.compute_weights = c.get<std::vector<double>>("devices.compute_weights");
+  pc.memory_mb = c.get<std::vector<double>>("devices.memory_mb");
+  const auto bandwidth = c.get<std::vector<double>>("devices.bandwidth_mbps");
+  if (bandwidth.size() != 2)
+    c.fail("devices.bandwidth_mbps", "two numbers expected: [lo, hi] (Mb/s), or [0, 0]");
+  pc.bandwidth_lo = bandwidth[0];
+  pc.bandwidth_hi = bandwidth[1];
+  pc.device_trace = c.get<std::string>("devices.trace");
+  pc.batch_sizes = c.get<std::vector<int64_t>>("workload.batch_sizes");
+  const auto steps = c.get<std::vector<int64_t>>("workload.local_steps");
+  if (steps.size() != 2) c.fail("workload.local_steps", "two numbers expected: [lo, hi]");
+  pc.local_steps_lo = steps[0];
+  pc.local_steps_hi = steps[1];
+  pc.availability_trace = c.get<std::string>("availability.trace");
+  pc.mean_online_s = c.get<double>("availability.mean_online_s");
+  pc.mean_offline_s = c.get<double>("availability.mean_offline_s");
+  o.worker_cores = c.get<double>("budget.worker_cores");
+  if (o.worker_cores > 0 && o.worker_cores < 1)
+    c.fail("budget.worker_cores",
+           fmt::format("a worker has at least one core, got {}", o.worker_cores));
+  o.worker_memory_mb = c.get<double>("budget.worker_memory_mb");
+  {  // every client's device and workload, checked before any round
+    std::optional<Population> population;
+    const std::string key = !pc.device_trace.empty()         ? "devices.trace"
+                            : !pc.availability_trace.empty() ? "availability.trace"
+                                                             : "devices.compute";
+    try {
+      population.emplace(pc);
+    } catch (const Error& e) {
+      c.fail(key, e.what());
+    }
+    for (int64_t i = 0; i < o.num_clients && o.worker_memory_mb > 0; ++i)
+      if (population->profile(i).memory_mb > o.worker_memory_mb)
+        c.fail(pc.device_trace.empty() ? "devices.memory_mb" : "devices.trace",
+               fmt::format("client {} has a memory cap of {} MiB, more than a worker holds "
+                           "(budget.worker_memory_mb {}): it fits on no worker",
+                           i, population->profile(i).memory_mb, o.worker_memory_mb));
+  }
   o.partition.kind = c.get<std::string>("partition.kind");
   o.partition.clients = o.num_clients;
   o.partition.alpha = c.get<double>("partition.alpha");
@@ -180,6 +264,7 @@ std::vector<int64_t> select_clients(int64_t clients, int64_t count, uint64_t see
 namespace {
 
 constexpr int kTagTask = 31, kTagHeader = 32, kTagWeights = 33;
+constexpr int kTaskDoubles = 8, kHeaderDoubles = 12;
 
 // A client's training seed: the same whichever worker runs it.
 uint64_t client_seed(uint64_t seed, int64_t round, int64_t client) {
@@ -187,72 +272,217 @@ uint64_t client_seed(uint64_t seed, int64_t round, int64_t client) {
   return (uint64_t(r[0]) << 32) | r[1];
 }
 
-struct Outcome {
-  LocalResult result;
-  int64_t client = -1;
+// Doubles carry the seed's 64 bits as two exact halves.
+std::array<double, kTaskDoubles> pack(const ClientTask& t) {
+  return {double(t.client),
+          double(t.index),
+          t.share,
+          t.memory_mb,
+          double(t.batch_size),
+          double(t.local_steps),
+          double(t.seed >> 32),
+          double(t.seed & 0xffffffffULL)};
+}
+ClientTask unpack(const std::array<double, kTaskDoubles>& v) {
+  ClientTask t;
+  t.client = int64_t(v[0]);
+  t.index = int64_t(v[1]);
+  t.share = v[2];
+  t.memory_mb = v[3];
+  t.batch_size = int64_t(v[4]);
+  t.local_steps = int64_t(v[5]);
+  t.seed = (uint64_t(v[6]) << 32) | uint64_t(v[7]);
+  return t;
+}
+std::array<double, kHeaderDoubles> header_of(const ClientOutcome& o) {
+  return {double(o.task.client),  double(o.task.index),
+          double(int(o.status)),  double(o.result.num_examples),
+          double(o.result.steps), o.result.train_loss,
+          o.result.seconds,       o.cpu_seconds,
+          o.slept_seconds,        double(o.peak_bytes),
+          double(o.threads),      0};
+}
+ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
+  ClientOutcome o;
+  o.task.client = int64_t(h[0]);
+  o.task.index = int64_t(h[1]);
+  o.status = ClientStatus(int(h[2]));
+  o.result.num_examples = int64_t(h[3]);
+  o.result.steps = int64_t(h[4]);
+  o.result.train_loss = h[5];
+  o.result.seconds = h[6];
+  o.cpu_seconds = h[7];
+  o.slept_seconds = h[8];
+  o.peak_bytes = int64_t(h[9]);
+  o.threads = int(h[10]);
+  return o;
+}
+
+// The cores a worker's shares are of.
+double worker_cores(const SimOptions& o, dist::Communicator& comm) {
+  if (o.worker_cores > 0) return o.worker_cores;
+  const int local = comm.node_local().size();
+  const int ranks_computing = comm.size() > 1 ? local : 1;  // rank 0 mostly waits
+  return std::max(1.0, std::floor(double(std::thread::hardware_concurrency()) /
+                                  double(std::max(1, ranks_computing))));
+}
+
+// A worker rank's round: runs the tasks rank 0 sends, returning each
+// outcome as it finishes, until rank 0's terminator and its last client.
+void work_round(dist::Communicator& comm, ClientPool& pool) {
+  bool terminated = false;
+  for (;;) {
+    if (!terminated && comm.probe(kTagTask, 0) >= 0) {
+      std::array<double, kTaskDoubles> task;
+      comm.recv(task.data(), sizeof task, 0, kTagTask);
+      if (task[0] < 0)
+        terminated = true;
+      else
+        pool.start(unpack(task));
+      continue;
+    }
+    const bool busy = pool.running() > 0;
+    if (auto out = pool.finished(busy ? 5e-4 : 0)) {
+      if (out->status == ClientStatus::out_of_memory) log::warn("{}", out->error);
+      const auto header = header_of(*out);
+      comm.send(header.data(), sizeof header, 0, kTagHeader);
+      if (out->status == ClientStatus::ok)
+        comm.send(out->result.weights.data(), int64_t(out->result.weights.size() * sizeof(float)),
+                  0, kTagWeights);
+      continue;
+    }
+    if (terminated && !busy) return;
+    if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// What the server knows of the clients' runtimes: each client's last
+// measured time, and for clients never seen a rate (seconds x share per
+// sample) over all of them. Only the dynamic scheduler's order uses it.
+class RuntimePredictor {
+ public:
+  double predict(int64_t client, double share, double samples) const {
+    const auto it = last_.find(client);
+    if (it != last_.end()) return it->second;
+    return rate_ * samples / share;
+  }
+  void observe(int64_t client, double share, double samples, double seconds) {
+    last_[client] = seconds;
+    const double rate = seconds * share / std::max(samples, 1.0);
+    rate_ = seen_ == 0 ? rate : 0.8 * rate_ + 0.2 * rate;
+    ++seen_;
+  }
+
+ private:
+  std::map<int64_t, double> last_;
+  double rate_ = 1e-3;
+  int64_t seen_ = 0;
 };
 
-// One round's clients, run by the workers (or by rank 0 alone); rank 0
-// returns the outcomes in selection order, the workers an empty list.
-std::vector<Outcome> run_clients(const SimOptions& o, dist::Communicator& comm,
-                                 ClientTrainer& trainer, const data::ImageSet& train,
-                                 const std::vector<std::vector<int64_t>>& parts,
-                                 const std::vector<float>& global,
-                                 const std::vector<int64_t>& selected, int64_t round) {
-  auto run_one = [&](int64_t client) {
-    return trainer.train(global, train, parts[size_t(client)], o.local,
-                         client_seed(o.seed, round, client));
-  };
-  const int workers = comm.size() - 1;
-  const auto k = int64_t(selected.size());
-  std::vector<Outcome> out;
-  if (workers == 0) {
-    for (int64_t client : selected) out.push_back({run_one(client), client});
-    return out;
-  }
-  const int64_t numel = trainer.numel();
-  if (comm.rank() != 0) {  // a worker: tasks until the terminator
-    for (;;) {
-      int64_t task[2];
-      comm.recv(task, sizeof task, 0, kTagTask);
-      if (task[0] < 0) return out;
-      const LocalResult r = run_one(task[0]);
-      const double header[6] = {double(task[0]), double(task[1]), double(r.num_examples),
-                                double(r.steps), r.train_loss,    r.seconds};
-      comm.send(header, sizeof header, 0, kTagHeader);
-      comm.send(r.weights.data(), numel * int64_t(sizeof(float)), 0, kTagWeights);
+// The samples a task trains on (steps x batch): the predictor's measure of work.
+double task_samples(const LocalTraining& local, int64_t partition_size) {
+  const int64_t per_epoch = (partition_size + local.batch_size - 1) / local.batch_size;
+  int64_t steps = per_epoch * local.epochs;
+  if (local.max_steps > 0) steps = std::min(steps, local.max_steps);
+  return double(steps * local.batch_size);
+}
+
+// Rank 0's side of a round: hands `tasks` to the workers (ranks 1..W, or the
+// local pool with one rank) by the scheduler and returns every outcome, in
+// task order, with the worker that ran it.
+struct Ran {
+  ClientOutcome outcome;
+  int worker = 0;
+};
+std::vector<Ran> dispatch(const SimOptions& o, dist::Communicator& comm, ClientPool* local_pool,
+                          const std::vector<ClientTask>& tasks,
+                          const std::vector<double>& predicted, int64_t numel) {
+  const int workers = std::max(1, comm.size() - 1);
+  const bool remote = comm.size() > 1;
+  const auto k = int64_t(tasks.size());
+  std::vector<Ran> ran(static_cast<size_t>(k));
+  std::vector<double> free_share(size_t(workers), 1.0),
+      free_memory(size_t(workers), o.worker_memory_mb);
+  std::vector<int64_t> in_flight(size_t(workers), 0);
+  auto send = [&](int w, int64_t i) {
+    const ClientTask& t = tasks[size_t(i)];
+    free_share[size_t(w)] -= t.share;
+    free_memory[size_t(w)] -= t.memory_mb;
+    ++in_flight[size_t(w)];
+    if (remote) {
+      const auto v = pack(t);
+      comm.send(v.data(), sizeof v, w + 1, kTagTask);
+    } else {
+      local_pool->start(t);
     }
-  }
-  out.resize(static_cast<size_t>(k));
-  auto send_task = [&](int worker, int64_t index) {
-    const int64_t task[2] = {index < k ? selected[size_t(index)] : -1, index};
-    comm.send(task, sizeof task, worker, kTagTask);
   };
-  int64_t next = 0;
-  if (o.scheduler == "naive") {  // dealt in advance: worker w takes every W-th client
-    for (int w = 1; w <= workers; ++w) {
-      for (int64_t i = w - 1; i < k; i += workers) send_task(w, i);
-      send_task(w, k);
+  // dynamic: longest predicted first, first fit by share and memory.
+  std::vector<int64_t> pending(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) pending[size_t(i)] = i;
+  std::stable_sort(pending.begin(), pending.end(), [&](int64_t a, int64_t b) {
+    return predicted[size_t(a)] > predicted[size_t(b)];
+  });
+  // naive: worker w runs tasks w, w + W, ... one at a time.
+  std::vector<std::deque<int64_t>> dealt(static_cast<size_t>(workers));
+  for (int64_t i = 0; i < k; ++i) dealt[size_t(i % workers)].push_back(i);
+  auto fill = [&](int w) {
+    if (o.scheduler == "naive") {
+      if (in_flight[size_t(w)] == 0 && !dealt[size_t(w)].empty()) {
+        send(w, dealt[size_t(w)].front());
+        dealt[size_t(w)].pop_front();
+      }
+      return;
     }
-    next = k;
-  } else {
-    for (int w = 1; w <= workers; ++w) send_task(w, next < k ? next++ : k);
-  }
+    for (auto it = pending.begin(); it != pending.end();) {
+      const ClientTask& t = tasks[size_t(*it)];
+      const bool fits = t.share <= free_share[size_t(w)] + 1e-9 &&
+                        (o.worker_memory_mb <= 0 || t.memory_mb <= free_memory[size_t(w)] + 1e-9);
+      if (fits) {
+        send(w, *it);
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  for (int w = 0; w < workers; ++w) fill(w);
   for (int64_t received = 0; received < k; ++received) {
-    double header[6];
-    const int source = comm.recv_any(header, sizeof header, kTagHeader);
-    const auto index = int64_t(header[1]);
-    Outcome& slot = out[size_t(index)];
-    slot.client = int64_t(header[0]);
-    slot.result.num_examples = int64_t(header[2]);
-    slot.result.steps = int64_t(header[3]);
-    slot.result.train_loss = header[4];
-    slot.result.seconds = header[5];
-    slot.result.weights.resize(static_cast<size_t>(numel));
-    comm.recv(slot.result.weights.data(), numel * int64_t(sizeof(float)), source, kTagWeights);
-    if (o.scheduler == "dynamic") send_task(source, next < k ? next++ : k);
+    ClientOutcome out;
+    int w = 0;
+    if (remote) {
+      int source = -1;
+      for (auto idle = std::chrono::steady_clock::now(); (source = comm.probe(kTagHeader)) < 0;)
+        if (std::chrono::steady_clock::now() - idle > std::chrono::milliseconds(1))
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::array<double, kHeaderDoubles> header;
+      comm.recv(header.data(), sizeof header, source, kTagHeader);
+      out = outcome_of(header);
+      if (out.status == ClientStatus::ok) {
+        out.result.weights.resize(static_cast<size_t>(numel));
+        comm.recv(out.result.weights.data(), numel * int64_t(sizeof(float)), source, kTagWeights);
+      }
+      w = source - 1;
+    } else {
+      std::optional<ClientOutcome> done;
+      while (!(done = local_pool->finished(0.05))) {
+      }
+      out = std::move(*done);
+      if (out.status == ClientStatus::out_of_memory) log::warn("{}", out.error);
+    }
+    const ClientTask& t = tasks[size_t(out.task.index)];
+    out.task = t;
+    free_share[size_t(w)] += t.share;
+    free_memory[size_t(w)] += t.memory_mb;
+    --in_flight[size_t(w)];
+    ran[size_t(t.index)] = {std::move(out), w};
+    fill(w);
   }
-  return out;
+  if (remote)
+    for (int w = 1; w <= workers; ++w) {
+      const std::array<double, kTaskDoubles> stop{-1, 0, 0, 0, 0, 0, 0, 0};
+      comm.send(stop.data(), sizeof stop, w, kTagTask);
+    }
+  return ran;
 }
 
 // ---- checkpoints: <output>/checkpoints/round_NNNNNN/state.h5, written whole or not at all
@@ -289,7 +519,7 @@ std::vector<double> from_double_bits(const Tensor& t) {
 }
 
 void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float>& global,
-                     const Strategy& strategy) {
+                     const Strategy& strategy, double simulated) {
   const std::string dir = round_dir(o, round), staging = dir + ".tmp";
   fs::remove_all(staging);
   fs::create_directories(staging);
@@ -297,6 +527,7 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
     H5File f(staging + "/state.h5", H5File::Mode::create);
     f.write("weights", Tensor::from_vector<float>({int64_t(global.size())}, global));
     f.set_attribute("round", round);
+    f.set_attribute("simulated_s", simulated);
     for (const auto& [key, values] : strategy.save_state())
       f.write("strategy/" + key, double_bits(values));
   }
@@ -318,7 +549,7 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
 }
 
 int64_t load_checkpoint(const SimOptions& o, int64_t round, std::vector<float>& global,
-                        Strategy& strategy) {
+                        Strategy& strategy, double& simulated) {
   const H5File f(round_dir(o, round) + "/state.h5", H5File::Mode::read);
   const auto weights = f.read("weights").to_vector<float>();
   TURBINE_CHECK(weights.size() == global.size(),
@@ -330,7 +561,22 @@ int64_t load_checkpoint(const SimOptions& o, int64_t round, std::vector<float>& 
     for (const std::string& key : f.list("strategy"))
       state[key] = from_double_bits(f.read("strategy/" + key));
   strategy.load_state(state);
+  simulated = f.attribute_double("simulated_s");
   return f.attribute_int("round");
+}
+
+}  // namespace
+
+namespace {
+
+// What became of a client in a round, by the server's simulated clock.
+const char* fate(const SimOptions& o, const Population& population, const ClientOutcome& out,
+                 double round_start, double simulated_seconds) {
+  if (out.status == ClientStatus::out_of_memory) return "failed";
+  if (o.round_deadline_s > 0 && simulated_seconds > o.round_deadline_s) return "straggler";
+  if (population.online_until(out.task.client, round_start) < round_start + simulated_seconds)
+    return "dropped";
+  return "ok";
 }
 
 }  // namespace
@@ -341,13 +587,19 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
   const Device device = job.pick_device(o.device);
   const data::ImageSet train = data::load_image_split(o.data_path, "train");
   const auto parts = data::partition(train.labels, train.num_classes(), o.partition);
+  const Population population(o.population);
+  const double cores = worker_cores(o, comm);
   ClientTrainer trainer(o.model, device);
   std::vector<float> global = trainer.weights();
   std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
   if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);
   std::optional<data::ImageSet> test;
   const bool leader = comm.rank() == 0;
+  // The clients run on the workers, or on rank 0 itself when it is alone.
+  std::optional<ClientPool> pool;
+  if (!leader || comm.size() == 1) pool.emplace(o.model, device, train, parts, o.local, cores);
   int64_t start = 0;
+  double simulated = 0;
   if (leader) {
     test = data::load_image_split(o.data_path, "test");
     fs::create_directories(o.output_dir);
@@ -356,7 +608,7 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
                   "{} holds checkpoints (round {}): continue it with --resume or choose another "
                   "output.dir",
                   o.output_dir, existing.value_or(0));
-    if (existing) start = load_checkpoint(o, *existing, global, *strategy);
+    if (existing) start = load_checkpoint(o, *existing, global, *strategy, simulated);
     std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
     int64_t smallest = INT64_MAX, largest = 0;
     for (const auto& p : parts) {
@@ -365,59 +617,146 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
     }
     log::info(
         "fedsim: {} clients ({} partition, {} to {} samples each), {} a round for {} "
-        "rounds, strategy {}, {} scheduler over {} worker rank(s); model {} ({} weights)",
+        "rounds, strategy {}, {} scheduler over {} worker(s) of {:g} core(s); model {} ({} "
+        "weights)",
         o.num_clients, o.partition.kind, smallest, largest, o.clients_per_round(), o.rounds,
-        strategy->name(), o.scheduler, std::max(1, comm.size() - 1), o.model.arch, trainer.numel());
+        strategy->name(), o.scheduler, std::max(1, comm.size() - 1), cores, o.model.arch,
+        trainer.numel());
     if (start > 0) log::info("resuming after round {}", start);
   }
   comm.broadcast(&start, sizeof start, 0);
-  comm.broadcast(global.data(), int64_t(global.size() * sizeof(float)), 0);
-  std::optional<train::MetricsWriter> metrics;
-  if (leader) metrics.emplace(o.output_dir + "/metrics.jsonl", start);
+  std::optional<train::MetricsWriter> metrics, client_log;
+  if (leader) {
+    metrics.emplace(o.output_dir + "/metrics.jsonl", start);
+    client_log.emplace(o.output_dir + "/clients.jsonl", start);
+  }
+  const int64_t model_bytes = trainer.numel() * int64_t(sizeof(float));
+  RuntimePredictor predictor;
 
   SimResult result;
   result.rounds = start;
   const auto began = std::chrono::steady_clock::now();
-  double simulated = 0;
   for (int64_t round = start + 1; round <= o.rounds; ++round) {
     int32_t stop = leader && stop_requested() ? 1 : 0;
-    comm.broadcast(&stop, sizeof stop, 0);
+    comm.broadcast_idle(&stop, sizeof stop, 0);
     if (stop) {
-      if (leader) save_checkpoint(o, round - 1, global, *strategy);
+      if (leader) save_checkpoint(o, round - 1, global, *strategy, simulated);
       result.stopped_early = true;
       break;
     }
-    const auto round_start = std::chrono::steady_clock::now();
-    const auto selected = select_clients(o.num_clients, o.clients_per_round(), o.seed, round);
-    comm.broadcast(global.data(), int64_t(global.size() * sizeof(float)), 0);
-    const std::vector<Outcome> outcomes =
-        run_clients(o, comm, trainer, train, parts, global, selected, round);
+    comm.broadcast_idle(global.data(), int64_t(global.size() * sizeof(float)), 0);
+    if (pool) pool->set_global(global);
     if (!leader) {
+      work_round(comm, *pool);
       result.rounds = round;
       continue;
     }
-    std::vector<ClientUpdate> updates;
-    double loss_sum = 0, examples = 0, slowest = 0, seconds_sum = 0;
-    for (const Outcome& out : outcomes) {
-      updates.push_back({out.result.weights, out.result.num_examples, out.result.train_loss, 0,
-                         fmt::format("client {}", out.client)});
-      loss_sum += out.result.train_loss * double(out.result.num_examples);
-      examples += double(out.result.num_examples);
-      slowest = std::max(slowest, out.result.seconds);
-      seconds_sum += out.result.seconds;
+    const auto round_start = std::chrono::steady_clock::now();
+    // Sampling: among all clients, or among those online now.
+    std::vector<int64_t> candidates;
+    for (int64_t c = 0; c < o.num_clients; ++c)
+      if (o.sampling == "uniform" || population.online(c, simulated)) candidates.push_back(c);
+    const int64_t count = std::min(o.clients_per_round(), int64_t(candidates.size()));
+    std::vector<int64_t> selected;
+    for (int64_t pick : select_clients(int64_t(candidates.size()), count, o.seed, round))
+      selected.push_back(candidates[size_t(pick)]);
+    // Those online run; the others drop out at once.
+    std::vector<ClientTask> tasks;
+    std::vector<double> predicted;
+    int64_t offline = 0;
+    for (int64_t c : selected) {
+      if (!population.online(c, simulated)) {
+        ++offline;
+        continue;
+      }
+      const ClientProfile& p = population.profile(c);
+      ClientTask t;
+      t.client = c;
+      t.index = int64_t(tasks.size());
+      t.share = p.compute;
+      t.memory_mb = p.memory_mb;
+      t.batch_size = p.batch_size;
+      t.local_steps = p.local_steps;
+      t.seed = client_seed(o.seed, round, c);
+      predicted.push_back(predictor.predict(
+          c, t.share, task_samples(local_for(o.local, t), int64_t(parts[size_t(c)].size()))));
+      tasks.push_back(t);
     }
-    global = strategy->aggregate(global, updates, round);
-    simulated += slowest;  // the round lasts as long as its slowest client
+    const std::vector<Ran> ran =
+        dispatch(o, comm, pool ? &*pool : nullptr, tasks, predicted, trainer.numel());
+    // Fates by the simulated clock; the accepted updates in selection order.
+    std::vector<ClientUpdate> updates;
+    std::map<std::string, int64_t> fates = {
+        {"ok", 0}, {"dropped", offline}, {"straggler", 0}, {"failed", 0}};
+    double loss_sum = 0, examples = 0, wall_max = 0, wall_sum = 0, round_sim = 0;
+    for (const Ran& r : ran) {
+      const ClientOutcome& out = r.outcome;
+      const ClientProfile& p = population.profile(out.task.client);
+      const double comm_s = p.communication_seconds(model_bytes);
+      const double sim_s = out.result.seconds + comm_s;
+      const std::string f = fate(o, population, out, simulated, sim_s);
+      ++fates[f];
+      wall_max = std::max(wall_max, out.result.seconds);
+      wall_sum += out.result.seconds;
+      if (out.status == ClientStatus::ok)
+        predictor.observe(out.task.client, out.task.share,
+                          double(out.result.steps * local_for(o.local, out.task).batch_size),
+                          out.result.seconds);
+      if (f == "ok") {
+        round_sim = std::max(round_sim, sim_s);
+        updates.push_back({out.result.weights, out.result.num_examples, out.result.train_loss, 0,
+                           fmt::format("client {}", out.task.client)});
+        loss_sum += out.result.train_loss * double(out.result.num_examples);
+        examples += double(out.result.num_examples);
+      } else if (f == "straggler") {
+        round_sim = std::max(round_sim, o.round_deadline_s);
+      }
+      client_log->write({{"step", round},
+                         {"client", out.task.client},
+                         {"fate", f},
+                         {"worker", r.worker + (comm.size() > 1 ? 1 : 0)},
+                         {"compute", out.task.share},
+                         {"threads", out.threads},
+                         {"memory_mb", out.task.memory_mb},
+                         {"bandwidth_mbps", p.bandwidth_mbps},
+                         {"batch_size", local_for(o.local, out.task).batch_size},
+                         {"steps", out.result.steps},
+                         {"compute_s", out.result.seconds},
+                         {"cpu_s", out.cpu_seconds},
+                         {"throttled_s", out.slept_seconds},
+                         {"comm_s", comm_s},
+                         {"simulated_s", sim_s},
+                         {"peak_mb", double(out.peak_bytes) / (1 << 20)}});
+    }
+    if (ran.empty() || updates.empty())
+      round_sim = o.round_deadline_s > 0 ? o.round_deadline_s : std::max(round_sim, 60.0);
+    const bool aggregated =
+        !updates.empty() && int64_t(updates.size()) >= std::min(o.min_fit_clients, count);
+    if (aggregated)
+      global = strategy->aggregate(global, updates, round);
+    else
+      log::warn(
+          "round {}: {} of {} clients returned an update (min_fit_clients {}): the global "
+          "model stays as it was",
+          round, updates.size(), selected.size(), o.min_fit_clients);
+    simulated += round_sim;
+    const double round_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count();
     nlohmann::ordered_json line = {
         {"step", round},  // the key the run tools (tools/lib/metrics.py) index by
         {"round", round},
-        {"clients", int64_t(outcomes.size())},
-        {"train_loss", loss_sum / std::max(examples, 1.0)},
-        {"client_seconds_mean", seconds_sum / double(outcomes.size())},
-        {"client_seconds_max", slowest},
+        {"clients", int64_t(selected.size())},
+        {"clients_ok", fates["ok"]},
+        {"clients_dropped", fates["dropped"]},
+        {"clients_straggled", fates["straggler"]},
+        {"clients_failed", fates["failed"]},
+        {"train_loss", examples > 0 ? loss_sum / examples : std::nan("")},
+        {"client_seconds_mean", ran.empty() ? 0.0 : wall_sum / double(ran.size())},
+        {"client_seconds_max", wall_max},
+        {"round_simulated_s", round_sim},
         {"simulated_s", simulated},
-        {"round_s",
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count()}};
+        {"round_s", round_s},
+        {"clients_per_s", double(ran.size()) / std::max(round_s, 1e-9)}};
     if (o.dp) {  // the privacy spent so far (RDP accountant, subsampled Gaussian)
       const double q = double(o.clients_per_round()) / double(o.num_clients);
       const PrivacySpent spent =
@@ -432,18 +771,21 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
       result.loss = e.loss;
       line["val_loss"] = e.loss;
       line["accuracy"] = e.accuracy;
-      log::info("round {}/{}: train loss {:.4f}, test loss {:.4f}, accuracy {:.2f}% ({:.1f} s){}",
-                round, o.rounds, double(line["train_loss"]), e.loss, 100 * e.accuracy,
-                double(line["round_s"]),
-                o.dp ? fmt::format("; (epsilon {:.3f}, delta {:g})-DP", double(line["epsilon"]),
-                                   o.dp_delta)
-                     : "");
+      log::info(
+          "round {}/{}: {} of {} clients ok, train loss {:.4f}, test loss {:.4f}, accuracy "
+          "{:.2f}% ({:.1f} s, {} simulated){}",
+          round, o.rounds, fates["ok"], selected.size(),
+          double(line["train_loss"].is_number() ? double(line["train_loss"]) : std::nan("")),
+          e.loss, 100 * e.accuracy, round_s, train::format_duration(simulated),
+          o.dp ? fmt::format("; (epsilon {:.3f}, delta {:g})-DP", double(line["epsilon"]),
+                             o.dp_delta)
+               : "");
     }
     line["time_s"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     metrics->write(line);
     if (last || (o.checkpoint_interval > 0 && round % o.checkpoint_interval == 0))
-      save_checkpoint(o, round, global, *strategy);
+      save_checkpoint(o, round, global, *strategy, simulated);
     result.rounds = round;
   }
   return result;

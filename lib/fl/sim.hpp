@@ -4,14 +4,22 @@
 // ClientTrainer reused for every client it runs. With one rank the server
 // runs the clients itself.
 //
-// Every round the server samples clients (seeded by round), sends the
-// global weights to the workers and deals the clients out: `dynamic` hands
-// a worker its next client the moment it returns a result (FedHC's
-// scheduler without budget packing yet), `naive` deals them round robin in
-// advance, each worker running its list in turn. The updates are aggregated
-// in selection order, so the result does not depend on the scheduler or the
-// number of workers. Resource budgets, device and availability traces,
-// and asynchronous FedBuff are still to come.
+// Every client has a device (lib/fl/population.hpp: a compute share of a
+// worker, a memory cap, a bandwidth; drawn or from a trace), a workload and
+// online windows. Every round the server samples clients (uniformly or among
+// those online, seeded by round), sends the global weights to the workers
+// and hands the clients out to run under their budgets (lib/fl/pool.hpp):
+// `dynamic` (FedHC's scheduler) packs them onto workers longest predicted
+// runtime first, as many at once as the worker's compute (and memory) holds,
+// and fills a worker again the moment a client returns; `naive` runs each
+// worker's clients (dealt round robin) one at a time, as a framework without
+// packing would. A client's simulated time is its measured compute under
+// its budget plus its model download and upload over its bandwidth; it
+// drops out if it goes offline before that, straggles past the round
+// deadline, or fails past its memory cap. The accepted updates are
+// aggregated in selection order, so the result does not depend on the
+// scheduler or the number of workers. Asynchronous FedBuff is still to
+// come.
 #pragma once
 
 #include <string>
@@ -19,6 +27,7 @@
 
 #include "data/partition.hpp"
 #include "fl/client.hpp"
+#include "fl/population.hpp"
 #include "fl/privacy.hpp"
 #include "fl/strategy.hpp"
 #include "io/config.hpp"
@@ -32,6 +41,11 @@ struct SimOptions {
   double fraction_fit = 0.1;
   int64_t min_fit_clients = 2;
   std::string scheduler = "dynamic";  // dynamic | naive
+  std::string sampling = "uniform";   // uniform | available
+  double round_deadline_s = 0;        // simulated; 0: none
+  PopulationConfig population;
+  double worker_cores = 0;      // what shares are of; 0: the node's cores / its ranks
+  double worker_memory_mb = 0;  // what caps running together may sum to; 0: no limit
   data::PartitionConfig partition;
   LocalTraining local;
   StrategyConfig strategy;

@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -68,8 +69,52 @@ void reset_peak_memory(Device device) {
   c.peak.store(c.current.load());
 }
 
+namespace {
+thread_local std::shared_ptr<MemoryBudget> t_budget;
+}  // namespace
+
+MemoryBudget::MemoryBudget(int64_t cap_bytes, std::string owner)
+    : cap_(cap_bytes), owner_(std::move(owner)) {
+  TURBINE_CHECK(cap_bytes > 0, "{}: memory cap must be positive, got {} bytes", owner_, cap_bytes);
+}
+
+void MemoryBudget::charge(int64_t bytes) {
+  const int64_t now = current_.fetch_add(bytes) + bytes;
+  if (now > cap_) {
+    current_.fetch_sub(bytes);
+    throw OutOfMemory(fmt::format(
+        "{}: out of memory: {:.1f} MiB more needed with {:.1f} MiB in use, over its cap of "
+        "{:.1f} MiB",
+        owner_, double(bytes) / (1 << 20), double(now - bytes) / (1 << 20),
+        double(cap_) / (1 << 20)));
+  }
+  int64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+}
+
+void MemoryBudget::refund(int64_t bytes) {
+  current_.fetch_sub(bytes);
+}
+
+ScopedMemoryBudget::ScopedMemoryBudget(std::shared_ptr<MemoryBudget> budget)
+    : previous_(std::exchange(t_budget, std::move(budget))) {}
+
+ScopedMemoryBudget::~ScopedMemoryBudget() {
+  t_budget = std::move(previous_);
+}
+
 Storage::Storage(Device device, size_t bytes) : device_(device), bytes_(bytes) {
-  data_ = backend_for(device).allocate(bytes);
+  if (t_budget) {
+    t_budget->charge(int64_t(bytes));
+    budget_ = t_budget;
+  }
+  try {
+    data_ = backend_for(device).allocate(bytes);
+  } catch (...) {
+    if (budget_) budget_->refund(int64_t(bytes));
+    throw;
+  }
   Counters& c = counters(device);
   const int64_t now = c.current.fetch_add(static_cast<int64_t>(bytes)) + int64_t(bytes);
   int64_t peak = c.peak.load();
@@ -81,6 +126,7 @@ Storage::Storage(Device device, size_t bytes) : device_(device), bytes_(bytes) {
 Storage::~Storage() {
   backend_for(device_).deallocate(data_, bytes_);
   counters(device_).current.fetch_sub(static_cast<int64_t>(bytes_));
+  if (budget_) budget_->refund(int64_t(bytes_));
 }
 
 // ---- shapes -------------------------------------------------------------------

@@ -4,12 +4,14 @@
 // AutogradMeta that the tape in lib/autograd reads and writes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "kernels/backend.hpp"
 #include "tensor/dtype.hpp"
 
@@ -44,6 +46,46 @@ struct MemoryStats {
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
 
+// A memory cap for the allocations of one piece of work (a federated client
+// running as a device with `cap` bytes): every Storage created on a thread
+// while a ScopedMemoryBudget is active there is charged to it, on any device,
+// and refunded when that Storage is freed, whichever thread frees it. An
+// allocation that would pass the cap throws OutOfMemory before anything is
+// allocated, as the device would fail.
+class MemoryBudget {
+ public:
+  MemoryBudget(int64_t cap_bytes, std::string owner);
+  // Counts `bytes` against the cap (throws OutOfMemory past it); refund gives them back.
+  void charge(int64_t bytes);
+  void refund(int64_t bytes);
+  int64_t cap_bytes() const { return cap_; }
+  int64_t current_bytes() const { return current_.load(); }
+  int64_t peak_bytes() const { return peak_.load(); }
+
+ private:
+  int64_t cap_;
+  std::string owner_;
+  std::atomic<int64_t> current_{0}, peak_{0};
+};
+
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+
+// Charges this thread's allocations to `budget` while it lives (nests: the
+// inner one wins until it ends).
+class ScopedMemoryBudget {
+ public:
+  explicit ScopedMemoryBudget(std::shared_ptr<MemoryBudget> budget);
+  ~ScopedMemoryBudget();
+  ScopedMemoryBudget(const ScopedMemoryBudget&) = delete;
+  ScopedMemoryBudget& operator=(const ScopedMemoryBudget&) = delete;
+
+ private:
+  std::shared_ptr<MemoryBudget> previous_;
+};
+
 class Storage {
  public:
   Storage(Device device, size_t bytes);
@@ -58,6 +100,7 @@ class Storage {
   Device device_;
   size_t bytes_;
   void* data_;
+  std::shared_ptr<MemoryBudget> budget_;  // charged for bytes_, if any
 };
 
 class Tensor;

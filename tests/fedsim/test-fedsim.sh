@@ -3,7 +3,13 @@
 # per meson test:
 #   ranks      the same config and seed give the same 2 rounds, bit for bit, on
 #              1 rank (the server trains the clients), 2 and 3 ranks (1 and 2
-#              workers), with the dynamic and the naive scheduler
+#              workers), with the dynamic and the naive scheduler, clients at
+#              a half and a whole worker running together
+#   budgets    the budgets are applied as configured (no timing asserted): a
+#              client's OpenMP threads are ceil(share x worker cores), one
+#              under a whole core is paced (its CPU time within its share of
+#              its wall time), a client past its memory cap fails and is
+#              counted while the round goes on, the others stay under theirs
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
@@ -11,7 +17,9 @@
 #   privacy    client-level DP: the same bits on 1 and 3 ranks, epsilon reported
 #              and growing every round; a clipping norm of 0 is refused
 #   bad_input  more clients a round than exist, Dirichlet alpha 0, an unknown
-#              strategy, an output folder with checkpoints and no --resume
+#              strategy, an output folder with checkpoints and no --resume, a
+#              compute share above 100%, a memory cap no worker holds, a device
+#              trace without its compute column (line named)
 # Usage: test-fedsim.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
 set -euo pipefail
 case_name=$1
@@ -27,7 +35,7 @@ data=$("$source/tests/fedsim/fixture.sh" "$work") || exit $?
 small=(--config "$source/configs/fedsim/fashion-fedavg.yaml" --set data.path="$data"
        --set federation.num_clients=20 --set federation.fraction_fit=0.2
        --set local.max_steps=6 --set eval.interval=2 --set eval.batch=500
-       --set checkpoint.interval=2)
+       --set checkpoint.interval=2 --set budget.worker_cores=1)
 
 # run NP OUT [--set ...]: fedsim run into $work/OUT.
 run() {
@@ -43,10 +51,11 @@ keys=train_loss,val_loss,accuracy
 case $case_name in
   ranks)
     fresh one two three naive
-    run 1 one "${small[@]}" --set federation.rounds=2 || fail "1 rank (see $work/one.log)"
-    run 2 two "${small[@]}" --set federation.rounds=2 || fail "2 ranks (see $work/two.log)"
-    run 3 three "${small[@]}" --set federation.rounds=2 || fail "3 ranks (see $work/three.log)"
-    run 3 naive "${small[@]}" --set federation.rounds=2 --set federation.scheduler=naive ||
+    mixed=("${small[@]}" --set federation.rounds=2 --set 'devices.compute=[0.5,1.0]')
+    run 1 one "${mixed[@]}" || fail "1 rank (see $work/one.log)"
+    run 2 two "${mixed[@]}" || fail "2 ranks (see $work/two.log)"
+    run 3 three "${mixed[@]}" || fail "3 ranks (see $work/three.log)"
+    run 3 naive "${mixed[@]}" --set federation.scheduler=naive ||
       fail "3 ranks, naive (see $work/naive.log)"
     same two one "$keys"
     same three one "$keys"
@@ -90,6 +99,54 @@ PY
     if run 1 bad "${dp[@]}" --set dp.clipping_norm=0; then fail "clipping norm 0 accepted"; fi
     grep -q "positive clipping norm" "$work/bad.log" || fail "clipping norm 0: $(tail -3 "$work/bad.log")"
     ;;
+  budgets)
+    fresh quarter cores
+    # 8 clients a round on one worker of one core: a quarter or a whole core,
+    # a 4 MiB cap (less than the model's weights and gradients) or 512 MiB.
+    run 2 quarter "${small[@]}" --set federation.rounds=1 --set federation.fraction_fit=0.4 \
+      --set 'devices.compute=[0.25,1.0]' --set 'devices.memory_mb=[4,512]' ||
+      fail "budgets (see $work/quarter.log)"
+    # Two cores a worker: a half share is one thread, a whole one two.
+    run 2 cores "${small[@]}" --set federation.rounds=1 --set budget.worker_cores=2 \
+      --set 'devices.compute=[0.5,1.0]' || fail "two cores (see $work/cores.log)"
+    python3 - "$work/quarter" "$work/cores" <<'PY' || fail "budgets not applied as configured"
+import json, math, sys
+ok = True
+def check(cond, what):
+    global ok
+    if not cond:
+        print("FAIL:", what)
+        ok = False
+for run, cores in ((sys.argv[1], 1), (sys.argv[2], 2)):
+    clients = [json.loads(line) for line in open(run + "/clients.jsonl")]
+    metrics = [json.loads(line) for line in open(run + "/metrics.jsonl")]
+    for c in clients:
+        name = f"{run} client {c['client']}"
+        check(c["threads"] == math.ceil(c["compute"] * cores - 1e-9), f"{name}: {c['threads']} threads")
+        if c["memory_mb"] == 4:
+            check(c["fate"] == "failed", f"{name}: ran past a 4 MiB cap ({c['fate']})")
+            continue
+        check(c["fate"] == "ok", f"{name}: {c['fate']}")
+        if c["memory_mb"] > 0:
+            check(0 < c["peak_mb"] <= c["memory_mb"], f"{name}: peak {c['peak_mb']} MiB")
+        duty = c["compute"] * cores / c["threads"]
+        if duty < 1:  # paced: CPU time within the share of the wall time
+            check(c["throttled_s"] > 0, f"{name}: never paced")
+            check(c["cpu_s"] <= c["compute"] * cores * c["compute_s"] * 1.1 + 0.02,
+                  f"{name}: {c['cpu_s']:.3f} s CPU in {c['compute_s']:.3f} s at {c['compute']}")
+        else:
+            check(c["throttled_s"] == 0, f"{name}: paced at a whole share")
+    failed = sum(c["fate"] == "failed" for c in clients)
+    check(metrics[-1]["clients_failed"] == failed, f"{run}: clients_failed {metrics[-1]['clients_failed']} != {failed}")
+    check(metrics[-1]["clients_ok"] == len(clients) - failed, f"{run}: clients_ok")
+    print(run, {k: metrics[-1][k] for k in ("clients", "clients_ok", "clients_failed", "accuracy")})
+quarter = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+check(any(c["memory_mb"] == 4 for c in quarter) and any(c["memory_mb"] == 512 for c in quarter),
+      "the draw gave both caps")
+check(any(c["compute"] == 0.25 and c["memory_mb"] == 512 for c in quarter), "a paced client ran")
+sys.exit(0 if ok else 1)
+PY
+    ;;
   bad_input)
     fresh bad
     expect_error() {  # expect_error WORDS -- ARGS: the run fails and its log holds WORDS
@@ -102,6 +159,12 @@ PY
     expect_error "population has 20" --set federation.min_fit_clients=30
     expect_error "alpha must be positive" --set partition.alpha=0
     expect_error "strategy.name" --set strategy.name=fedsgd
+    expect_error "must be in (0, 1]" --set 'devices.compute=[0.5,1.5]'
+    expect_error "fits on no worker" --set budget.worker_memory_mb=100 --set 'devices.memory_mb=[64,200]'
+    printf 'memory_mb,bandwidth_mbps\n64,10\n' > "$work/no-compute.csv"
+    expect_error "no-compute.csv:1: the header lacks the column 'compute'" --set devices.trace="$work/no-compute.csv"
+    printf 'compute,memory_mb\n0.5,64\n0.5\n' > "$work/short.csv"
+    expect_error "short.csv:3: 1 values for 2 columns" --set devices.trace="$work/short.csv"
     run 1 bad "${small[@]}" --set federation.rounds=1 || fail "one round (see $work/bad.log)"
     if run 1 bad "${small[@]}" --set federation.rounds=1; then fail "reused an output folder"; fi
     grep -q -- "--resume" "$work/bad.log" || fail "no hint at --resume: $(tail -3 "$work/bad.log")"

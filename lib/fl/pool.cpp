@@ -1,0 +1,130 @@
+// The worker's client pool of pool.hpp.
+#include "fl/pool.hpp"
+
+#include <chrono>
+
+#include "core/error.hpp"
+#include "fl/budget.hpp"
+#include "tensor/tensor.hpp"
+
+namespace turbine::fl {
+
+ClientPool::ClientPool(const nn::VisionConfig& model, Device device, const data::ImageSet& train,
+                       const std::vector<std::vector<int64_t>>& parts, const LocalTraining& local,
+                       double cores)
+    : model_(model), device_(device), train_(train), parts_(parts), local_(local), cores_(cores) {
+  TURBINE_CHECK(cores >= 1, "a worker needs at least one core, got {}", cores);
+}
+
+ClientPool::~ClientPool() {
+  for (auto& slot : slots_)
+    if (slot->thread.joinable()) slot->thread.join();
+}
+
+void ClientPool::set_global(std::vector<float> global) {
+  TURBINE_CHECK(running() == 0, "client pool: the global model changed while clients run");
+  global_ = std::move(global);
+}
+
+int64_t ClientPool::running() const {
+  std::lock_guard lock(mutex_);
+  int64_t n = 0;
+  for (const auto& slot : slots_) n += slot->busy ? 1 : 0;
+  return n;
+}
+
+LocalTraining local_for(const LocalTraining& base, const ClientTask& task) {
+  LocalTraining local = base;
+  if (task.batch_size > 0) local.batch_size = task.batch_size;
+  if (task.local_steps > 0) {  // exactly this many steps, over as many epochs as it takes
+    local.epochs = task.local_steps;
+    local.max_steps = task.local_steps;
+  }
+  return local;
+}
+
+ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task) {
+  ClientOutcome out;
+  out.task = task;
+  const auto started = std::chrono::steady_clock::now();
+  CpuBudget cpu(task.share, cores_);
+  cpu.start();
+  out.threads = cpu.threads();
+  std::shared_ptr<MemoryBudget> memory;
+  if (task.memory_mb > 0) {
+    memory = std::make_shared<MemoryBudget>(int64_t(task.memory_mb * (1 << 20)),
+                                            fmt::format("client {}", task.client));
+  }
+  try {
+    if (memory) memory->charge(slot.trainer->resident_bytes());  // the model it holds
+    const std::optional<ScopedMemoryBudget> scope =
+        memory ? std::optional<ScopedMemoryBudget>(std::in_place, memory) : std::nullopt;
+    out.result = slot.trainer->train(global_, train_, parts_.at(size_t(task.client)),
+                                     local_for(local_, task), task.seed, [&] { cpu.pace(); });
+  } catch (const OutOfMemory& e) {
+    out.status = ClientStatus::out_of_memory;
+    out.error = e.what();
+    out.result = LocalResult{};
+    out.result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  out.cpu_seconds = cpu.cpu_seconds();
+  out.slept_seconds = cpu.slept_seconds();
+  if (memory) out.peak_bytes = memory->peak_bytes();
+  return out;
+}
+
+void ClientPool::start(const ClientTask& task) {
+  TURBINE_CHECK(task.client >= 0 && task.client < int64_t(parts_.size()),
+                "client pool: client {} of {}", task.client, parts_.size());
+  TURBINE_CHECK(!global_.empty(), "client pool: no global model yet");
+  Slot* slot = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& s : slots_)
+      if (!s->busy) {
+        slot = s.get();
+        break;
+      }
+  }
+  if (slot == nullptr) {  // one more client at once than ever before: a new slot
+    auto fresh = std::make_unique<Slot>();
+    fresh->trainer = std::make_unique<ClientTrainer>(model_, device_);
+    slot = fresh.get();
+    std::lock_guard lock(mutex_);
+    slots_.push_back(std::move(fresh));
+  }
+  if (slot->thread.joinable()) slot->thread.join();  // its last client's thread, done
+  {
+    std::lock_guard lock(mutex_);
+    slot->busy = true;
+  }
+  slot->thread = std::thread([this, slot, task] {
+    Done done{slot, {}, nullptr};
+    try {
+      done.outcome = run(*slot, task);
+    } catch (...) {  // not the device's failure but the job's: finished() rethrows it
+      done.error = std::current_exception();
+    }
+    std::lock_guard lock(mutex_);
+    done_.push_back(std::move(done));
+    done_cv_.notify_all();
+  });
+}
+
+std::optional<ClientOutcome> ClientPool::finished(double timeout_s) {
+  std::unique_lock lock(mutex_);
+  if (done_.empty() && timeout_s > 0)
+    done_cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                      [&] { return !done_.empty(); });
+  if (done_.empty()) return std::nullopt;
+  Done done = std::move(done_.front());
+  done_.pop_front();
+  done.slot->busy = false;
+  lock.unlock();
+  done.slot->thread.join();
+  if (done.error) std::rethrow_exception(done.error);
+  return std::move(done.outcome);
+}
+
+}  // namespace turbine::fl
