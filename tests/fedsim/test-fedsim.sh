@@ -10,6 +10,11 @@
 #              under a whole core is paced (its CPU time within its share of
 #              its wall time), a client past its memory cap fails and is
 #              counted while the round goes on, the others stay under theirs
+#   fates      an availability trace: clients offline at the round's start
+#              drop out unrun (uniform sampling) or are not sampled
+#              (available), clients whose window closes mid-round drop out
+#              after running; a deadline no client meets leaves the global
+#              model as it was
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
@@ -144,6 +149,51 @@ quarter = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
 check(any(c["memory_mb"] == 4 for c in quarter) and any(c["memory_mb"] == 512 for c in quarter),
       "the draw gave both caps")
 check(any(c["compute"] == 0.25 and c["memory_mb"] == 512 for c in quarter), "a paced client ran")
+sys.exit(0 if ok else 1)
+PY
+    ;;
+  fates)
+    fresh uniform available deadline
+    {
+      echo "client,start_s,end_s"
+      for c in $(seq 0 9); do echo "$c,0,1000000"; done      # online throughout
+      for c in $(seq 10 14); do echo "$c,0,0.0001"; done     # gone before they finish
+      for c in $(seq 15 19); do echo "$c,500000,1000000"; done  # offline at the start
+    } > "$work/windows.csv"
+    every=("${small[@]}" --set federation.rounds=1 --set federation.fraction_fit=1.0
+           --set availability.trace="$work/windows.csv")
+    run 2 uniform "${every[@]}" || fail "uniform sampling (see $work/uniform.log)"
+    run 2 available "${every[@]}" --set federation.sampling=available ||
+      fail "available sampling (see $work/available.log)"
+    run 2 deadline "${small[@]}" --set federation.rounds=2 --set federation.round_deadline_s=0.000001 --set eval.interval=1 ||
+      fail "deadline (see $work/deadline.log)"
+    grep -q "the global model stays as it was" "$work/deadline.log" || fail "no warning of a round without updates"
+    python3 - "$work" <<'PY' || fail "client fates not as the trace and deadline say"
+import json, sys
+work = sys.argv[1]
+def rows(run, file):
+    return [json.loads(line) for line in open(f"{work}/{run}/{file}")]
+ok = True
+def expect(run, key, value):
+    global ok
+    got = rows(run, "metrics.jsonl")[0][key]
+    if got != value:
+        print(f"FAIL: {run}: {key} {got}, expected {value}")
+        ok = False
+for key, value in (("clients", 20), ("clients_ok", 10), ("clients_dropped", 10)):
+    expect("uniform", key, value)
+for key, value in (("clients", 15), ("clients_ok", 10), ("clients_dropped", 5)):
+    expect("available", key, value)
+ran = {c["client"]: c["fate"] for c in rows("uniform", "clients.jsonl")}
+if sorted(ran) != list(range(15)) or any(ran[c] != ("ok" if c < 10 else "dropped") for c in ran):
+    print("FAIL: uniform: clients run and their fates:", ran)
+    ok = False
+d = rows("deadline", "metrics.jsonl")
+if [r["clients_straggled"] for r in d] != [4, 4] or d[0]["accuracy"] != d[1]["accuracy"]:
+    print("FAIL: deadline:", [(r["clients_straggled"], r["accuracy"]) for r in d])
+    ok = False
+print("uniform:", {k: rows("uniform", "metrics.jsonl")[0][k] for k in ("clients", "clients_ok", "clients_dropped")},
+      "available:", {k: rows("available", "metrics.jsonl")[0][k] for k in ("clients", "clients_ok", "clients_dropped")})
 sys.exit(0 if ok else 1)
 PY
     ;;
