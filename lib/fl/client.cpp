@@ -53,6 +53,16 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
                 local.lr, local.epochs);
   const auto start = std::chrono::steady_clock::now();
   set_weights(global);
+  LocalResult result;
+  if (local.eval_samples > 0) {  // federated evaluation of the model received
+    const auto first = indices.first(size_t(std::min(int64_t(indices.size()), local.eval_samples)));
+    const train::EvalSums sums = train::evaluate_images(
+        model_, train, first, std::max<int64_t>(local.batch_size, 64), device_);
+    result.eval_count = int64_t(sums.count);
+    result.eval_loss = sums.loss / sums.count;
+    result.eval_accuracy = sums.correct / sums.count;
+    if (after_step) after_step();
+  }
   const int64_t n = parameter_numel_;
   Tensor params = flat_->values().narrow(0, 0, n), grads = flat_->grads().narrow(0, 0, n);
   const Tensor anchor = params.clone();  // w_global, for FedProx
@@ -61,7 +71,6 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
   const int64_t per_epoch = (count + local.batch_size - 1) / local.batch_size;
   int64_t total = per_epoch * local.epochs;
   if (local.max_steps > 0) total = std::min(total, local.max_steps);
-  LocalResult result;
   std::vector<int64_t> order(indices.begin(), indices.end());
   for (int64_t step = 0; step < total; ++step) {
     const int64_t epoch = step / per_epoch, first = (step % per_epoch) * local.batch_size;

@@ -30,6 +30,10 @@ struct LocalTraining {
   double lr = 0.05;
   double momentum = 0.0;     // SGD momentum, fresh for every client (a new optimizer per fit)
   double proximal_mu = 0.0;  // FedProx; 0: FedAvg's plain local SGD
+  // > 0: before training, the received global model is evaluated on up to
+  // this many of the client's samples (Flower's federated evaluation; the
+  // loss is also QFedAvg's F_k(w^t)).
+  int64_t eval_samples = 0;
 };
 
 struct LocalResult {
@@ -38,6 +42,10 @@ struct LocalResult {
   int64_t steps = 0;
   double train_loss = 0;  // mean loss over the steps taken
   double seconds = 0;     // wall time of the training
+  // The global model on the client's own samples before training
+  // (eval_count 0 if not asked for).
+  double eval_loss = 0, eval_accuracy = 0;
+  int64_t eval_count = 0;
 };
 
 struct EvalResult {

@@ -127,6 +127,11 @@ io::ConfigSchema sim_schema() {
   s.integer("eval.interval", 1, "evaluate the global model every N rounds; 0: the last only")
       .at_least(0);
   s.integer("eval.batch", 256, "test images per forward pass").at_least(1);
+  s.integer("eval.client_samples", 128,
+            "each client evaluates the global model it receives on up to this many of its own "
+            "samples before training (the per-client accuracy distribution; QFedAvg's loss); 0: "
+            "off")
+      .at_least(0);
   s.integer("checkpoint.interval", 0, "checkpoint every N rounds (and at the end); 0: end only")
       .at_least(0);
   s.integer("checkpoint.keep", 2, "complete checkpoints kept; 0: all").at_least(0);
@@ -204,6 +209,7 @@ SimOptions sim_options(const io::Config& c, int world) {
   o.local.batch_size = c.get<int64_t>("local.batch_size");
   o.local.lr = c.get<double>("local.lr");
   o.local.momentum = c.get<double>("local.momentum");
+  o.local.eval_samples = c.get<int64_t>("eval.client_samples");
   StrategyConfig& st = o.strategy;
   st.name = c.get<std::string>("strategy.name");
   if (st.name == "fedprox") st.proximal_mu = c.get<double>("strategy.proximal_mu");
@@ -264,7 +270,7 @@ std::vector<int64_t> select_clients(int64_t clients, int64_t count, uint64_t see
 namespace {
 
 constexpr int kTagTask = 31, kTagHeader = 32, kTagWeights = 33;
-constexpr int kTaskDoubles = 8, kHeaderDoubles = 12;
+constexpr int kTaskDoubles = 8, kHeaderDoubles = 14;
 
 // A client's training seed: the same whichever worker runs it.
 uint64_t client_seed(uint64_t seed, int64_t round, int64_t client) {
@@ -300,7 +306,8 @@ std::array<double, kHeaderDoubles> header_of(const ClientOutcome& o) {
           double(o.result.steps), o.result.train_loss,
           o.result.seconds,       o.cpu_seconds,
           o.slept_seconds,        double(o.peak_bytes),
-          double(o.threads),      0};
+          double(o.threads),      o.result.eval_loss,
+          o.result.eval_accuracy, double(o.result.eval_count)};
 }
 ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
   ClientOutcome o;
@@ -315,6 +322,9 @@ ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
   o.slept_seconds = h[8];
   o.peak_bytes = int64_t(h[9]);
   o.threads = int(h[10]);
+  o.result.eval_loss = h[11];
+  o.result.eval_accuracy = h[12];
+  o.result.eval_count = int64_t(h[13]);
   return o;
 }
 
@@ -689,6 +699,7 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
     std::map<std::string, int64_t> fates = {
         {"ok", 0}, {"dropped", offline}, {"straggler", 0}, {"failed", 0}};
     double loss_sum = 0, examples = 0, wall_max = 0, wall_sum = 0, round_sim = 0;
+    std::vector<double> client_accuracy;  // of the global model, on each client's data
     for (const Ran& r : ran) {
       const ClientOutcome& out = r.outcome;
       const ClientProfile& p = population.profile(out.task.client);
@@ -704,29 +715,37 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
                           out.result.seconds);
       if (f == "ok") {
         round_sim = std::max(round_sim, sim_s);
-        updates.push_back({out.result.weights, out.result.num_examples, out.result.train_loss, 0,
+        // QFedAvg's F_k(w^t): the received model's loss on the client's data if measured.
+        const double loss =
+            out.result.eval_count > 0 ? out.result.eval_loss : out.result.train_loss;
+        updates.push_back({out.result.weights, out.result.num_examples, loss, 0,
                            fmt::format("client {}", out.task.client)});
         loss_sum += out.result.train_loss * double(out.result.num_examples);
         examples += double(out.result.num_examples);
-      } else if (f == "straggler") {
+      }
+      if (out.result.eval_count > 0) client_accuracy.push_back(out.result.eval_accuracy);
+      if (f == "straggler") {
         round_sim = std::max(round_sim, o.round_deadline_s);
       }
-      client_log->write({{"step", round},
-                         {"client", out.task.client},
-                         {"fate", f},
-                         {"worker", r.worker + (comm.size() > 1 ? 1 : 0)},
-                         {"compute", out.task.share},
-                         {"threads", out.threads},
-                         {"memory_mb", out.task.memory_mb},
-                         {"bandwidth_mbps", p.bandwidth_mbps},
-                         {"batch_size", local_for(o.local, out.task).batch_size},
-                         {"steps", out.result.steps},
-                         {"compute_s", out.result.seconds},
-                         {"cpu_s", out.cpu_seconds},
-                         {"throttled_s", out.slept_seconds},
-                         {"comm_s", comm_s},
-                         {"simulated_s", sim_s},
-                         {"peak_mb", double(out.peak_bytes) / (1 << 20)}});
+      client_log->write(
+          {{"step", round},
+           {"client", out.task.client},
+           {"fate", f},
+           {"worker", r.worker + (comm.size() > 1 ? 1 : 0)},
+           {"compute", out.task.share},
+           {"threads", out.threads},
+           {"memory_mb", out.task.memory_mb},
+           {"bandwidth_mbps", p.bandwidth_mbps},
+           {"batch_size", local_for(o.local, out.task).batch_size},
+           {"steps", out.result.steps},
+           {"compute_s", out.result.seconds},
+           {"cpu_s", out.cpu_seconds},
+           {"throttled_s", out.slept_seconds},
+           {"comm_s", comm_s},
+           {"simulated_s", sim_s},
+           {"peak_mb", double(out.peak_bytes) / (1 << 20)},
+           {"accuracy", out.result.eval_count > 0 ? out.result.eval_accuracy : std::nan("")},
+           {"loss", out.result.eval_count > 0 ? out.result.eval_loss : std::nan("")}});
     }
     if (ran.empty() || updates.empty())
       round_sim = o.round_deadline_s > 0 ? o.round_deadline_s : std::max(round_sim, 60.0);
@@ -757,6 +776,19 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
         {"simulated_s", simulated},
         {"round_s", round_s},
         {"clients_per_s", double(ran.size()) / std::max(round_s, 1e-9)}};
+    if (!client_accuracy.empty()) {  // the distribution over the clients
+      std::sort(client_accuracy.begin(), client_accuracy.end());
+      auto quantile = [&](double q) {
+        return client_accuracy[size_t(std::lround(q * double(client_accuracy.size() - 1)))];
+      };
+      double sum = 0;
+      for (double a : client_accuracy) sum += a;
+      line["client_accuracy_mean"] = sum / double(client_accuracy.size());
+      line["client_accuracy_min"] = client_accuracy.front();
+      line["client_accuracy_p10"] = quantile(0.1);
+      line["client_accuracy_p50"] = quantile(0.5);
+      line["client_accuracy_p90"] = quantile(0.9);
+    }
     if (o.dp) {  // the privacy spent so far (RDP accountant, subsampled Gaussian)
       const double q = double(o.clients_per_round()) / double(o.num_clients);
       const PrivacySpent spent =

@@ -68,11 +68,19 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
 
 EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set, int64_t begin,
                          int64_t end, int64_t batch, Device device) {
+  std::vector<int64_t> rows;
+  for (int64_t i = begin; i < end; ++i) rows.push_back(i);
+  return evaluate_images(model, set, rows, batch, device);
+}
+
+EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set,
+                         std::span<const int64_t> samples, int64_t batch, Device device) {
   autograd::NoGradGuard no_grad;
   EvalSums sums;
-  for (int64_t first = begin; first < end; first += batch) {
-    std::vector<int64_t> rows;
-    for (int64_t i = first; i < std::min(end, first + batch); ++i) rows.push_back(i);
+  const auto n = int64_t(samples.size());
+  for (int64_t first = 0; first < n; first += batch) {
+    const std::span<const int64_t> rows =
+        samples.subspan(size_t(first), size_t(std::min(batch, n - first)));
     Tensor images, labels;
     data::image_batch(set, rows, device, &images, &labels);
     const Tensor logits = model.forward(images, false);

@@ -7,6 +7,7 @@
 // checkpoints as a part of their own.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "data/images.hpp"
@@ -46,6 +47,9 @@ struct EvalSums {
 };
 EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set, int64_t begin,
                          int64_t end, int64_t batch, Device device);
+// The same over the images `samples` of `set` (a federated client's own).
+EvalSums evaluate_images(nn::ImageClassifier& model, const data::ImageSet& set,
+                         std::span<const int64_t> samples, int64_t batch, Device device);
 
 io::ConfigSchema classify_schema(const std::string& app);
 ClassifyOptions classify_options(const io::Config& c, int world_size);
