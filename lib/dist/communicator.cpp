@@ -235,10 +235,13 @@ int Communicator::recv_any(void* data, int64_t bytes, int tag) {
   return status.MPI_SOURCE;
 }
 
-int Communicator::probe(int tag, int source) {
+int Communicator::probe(int tag, int source, int* found_tag) {
   int ready = 0;
   MPI_Status status;
-  check_mpi(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag, comm_, &ready, &status), "probe");
+  check_mpi(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, tag < 0 ? MPI_ANY_TAG : tag, comm_,
+                       &ready, &status),
+            "probe");
+  if (ready && found_tag) *found_tag = status.MPI_TAG;
   return ready ? status.MPI_SOURCE : -1;
 }
 

@@ -120,9 +120,10 @@ class Communicator final : public BufferCollectives {
   void send(const void* data, int64_t bytes, int dest, int tag);
   void recv(void* data, int64_t bytes, int source, int tag);
   int recv_any(void* data, int64_t bytes, int tag);
-  // Without waiting: the source of a message with `tag` ready to receive
-  // (from `source`, or any rank if it is -1), or -1 if there is none.
-  int probe(int tag, int source = -1);
+  // Without waiting: the source of a message with `tag` (any tag if -1)
+  // ready to receive from `source` (any rank if -1), or -1 if there is none;
+  // *found_tag gets its tag.
+  int probe(int tag, int source = -1, int* found_tag = nullptr);
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
 

@@ -22,8 +22,8 @@ ClientPool::~ClientPool() {
 }
 
 void ClientPool::set_global(std::vector<float> global) {
-  TURBINE_CHECK(running() == 0, "client pool: the global model changed while clients run");
-  global_ = std::move(global);
+  std::lock_guard lock(mutex_);
+  global_ = std::make_shared<const std::vector<float>>(std::move(global));
 }
 
 int64_t ClientPool::running() const {
@@ -43,7 +43,8 @@ LocalTraining local_for(const LocalTraining& base, const ClientTask& task) {
   return local;
 }
 
-ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task) {
+ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task,
+                              const std::shared_ptr<const std::vector<float>>& global) {
   ClientOutcome out;
   out.task = task;
   const auto started = std::chrono::steady_clock::now();
@@ -59,7 +60,7 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task) {
     if (memory) memory->charge(slot.trainer->resident_bytes());  // the model it holds
     const std::optional<ScopedMemoryBudget> scope =
         memory ? std::optional<ScopedMemoryBudget>(std::in_place, memory) : std::nullopt;
-    out.result = slot.trainer->train(global_, train_, parts_.at(size_t(task.client)),
+    out.result = slot.trainer->train(*global, train_, parts_.at(size_t(task.client)),
                                      local_for(local_, task), task.seed, [&] { cpu.pace(); });
   } catch (const OutOfMemory& e) {
     out.status = ClientStatus::out_of_memory;
@@ -77,10 +78,12 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task) {
 void ClientPool::start(const ClientTask& task) {
   TURBINE_CHECK(task.client >= 0 && task.client < int64_t(parts_.size()),
                 "client pool: client {} of {}", task.client, parts_.size());
-  TURBINE_CHECK(!global_.empty(), "client pool: no global model yet");
   Slot* slot = nullptr;
+  std::shared_ptr<const std::vector<float>> global;
   {
     std::lock_guard lock(mutex_);
+    TURBINE_CHECK(global_ && !global_->empty(), "client pool: no global model yet");
+    global = global_;
     for (auto& s : slots_)
       if (!s->busy) {
         slot = s.get();
@@ -99,10 +102,10 @@ void ClientPool::start(const ClientTask& task) {
     std::lock_guard lock(mutex_);
     slot->busy = true;
   }
-  slot->thread = std::thread([this, slot, task] {
+  slot->thread = std::thread([this, slot, task, global] {
     Done done{slot, {}, nullptr};
     try {
-      done.outcome = run(*slot, task);
+      done.outcome = run(*slot, task, global);
     } catch (...) {  // not the device's failure but the job's: finished() rethrows it
       done.error = std::current_exception();
     }

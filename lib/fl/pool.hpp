@@ -57,9 +57,10 @@ class ClientPool {
   ClientPool(const ClientPool&) = delete;
   ClientPool& operator=(const ClientPool&) = delete;
 
-  // The global model the next clients start from; not while clients run.
+  // The global model the next clients start from (those running keep the
+  // one they started from: FedBuff's stale clients).
   void set_global(std::vector<float> global);
-  const std::vector<float>& global() const { return global_; }
+  const std::vector<float>& global() const { return *global_; }
   // Starts `task` on a free slot (a new one if none is free).
   void start(const ClientTask& task);
   // A finished client's outcome, waiting up to `timeout_s` (0: not at all).
@@ -75,7 +76,8 @@ class ClientPool {
     std::thread thread;
     bool busy = false;
   };
-  ClientOutcome run(Slot& slot, const ClientTask& task);
+  ClientOutcome run(Slot& slot, const ClientTask& task,
+                    const std::shared_ptr<const std::vector<float>>& global);
 
   nn::VisionConfig model_;
   Device device_;
@@ -83,7 +85,7 @@ class ClientPool {
   const std::vector<std::vector<int64_t>>& parts_;
   LocalTraining local_;
   double cores_;
-  std::vector<float> global_;
+  std::shared_ptr<const std::vector<float>> global_;
   std::vector<std::unique_ptr<Slot>> slots_;
   mutable std::mutex mutex_;
   std::condition_variable done_cv_;

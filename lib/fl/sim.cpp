@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "core/error.hpp"
@@ -18,6 +19,7 @@
 #include "core/rng.hpp"
 #include "core/signals.hpp"
 #include "fl/pool.hpp"
+#include "fl/workers.hpp"
 #include "tensor/hdf5.hpp"
 #include "train/classify.hpp"
 #include "train/metrics.hpp"
@@ -51,6 +53,9 @@ io::ConfigSchema sim_schema() {
            "uniform: clients sampled among all (an offline one drops out); available: among "
            "those online at the round's start")
       .one_of({std::string("uniform"), std::string("available")});
+  s.integer("federation.concurrency", 0,
+            "fedbuff: clients training at once; 0: as many as a round would sample")
+      .at_least(0);
   s.number("federation.round_deadline_s", 0,
            "simulated seconds a round waits; later clients are stragglers (dropped); 0: none")
       .at_least(0);
@@ -96,11 +101,12 @@ io::ConfigSchema sim_schema() {
   s.number("local.momentum", 0.0, "client SGD momentum").at_least(0).at_most(0.999);
   s.string("strategy.name", "fedavg",
            "fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad, qfedavg, fedmedian, "
-           "fedtrimmedavg, krum, multikrum")
+           "fedtrimmedavg, krum, multikrum, fedbuff (asynchronous)")
       .one_of({std::string("fedavg"), std::string("fedavgm"), std::string("fedprox"),
                std::string("fedadam"), std::string("fedyogi"), std::string("fedadagrad"),
                std::string("qfedavg"), std::string("fedmedian"), std::string("fedtrimmedavg"),
-               std::string("krum"), std::string("multikrum")});
+               std::string("krum"), std::string("multikrum"), std::string("fedbuff")});
+  s.integer("strategy.buffer_size", 10, "fedbuff: client updates per server step (K)").at_least(1);
   s.number("strategy.proximal_mu", 0.0, "fedprox: the clients' proximal term mu").at_least(0);
   s.number("strategy.server_learning_rate", 1.0, "fedavgm: server learning rate").at_least(0);
   s.number("strategy.server_momentum", 0.0, "fedavgm: server momentum").at_least(0);
@@ -224,6 +230,14 @@ SimOptions sim_options(const io::Config& c, int world) {
   st.beta = c.get<double>("strategy.beta");
   st.num_malicious_clients = c.get<int64_t>("strategy.num_malicious_clients");
   st.num_clients_to_keep = c.get<int64_t>("strategy.num_clients_to_keep");
+  st.buffer_size = c.get<int64_t>("strategy.buffer_size");
+  o.concurrency = c.get<int64_t>("federation.concurrency");
+  if (o.asynchronous() && c.get<bool>("dp.enabled"))
+    c.fail("dp.enabled",
+           "differential privacy is implemented for the synchronous strategies, not fedbuff");
+  if (o.asynchronous() && o.round_deadline_s > 0)
+    c.fail("federation.round_deadline_s",
+           "fedbuff has no rounds to wait for: its clients are never stragglers (set 0)");
   try {
     make_strategy(st);
   } catch (const Error& e) {
@@ -269,63 +283,10 @@ std::vector<int64_t> select_clients(int64_t clients, int64_t count, uint64_t see
 
 namespace {
 
-constexpr int kTagTask = 31, kTagHeader = 32, kTagWeights = 33;
-constexpr int kTaskDoubles = 8, kHeaderDoubles = 14;
-
 // A client's training seed: the same whichever worker runs it.
 uint64_t client_seed(uint64_t seed, int64_t round, int64_t client) {
   const auto r = philox4x32(seed, 0xc1e47 + uint64_t(round), uint64_t(client));
   return (uint64_t(r[0]) << 32) | r[1];
-}
-
-// Doubles carry the seed's 64 bits as two exact halves.
-std::array<double, kTaskDoubles> pack(const ClientTask& t) {
-  return {double(t.client),
-          double(t.index),
-          t.share,
-          t.memory_mb,
-          double(t.batch_size),
-          double(t.local_steps),
-          double(t.seed >> 32),
-          double(t.seed & 0xffffffffULL)};
-}
-ClientTask unpack(const std::array<double, kTaskDoubles>& v) {
-  ClientTask t;
-  t.client = int64_t(v[0]);
-  t.index = int64_t(v[1]);
-  t.share = v[2];
-  t.memory_mb = v[3];
-  t.batch_size = int64_t(v[4]);
-  t.local_steps = int64_t(v[5]);
-  t.seed = (uint64_t(v[6]) << 32) | uint64_t(v[7]);
-  return t;
-}
-std::array<double, kHeaderDoubles> header_of(const ClientOutcome& o) {
-  return {double(o.task.client),  double(o.task.index),
-          double(int(o.status)),  double(o.result.num_examples),
-          double(o.result.steps), o.result.train_loss,
-          o.result.seconds,       o.cpu_seconds,
-          o.slept_seconds,        double(o.peak_bytes),
-          double(o.threads),      o.result.eval_loss,
-          o.result.eval_accuracy, double(o.result.eval_count)};
-}
-ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
-  ClientOutcome o;
-  o.task.client = int64_t(h[0]);
-  o.task.index = int64_t(h[1]);
-  o.status = ClientStatus(int(h[2]));
-  o.result.num_examples = int64_t(h[3]);
-  o.result.steps = int64_t(h[4]);
-  o.result.train_loss = h[5];
-  o.result.seconds = h[6];
-  o.cpu_seconds = h[7];
-  o.slept_seconds = h[8];
-  o.peak_bytes = int64_t(h[9]);
-  o.threads = int(h[10]);
-  o.result.eval_loss = h[11];
-  o.result.eval_accuracy = h[12];
-  o.result.eval_count = int64_t(h[13]);
-  return o;
 }
 
 // The cores a worker's shares are of.
@@ -335,35 +296,6 @@ double worker_cores(const SimOptions& o, dist::Communicator& comm) {
   const int ranks_computing = comm.size() > 1 ? local : 1;  // rank 0 mostly waits
   return std::max(1.0, std::floor(double(std::thread::hardware_concurrency()) /
                                   double(std::max(1, ranks_computing))));
-}
-
-// A worker rank's round: runs the tasks rank 0 sends, returning each
-// outcome as it finishes, until rank 0's terminator and its last client.
-void work_round(dist::Communicator& comm, ClientPool& pool) {
-  bool terminated = false;
-  for (;;) {
-    if (!terminated && comm.probe(kTagTask, 0) >= 0) {
-      std::array<double, kTaskDoubles> task;
-      comm.recv(task.data(), sizeof task, 0, kTagTask);
-      if (task[0] < 0)
-        terminated = true;
-      else
-        pool.start(unpack(task));
-      continue;
-    }
-    const bool busy = pool.running() > 0;
-    if (auto out = pool.finished(busy ? 5e-4 : 0)) {
-      if (out->status == ClientStatus::out_of_memory) log::warn("{}", out->error);
-      const auto header = header_of(*out);
-      comm.send(header.data(), sizeof header, 0, kTagHeader);
-      if (out->status == ClientStatus::ok)
-        comm.send(out->result.weights.data(), int64_t(out->result.weights.size() * sizeof(float)),
-                  0, kTagWeights);
-      continue;
-    }
-    if (terminated && !busy) return;
-    if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
 }
 
 // What the server knows of the clients' runtimes: each client's last
@@ -397,103 +329,11 @@ double task_samples(const LocalTraining& local, int64_t partition_size) {
   return double(steps * local.batch_size);
 }
 
-// Rank 0's side of a round: hands `tasks` to the workers (ranks 1..W, or the
-// local pool with one rank) by the scheduler and returns every outcome, in
-// task order, with the worker that ran it.
-struct Ran {
-  ClientOutcome outcome;
-  int worker = 0;
+// The server's clocks: simulated seconds, and (FedBuff) client updates taken.
+struct Clock {
+  double simulated = 0;
+  int64_t updates = 0;
 };
-std::vector<Ran> dispatch(const SimOptions& o, dist::Communicator& comm, ClientPool* local_pool,
-                          const std::vector<ClientTask>& tasks,
-                          const std::vector<double>& predicted, int64_t numel) {
-  const int workers = std::max(1, comm.size() - 1);
-  const bool remote = comm.size() > 1;
-  const auto k = int64_t(tasks.size());
-  std::vector<Ran> ran(static_cast<size_t>(k));
-  std::vector<double> free_share(size_t(workers), 1.0),
-      free_memory(size_t(workers), o.worker_memory_mb);
-  std::vector<int64_t> in_flight(size_t(workers), 0);
-  auto send = [&](int w, int64_t i) {
-    const ClientTask& t = tasks[size_t(i)];
-    free_share[size_t(w)] -= t.share;
-    free_memory[size_t(w)] -= t.memory_mb;
-    ++in_flight[size_t(w)];
-    if (remote) {
-      const auto v = pack(t);
-      comm.send(v.data(), sizeof v, w + 1, kTagTask);
-    } else {
-      local_pool->start(t);
-    }
-  };
-  // dynamic: longest predicted first, first fit by share and memory.
-  std::vector<int64_t> pending(static_cast<size_t>(k));
-  for (int64_t i = 0; i < k; ++i) pending[size_t(i)] = i;
-  std::stable_sort(pending.begin(), pending.end(), [&](int64_t a, int64_t b) {
-    return predicted[size_t(a)] > predicted[size_t(b)];
-  });
-  // naive: worker w runs tasks w, w + W, ... one at a time.
-  std::vector<std::deque<int64_t>> dealt(static_cast<size_t>(workers));
-  for (int64_t i = 0; i < k; ++i) dealt[size_t(i % workers)].push_back(i);
-  auto fill = [&](int w) {
-    if (o.scheduler == "naive") {
-      if (in_flight[size_t(w)] == 0 && !dealt[size_t(w)].empty()) {
-        send(w, dealt[size_t(w)].front());
-        dealt[size_t(w)].pop_front();
-      }
-      return;
-    }
-    for (auto it = pending.begin(); it != pending.end();) {
-      const ClientTask& t = tasks[size_t(*it)];
-      const bool fits = t.share <= free_share[size_t(w)] + 1e-9 &&
-                        (o.worker_memory_mb <= 0 || t.memory_mb <= free_memory[size_t(w)] + 1e-9);
-      if (fits) {
-        send(w, *it);
-        it = pending.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  };
-  for (int w = 0; w < workers; ++w) fill(w);
-  for (int64_t received = 0; received < k; ++received) {
-    ClientOutcome out;
-    int w = 0;
-    if (remote) {
-      int source = -1;
-      for (auto idle = std::chrono::steady_clock::now(); (source = comm.probe(kTagHeader)) < 0;)
-        if (std::chrono::steady_clock::now() - idle > std::chrono::milliseconds(1))
-          std::this_thread::sleep_for(std::chrono::microseconds(200));
-      std::array<double, kHeaderDoubles> header;
-      comm.recv(header.data(), sizeof header, source, kTagHeader);
-      out = outcome_of(header);
-      if (out.status == ClientStatus::ok) {
-        out.result.weights.resize(static_cast<size_t>(numel));
-        comm.recv(out.result.weights.data(), numel * int64_t(sizeof(float)), source, kTagWeights);
-      }
-      w = source - 1;
-    } else {
-      std::optional<ClientOutcome> done;
-      while (!(done = local_pool->finished(0.05))) {
-      }
-      out = std::move(*done);
-      if (out.status == ClientStatus::out_of_memory) log::warn("{}", out.error);
-    }
-    const ClientTask& t = tasks[size_t(out.task.index)];
-    out.task = t;
-    free_share[size_t(w)] += t.share;
-    free_memory[size_t(w)] += t.memory_mb;
-    --in_flight[size_t(w)];
-    ran[size_t(t.index)] = {std::move(out), w};
-    fill(w);
-  }
-  if (remote)
-    for (int w = 1; w <= workers; ++w) {
-      const std::array<double, kTaskDoubles> stop{-1, 0, 0, 0, 0, 0, 0, 0};
-      comm.send(stop.data(), sizeof stop, w, kTagTask);
-    }
-  return ran;
-}
 
 // ---- checkpoints: <output>/checkpoints/round_NNNNNN/state.h5, written whole or not at all
 
@@ -529,7 +369,7 @@ std::vector<double> from_double_bits(const Tensor& t) {
 }
 
 void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float>& global,
-                     const Strategy& strategy, double simulated) {
+                     const Strategy& strategy, const Clock& clock) {
   const std::string dir = round_dir(o, round), staging = dir + ".tmp";
   fs::remove_all(staging);
   fs::create_directories(staging);
@@ -537,7 +377,8 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
     H5File f(staging + "/state.h5", H5File::Mode::create);
     f.write("weights", Tensor::from_vector<float>({int64_t(global.size())}, global));
     f.set_attribute("round", round);
-    f.set_attribute("simulated_s", simulated);
+    f.set_attribute("simulated_s", clock.simulated);
+    f.set_attribute("client_updates", clock.updates);
     for (const auto& [key, values] : strategy.save_state())
       f.write("strategy/" + key, double_bits(values));
   }
@@ -559,7 +400,7 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
 }
 
 int64_t load_checkpoint(const SimOptions& o, int64_t round, std::vector<float>& global,
-                        Strategy& strategy, double& simulated) {
+                        Strategy& strategy, Clock& clock) {
   const H5File f(round_dir(o, round) + "/state.h5", H5File::Mode::read);
   const auto weights = f.read("weights").to_vector<float>();
   TURBINE_CHECK(weights.size() == global.size(),
@@ -571,212 +412,74 @@ int64_t load_checkpoint(const SimOptions& o, int64_t round, std::vector<float>& 
     for (const std::string& key : f.list("strategy"))
       state[key] = from_double_bits(f.read("strategy/" + key));
   strategy.load_state(state);
-  simulated = f.attribute_double("simulated_s");
+  clock.simulated = f.attribute_double("simulated_s");
+  clock.updates = f.attribute_int("client_updates");
   return f.attribute_int("round");
 }
 
-}  // namespace
-
-namespace {
-
-// What became of a client in a round, by the server's simulated clock.
-const char* fate(const SimOptions& o, const Population& population, const ClientOutcome& out,
-                 double round_start, double simulated_seconds) {
-  if (out.status == ClientStatus::out_of_memory) return "failed";
-  if (o.round_deadline_s > 0 && simulated_seconds > o.round_deadline_s) return "straggler";
-  if (population.online_until(out.task.client, round_start) < round_start + simulated_seconds)
-    return "dropped";
-  return "ok";
-}
-
-}  // namespace
-
-SimResult simulate(const SimOptions& options, train::Job& job) {
-  const SimOptions& o = options;
-  dist::Communicator& comm = job.world();
-  const Device device = job.pick_device(o.device);
-  const data::ImageSet train = data::load_image_split(o.data_path, "train");
-  const auto parts = data::partition(train.labels, train.num_classes(), o.partition);
-  const Population population(o.population);
-  const double cores = worker_cores(o, comm);
-  ClientTrainer trainer(o.model, device);
-  std::vector<float> global = trainer.weights();
-  std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
-  if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);
-  std::optional<data::ImageSet> test;
-  const bool leader = comm.rank() == 0;
-  // The clients run on the workers, or on rank 0 itself when it is alone.
-  std::optional<ClientPool> pool;
-  if (!leader || comm.size() == 1) pool.emplace(o.model, device, train, parts, o.local, cores);
-  int64_t start = 0;
-  double simulated = 0;
-  if (leader) {
-    test = data::load_image_split(o.data_path, "test");
-    fs::create_directories(o.output_dir);
-    const auto existing = newest_checkpoint(o);
-    TURBINE_CHECK(!existing || o.resume,
-                  "{} holds checkpoints (round {}): continue it with --resume or choose another "
-                  "output.dir",
-                  o.output_dir, existing.value_or(0));
-    if (existing) start = load_checkpoint(o, *existing, global, *strategy, simulated);
-    std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
-    int64_t smallest = INT64_MAX, largest = 0;
-    for (const auto& p : parts) {
-      smallest = std::min(smallest, int64_t(p.size()));
-      largest = std::max(largest, int64_t(p.size()));
-    }
-    log::info(
-        "fedsim: {} clients ({} partition, {} to {} samples each), {} a round for {} "
-        "rounds, strategy {}, {} scheduler over {} worker(s) of {:g} core(s); model {} ({} "
-        "weights)",
-        o.num_clients, o.partition.kind, smallest, largest, o.clients_per_round(), o.rounds,
-        strategy->name(), o.scheduler, std::max(1, comm.size() - 1), cores, o.model.arch,
-        trainer.numel());
-    if (start > 0) log::info("resuming after round {}", start);
-  }
-  comm.broadcast(&start, sizeof start, 0);
-  std::optional<train::MetricsWriter> metrics, client_log;
-  if (leader) {
-    metrics.emplace(o.output_dir + "/metrics.jsonl", start);
-    client_log.emplace(o.output_dir + "/clients.jsonl", start);
-  }
-  const int64_t model_bytes = trainer.numel() * int64_t(sizeof(float));
+// What rank 0 holds while it serves: the synchronous rounds and FedBuff's
+// asynchronous run share it.
+struct Server {
+  const SimOptions& o;
+  const Population& population;
+  const std::vector<std::vector<int64_t>>& parts;
+  ClientTrainer& trainer;  // evaluates the global model
+  Strategy& strategy;
+  const data::ImageSet& test;
+  WorkerGroup& group;
+  train::MetricsWriter& metrics;
+  train::MetricsWriter& client_log;
+  std::vector<float> global;
+  Clock clock;
   RuntimePredictor predictor;
-
   SimResult result;
-  result.rounds = start;
-  const auto began = std::chrono::steady_clock::now();
-  for (int64_t round = start + 1; round <= o.rounds; ++round) {
-    int32_t stop = leader && stop_requested() ? 1 : 0;
-    comm.broadcast_idle(&stop, sizeof stop, 0);
-    if (stop) {
-      if (leader) save_checkpoint(o, round - 1, global, *strategy, simulated);
-      result.stopped_early = true;
-      break;
-    }
-    comm.broadcast_idle(global.data(), int64_t(global.size() * sizeof(float)), 0);
-    if (pool) pool->set_global(global);
-    if (!leader) {
-      work_round(comm, *pool);
-      result.rounds = round;
-      continue;
-    }
-    const auto round_start = std::chrono::steady_clock::now();
-    // Sampling: among all clients, or among those online now.
-    std::vector<int64_t> candidates;
-    for (int64_t c = 0; c < o.num_clients; ++c)
-      if (o.sampling == "uniform" || population.online(c, simulated)) candidates.push_back(c);
-    const int64_t count = std::min(o.clients_per_round(), int64_t(candidates.size()));
-    std::vector<int64_t> selected;
-    for (int64_t pick : select_clients(int64_t(candidates.size()), count, o.seed, round))
-      selected.push_back(candidates[size_t(pick)]);
-    // Those online run; the others drop out at once.
-    std::vector<ClientTask> tasks;
-    std::vector<double> predicted;
-    int64_t offline = 0;
-    for (int64_t c : selected) {
-      if (!population.online(c, simulated)) {
-        ++offline;
-        continue;
-      }
-      const ClientProfile& p = population.profile(c);
-      ClientTask t;
-      t.client = c;
-      t.index = int64_t(tasks.size());
-      t.share = p.compute;
-      t.memory_mb = p.memory_mb;
-      t.batch_size = p.batch_size;
-      t.local_steps = p.local_steps;
-      t.seed = client_seed(o.seed, round, c);
-      predicted.push_back(predictor.predict(
-          c, t.share, task_samples(local_for(o.local, t), int64_t(parts[size_t(c)].size()))));
-      tasks.push_back(t);
-    }
-    const std::vector<Ran> ran =
-        dispatch(o, comm, pool ? &*pool : nullptr, tasks, predicted, trainer.numel());
-    // Fates by the simulated clock; the accepted updates in selection order.
-    std::vector<ClientUpdate> updates;
-    std::map<std::string, int64_t> fates = {
-        {"ok", 0}, {"dropped", offline}, {"straggler", 0}, {"failed", 0}};
-    double loss_sum = 0, examples = 0, wall_max = 0, wall_sum = 0, round_sim = 0;
-    std::vector<double> client_accuracy;  // of the global model, on each client's data
-    for (const Ran& r : ran) {
-      const ClientOutcome& out = r.outcome;
-      const ClientProfile& p = population.profile(out.task.client);
-      const double comm_s = p.communication_seconds(model_bytes);
-      const double sim_s = out.result.seconds + comm_s;
-      const std::string f = fate(o, population, out, simulated, sim_s);
-      ++fates[f];
-      wall_max = std::max(wall_max, out.result.seconds);
-      wall_sum += out.result.seconds;
-      if (out.status == ClientStatus::ok)
-        predictor.observe(out.task.client, out.task.share,
-                          double(out.result.steps * local_for(o.local, out.task).batch_size),
-                          out.result.seconds);
-      if (f == "ok") {
-        round_sim = std::max(round_sim, sim_s);
-        // QFedAvg's F_k(w^t): the received model's loss on the client's data if measured.
-        const double loss =
-            out.result.eval_count > 0 ? out.result.eval_loss : out.result.train_loss;
-        updates.push_back({out.result.weights, out.result.num_examples, loss, 0,
-                           fmt::format("client {}", out.task.client)});
-        loss_sum += out.result.train_loss * double(out.result.num_examples);
-        examples += double(out.result.num_examples);
-      }
-      if (out.result.eval_count > 0) client_accuracy.push_back(out.result.eval_accuracy);
-      if (f == "straggler") {
-        round_sim = std::max(round_sim, o.round_deadline_s);
-      }
-      client_log->write(
-          {{"step", round},
-           {"client", out.task.client},
-           {"fate", f},
-           {"worker", r.worker + (comm.size() > 1 ? 1 : 0)},
-           {"compute", out.task.share},
-           {"threads", out.threads},
-           {"memory_mb", out.task.memory_mb},
-           {"bandwidth_mbps", p.bandwidth_mbps},
-           {"batch_size", local_for(o.local, out.task).batch_size},
-           {"steps", out.result.steps},
-           {"compute_s", out.result.seconds},
-           {"cpu_s", out.cpu_seconds},
-           {"throttled_s", out.slept_seconds},
-           {"comm_s", comm_s},
-           {"simulated_s", sim_s},
-           {"peak_mb", double(out.peak_bytes) / (1 << 20)},
-           {"accuracy", out.result.eval_count > 0 ? out.result.eval_accuracy : std::nan("")},
-           {"loss", out.result.eval_count > 0 ? out.result.eval_loss : std::nan("")}});
-    }
-    if (ran.empty() || updates.empty())
-      round_sim = o.round_deadline_s > 0 ? o.round_deadline_s : std::max(round_sim, 60.0);
-    const bool aggregated =
-        !updates.empty() && int64_t(updates.size()) >= std::min(o.min_fit_clients, count);
-    if (aggregated)
-      global = strategy->aggregate(global, updates, round);
-    else
-      log::warn(
-          "round {}: {} of {} clients returned an update (min_fit_clients {}): the global "
-          "model stays as it was",
-          round, updates.size(), selected.size(), o.min_fit_clients);
-    simulated += round_sim;
-    const double round_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count();
-    nlohmann::ordered_json line = {
-        {"step", round},  // the key the run tools (tools/lib/metrics.py) index by
-        {"round", round},
-        {"clients", int64_t(selected.size())},
-        {"clients_ok", fates["ok"]},
-        {"clients_dropped", fates["dropped"]},
-        {"clients_straggled", fates["straggler"]},
-        {"clients_failed", fates["failed"]},
-        {"train_loss", examples > 0 ? loss_sum / examples : std::nan("")},
-        {"client_seconds_mean", ran.empty() ? 0.0 : wall_sum / double(ran.size())},
-        {"client_seconds_max", wall_max},
-        {"round_simulated_s", round_sim},
-        {"simulated_s", simulated},
-        {"round_s", round_s},
-        {"clients_per_s", double(ran.size()) / std::max(round_s, 1e-9)}};
-    if (!client_accuracy.empty()) {  // the distribution over the clients
+  std::chrono::steady_clock::time_point began = std::chrono::steady_clock::now();
+
+  int64_t model_bytes() const { return trainer.numel() * int64_t(sizeof(float)); }
+
+  ClientTask task_for(int64_t client, int64_t index, uint64_t seed) const {
+    const ClientProfile& p = population.profile(client);
+    ClientTask t;
+    t.client = client;
+    t.index = index;
+    t.share = p.compute;
+    t.memory_mb = p.memory_mb;
+    t.batch_size = p.batch_size;
+    t.local_steps = p.local_steps;
+    t.seed = seed;
+    return t;
+  }
+  double predict(const ClientTask& t) const {
+    return predictor.predict(
+        t.client, t.share,
+        task_samples(local_for(o.local, t), int64_t(parts[size_t(t.client)].size())));
+  }
+  double communication_s(int64_t client) const {
+    return population.profile(client).communication_seconds(model_bytes());
+  }
+};
+
+// One round's (or server step's) tally of its clients.
+struct Tally {
+  std::map<std::string, int64_t> fates = {
+      {"ok", 0}, {"dropped", 0}, {"straggler", 0}, {"failed", 0}};
+  double loss_sum = 0, examples = 0, wall_max = 0, wall_sum = 0;
+  int64_t ran = 0;
+  std::vector<double> client_accuracy, staleness;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  void fill(nlohmann::ordered_json& line) {
+    int64_t total = 0;
+    for (const auto& [fate, n] : fates) total += n;
+    line["clients"] = total;
+    line["clients_ok"] = fates["ok"];
+    line["clients_dropped"] = fates["dropped"];
+    line["clients_straggled"] = fates["straggler"];
+    line["clients_failed"] = fates["failed"];
+    line["train_loss"] = examples > 0 ? loss_sum / examples : std::nan("");
+    line["client_seconds_mean"] = ran > 0 ? wall_sum / double(ran) : 0.0;
+    line["client_seconds_max"] = wall_max;
+    if (!client_accuracy.empty()) {  // the global model on each client's own data
       std::sort(client_accuracy.begin(), client_accuracy.end());
       auto quantile = [&](double q) {
         return client_accuracy[size_t(std::lround(q * double(client_accuracy.size() - 1)))];
@@ -789,38 +492,377 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
       line["client_accuracy_p50"] = quantile(0.5);
       line["client_accuracy_p90"] = quantile(0.9);
     }
-    if (o.dp) {  // the privacy spent so far (RDP accountant, subsampled Gaussian)
-      const double q = double(o.clients_per_round()) / double(o.num_clients);
-      const PrivacySpent spent =
-          rdp_privacy_spent(q, o.dp_config.noise_multiplier, round, o.dp_delta);
-      line["epsilon"] = spent.epsilon;
-      line["delta"] = o.dp_delta;
+    if (!staleness.empty()) {
+      double sum = 0, worst = 0;
+      for (double s : staleness) {
+        sum += s;
+        worst = std::max(worst, s);
+      }
+      line["staleness_mean"] = sum / double(staleness.size());
+      line["staleness_max"] = worst;
     }
-    const bool last = round == o.rounds;
-    if (last || (o.eval_interval > 0 && round % o.eval_interval == 0)) {
-      const EvalResult e = trainer.evaluate(global, *test, 0, test->count, o.eval_batch);
-      result.accuracy = e.accuracy;
-      result.loss = e.loss;
-      line["val_loss"] = e.loss;
-      line["accuracy"] = e.accuracy;
-      log::info(
-          "round {}/{}: {} of {} clients ok, train loss {:.4f}, test loss {:.4f}, accuracy "
-          "{:.2f}% ({:.1f} s, {} simulated){}",
-          round, o.rounds, fates["ok"], selected.size(),
-          double(line["train_loss"].is_number() ? double(line["train_loss"]) : std::nan("")),
-          e.loss, 100 * e.accuracy, round_s, train::format_duration(simulated),
-          o.dp ? fmt::format("; (epsilon {:.3f}, delta {:g})-DP", double(line["epsilon"]),
-                             o.dp_delta)
-               : "");
-    }
-    line["time_s"] =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-    metrics->write(line);
-    if (last || (o.checkpoint_interval > 0 && round % o.checkpoint_interval == 0))
-      save_checkpoint(o, round, global, *strategy, simulated);
-    result.rounds = round;
   }
-  return result;
+};
+
+// The fate of a client that ran from simulated time `start` for `sim_s`.
+std::string fate_of(const Server& s, const ClientOutcome& out, double start, double sim_s) {
+  if (out.status == ClientStatus::out_of_memory) return "failed";
+  if (s.o.round_deadline_s > 0 && sim_s > s.o.round_deadline_s) return "straggler";
+  if (s.population.online_until(out.task.client, start) < start + sim_s) return "dropped";
+  return "ok";
+}
+
+// Counts a client that ran into the tally and clients.jsonl; learns its runtime.
+void record(Server& s, Tally& tally, int64_t step, const Ran& r, const std::string& fate,
+            double sim_s, std::optional<int64_t> staleness) {
+  const ClientOutcome& out = r.outcome;
+  const ClientProfile& p = s.population.profile(out.task.client);
+  ++tally.fates[fate];
+  ++tally.ran;
+  tally.wall_max = std::max(tally.wall_max, out.result.seconds);
+  tally.wall_sum += out.result.seconds;
+  const LocalTraining local = local_for(s.o.local, out.task);
+  if (out.status == ClientStatus::ok)
+    s.predictor.observe(out.task.client, out.task.share,
+                        double(out.result.steps * local.batch_size), out.result.seconds);
+  if (fate == "ok") {
+    tally.loss_sum += out.result.train_loss * double(out.result.num_examples);
+    tally.examples += double(out.result.num_examples);
+    if (staleness) tally.staleness.push_back(double(*staleness));
+  }
+  if (out.result.eval_count > 0) tally.client_accuracy.push_back(out.result.eval_accuracy);
+  nlohmann::ordered_json line = {
+      {"step", step},
+      {"client", out.task.client},
+      {"fate", fate},
+      {"worker", r.worker + (s.group.remote() ? 1 : 0)},  // its rank
+      {"compute", out.task.share},
+      {"threads", out.threads},
+      {"memory_mb", out.task.memory_mb},
+      {"bandwidth_mbps", p.bandwidth_mbps},
+      {"batch_size", local.batch_size},
+      {"steps", out.result.steps},
+      {"compute_s", out.result.seconds},
+      {"cpu_s", out.cpu_seconds},
+      {"throttled_s", out.slept_seconds},
+      {"comm_s", s.communication_s(out.task.client)},
+      {"simulated_s", sim_s},
+      {"peak_mb", double(out.peak_bytes) / (1 << 20)},
+      {"accuracy", out.result.eval_count > 0 ? out.result.eval_accuracy : std::nan("")},
+      {"loss", out.result.eval_count > 0 ? out.result.eval_loss : std::nan("")}};
+  if (staleness) line["staleness"] = *staleness;
+  s.client_log.write(line);
+}
+
+// The end of round (server step) `round`: evaluation when due, the metrics
+// line, the checkpoint when due.
+void close_round(Server& s, int64_t round, nlohmann::ordered_json line, Tally& tally) {
+  const SimOptions& o = s.o;
+  const double round_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - tally.started).count();
+  tally.fill(line);
+  line["simulated_s"] = s.clock.simulated;
+  line["round_s"] = round_s;
+  line["clients_per_s"] = double(tally.ran) / std::max(round_s, 1e-9);
+  if (o.dp) {  // the privacy spent so far (RDP accountant, subsampled Gaussian)
+    const double q = double(o.clients_per_round()) / double(o.num_clients);
+    line["epsilon"] = rdp_privacy_spent(q, o.dp_config.noise_multiplier, round, o.dp_delta).epsilon;
+    line["delta"] = o.dp_delta;
+  }
+  const bool last = round == o.rounds;
+  if (last || (o.eval_interval > 0 && round % o.eval_interval == 0)) {
+    const EvalResult e = s.trainer.evaluate(s.global, s.test, 0, s.test.count, o.eval_batch);
+    s.result.accuracy = e.accuracy;
+    s.result.loss = e.loss;
+    line["val_loss"] = e.loss;
+    line["accuracy"] = e.accuracy;
+    const double train_loss = line["train_loss"].is_number() ? double(line["train_loss"]) : NAN;
+    log::info(
+        "{} {}/{}: {} of {} clients ok, train loss {:.4f}, test loss {:.4f}, accuracy {:.2f}% "
+        "({:.1f} s, {} simulated){}",
+        o.asynchronous() ? "server step" : "round", round, o.rounds, tally.fates["ok"],
+        int64_t(line["clients"]), train_loss, e.loss, 100 * e.accuracy, round_s,
+        train::format_duration(s.clock.simulated),
+        o.dp ? fmt::format("; (epsilon {:.3f}, delta {:g})-DP", double(line["epsilon"]), o.dp_delta)
+             : "");
+  }
+  line["time_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - s.began).count();
+  s.metrics.write(line);
+  if (last || (o.checkpoint_interval > 0 && round % o.checkpoint_interval == 0))
+    save_checkpoint(o, round, s.global, s.strategy, s.clock);
+  s.result.rounds = round;
+  tally = Tally{};
+}
+
+// Synchronous rounds: sample, run every client, aggregate in selection order.
+void run_rounds(Server& s, int64_t start) {
+  const SimOptions& o = s.o;
+  for (int64_t round = start + 1; round <= o.rounds; ++round) {
+    if (stop_requested()) {
+      save_checkpoint(o, round - 1, s.global, s.strategy, s.clock);
+      s.result.stopped_early = true;
+      return;
+    }
+    Tally tally;
+    const double now = s.clock.simulated;
+    // Sampling: among all clients, or among those online now.
+    std::vector<int64_t> candidates;
+    for (int64_t c = 0; c < o.num_clients; ++c)
+      if (o.sampling == "uniform" || s.population.online(c, now)) candidates.push_back(c);
+    const int64_t count = std::min(o.clients_per_round(), int64_t(candidates.size()));
+    std::vector<int64_t> selected;
+    for (int64_t pick : select_clients(int64_t(candidates.size()), count, o.seed, round))
+      selected.push_back(candidates[size_t(pick)]);
+    // Those online run; the others drop out at once.
+    s.group.set_model(s.global);
+    s.group.restart_dealing();
+    int64_t index = 0;
+    for (int64_t c : selected) {
+      if (!s.population.online(c, now)) {
+        ++tally.fates["dropped"];
+        continue;
+      }
+      const ClientTask t = s.task_for(c, index++, client_seed(o.seed, round, c));
+      s.group.submit(t, s.predict(t));
+    }
+    std::vector<Ran> ran;
+    while (s.group.outstanding() > 0)
+      if (auto r = s.group.next(0.05)) ran.push_back(std::move(*r));
+    std::sort(ran.begin(), ran.end(), [](const Ran& a, const Ran& b) {
+      return a.outcome.task.index < b.outcome.task.index;
+    });
+    // Fates by the simulated clock; the accepted updates in selection order.
+    std::vector<ClientUpdate> updates;
+    double round_sim = 0;
+    for (const Ran& r : ran) {
+      const ClientOutcome& out = r.outcome;
+      const double sim_s = out.result.seconds + s.communication_s(out.task.client);
+      const std::string fate = fate_of(s, out, now, sim_s);
+      record(s, tally, round, r, fate, sim_s, std::nullopt);
+      if (fate == "ok") {
+        round_sim = std::max(round_sim, sim_s);
+        // QFedAvg's F_k(w^t): the received model's loss on the client's data if measured.
+        const double loss =
+            out.result.eval_count > 0 ? out.result.eval_loss : out.result.train_loss;
+        updates.push_back({out.result.weights, out.result.num_examples, loss, 0,
+                           fmt::format("client {}", out.task.client)});
+      } else if (fate == "straggler") {
+        round_sim = std::max(round_sim, o.round_deadline_s);
+      }
+    }
+    if (updates.empty())
+      round_sim = o.round_deadline_s > 0 ? o.round_deadline_s : std::max(round_sim, 60.0);
+    if (!updates.empty() && int64_t(updates.size()) >= std::min(o.min_fit_clients, count))
+      s.global = s.strategy.aggregate(s.global, updates, round);
+    else
+      log::warn(
+          "round {}: {} of {} clients returned an update (min_fit_clients {}): the global model "
+          "stays as it was",
+          round, updates.size(), selected.size(), o.min_fit_clients);
+    s.clock.simulated += round_sim;
+    close_round(s, round,
+                {{"step", round},  // the key the run tools (tools/lib/metrics.py) index by
+                 {"round", round},
+                 {"round_simulated_s", round_sim}},
+                tally);
+  }
+}
+
+// FedBuff (Nguyen et al. 2022), asynchronous: `concurrency` clients train at
+// once, each from the global model of the moment it starts; their deltas
+// reach the strategy in the order of their simulated completion times,
+// weighted by staleness, and every buffer_size of them make a server step
+// (a "round" in metrics.jsonl and checkpoints). A finished client is
+// replaced at once. Simulated completion = start + compute under the
+// budget + communication; a result is taken only when no client still
+// running could complete earlier (its compute so far is a lower bound), so
+// the order is the simulated one while the clients run side by side.
+void run_async(Server& s, int64_t start) {
+  const SimOptions& o = s.o;
+  struct Flight {
+    ClientTask task;
+    double start = 0;
+    int64_t version = 0;
+    std::optional<Ran> ran;
+  };
+  std::map<int64_t, Flight> flights;
+  std::map<int64_t, std::vector<float>> models;  // by version, while a flight needs one
+  int64_t version = start, next_index = 0;
+  uint64_t draws = uint64_t(s.clock.updates) * 7919;  // fresh draws after a resume
+  models[version] = s.global;
+  s.group.set_model(s.global);
+  Tally tally;
+  const int64_t concurrency = o.concurrency > 0 ? o.concurrency : o.clients_per_round();
+  auto completion = [&](const Flight& f) {
+    const ClientOutcome& out = f.ran->outcome;
+    return f.start + out.result.seconds +
+           (out.status == ClientStatus::ok ? s.communication_s(out.task.client) : 0.0);
+  };
+  auto launch = [&] {
+    for (int64_t attempts = 0; int64_t(flights.size()) < concurrency && attempts < o.num_clients;
+         ++attempts) {
+      const double now = s.clock.simulated;
+      std::vector<int64_t> candidates;
+      std::set<int64_t> busy;
+      for (const auto& [index, f] : flights) busy.insert(f.task.client);
+      for (int64_t c = 0; c < o.num_clients; ++c)
+        if (!busy.count(c) && (o.sampling == "uniform" || s.population.online(c, now)))
+          candidates.push_back(c);
+      if (candidates.empty()) return;
+      const auto r = philox4x32(o.seed, 0xa5c11e, draws++);
+      const int64_t client =
+          candidates[size_t(((uint64_t(r[0]) << 32) | r[1]) % uint64_t(candidates.size()))];
+      if (!s.population.online(client, now)) {
+        ++tally.fates["dropped"];
+        continue;
+      }
+      const ClientTask t = s.task_for(client, next_index++, (uint64_t(r[2]) << 32) | r[3]);
+      flights[t.index] = {t, now, version, std::nullopt};
+      s.group.submit(t, s.predict(t));
+    }
+  };
+  auto take = [&](double timeout) {
+    if (auto r = s.group.next(timeout)) flights.at(r->outcome.task.index).ran = std::move(*r);
+  };
+  while (version < o.rounds) {
+    if (stop_requested()) {
+      save_checkpoint(o, version, s.global, s.strategy, s.clock);
+      s.result.stopped_early = true;
+      return;
+    }
+    launch();
+    if (flights.empty()) {  // nobody online: wait a simulated minute
+      s.clock.simulated += 60;
+      continue;
+    }
+    while (s.group.outstanding() > 0) {  // everything finished so far
+      const int64_t before = s.group.outstanding();
+      take(0);
+      if (s.group.outstanding() == before) break;
+    }
+    // The earliest simulated completion known, if nothing running could beat it.
+    const Flight* first = nullptr;
+    for (const auto& [index, f] : flights)
+      if (f.ran && (!first || completion(f) < completion(*first))) first = &f;
+    bool blocked = first == nullptr;
+    for (const auto& [index, f] : flights) {
+      if (blocked) break;
+      if (f.ran) continue;
+      const double running = std::max(0.0, s.group.running_for(index).value_or(0.0) - 0.05);
+      if (f.start + running < completion(*first)) blocked = true;
+    }
+    if (blocked) {
+      take(0.05);
+      continue;
+    }
+    const Flight f = *first;
+    flights.erase(f.task.index);
+    const ClientOutcome& out = f.ran->outcome;
+    const double done = completion(f);
+    s.clock.simulated = std::max(s.clock.simulated, done);
+    const std::string fate = fate_of(s, out, f.start, done - f.start);
+    record(s, tally, version + 1, *f.ran, fate, done - f.start, version - f.version);
+    if (fate == "ok") {
+      const std::vector<float>& from = models.at(f.version);
+      std::vector<float> delta(out.result.weights.size());
+      for (size_t i = 0; i < delta.size(); ++i) delta[i] = out.result.weights[i] - from[i];
+      const double loss = out.result.eval_count > 0 ? out.result.eval_loss : out.result.train_loss;
+      const std::vector<ClientUpdate> update = {{std::move(delta), out.result.num_examples, loss,
+                                                 version - f.version,
+                                                 fmt::format("client {}", out.task.client)}};
+      s.global = s.strategy.aggregate(s.global, update, version + 1);
+      if (++s.clock.updates % o.strategy.buffer_size == 0) {  // a server step
+        ++version;
+        models[version] = s.global;
+        s.group.set_model(s.global);
+        close_round(s, version, {{"step", version}, {"round", version}}, tally);
+      }
+    }
+    for (auto it = models.begin(); it != models.end();) {  // versions no flight needs
+      bool needed = it->first == version;
+      for (const auto& [index, other] : flights) needed = needed || other.version == it->first;
+      it = needed ? std::next(it) : models.erase(it);
+    }
+  }
+}
+
+}  // namespace
+
+SimResult simulate(const SimOptions& options, train::Job& job) {
+  const SimOptions& o = options;
+  dist::Communicator& comm = job.world();
+  const Device device = job.pick_device(o.device);
+  const data::ImageSet train = data::load_image_split(o.data_path, "train");
+  const auto parts = data::partition(train.labels, train.num_classes(), o.partition);
+  const double cores = worker_cores(o, comm);
+  const bool leader = comm.rank() == 0;
+  // The clients run on the workers, or on rank 0 itself when it is alone.
+  std::optional<ClientPool> pool;
+  if (!leader || comm.size() == 1) pool.emplace(o.model, device, train, parts, o.local, cores);
+  if (!leader) {  // a worker: serves rank 0 until the end of the run
+    SimResult result;
+    result.stopped_early = serve_clients(comm, *pool);
+    return result;
+  }
+  const Population population(o.population);
+  ClientTrainer trainer(o.model, device);
+  std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
+  if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);
+  const data::ImageSet test = data::load_image_split(o.data_path, "test");
+  WorkerGroup group(comm, pool ? &*pool : nullptr, trainer.numel(), o.scheduler,
+                    o.worker_memory_mb);
+  std::vector<float> global = trainer.weights();
+  Clock clock;
+  int64_t start = 0;
+  try {
+    fs::create_directories(o.output_dir);
+    const auto existing = newest_checkpoint(o);
+    TURBINE_CHECK(!existing || o.resume,
+                  "{} holds checkpoints (round {}): continue it with --resume or choose another "
+                  "output.dir",
+                  o.output_dir, existing.value_or(0));
+    if (existing) start = load_checkpoint(o, *existing, global, *strategy, clock);
+  } catch (...) {
+    group.shutdown(false);
+    throw;
+  }
+  std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
+  int64_t smallest = INT64_MAX, largest = 0;
+  for (const auto& p : parts) {
+    smallest = std::min(smallest, int64_t(p.size()));
+    largest = std::max(largest, int64_t(p.size()));
+  }
+  log::info(
+      "fedsim: {} clients ({} partition, {} to {} samples each), {} {} for {} {}, strategy {}, "
+      "{} scheduler over {} worker(s) of {:g} core(s); model {} ({} weights)",
+      o.num_clients, o.partition.kind, smallest, largest,
+      o.asynchronous() ? (o.concurrency > 0 ? o.concurrency : o.clients_per_round())
+                       : o.clients_per_round(),
+      o.asynchronous() ? "at once" : "a round", o.rounds,
+      o.asynchronous() ? "server steps" : "rounds", strategy->name(), o.scheduler, group.workers(),
+      cores, o.model.arch, trainer.numel());
+  if (start > 0)
+    log::info("resuming after {} {}", o.asynchronous() ? "server step" : "round", start);
+  train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl", start);
+  train::MetricsWriter client_log(o.output_dir + "/clients.jsonl", start);
+  Server server{
+      o,          population, parts,      trainer,           *strategy, test,
+      group,      metrics,    client_log, std::move(global), clock,     RuntimePredictor{},
+      SimResult{}};
+  server.result.rounds = start;
+  try {
+    if (o.asynchronous())
+      run_async(server, start);
+    else
+      run_rounds(server, start);
+  } catch (...) {
+    group.shutdown(false);  // the workers return; the error ends the job on every rank
+    throw;
+  }
+  group.drain();
+  group.shutdown(server.result.stopped_early);
+  return server.result;
 }
 
 int report_sim(const SimOptions& options, const SimResult& result) {

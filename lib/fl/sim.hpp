@@ -65,6 +65,9 @@ struct SimOptions {
   std::string output_dir;
   bool resume = false;
   std::string resolved_config_yaml;
+  int64_t concurrency = 0;  // fedbuff: clients training at once; 0: clients_per_round()
+  // FedBuff runs asynchronously: a "round" is a server step.
+  bool asynchronous() const { return strategy.name == "fedbuff"; }
   // Clients each round.
   int64_t clients_per_round() const;
 };

@@ -15,6 +15,10 @@
 #              (available), clients whose window closes mid-round drop out
 #              after running; a deadline no client meets leaves the global
 #              model as it was
+#   fedbuff    asynchronous FedBuff: every server step takes buffer_size
+#              updates, clients that started before a step arrive stale (and
+#              say so), the simulated clock only moves forward, the model
+#              learns; stopped after step 2 and resumed it runs to step 4
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
@@ -197,6 +201,37 @@ print("uniform:", {k: rows("uniform", "metrics.jsonl")[0][k] for k in ("clients"
 sys.exit(0 if ok else 1)
 PY
     ;;
+  fedbuff)
+    fresh fedbuff halves
+    buff=("${small[@]}" --set strategy.name=fedbuff --set strategy.buffer_size=3
+          --set federation.concurrency=4 --set federation.rounds=4 --set eval.interval=4
+          --set 'devices.compute=[0.25,1.0]')
+    run 3 fedbuff "${buff[@]}" || fail "fedbuff (see $work/fedbuff.log)"
+    run 3 halves "${buff[@]}" --set federation.rounds=2 || fail "first half (see $work/halves.log)"
+    run 3 halves "${buff[@]}" --resume || fail "resumed (see $work/halves.log)"
+    python3 - "$work/fedbuff" "$work/halves" <<'PY' || fail "fedbuff's steps not as expected"
+import json, sys
+ok = True
+def check(cond, what):
+    global ok
+    if not cond:
+        print("FAIL:", what)
+        ok = False
+m = [json.loads(line) for line in open(sys.argv[1] + "/metrics.jsonl")]
+clients = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+check([r["step"] for r in m] == [1, 2, 3, 4], f"server steps {[r['step'] for r in m]}")
+check(all(r["clients_ok"] == 3 for r in m), f"updates a step {[r['clients_ok'] for r in m]}")
+check(max(r["staleness_max"] for r in m) >= 1, "no stale update with 4 clients at once and K = 3")
+check(all("staleness" in c for c in clients if c["fate"] == "ok"), "clients.jsonl lacks staleness")
+sim = [r["simulated_s"] for r in m]
+check(sim == sorted(sim) and sim[0] > 0, f"simulated clock {sim}")
+check(m[-1]["accuracy"] > 0.2, f"accuracy {m[-1]['accuracy']} after 4 server steps")
+h = [json.loads(line) for line in open(sys.argv[2] + "/metrics.jsonl")]
+check([r["step"] for r in h] == [1, 2, 3, 4], f"resumed run's steps {[r['step'] for r in h]}")
+print("accuracy", m[-1]["accuracy"], "staleness_max", [r["staleness_max"] for r in m], "simulated", sim)
+sys.exit(0 if ok else 1)
+PY
+    ;;
   bad_input)
     fresh bad
     expect_error() {  # expect_error WORDS -- ARGS: the run fails and its log holds WORDS
@@ -209,6 +244,7 @@ PY
     expect_error "population has 20" --set federation.min_fit_clients=30
     expect_error "alpha must be positive" --set partition.alpha=0
     expect_error "strategy.name" --set strategy.name=fedsgd
+    expect_error "not fedbuff" --set strategy.name=fedbuff --set dp.enabled=true
     expect_error "must be in (0, 1]" --set 'devices.compute=[0.5,1.5]'
     expect_error "fits on no worker" --set budget.worker_memory_mb=100 --set 'devices.memory_mb=[64,200]'
     printf 'memory_mb,bandwidth_mbps\n64,10\n' > "$work/no-compute.csv"
