@@ -53,11 +53,10 @@ nn::VisionConfig config(const std::string& arch) {
 // The parameters' gradient of the mean loss over `rows` at weights w (flat).
 std::vector<float> gradient(const nn::VisionConfig& c, const std::vector<float>& w,
                             const data::ImageSet& set, const std::vector<int64_t>& rows) {
-  fl::ClientTrainer t(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientTrainer t(task, Device::cpu());
   t.set_weights(w);
-  Tensor images, labels;
-  data::image_batch(set, rows, Device::cpu(), &images, &labels);
-  autograd::backward(ag::cross_entropy(t.model().forward(images, true), labels));
+  autograd::backward(t.model().train_loss(rows, 0));
   std::vector<float> g;
   for (const nn::Parameter& p : t.model().parameters()) {
     const auto v = p.tensor.grad().to_vector<float>();
@@ -79,12 +78,13 @@ BOOST_AUTO_TEST_CASE(one_full_batch_step_is_sgd) {
   const std::vector<int64_t> rows = {0, 2, 3, 5, 7, 8, 11};
   for (const std::string arch : {"mlp", "cnn"}) {
     const nn::VisionConfig c = config(arch);
-    fl::ClientTrainer client(c, Device::cpu());
+    const fl::ImageTask task(set, set, c);
+    fl::ClientTrainer client(task, Device::cpu());
     const std::vector<float> w0 = client.weights();
     fl::LocalTraining local;
     local.batch_size = int64_t(rows.size());
     local.lr = 0.1;
-    const fl::LocalResult r = client.train(w0, set, rows, local, 42);
+    const fl::LocalResult r = client.train(w0, rows, local, 42);
     BOOST_TEST(r.steps == 1);
     BOOST_TEST(r.num_examples == 7);
     const std::vector<float> g = gradient(c, w0, set, rows);
@@ -98,7 +98,8 @@ BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {1, 4, 6, 9, 10};
   const nn::VisionConfig c = config("mlp");
-  fl::ClientTrainer client(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w0 = client.weights();
   fl::LocalTraining local;
   local.batch_size = 5;
@@ -106,7 +107,7 @@ BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
   local.lr = 0.2;
   local.momentum = 0.9;
   local.proximal_mu = 0.5;
-  const fl::LocalResult r = client.train(w0, set, rows, local, 1);
+  const fl::LocalResult r = client.train(w0, rows, local, 1);
   BOOST_TEST(r.steps == 2);
   // Step 1: v = g(w0) (no pull yet); w1 = w0 - lr v.
   const std::vector<float> g0 = gradient(c, w0, set, rows);
@@ -125,18 +126,19 @@ BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
 BOOST_AUTO_TEST_CASE(a_reused_trainer_equals_a_fresh_one) {
   const data::ImageSet set = tiny_set();
   const nn::VisionConfig c = config("resnet");  // BatchNorm: buffers travel in the weights
-  fl::ClientTrainer worker(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientTrainer worker(task, Device::cpu());
   const std::vector<float> global = worker.weights();
   BOOST_TEST(worker.numel() > worker.parameter_numel());  // running statistics at the end
   fl::LocalTraining local;
   local.batch_size = 3;
   local.momentum = 0.5;
-  worker.train(global, set, std::vector<int64_t>{0, 1, 2, 3, 4, 5}, local, 7);
+  worker.train(global, std::vector<int64_t>{0, 1, 2, 3, 4, 5}, local, 7);
   const fl::LocalResult second =
-      worker.train(global, set, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
-  fl::ClientTrainer fresh(c, Device::cpu());
+      worker.train(global, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
+  fl::ClientTrainer fresh(task, Device::cpu());
   const fl::LocalResult alone =
-      fresh.train(global, set, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
+      fresh.train(global, std::vector<int64_t>{6, 7, 8, 9, 10, 11}, local, 8);
   BOOST_TEST(second.weights == alone.weights);
   BOOST_TEST(second.train_loss == alone.train_loss);
   // The running statistics moved during training.
@@ -148,9 +150,11 @@ BOOST_AUTO_TEST_CASE(a_reused_trainer_equals_a_fresh_one) {
 
 BOOST_AUTO_TEST_CASE(evaluation_and_bad_weights) {
   const data::ImageSet set = tiny_set();
-  fl::ClientTrainer client(config("cnn"), Device::cpu());
+  const fl::ImageTask task(set, set, config("cnn"));
+  fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w = client.weights();
-  const fl::EvalResult r = client.evaluate(w, set, 2, 11, 4);
+  const std::vector<int64_t> rows = {2, 3, 4, 5, 6, 7, 8, 9, 10};
+  const fl::EvalResult r = client.evaluate(w, true, rows, 4);
   BOOST_TEST(r.count == 9);
   BOOST_TEST(r.accuracy >= 0.0);
   BOOST_TEST(r.accuracy <= 1.0);
@@ -158,20 +162,21 @@ BOOST_AUTO_TEST_CASE(evaluation_and_bad_weights) {
   BOOST_TEST(contains(error_of([&] { client.set_weights(std::vector<float>(5)); }),
                       "5 weights for a model of"));
   BOOST_TEST(
-      contains(error_of([&] { client.train(w, set, {}, fl::LocalTraining{}, 1); }), "no samples"));
+      contains(error_of([&] { client.train(w, {}, fl::LocalTraining{}, 1); }), "no samples"));
 }
 
 BOOST_AUTO_TEST_CASE(fedavg_of_one_client_and_one_step_is_centralized_sgd) {
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {0, 1, 2, 3, 4, 5, 6, 7};
   const nn::VisionConfig c = config("cnn");
-  fl::ClientTrainer client(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w0 = client.weights();
   fl::LocalTraining local;
   local.batch_size = 8;
   local.max_steps = 1;
   local.lr = 0.05;
-  const fl::LocalResult r = client.train(w0, set, rows, local, 3);
+  const fl::LocalResult r = client.train(w0, rows, local, 3);
   const auto fedavg = fl::make_strategy(fl::StrategyConfig{});
   const std::vector<fl::ClientUpdate> one = {{r.weights, r.num_examples, 0, 0, "client 0"}};
   const fl::Weights next = fedavg->aggregate(w0, one, 1);
@@ -187,7 +192,8 @@ BOOST_AUTO_TEST_CASE(fedavg_of_clients_holding_identical_data_is_the_centralized
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {1, 3, 5, 7, 9, 11};
   const nn::VisionConfig c = config("mlp");
-  fl::ClientTrainer worker(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientTrainer worker(task, Device::cpu());
   const std::vector<float> w0 = worker.weights();
   fl::LocalTraining local;
   local.batch_size = 6;
@@ -195,7 +201,7 @@ BOOST_AUTO_TEST_CASE(fedavg_of_clients_holding_identical_data_is_the_centralized
   local.lr = 0.1;
   std::vector<fl::ClientUpdate> updates;
   for (uint64_t seed : {11, 12, 13}) {
-    const fl::LocalResult r = worker.train(w0, set, rows, local, seed);
+    const fl::LocalResult r = worker.train(w0, rows, local, seed);
     updates.push_back({r.weights, r.num_examples, 0, 0, "client"});
   }
   const fl::Weights next = fl::make_strategy(fl::StrategyConfig{})->aggregate(w0, updates, 1);
@@ -214,8 +220,9 @@ BOOST_AUTO_TEST_CASE(a_pool_runs_budgeted_clients_together_as_they_run_alone) {
   fl::LocalTraining local;
   local.batch_size = 2;
   local.epochs = 2;
-  fl::ClientPool pool(c, Device::cpu(), set, parts, local, 1);
-  fl::ClientTrainer alone(c, Device::cpu());
+  const fl::ImageTask task(set, set, c);
+  fl::ClientPool pool(task, Device::cpu(), parts, local, 1);
+  fl::ClientTrainer alone(task, Device::cpu());
   const std::vector<float> global = alone.weights();
   pool.set_global(global);
   // Three clients at once (a third of the worker each), one with a cap
@@ -244,7 +251,7 @@ BOOST_AUTO_TEST_CASE(a_pool_runs_budgeted_clients_together_as_they_run_alone) {
     }
     BOOST_TEST(int(out->status) == int(fl::ClientStatus::ok));
     BOOST_TEST(out->threads == 1);
-    const fl::LocalResult r = alone.train(global, set, parts[size_t(client)],
+    const fl::LocalResult r = alone.train(global, parts[size_t(client)],
                                           fl::local_for(local, out->task), out->task.seed);
     BOOST_TEST(out->result.weights == r.weights, "client " << client);
     BOOST_TEST(out->result.steps == (client == 1 ? 2 : 4));

@@ -87,6 +87,7 @@ void TokenDatasetWriter::add_document(std::span<const int32_t> tokens, bool vali
   const Split split = valid ? Split::valid : Split::train;
   SplitBuffer& b = buffer(split);
   b.pending.insert(b.pending.end(), tokens.begin(), tokens.end());
+  b.doc_ids.push_back(int64_t(train_.doc_ids.size() + valid_.doc_ids.size()));
   b.doc_offsets.push_back(b.doc_offsets.back() + static_cast<int64_t>(tokens.size()));
   if (static_cast<int64_t>(b.pending.size()) >= kFlushTokens) flush(split);
 }
@@ -107,6 +108,9 @@ TokenDatasetStats TokenDatasetWriter::finish() {
     const auto n = static_cast<int64_t>(b.doc_offsets.size());
     file_->write(dataset_name(split, "doc_offsets"),
                  Tensor::from_vector<int64_t>({n}, b.doc_offsets));
+    if (n > 1)
+      file_->write(dataset_name(split, "doc_ids"),
+                   Tensor::from_vector<int64_t>({n - 1}, b.doc_ids));
     (split == Split::train ? stats.train : stats.valid) = {b.doc_offsets.back(), n - 1};
   }
   file_->close();
@@ -183,6 +187,14 @@ TokenDataset TokenDataset::open(const std::string& path) {
                     tokens, token_shape[0]);
       for (size_t i = 1; i < o.size(); ++i) {
         TURBINE_CHECK(o[i - 1] <= o[i], "{} decreases at document {}", offsets, i - 1);
+      }
+      const std::string ids = dataset_name(split, "doc_ids");
+      if (file.exists(ids)) {
+        TURBINE_CHECK(file.shape(ids) == Shape{offset_shape[0] - 1},
+                      "{} does not hold one entry a document", ids);
+        std::vector<int64_t>& d_ids = split == Split::train ? d.train_ids_ : d.valid_ids_;
+        d_ids.resize(size_t(offset_shape[0] - 1));
+        file.read_range(ids, 0, offset_shape[0] - 1, DType::i64, d_ids.data());
       }
     }
   } catch (const Error& e) {

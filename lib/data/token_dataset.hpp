@@ -19,6 +19,11 @@
 //     doc_offsets        1-D int64, n_docs + 1 entries: document d is
 //                        tokens[doc_offsets[d], doc_offsets[d + 1]);
 //                        doc_offsets[0] = 0, doc_offsets[n_docs] = len(tokens)
+//     doc_ids            1-D int64, n_docs entries (optional: files written
+//                        before it lack it): each document's index among all
+//                        the input's documents in input order, both splits
+//                        counted, so a document's group (the KJV's book of a
+//                        chapter) can be looked up in a list over the input
 //
 // The writer writes to `path + ".tmp"` and renames it to `path` in finish(),
 // so a file at `path` is always whole. h5py reads the format directly:
@@ -94,6 +99,7 @@ class TokenDatasetWriter {
   struct SplitBuffer {
     std::vector<int32_t> pending;  // tokens not yet written
     std::vector<int64_t> doc_offsets = {0};
+    std::vector<int64_t> doc_ids;
   };
   void flush(Split split);
   SplitBuffer& buffer(Split split) { return split == Split::train ? train_ : valid_; }
@@ -126,6 +132,11 @@ class TokenDataset {
   std::span<const int64_t> doc_offsets(Split split) const {
     return split == Split::train ? train_offsets_ : valid_offsets_;
   }
+  // Each document's index in the input (doc_ids); empty for files written
+  // before the format had it.
+  std::span<const int64_t> doc_ids(Split split) const {
+    return split == Split::train ? train_ids_ : valid_ids_;
+  }
 
   // Reads tokens [offset, offset + count) of a split into out[0, count):
   // only that range is read from disk. Throws when the range is outside the split.
@@ -138,7 +149,7 @@ class TokenDataset {
   std::unique_ptr<H5File> file_;
   int64_t vocab_size_ = 0;
   std::string tokenizer_json_, tokenizer_identity_;
-  std::vector<int64_t> train_offsets_, valid_offsets_;
+  std::vector<int64_t> train_offsets_, valid_offsets_, train_ids_, valid_ids_;
 };
 
 }  // namespace turbine::data

@@ -16,7 +16,7 @@ namespace turbine::fl {
 namespace {
 
 // The model's parameters followed by its buffers, as one list to flatten.
-nn::ParameterList all_weights(nn::ImageClassifier& model) {
+nn::ParameterList all_weights(TaskModel& model) {
   nn::ParameterList list = model.parameters();
   const nn::ParameterList buffers = model.buffers();
   list.insert(list.end(), buffers.begin(), buffers.end());
@@ -25,10 +25,10 @@ nn::ParameterList all_weights(nn::ImageClassifier& model) {
 
 }  // namespace
 
-ClientTrainer::ClientTrainer(const nn::VisionConfig& config, Device device)
-    : model_(config, device), device_(device) {
-  for (const nn::Parameter& p : model_.parameters()) parameter_numel_ += p.tensor.numel();
-  flat_ = std::make_unique<optim::FlatParameters>(all_weights(model_));
+ClientTrainer::ClientTrainer(const Task& task, Device device)
+    : task_(task), model_(task.make_model(device)), device_(device) {
+  for (const nn::Parameter& p : model_->parameters()) parameter_numel_ += p.tensor.numel();
+  flat_ = std::make_unique<optim::FlatParameters>(all_weights(*model_));
 }
 
 std::vector<float> ClientTrainer::weights() const {
@@ -38,15 +38,15 @@ std::vector<float> ClientTrainer::weights() const {
 void ClientTrainer::set_weights(std::span<const float> weights) {
   TURBINE_CHECK(int64_t(weights.size()) == flat_->numel(),
                 "client: {} weights for a model of {} ({})", weights.size(), flat_->numel(),
-                model_.config().arch);
+                task_.describe());
   const Tensor host = Tensor::from_vector<float>(
       {flat_->numel()}, std::vector<float>(weights.begin(), weights.end()));
   flat_->values().narrow(0, 0, flat_->numel()).copy_from(host.to(device_));
 }
 
-LocalResult ClientTrainer::train(std::span<const float> global, const data::ImageSet& train,
-                                 std::span<const int64_t> indices, const LocalTraining& local,
-                                 uint64_t seed, const std::function<void()>& after_step) {
+LocalResult ClientTrainer::train(std::span<const float> global, std::span<const int64_t> indices,
+                                 const LocalTraining& local, uint64_t seed,
+                                 const std::function<void()>& after_step) {
   TURBINE_CHECK(!indices.empty(), "client: no samples to train on");
   TURBINE_CHECK(local.batch_size >= 1 && local.lr > 0 && local.epochs >= 1,
                 "client: batch_size {}, lr {} and epochs {} must be positive", local.batch_size,
@@ -56,8 +56,8 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
   LocalResult result;
   if (local.eval_samples > 0) {  // federated evaluation of the model received
     const auto first = indices.first(size_t(std::min(int64_t(indices.size()), local.eval_samples)));
-    const train::EvalSums sums = train::evaluate_images(
-        model_, train, first, std::max<int64_t>(local.batch_size, 64), device_);
+    const train::EvalSums sums =
+        model_->evaluate(false, first, std::max<int64_t>(local.batch_size, 64));
     result.eval_count = int64_t(sums.count);
     result.eval_loss = sums.loss / sums.count;
     result.eval_accuracy = sums.correct / sums.count;
@@ -83,11 +83,8 @@ LocalResult ClientTrainer::train(std::span<const float> global, const data::Imag
     }
     const std::span<const int64_t> rows(order.data() + first,
                                         size_t(std::min(local.batch_size, count - first)));
-    Tensor images, labels;
-    data::image_batch(train, rows, device_, &images, &labels);
     flat_->zero_grads();
-    const Tensor loss =
-        ag::cross_entropy(model_.forward(images, true, seed * 1000003 + uint64_t(step)), labels);
+    const Tensor loss = model_->train_loss(rows, seed * 1000003 + uint64_t(step));
     autograd::backward(loss);
     result.train_loss += loss.to(Device::cpu()).item();
     // g += mu (w - w_global); v = momentum v + g; w -= lr v.
@@ -114,10 +111,16 @@ int64_t ClientTrainer::resident_bytes() const {
   return int64_t(flat_->values().nbytes() + flat_->grads().nbytes());
 }
 
-EvalResult ClientTrainer::evaluate(std::span<const float> weights, const data::ImageSet& set,
-                                   int64_t begin, int64_t end, int64_t batch_size) {
+EvalResult ClientTrainer::evaluate_test(std::span<const float> weights, int64_t batch_size) {
+  std::vector<int64_t> rows(static_cast<size_t>(task_.test_count()));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i);
+  return evaluate(weights, true, rows, batch_size);
+}
+
+EvalResult ClientTrainer::evaluate(std::span<const float> weights, bool test_split,
+                                   std::span<const int64_t> rows, int64_t batch_size) {
   set_weights(weights);
-  const train::EvalSums sums = train::evaluate_images(model_, set, begin, end, batch_size, device_);
+  const train::EvalSums sums = model_->evaluate(test_split, rows, batch_size);
   EvalResult r;
   r.count = int64_t(sums.count);
   r.loss = r.count > 0 ? sums.loss / sums.count : 0;

@@ -1,10 +1,10 @@
-// A federated client's local training (fedsim, issue 17): a worker keeps one
-// ClientTrainer (the model, its flat weight and gradient buffers, the
-// training split in memory) and reuses it for every client it runs, round
-// after round: FedHC's persistent process with its model buffers kept. A
-// client starts from the global weights, takes SGD steps (momentum, and
-// FedProx's proximal term mu/2 ||w - w_global||^2) over its partition in a
-// seeded order, and returns its new weights.
+// A federated client's local training (fedsim, issue 17): a worker keeps
+// ClientTrainers (a model of the task, its flat weight and gradient
+// buffers; the task's data is shared) and reuses them for every client it
+// runs, round after round: FedHC's persistent process with its model
+// buffers kept. A client starts from the global weights, takes SGD steps
+// (momentum, and FedProx's proximal term mu/2 ||w - w_global||^2) over its
+// samples in a seeded order, and returns its new weights.
 //
 // Weights travel as one flat f32 vector: the model's parameters in
 // parameters() order, then its buffers (BatchNorm's running statistics),
@@ -17,8 +17,7 @@
 #include <span>
 #include <vector>
 
-#include "data/images.hpp"
-#include "nn/vision.hpp"
+#include "fl/task.hpp"
 #include "optim/flat.hpp"
 
 namespace turbine::fl {
@@ -55,29 +54,33 @@ struct EvalResult {
 
 class ClientTrainer {
  public:
-  ClientTrainer(const nn::VisionConfig& config, Device device);
+  ClientTrainer(const Task& task, Device device);
   // Elements of the flat weights (parameters, then buffers).
   int64_t numel() const { return flat_->numel(); }
   int64_t parameter_numel() const { return parameter_numel_; }
   // The model's current flat weights (its initialization before any client).
   std::vector<float> weights() const;
   void set_weights(std::span<const float> weights);
-  // Trains from `global` on samples `indices` of `train`; the order of each
-  // epoch is shuffled by `seed`. `after_step`, if given, runs after every
-  // step (a budget's pacing).
-  LocalResult train(std::span<const float> global, const data::ImageSet& train,
-                    std::span<const int64_t> indices, const LocalTraining& local, uint64_t seed,
+  // Trains from `global` on the task's training samples `indices`; the
+  // order of each epoch is shuffled by `seed`. `after_step`, if given, runs
+  // after every step (a budget's pacing).
+  LocalResult train(std::span<const float> global, std::span<const int64_t> indices,
+                    const LocalTraining& local, uint64_t seed,
                     const std::function<void()>& after_step = {});
   // Bytes the trainer holds between clients (flat weights and gradients):
   // what a device would hold before a client's first step.
   int64_t resident_bytes() const;
-  // Mean cross entropy and accuracy of `weights` on samples [begin, end) of `set`.
-  EvalResult evaluate(std::span<const float> weights, const data::ImageSet& set, int64_t begin,
-                      int64_t end, int64_t batch_size);
-  nn::ImageClassifier& model() { return model_; }
+  // Mean loss and accuracy of `weights` on samples `rows` of the task's
+  // training or test split; on the whole test split.
+  EvalResult evaluate(std::span<const float> weights, bool test_split,
+                      std::span<const int64_t> rows, int64_t batch_size);
+  EvalResult evaluate_test(std::span<const float> weights, int64_t batch_size);
+  TaskModel& model() { return *model_; }
+  const Task& task() const { return task_; }
 
  private:
-  nn::ImageClassifier model_;
+  const Task& task_;
+  std::unique_ptr<TaskModel> model_;
   Device device_;
   int64_t parameter_numel_ = 0;
   std::unique_ptr<optim::FlatParameters> flat_;

@@ -9,10 +9,10 @@
 
 namespace turbine::fl {
 
-ClientPool::ClientPool(const nn::VisionConfig& model, Device device, const data::ImageSet& train,
+ClientPool::ClientPool(const Task& task, Device device,
                        const std::vector<std::vector<int64_t>>& parts, const LocalTraining& local,
                        double cores)
-    : model_(model), device_(device), train_(train), parts_(parts), local_(local), cores_(cores) {
+    : task_(task), device_(device), parts_(parts), local_(local), cores_(cores) {
   TURBINE_CHECK(cores >= 1, "a worker needs at least one core, got {}", cores);
 }
 
@@ -60,7 +60,7 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task,
     if (memory) memory->charge(slot.trainer->resident_bytes());  // the model it holds
     const std::optional<ScopedMemoryBudget> scope =
         memory ? std::optional<ScopedMemoryBudget>(std::in_place, memory) : std::nullopt;
-    out.result = slot.trainer->train(*global, train_, parts_.at(size_t(task.client)),
+    out.result = slot.trainer->train(*global, parts_.at(size_t(task.client)),
                                      local_for(local_, task), task.seed, [&] { cpu.pace(); });
   } catch (const OutOfMemory& e) {
     out.status = ClientStatus::out_of_memory;
@@ -92,7 +92,7 @@ void ClientPool::start(const ClientTask& task) {
   }
   if (slot == nullptr) {  // one more client at once than ever before: a new slot
     auto fresh = std::make_unique<Slot>();
-    fresh->trainer = std::make_unique<ClientTrainer>(model_, device_);
+    fresh->trainer = std::make_unique<ClientTrainer>(task_, device_);
     slot = fresh.get();
     std::lock_guard lock(mutex_);
     slots_.push_back(std::move(fresh));

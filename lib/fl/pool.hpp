@@ -50,9 +50,8 @@ struct ClientOutcome {
 class ClientPool {
  public:
   // cores: the worker's cores that shares are of.
-  ClientPool(const nn::VisionConfig& model, Device device, const data::ImageSet& train,
-             const std::vector<std::vector<int64_t>>& parts, const LocalTraining& local,
-             double cores);
+  ClientPool(const Task& task, Device device, const std::vector<std::vector<int64_t>>& parts,
+             const LocalTraining& local, double cores);
   ~ClientPool();
   ClientPool(const ClientPool&) = delete;
   ClientPool& operator=(const ClientPool&) = delete;
@@ -79,9 +78,8 @@ class ClientPool {
   ClientOutcome run(Slot& slot, const ClientTask& task,
                     const std::shared_ptr<const std::vector<float>>& global);
 
-  nn::VisionConfig model_;
+  const Task& task_;
   Device device_;
-  const data::ImageSet& train_;
   const std::vector<std::vector<int64_t>>& parts_;
   LocalTraining local_;
   double cores_;

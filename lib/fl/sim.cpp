@@ -18,8 +18,11 @@
 #include "core/log.hpp"
 #include "core/rng.hpp"
 #include "core/signals.hpp"
+#include "data/token_dataset.hpp"
 #include "fl/pool.hpp"
+#include "fl/task.hpp"
 #include "fl/workers.hpp"
+#include "io/model_config.hpp"
 #include "tensor/hdf5.hpp"
 #include "train/classify.hpp"
 #include "train/metrics.hpp"
@@ -36,9 +39,15 @@ int64_t SimOptions::clients_per_round() const {
 
 io::ConfigSchema sim_schema() {
   io::ConfigSchema s;
-  train::declare_vision_model(s);
+  train::declare_vision_model(s, {"bloom"});
+  io::declare_bloom_config(s);  // model.arch: bloom
   s.string("data.path", "data/fashion-mnist.h5",
-           "image data set made by tools/prepare-data --images fashion-mnist");
+           "image data set made by tools/prepare-data --images fashion-mnist, or (model.arch "
+           "bloom) a token data set made by tools/prepare-data");
+  s.integer("data.seq_len", 64, "model.arch bloom: tokens a training window").at_least(1);
+  s.string("data.groups", "",
+           "model.arch bloom: a file naming each input document's group (data/kjv.books: the "
+           "KJV's book of each chapter), for partition.kind groups");
   s.integer("federation.rounds", 10, "server rounds").at_least(1);
   s.integer("federation.num_clients", 100, "clients in the population").at_least(1);
   s.number("federation.fraction_fit", 0.1, "share of the clients sampled each round")
@@ -87,8 +96,11 @@ io::ConfigSchema sim_schema() {
   s.number("budget.worker_memory_mb", 0,
            "memory a worker's running clients' caps may sum to (MiB); 0: no limit")
       .at_least(0);
-  s.string("partition.kind", "iid", "how the training split is shared: iid, dirichlet, shards")
-      .one_of({std::string("iid"), std::string("dirichlet"), std::string("shards")});
+  s.string("partition.kind", "iid",
+           "how the training split is shared: iid, dirichlet, shards (by class labels), or "
+           "groups (text: one client a group of data.groups)")
+      .one_of({std::string("iid"), std::string("dirichlet"), std::string("shards"),
+               std::string("groups")});
   s.number("partition.alpha", 0.5, "dirichlet: concentration (smaller: fewer classes per client)");
   s.integer("partition.min_partition_size", 10, "dirichlet: at least this many samples a client")
       .at_least(0);
@@ -253,9 +265,41 @@ SimOptions sim_options(const io::Config& c, int world) {
   if (o.dp && !(o.dp_config.clipping_norm > 0))
     c.fail("dp.clipping_norm", "differential privacy needs a positive clipping norm");
   o.data_path = c.get<std::string>("data.path");
-  o.model = train::vision_model_from(c, o.data_path);
   o.seed = uint64_t(c.get<int64_t>("seed"));
-  o.model.seed = o.seed;
+  o.text = c.get<std::string>("model.arch") == "bloom";
+  if (o.text) {  // a language model on a token data set
+    o.text_model = io::bloom_config_from(c);
+    o.seq_len = c.get<int64_t>("data.seq_len");
+    o.groups_path = c.get<std::string>("data.groups");
+    try {
+      const data::TokenDataset set = data::TokenDataset::open(o.data_path);
+      if (!c.has("model.vocab_size")) o.text_model.vocab_size = set.vocab_size();
+    } catch (const Error& e) {
+      c.fail("data.path", e.what());
+    }
+    if (o.partition.kind == "dirichlet" || o.partition.kind == "shards")
+      c.fail("partition.kind",
+             fmt::format("{} partitions by class labels, which a language model's data lacks: "
+                         "use iid or groups",
+                         o.partition.kind));
+  } else {
+    o.model = train::vision_model_from(c, o.data_path);
+    o.model.seed = o.seed;
+  }
+  if (o.partition.kind == "groups") {
+    if (o.groups_path.empty())
+      c.fail("partition.kind",
+             "groups partitions a text data set by data.groups (one group name a line, a line "
+             "an input document, e.g. data/kjv.books by tools/get-kjv): set data.groups");
+    std::ifstream in(o.groups_path);
+    if (!in) c.fail("data.groups", fmt::format("{}: cannot open the groups file", o.groups_path));
+    std::set<std::string> names;
+    for (std::string line; std::getline(in, line);) names.insert(line);
+    if (int64_t(names.size()) != o.num_clients)
+      c.fail("federation.num_clients",
+             fmt::format("{} names {} groups, one client each: set federation.num_clients: {}",
+                         o.groups_path, names.size(), names.size()));
+  }
   o.partition.seed = o.seed;
   o.device = c.get<std::string>("device");
   o.eval_interval = c.get<int64_t>("eval.interval");
@@ -425,7 +469,6 @@ struct Server {
   const std::vector<std::vector<int64_t>>& parts;
   ClientTrainer& trainer;  // evaluates the global model
   Strategy& strategy;
-  const data::ImageSet& test;
   WorkerGroup& group;
   train::MetricsWriter& metrics;
   train::MetricsWriter& client_log;
@@ -571,7 +614,7 @@ void close_round(Server& s, int64_t round, nlohmann::ordered_json line, Tally& t
   }
   const bool last = round == o.rounds;
   if (last || (o.eval_interval > 0 && round % o.eval_interval == 0)) {
-    const EvalResult e = s.trainer.evaluate(s.global, s.test, 0, s.test.count, o.eval_batch);
+    const EvalResult e = s.trainer.evaluate_test(s.global, o.eval_batch);
     s.result.accuracy = e.accuracy;
     s.result.loss = e.loss;
     line["val_loss"] = e.loss;
@@ -787,29 +830,58 @@ void run_async(Server& s, int64_t start) {
   }
 }
 
+// The task the options describe, its data loaded.
+std::unique_ptr<Task> make_task(const SimOptions& o) {
+  if (o.text)
+    return std::make_unique<TextTask>(o.data_path, o.groups_path, o.seq_len, o.text_model, o.seed);
+  return std::make_unique<ImageTask>(data::load_image_split(o.data_path, "train"),
+                                     data::load_image_split(o.data_path, "test"), o.model);
+}
+
+// The clients' training samples.
+std::vector<std::vector<int64_t>> partition_of(const SimOptions& o, const Task& task) {
+  if (o.partition.kind == "groups") {
+    auto parts = task.natural_partition();
+    const auto names = task.group_names();
+    TURBINE_CHECK(int64_t(parts.size()) == o.num_clients,
+                  "{} groups, {} clients: set federation.num_clients: {}", parts.size(),
+                  o.num_clients, parts.size());
+    for (size_t i = 0; i < parts.size(); ++i)
+      TURBINE_CHECK(!parts[i].empty(),
+                    "group '{}' has no training window of data.seq_len {} + 1 tokens, so its "
+                    "client has nothing to train on: use a shorter data.seq_len",
+                    names[i], o.seq_len);
+    return parts;
+  }
+  if (task.labels().empty()) {  // iid needs no labels
+    const std::vector<int32_t> none(static_cast<size_t>(task.train_count()), 0);
+    return data::partition(none, 1, o.partition);
+  }
+  return data::partition(task.labels(), task.num_classes(), o.partition);
+}
+
 }  // namespace
 
 SimResult simulate(const SimOptions& options, train::Job& job) {
   const SimOptions& o = options;
   dist::Communicator& comm = job.world();
   const Device device = job.pick_device(o.device);
-  const data::ImageSet train = data::load_image_split(o.data_path, "train");
-  const auto parts = data::partition(train.labels, train.num_classes(), o.partition);
+  const std::unique_ptr<Task> task = make_task(o);
+  const auto parts = partition_of(o, *task);
   const double cores = worker_cores(o, comm);
   const bool leader = comm.rank() == 0;
   // The clients run on the workers, or on rank 0 itself when it is alone.
   std::optional<ClientPool> pool;
-  if (!leader || comm.size() == 1) pool.emplace(o.model, device, train, parts, o.local, cores);
+  if (!leader || comm.size() == 1) pool.emplace(*task, device, parts, o.local, cores);
   if (!leader) {  // a worker: serves rank 0 until the end of the run
     SimResult result;
     result.stopped_early = serve_clients(comm, *pool);
     return result;
   }
   const Population population(o.population);
-  ClientTrainer trainer(o.model, device);
+  ClientTrainer trainer(*task, device);
   std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
   if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);
-  const data::ImageSet test = data::load_image_split(o.data_path, "test");
   WorkerGroup group(comm, pool ? &*pool : nullptr, trainer.numel(), o.scheduler,
                     o.worker_memory_mb);
   std::vector<float> global = trainer.weights();
@@ -835,21 +907,21 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
   }
   log::info(
       "fedsim: {} clients ({} partition, {} to {} samples each), {} {} for {} {}, strategy {}, "
-      "{} scheduler over {} worker(s) of {:g} core(s); model {} ({} weights)",
+      "{} scheduler over {} worker(s) of {:g} core(s); task: {} ({} weights)",
       o.num_clients, o.partition.kind, smallest, largest,
       o.asynchronous() ? (o.concurrency > 0 ? o.concurrency : o.clients_per_round())
                        : o.clients_per_round(),
       o.asynchronous() ? "at once" : "a round", o.rounds,
       o.asynchronous() ? "server steps" : "rounds", strategy->name(), o.scheduler, group.workers(),
-      cores, o.model.arch, trainer.numel());
+      cores, task->describe(), trainer.numel());
   if (start > 0)
     log::info("resuming after {} {}", o.asynchronous() ? "server step" : "round", start);
   train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl", start);
   train::MetricsWriter client_log(o.output_dir + "/clients.jsonl", start);
-  Server server{
-      o,          population, parts,      trainer,           *strategy, test,
-      group,      metrics,    client_log, std::move(global), clock,     RuntimePredictor{},
-      SimResult{}};
+  Server server{o,       population,         parts,
+                trainer, *strategy,          group,
+                metrics, client_log,         std::move(global),
+                clock,   RuntimePredictor{}, SimResult{}};
   server.result.rounds = start;
   try {
     if (o.asynchronous())

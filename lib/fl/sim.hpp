@@ -54,7 +54,12 @@ struct SimOptions {
   bool dp = false;
   DpConfig dp_config;
   double dp_delta = 0;
-  nn::VisionConfig model;
+  nn::VisionConfig model;  // the image classifier, unless text
+  // model.arch bloom: a language model on token windows, partitioned by group.
+  bool text = false;
+  nn::BloomConfig text_model;
+  int64_t seq_len = 64;
+  std::string groups_path;
   std::string data_path;
   uint64_t seed = 1234;
   std::string device = "cpu";

@@ -13,9 +13,17 @@
 
 namespace turbine::train {
 
-void declare_vision_model(io::ConfigSchema& s) {
-  s.string("model.arch", "cnn", "image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style)")
-      .one_of({std::string("mlp"), std::string("cnn"), std::string("resnet")});
+void declare_vision_model(io::ConfigSchema& s, const std::vector<std::string>& other_archs) {
+  std::vector<io::ConfigValue> archs = {std::string("mlp"), std::string("cnn"),
+                                        std::string("resnet")};
+  for (const std::string& arch : other_archs) archs.push_back(arch);
+  s.string("model.arch", "cnn",
+           other_archs.empty()
+               ? "image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style)"
+               : fmt::format("image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style); "
+                             "or {}",
+                             fmt::join(other_archs, ", ")))
+      .one_of(archs);
   s.integers("model.hidden", {128},
              "widths of the hidden fully connected layers (mlp; cnn: after the convolutions)");
   s.integers("model.conv_channels", {32, 64},

@@ -32,7 +32,9 @@ struct ClassifyOptions {
 };
 
 // model.* keys of the image classifiers (shared with fedsim and cl-edge).
-void declare_vision_model(io::ConfigSchema& s);
+// model.* of the image classifiers; `other_archs` are more model.arch values
+// the app handles itself (fedsim's bloom).
+void declare_vision_model(io::ConfigSchema& s, const std::vector<std::string>& other_archs = {});
 // The model's configuration; image shape and classes come from the data set.
 nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_path);
 

@@ -19,6 +19,12 @@
 #              updates, clients that started before a step arrive stale (and
 #              say so), the simulated clock only moves forward, the model
 #              learns; stopped after step 2 and resumed it runs to step 4
+#   text       a tiny BLOOM learns next tokens federated by book: the KJV's
+#              first 400 kB (the pretrain tests' data set) split by
+#              tools/get-kjv's book list into Genesis, Exodus and Leviticus, a client
+#              each, 3 rounds: the loss falls, every round both books train;
+#              a groups count that is not num_clients, and a Dirichlet
+#              partition of text, are refused
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
 #              equals the straight 4 rounds, test accuracy included
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
@@ -231,6 +237,34 @@ check([r["step"] for r in h] == [1, 2, 3, 4], f"resumed run's steps {[r['step'] 
 print("accuracy", m[-1]["accuracy"], "staleness_max", [r["staleness_max"] for r in m], "simulated", sim)
 sys.exit(0 if ok else 1)
 PY
+    ;;
+  text)
+    kjv=$work/kjv
+    "$source/tests/pretrain/fixture.sh" "$kjv"
+    # The 400 kB cut's chapters (paragraphs) and their books.
+    chapters=$(awk 'BEGIN { RS = "" } END { print NR }' "$kjv/kjv-400k.txt")
+    head -n "$chapters" "$kjv/kjv.books" > "$kjv/books-400k.txt"
+    fresh text bad
+    books=(--config "$source/configs/fedsim/kjv-books.yaml" --set data.path="$kjv/data.h5"
+           --set data.groups="$kjv/books-400k.txt" --set federation.num_clients=3
+           --set federation.rounds=3 --set federation.fraction_fit=1.0 --set local.max_steps=8
+           --set model.hidden_size=32 --set eval.interval=1 --set data.seq_len=32)
+    run 2 text "${books[@]}" || fail "text by book (see $work/text.log)"
+    python3 - "$work/text" <<'PY' || fail "the federated language model did not learn"
+import json, sys
+m = [json.loads(line) for line in open(sys.argv[1] + "/metrics.jsonl")]
+c = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+loss = [r["val_loss"] for r in m]
+print("validation loss by round:", loss, "next-token accuracy:", [r["accuracy"] for r in m])
+ok = len(m) == 3 and loss[2] < loss[0] and all(r["clients_ok"] == 3 for r in m)
+ok = ok and sorted({r["client"] for r in c}) == [0, 1, 2]
+sys.exit(0 if ok else 1)
+PY
+    if run 2 bad "${books[@]}" --set federation.num_clients=5; then fail "5 clients for 3 books"; fi
+    grep -q "names 3 groups" "$work/bad.log" || fail "no group count: $(tail -3 "$work/bad.log")"
+    fresh bad
+    if run 2 bad "${books[@]}" --set partition.kind=dirichlet; then fail "Dirichlet text"; fi
+    grep -q "class labels" "$work/bad.log" || fail "no word of labels: $(tail -3 "$work/bad.log")"
     ;;
   bad_input)
     fresh bad
