@@ -8,7 +8,10 @@
 // The CPU time is the client thread's own (CLOCK_THREAD_CPUTIME_ID) times the
 // threads: exact with one thread, an upper bound with more (the OpenMP team
 // idles through the serial parts). The budget's memory cap is a MemoryBudget
-// (lib/tensor) charged by every allocation the client makes.
+// (lib/tensor) charged by every allocation the client makes. On a GPU the
+// same pacing runs on busy wall time (ClientPool): a time slice of the
+// device; CUDA MPS percentages and green-context SM partitions need one
+// process or context per client, which the thread-per-client pool lacks.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 #include "fl/pool.hpp"
 
 #include <chrono>
+#include <thread>
 
 #include "core/error.hpp"
 #include "fl/budget.hpp"
@@ -49,7 +50,23 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task,
   out.task = task;
   const auto started = std::chrono::steady_clock::now();
   CpuBudget cpu(task.share, cores_);
-  cpu.start();
+  if (device_.is_cuda()) {
+    // On a GPU the client's thread mostly waits for its kernels: its share is
+    // a time slice of the device instead, paced by busy wall time (the step's
+    // loss is read back, so a step's wall time is its GPU time).
+    auto wall = [] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    };
+    auto busy = std::make_shared<double>(0);  // slept seconds, subtracted from the wall
+    cpu.start({[wall, busy] { return wall() - *busy; }, wall,
+               [busy](double s) {
+                 std::this_thread::sleep_for(std::chrono::duration<double>(s));
+                 *busy += s;
+               }});
+  } else {
+    cpu.start();
+  }
   out.threads = cpu.threads();
   std::shared_ptr<MemoryBudget> memory;
   if (task.memory_mb > 0) {
