@@ -44,6 +44,7 @@ source "$source/tools/lib/common.sh"  # run_mpi, metric
 work=$build/tests/fedsim-work
 export OMP_NUM_THREADS=1
 fedsim=$build/apps/fedsim
+export PYTHONPATH=$source/tests/fedsim${PYTHONPATH:+:$PYTHONPATH}  # runs.py, the checks' helpers
 fail() { echo "FAIL: $*" >&2; exit 1; }
 data=$("$source/tests/fedsim/fixture.sh" "$work") || exit $?
 # A small federation: 20 clients (Dirichlet 0.5), 4 a round, 6 local steps.
@@ -103,11 +104,12 @@ case $case_name in
     run 3 dp3 "${dp[@]}" || fail "DP on 3 ranks (see $work/dp3.log)"
     same dp3 dp1 "$keys,epsilon"
     python3 - "$work/dp1/metrics.jsonl" <<'PY' || fail "epsilon not reported as expected"
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-eps = [r["epsilon"] for r in rows]
-print("epsilon by round:", eps, "training loss:", [r["train_loss"] for r in rows])
-finite = all(r["train_loss"] is not None for r in rows)
+import sys
+from runs import rows
+records = rows(sys.argv[1])
+eps = [r["epsilon"] for r in records]
+print("epsilon by round:", eps, "training loss:", [r["train_loss"] for r in records])
+finite = all(r["train_loss"] is not None for r in records)
 sys.exit(0 if finite and len(eps) == 2 and 0 < eps[0] < eps[1] else 1)
 PY
     fresh bad
@@ -125,16 +127,11 @@ PY
     run 2 cores "${small[@]}" --set federation.rounds=1 --set budget.worker_cores=2 \
       --set 'devices.compute=[0.5,1.0]' || fail "two cores (see $work/cores.log)"
     python3 - "$work/quarter" "$work/cores" <<'PY' || fail "budgets not applied as configured"
-import json, math, sys
-ok = True
-def check(cond, what):
-    global ok
-    if not cond:
-        print("FAIL:", what)
-        ok = False
+import math, sys
+from runs import check, done, rows
 for run, cores in ((sys.argv[1], 1), (sys.argv[2], 2)):
-    clients = [json.loads(line) for line in open(run + "/clients.jsonl")]
-    metrics = [json.loads(line) for line in open(run + "/metrics.jsonl")]
+    clients = rows(run + "/clients.jsonl")
+    metrics = rows(run + "/metrics.jsonl")
     for c in clients:
         name = f"{run} client {c['client']}"
         check(c["threads"] == math.ceil(c["compute"] * cores - 1e-9), f"{name}: {c['threads']} threads")
@@ -155,11 +152,11 @@ for run, cores in ((sys.argv[1], 1), (sys.argv[2], 2)):
     check(metrics[-1]["clients_failed"] == failed, f"{run}: clients_failed {metrics[-1]['clients_failed']} != {failed}")
     check(metrics[-1]["clients_ok"] == len(clients) - failed, f"{run}: clients_ok")
     print(run, {k: metrics[-1][k] for k in ("clients", "clients_ok", "clients_failed", "accuracy")})
-quarter = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+quarter = rows(sys.argv[1] + "/clients.jsonl")
 check(any(c["memory_mb"] == 4 for c in quarter) and any(c["memory_mb"] == 512 for c in quarter),
       "the draw gave both caps")
 check(any(c["compute"] == 0.25 and c["memory_mb"] == 512 for c in quarter), "a paced client ran")
-sys.exit(0 if ok else 1)
+done()
 PY
     ;;
   fates)
@@ -179,32 +176,23 @@ PY
       fail "deadline (see $work/deadline.log)"
     grep -q "the global model stays as it was" "$work/deadline.log" || fail "no warning of a round without updates"
     python3 - "$work" <<'PY' || fail "client fates not as the trace and deadline say"
-import json, sys
+import sys
+from runs import check, done, rows
 work = sys.argv[1]
-def rows(run, file):
-    return [json.loads(line) for line in open(f"{work}/{run}/{file}")]
-ok = True
-def expect(run, key, value):
-    global ok
-    got = rows(run, "metrics.jsonl")[0][key]
-    if got != value:
-        print(f"FAIL: {run}: {key} {got}, expected {value}")
-        ok = False
-for key, value in (("clients", 20), ("clients_ok", 10), ("clients_dropped", 10)):
-    expect("uniform", key, value)
-for key, value in (("clients", 15), ("clients_ok", 10), ("clients_dropped", 5)):
-    expect("available", key, value)
-ran = {c["client"]: c["fate"] for c in rows("uniform", "clients.jsonl")}
-if sorted(ran) != list(range(15)) or any(ran[c] != ("ok" if c < 10 else "dropped") for c in ran):
-    print("FAIL: uniform: clients run and their fates:", ran)
-    ok = False
-d = rows("deadline", "metrics.jsonl")
-if [r["clients_straggled"] for r in d] != [4, 4] or d[0]["accuracy"] != d[1]["accuracy"]:
-    print("FAIL: deadline:", [(r["clients_straggled"], r["accuracy"]) for r in d])
-    ok = False
-print("uniform:", {k: rows("uniform", "metrics.jsonl")[0][k] for k in ("clients", "clients_ok", "clients_dropped")},
-      "available:", {k: rows("available", "metrics.jsonl")[0][k] for k in ("clients", "clients_ok", "clients_dropped")})
-sys.exit(0 if ok else 1)
+def first(run):
+    return rows(f"{work}/{run}/metrics.jsonl")[0]
+for run, expected in (("uniform", {"clients": 20, "clients_ok": 10, "clients_dropped": 10}),
+                      ("available", {"clients": 15, "clients_ok": 10, "clients_dropped": 5})):
+    got = {key: first(run)[key] for key in expected}
+    print(run, got)
+    check(got == expected, f"{run}: {got}, expected {expected}")
+ran = {c["client"]: c["fate"] for c in rows(f"{work}/uniform/clients.jsonl")}
+check(sorted(ran) == list(range(15)) and all(ran[c] == ("ok" if c < 10 else "dropped") for c in ran),
+      f"uniform: clients run and their fates: {ran}")
+d = rows(f"{work}/deadline/metrics.jsonl")
+check([r["clients_straggled"] for r in d] == [4, 4] and d[0]["accuracy"] == d[1]["accuracy"],
+      f"deadline: {[(r['clients_straggled'], r['accuracy']) for r in d]}")
+done()
 PY
     ;;
   fedbuff)
@@ -216,15 +204,10 @@ PY
     run 3 halves "${buff[@]}" --set federation.rounds=2 || fail "first half (see $work/halves.log)"
     run 3 halves "${buff[@]}" --resume || fail "resumed (see $work/halves.log)"
     python3 - "$work/fedbuff" "$work/halves" <<'PY' || fail "fedbuff's steps not as expected"
-import json, sys
-ok = True
-def check(cond, what):
-    global ok
-    if not cond:
-        print("FAIL:", what)
-        ok = False
-m = [json.loads(line) for line in open(sys.argv[1] + "/metrics.jsonl")]
-clients = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+import sys
+from runs import check, done, rows
+m = rows(sys.argv[1] + "/metrics.jsonl")
+clients = rows(sys.argv[1] + "/clients.jsonl")
 check([r["step"] for r in m] == [1, 2, 3, 4], f"server steps {[r['step'] for r in m]}")
 check(all(r["clients_ok"] == 3 for r in m), f"updates a step {[r['clients_ok'] for r in m]}")
 check(max(r["staleness_max"] for r in m) >= 1, "no stale update with 4 clients at once and K = 3")
@@ -232,10 +215,10 @@ check(all("staleness" in c for c in clients if c["fate"] == "ok"), "clients.json
 sim = [r["simulated_s"] for r in m]
 check(sim == sorted(sim) and sim[0] > 0, f"simulated clock {sim}")
 check(m[-1]["accuracy"] > 0.2, f"accuracy {m[-1]['accuracy']} after 4 server steps")
-h = [json.loads(line) for line in open(sys.argv[2] + "/metrics.jsonl")]
+h = rows(sys.argv[2] + "/metrics.jsonl")
 check([r["step"] for r in h] == [1, 2, 3, 4], f"resumed run's steps {[r['step'] for r in h]}")
 print("accuracy", m[-1]["accuracy"], "staleness_max", [r["staleness_max"] for r in m], "simulated", sim)
-sys.exit(0 if ok else 1)
+done()
 PY
     ;;
   text)
@@ -251,9 +234,10 @@ PY
            --set model.hidden_size=32 --set eval.interval=1 --set data.seq_len=32)
     run 2 text "${books[@]}" || fail "text by book (see $work/text.log)"
     python3 - "$work/text" <<'PY' || fail "the federated language model did not learn"
-import json, sys
-m = [json.loads(line) for line in open(sys.argv[1] + "/metrics.jsonl")]
-c = [json.loads(line) for line in open(sys.argv[1] + "/clients.jsonl")]
+import sys
+from runs import rows
+m = rows(sys.argv[1] + "/metrics.jsonl")
+c = rows(sys.argv[1] + "/clients.jsonl")
 loss = [r["val_loss"] for r in m]
 print("validation loss by round:", loss, "next-token accuracy:", [r["accuracy"] for r in m])
 ok = len(m) == 3 and loss[2] < loss[0] and all(r["clients_ok"] == 3 for r in m)
