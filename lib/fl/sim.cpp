@@ -853,11 +853,20 @@ std::vector<std::vector<int64_t>> partition_of(const SimOptions& o, const Task& 
                     names[i], o.seq_len);
     return parts;
   }
+  std::vector<std::vector<int64_t>> parts;
   if (task.labels().empty()) {  // iid needs no labels
     const std::vector<int32_t> none(static_cast<size_t>(task.train_count()), 0);
-    return data::partition(none, 1, o.partition);
+    parts = data::partition(none, 1, o.partition);
+  } else {
+    parts = data::partition(task.labels(), task.num_classes(), o.partition);
   }
-  return data::partition(task.labels(), task.num_classes(), o.partition);
+  for (size_t i = 0; i < parts.size(); ++i)
+    TURBINE_CHECK(!parts[i].empty(),
+                  "partition {}: client {} of {} has no sample to train on: set "
+                  "partition.min_partition_size to at least 1 (or fewer clients, or a larger "
+                  "alpha)",
+                  o.partition.kind, i, parts.size());
+  return parts;
 }
 
 }  // namespace

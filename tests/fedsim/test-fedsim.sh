@@ -31,7 +31,8 @@
 #              60% test accuracy (74.0% measured)
 #   privacy    client-level DP: the same bits on 1 and 3 ranks, epsilon reported
 #              and growing every round; a clipping norm of 0 is refused
-#   bad_input  more clients a round than exist, Dirichlet alpha 0, an unknown
+#   bad_input  more clients a round than exist, Dirichlet alpha 0, a client
+#              left without samples, an unknown
 #              strategy, an output folder with checkpoints and no --resume, a
 #              compute share above 100%, a memory cap no worker holds, a device
 #              trace without its compute column (line named)
@@ -261,6 +262,7 @@ PY
     }
     expect_error "population has 20" --set federation.min_fit_clients=30
     expect_error "alpha must be positive" --set partition.alpha=0
+    expect_error "has no sample to train on" --set partition.alpha=0.01 --set partition.min_partition_size=0
     expect_error "strategy.name" --set strategy.name=fedsgd
     expect_error "not fedbuff" --set strategy.name=fedbuff --set dp.enabled=true
     expect_error "must be in (0, 1]" --set 'devices.compute=[0.5,1.5]'
