@@ -731,7 +731,7 @@ void run_async(Server& s, int64_t start) {
   };
   std::map<int64_t, Flight> flights;
   std::map<int64_t, std::vector<float>> models;  // by version, while a flight needs one
-  int64_t version = start, next_index = 0;
+  int64_t version = start, next_index = 0, failed_in_a_row = 0;
   uint64_t draws = uint64_t(s.clock.updates) * 7919;  // fresh draws after a resume
   models[version] = s.global;
   s.group.set_model(s.global);
@@ -806,6 +806,13 @@ void run_async(Server& s, int64_t start) {
     s.clock.simulated = std::max(s.clock.simulated, done);
     const std::string fate = fate_of(s, out, f.start, done - f.start);
     record(s, tally, version + 1, *f.ran, fate, done - f.start, version - f.version);
+    // No server step can come if no client ever returns an update.
+    failed_in_a_row = fate == "ok" ? 0 : failed_in_a_row + 1;
+    TURBINE_CHECK(failed_in_a_row < std::max<int64_t>(1000, 10 * o.num_clients),
+                  "fedbuff: the last {} clients all failed, dropped out or straggled (see "
+                  "clients.jsonl): no server step can come; check the memory caps and the "
+                  "availability",
+                  failed_in_a_row);
     if (fate == "ok") {
       const std::vector<float>& from = models.at(f.version);
       std::vector<float> delta(out.result.weights.size());
