@@ -213,6 +213,33 @@ void Communicator::send(const void* data, int64_t bytes, int dest, int tag) {
   stats_.p2p_bytes += bytes;
 }
 
+Communicator::SendRequest Communicator::start_send(const void* data, int64_t bytes, int dest,
+                                                   int tag) {
+  const auto* p = static_cast<const char*>(data);
+  SendRequest request;
+  for (int64_t done = 0; done < bytes || (bytes == 0 && done == 0); done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, bytes - done));
+    request.emplace_back(MPI_REQUEST_NULL);
+    check_mpi(MPI_Isend(p + done, n, MPI_BYTE, dest, tag, comm_, &request.back()), "send");
+    if (bytes == 0) break;
+  }
+  stats_.p2p_bytes += bytes;
+  return request;
+}
+
+bool Communicator::send_done(SendRequest& request) {
+  int done = 0;
+  check_mpi(
+      MPI_Testall(static_cast<int>(request.size()), request.data(), &done, MPI_STATUSES_IGNORE),
+      "send");
+  return done != 0;
+}
+
+void Communicator::wait_send(SendRequest& request) {
+  check_mpi(MPI_Waitall(static_cast<int>(request.size()), request.data(), MPI_STATUSES_IGNORE),
+            "send");
+}
+
 void Communicator::recv(void* data, int64_t bytes, int source, int tag) {
   auto* p = static_cast<char*>(data);
   for (int64_t done = 0; done < bytes || (bytes == 0 && done == 0); done += kMaxCount) {

@@ -120,6 +120,13 @@ class Communicator final : public BufferCollectives {
   void send(const void* data, int64_t bytes, int dest, int tag);
   void recv(void* data, int64_t bytes, int source, int tag);
   int recv_any(void* data, int64_t bytes, int tag);
+  // A send that does not wait (fedsim's workers return results while rank 0
+  // may be sending them a model): `data` must stay valid until
+  // send_done(request) returns true or wait_send(request) returns.
+  using SendRequest = std::vector<MPI_Request>;
+  SendRequest start_send(const void* data, int64_t bytes, int dest, int tag);
+  bool send_done(SendRequest& request);
+  void wait_send(SendRequest& request);
   // Without waiting: the source of a message with `tag` (any tag if -1)
   // ready to receive from `source` (any rank if -1), or -1 if there is none;
   // *found_tag gets its tag.

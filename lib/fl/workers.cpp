@@ -75,7 +75,23 @@ ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
 bool serve_clients(dist::Communicator& comm, ClientPool& pool) {
   std::optional<bool> ended;  // set by the end message: stopped early?
   std::vector<float> model;
+  // Results on their way to rank 0: sent without waiting, so that this loop
+  // keeps receiving (rank 0 may be sending a model meanwhile: two blocking
+  // sends of large buffers towards each other would wait forever).
+  struct Sending {
+    std::array<double, kHeaderDoubles> header;
+    std::vector<float> weights;
+    dist::Communicator::SendRequest header_request, weights_request;
+  };
+  std::deque<Sending> sending;
+  auto sent = [&] {
+    while (!sending.empty() && comm.send_done(sending.front().header_request) &&
+           (sending.front().weights_request.empty() ||
+            comm.send_done(sending.front().weights_request)))
+      sending.pop_front();
+  };
   for (;;) {
+    sent();
     int tag = -1;
     // One probe for every tag: rank 0's messages are handled in the order sent.
     if (!ended && comm.probe(-1, 0, &tag) >= 0) {
@@ -100,14 +116,23 @@ bool serve_clients(dist::Communicator& comm, ClientPool& pool) {
     const bool busy = pool.running() > 0;
     if (auto out = pool.finished(busy ? 5e-4 : 0)) {
       if (out->status == ClientStatus::out_of_memory) log::warn("{}", out->error);
-      const auto header = header_of(*out);
-      comm.send(header.data(), sizeof header, 0, kTagHeader);
-      if (out->status == ClientStatus::ok)
-        comm.send(out->result.weights.data(), int64_t(out->result.weights.size() * sizeof(float)),
-                  0, kTagWeights);
+      Sending& s = sending.emplace_back();
+      s.header = header_of(*out);
+      s.header_request = comm.start_send(s.header.data(), sizeof s.header, 0, kTagHeader);
+      if (out->status == ClientStatus::ok) {
+        s.weights = std::move(out->result.weights);
+        s.weights_request = comm.start_send(
+            s.weights.data(), int64_t(s.weights.size() * sizeof(float)), 0, kTagWeights);
+      }
       continue;
     }
-    if (ended && !busy) return *ended;
+    if (ended && !busy) {
+      for (Sending& s : sending) {
+        comm.wait_send(s.header_request);
+        if (!s.weights_request.empty()) comm.wait_send(s.weights_request);
+      }
+      return *ended;
+    }
     if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 }
