@@ -19,14 +19,6 @@ constexpr int64_t kMaxCapacity = int64_t(1) << 32;  // a slot's index fits a Phi
 constexpr int64_t kMaxPayloadBytes = int64_t(1) << 30;
 constexpr double kBytesPerMb = 1 << 20;
 
-// Uniform in [0, n) from 64 Philox bits by multiply-shift (Lemire): the
-// bias is below n / 2^64.
-uint64_t uniform_below(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t n) {
-  const auto r = philox4x32(seed, stream, counter);
-  const uint64_t bits = (uint64_t(r[0]) << 32) | r[1];
-  return uint64_t((static_cast<unsigned __int128>(bits) * n) >> 64);
-}
-
 // `mb` with the fewest decimals (at least one) that still show it above `budget`.
 std::string format_over(double mb, double budget) {
   for (int decimals = 1; decimals < 6; ++decimals) {
@@ -72,7 +64,7 @@ std::map<int32_t, int64_t> ReplayMemory::class_counts() const {
 }
 
 uint64_t ReplayMemory::draw_below(uint64_t n) const {
-  return uniform_below(config_.seed, kAddStream, uint64_t(seen_), n);
+  return philox_below(config_.seed, kAddStream, uint64_t(seen_), n);
 }
 
 AddResult ReplayMemory::put(int64_t slot, int64_t id, int32_t label) {
@@ -98,8 +90,8 @@ std::vector<int64_t> ReplayMemory::sample(int64_t count, uint64_t batch) const {
   std::iota(slots.begin(), slots.end(), int64_t(0));
   const int64_t n = std::min(count, size());
   for (int64_t i = 0; i < n; ++i) {
-    const uint64_t pick = uniform_below(config_.seed, kSampleStream, (batch << 32) | uint64_t(i),
-                                        uint64_t(size() - i));
+    const uint64_t pick = philox_below(config_.seed, kSampleStream, (batch << 32) | uint64_t(i),
+                                       uint64_t(size() - i));
     std::swap(slots[size_t(i)], slots[size_t(i) + pick]);
   }
   slots.resize(size_t(n));

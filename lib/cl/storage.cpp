@@ -41,10 +41,8 @@ int64_t round_up(int64_t n, int64_t multiple) {
 void draw_prefix(std::vector<int64_t>& items, size_t n, uint64_t seed, uint64_t stream,
                  uint64_t draw) {
   for (size_t i = 0; i < n; ++i) {
-    const auto r = philox4x32(seed, stream, (draw << 32) | i);
-    const uint64_t bits = (uint64_t(r[0]) << 32) | r[1];
-    const auto below = static_cast<unsigned __int128>(items.size() - i);
-    std::swap(items[i], items[i + size_t((static_cast<unsigned __int128>(bits) * below) >> 64)]);
+    std::swap(items[i],
+              items[i + size_t(philox_below(seed, stream, (draw << 32) | i, items.size() - i))]);
   }
   items.resize(n);
 }

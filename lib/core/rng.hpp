@@ -67,4 +67,21 @@ TURBINE_HOST_DEVICE inline float philox_normal(uint64_t seed, uint64_t stream, u
   return lane == 0 ? radius * std::cos(angle) : radius * std::sin(angle);
 }
 
+// Host-side draws of whole 64-bit values (samplers, partitions, simulated
+// populations): the first two lanes of one Philox call.
+inline uint64_t philox_bits64(uint64_t seed, uint64_t stream, uint64_t counter) {
+  const auto r = philox4x32(seed, stream, counter);
+  return (uint64_t(r[0]) << 32) | r[1];
+}
+
+// Uniform in [0, n) by multiply-shift (Lemire): the bias is below n / 2^64.
+inline uint64_t philox_below(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t n) {
+  return uint64_t((static_cast<unsigned __int128>(philox_bits64(seed, stream, counter)) * n) >> 64);
+}
+
+// Uniform in [0, 1) with 53 random bits.
+inline double philox_unit(uint64_t seed, uint64_t stream, uint64_t counter) {
+  return double(philox_bits64(seed, stream, counter) >> 11) / 9007199254740992.0;  // 2^53
+}
+
 }  // namespace turbine

@@ -15,12 +15,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-double u53(uint64_t seed, uint64_t stream, uint64_t counter) {
-  const auto r = philox4x32(seed, stream, counter);
-  const uint64_t bits = ((uint64_t(r[0]) << 32) | r[1]) >> 11;
-  return double(bits) / 9007199254740992.0;  // 2^53
-}
-
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r");
   if (b == std::string::npos) return "";
@@ -154,16 +148,17 @@ Population::Population(const PopulationConfig& config) : config_(config) {
     for (double m : c.memory_mb) TURBINE_CHECK(m >= 0, "devices.memory_mb: negative cap {}", m);
     for (int64_t i = 0; i < c.clients; ++i) {
       ClientProfile& p = profiles_[size_t(i)];
-      double draw = u53(c.seed, 0xde1ce, uint64_t(i) * 4) * total;
+      double draw = philox_unit(c.seed, 0xde1ce, uint64_t(i) * 4) * total;
       size_t tier = 0;
       while (tier + 1 < weights.size() && draw >= weights[tier]) draw -= weights[tier++];
       p.compute = c.compute[tier];
       if (!c.memory_mb.empty())
-        p.memory_mb = c.memory_mb[size_t(u53(c.seed, 0xde1ce, uint64_t(i) * 4 + 1) *
+        p.memory_mb = c.memory_mb[size_t(philox_unit(c.seed, 0xde1ce, uint64_t(i) * 4 + 1) *
                                          double(c.memory_mb.size()))];
       if (c.bandwidth_hi > 0)
-        p.bandwidth_mbps = c.bandwidth_lo * std::pow(c.bandwidth_hi / c.bandwidth_lo,
-                                                     u53(c.seed, 0xde1ce, uint64_t(i) * 4 + 2));
+        p.bandwidth_mbps =
+            c.bandwidth_lo * std::pow(c.bandwidth_hi / c.bandwidth_lo,
+                                      philox_unit(c.seed, 0xde1ce, uint64_t(i) * 4 + 2));
     }
   }
   // Workloads drawn where the trace leaves them to the config.
@@ -173,11 +168,11 @@ Population::Population(const PopulationConfig& config) : config_(config) {
                 c.local_steps_lo, c.local_steps_hi);
   for (int64_t i = 0; i < c.clients; ++i) {
     ClientProfile& p = profiles_[size_t(i)];
-    const double draw = u53(c.seed, 0x3044, uint64_t(i));
+    const double draw = philox_unit(c.seed, 0x3044, uint64_t(i));
     if (p.batch_size == 0 && !c.batch_sizes.empty())
       p.batch_size = c.batch_sizes[size_t(draw * double(c.batch_sizes.size()))];
     if (p.local_steps == 0 && c.local_steps_hi > 0)
-      p.local_steps = c.local_steps_lo + int64_t(u53(c.seed, 0x3045, uint64_t(i)) *
+      p.local_steps = c.local_steps_lo + int64_t(philox_unit(c.seed, 0x3045, uint64_t(i)) *
                                                  double(c.local_steps_hi - c.local_steps_lo + 1));
     p.local_steps = std::max(p.local_steps, int64_t(0));
   }
@@ -215,9 +210,9 @@ void Population::walk_drawn(int64_t client, const std::function<bool(const Windo
   const double on = config_.mean_online_s, off = config_.mean_offline_s;
   const uint64_t stream = 0xa7a11ULL + uint64_t(client);
   auto expo = [&](uint64_t k, double mean) {
-    return -mean * std::log1p(-u53(config_.seed, stream, k));
+    return -mean * std::log1p(-philox_unit(config_.seed, stream, k));
   };
-  const bool starts_online = u53(config_.seed, stream, 0) < on / (on + off);
+  const bool starts_online = philox_unit(config_.seed, stream, 0) < on / (on + off);
   double t = 0;
   for (uint64_t k = 1, n = 0;; ++n) {
     if (n > 0 || !starts_online) t += expo(k++, off);
