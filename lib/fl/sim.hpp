@@ -1,25 +1,27 @@
 // fedsim's federated simulation (issue 17): rank 0 is the server (client
 // selection, aggregation by a Flower strategy, evaluation, metrics,
-// checkpoints); the other ranks are persistent workers, each with one
-// ClientTrainer reused for every client it runs. With one rank the server
-// runs the clients itself.
+// checkpoints); the other ranks are persistent workers (lib/fl/workers.hpp)
+// that run many clients at once, each in a reused ClientTrainer slot of
+// their ClientPool (lib/fl/pool.hpp). With one rank the server runs the
+// clients itself. What the clients learn is a Task (lib/fl/task.hpp: an
+// image classifier, or a BLOOM on text grouped by book).
 //
 // Every client has a device (lib/fl/population.hpp: a compute share of a
 // worker, a memory cap, a bandwidth; drawn or from a trace), a workload and
 // online windows. Every round the server samples clients (uniformly or among
-// those online, seeded by round), sends the global weights to the workers
-// and hands the clients out to run under their budgets (lib/fl/pool.hpp):
-// `dynamic` (FedHC's scheduler) packs them onto workers longest predicted
-// runtime first, as many at once as the worker's compute (and memory) holds,
-// and fills a worker again the moment a client returns; `naive` runs each
-// worker's clients (dealt round robin) one at a time, as a framework without
-// packing would. A client's simulated time is its measured compute under
-// its budget plus its model download and upload over its bandwidth; it
-// drops out if it goes offline before that, straggles past the round
-// deadline, or fails past its memory cap. The accepted updates are
+// those online, seeded by round), and hands them out to run under their
+// budgets: `dynamic` (FedHC's scheduler) packs them onto workers longest
+// predicted runtime first, as many at once as the worker's compute (and
+// memory) holds, and fills a worker again the moment a client returns;
+// `naive` runs each worker's clients (dealt round robin) one at a time, as a
+// framework without packing would. A client's simulated time is its
+// measured compute under its budget plus its model download and upload over
+// its bandwidth; it drops out if it goes offline before that, straggles past
+// the round deadline, or fails past its memory cap. The accepted updates are
 // aggregated in selection order, so the result does not depend on the
-// scheduler or the number of workers. Asynchronous FedBuff is still to
-// come.
+// scheduler or the number of workers. strategy fedbuff runs asynchronously
+// instead (sim.cpp's run_async): a server step every buffer_size updates,
+// taken in the order of simulated completion.
 #pragma once
 
 #include <string>
