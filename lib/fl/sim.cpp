@@ -37,6 +37,89 @@ int64_t SimOptions::clients_per_round() const {
   return std::min(num_clients, std::max(min_fit_clients, by_fraction));
 }
 
+namespace {
+
+// The clients' devices, workloads and availability, and the workers' budgets.
+void declare_population(io::ConfigSchema& s) {
+  s.numbers("devices.compute", {1.0},
+            "compute tiers: a client's share of a worker's cores, each in (0, 1]");
+  s.numbers("devices.compute_weights", {},
+            "how likely each compute tier is (relative); empty: equally likely");
+  s.numbers("devices.memory_mb", {},
+            "memory caps (MiB) drawn uniformly; a client past its cap fails; empty: no cap");
+  s.numbers("devices.bandwidth_mbps", {0, 0},
+            "[lo, hi]: bandwidth drawn log-uniformly (Mb/s) for the model's download and upload; "
+            "[0, 0]: communication takes no time");
+  s.string("devices.trace", "",
+           "CSV of devices (compute, memory_mb, bandwidth_mbps, batch_size, local_steps); client "
+           "c takes row c mod rows. Overrides the drawn devices");
+  s.integers("workload.batch_sizes", {}, "batch sizes drawn per client; empty: local.batch_size");
+  s.integers("workload.local_steps", {0, 0},
+             "[lo, hi]: local steps drawn per client; [0, 0]: local.epochs and local.max_steps");
+  s.string("availability.trace", "",
+           "CSV of online windows (client, start_s, end_s) in simulated seconds");
+  s.number("availability.mean_online_s", 0, "drawn availability: mean online spell (s)")
+      .at_least(0);
+  s.number("availability.mean_offline_s", 0,
+           "drawn availability: mean offline spell (s); 0: always online")
+      .at_least(0);
+  s.number("budget.worker_cores", 0,
+           "cores of a worker rank that compute shares are of; 0: the node's cores over its ranks")
+      .at_least(0);
+  s.number("budget.worker_memory_mb", 0,
+           "memory a worker's running clients' caps may sum to (MiB); 0: no limit")
+      .at_least(0);
+}
+
+// Reads what declare_population declared into `o` (o.num_clients set), and
+// builds the population once to refuse bad devices and traces before any round.
+void population_from(const io::Config& c, SimOptions& o) {
+  PopulationConfig& pc = o.population;
+  pc.clients = o.num_clients;
+  pc.seed = uint64_t(c.get<int64_t>("seed"));
+  pc.compute = c.get<std::vector<double>>("devices.compute");
+  pc.compute_weights = c.get<std::vector<double>>("devices.compute_weights");
+  pc.memory_mb = c.get<std::vector<double>>("devices.memory_mb");
+  const auto bandwidth = c.get<std::vector<double>>("devices.bandwidth_mbps");
+  if (bandwidth.size() != 2)
+    c.fail("devices.bandwidth_mbps", "two numbers expected: [lo, hi] (Mb/s), or [0, 0]");
+  pc.bandwidth_lo = bandwidth[0];
+  pc.bandwidth_hi = bandwidth[1];
+  pc.device_trace = c.get<std::string>("devices.trace");
+  pc.batch_sizes = c.get<std::vector<int64_t>>("workload.batch_sizes");
+  const auto steps = c.get<std::vector<int64_t>>("workload.local_steps");
+  if (steps.size() != 2) c.fail("workload.local_steps", "two numbers expected: [lo, hi]");
+  pc.local_steps_lo = steps[0];
+  pc.local_steps_hi = steps[1];
+  pc.availability_trace = c.get<std::string>("availability.trace");
+  pc.mean_online_s = c.get<double>("availability.mean_online_s");
+  pc.mean_offline_s = c.get<double>("availability.mean_offline_s");
+  o.worker_cores = c.get<double>("budget.worker_cores");
+  if (o.worker_cores > 0 && o.worker_cores < 1)
+    c.fail("budget.worker_cores",
+           fmt::format("a worker has at least one core, got {}", o.worker_cores));
+  o.worker_memory_mb = c.get<double>("budget.worker_memory_mb");
+  {  // every client's device and workload, checked before any round
+    std::optional<Population> population;
+    const std::string key = !pc.device_trace.empty()         ? "devices.trace"
+                            : !pc.availability_trace.empty() ? "availability.trace"
+                                                             : "devices.compute";
+    try {
+      population.emplace(pc);
+    } catch (const Error& e) {
+      c.fail(key, e.what());
+    }
+    for (int64_t i = 0; i < o.num_clients && o.worker_memory_mb > 0; ++i)
+      if (population->profile(i).memory_mb > o.worker_memory_mb)
+        c.fail(pc.device_trace.empty() ? "devices.memory_mb" : "devices.trace",
+               fmt::format("client {} has a memory cap of {} MiB, more than a worker holds "
+                           "(budget.worker_memory_mb {}): it fits on no worker",
+                           i, population->profile(i).memory_mb, o.worker_memory_mb));
+  }
+}
+
+}  // namespace
+
 io::ConfigSchema sim_schema() {
   io::ConfigSchema s;
   train::declare_vision_model(s, {"bloom"});
@@ -68,34 +151,7 @@ io::ConfigSchema sim_schema() {
   s.number("federation.round_deadline_s", 0,
            "simulated seconds a round waits; later clients are stragglers (dropped); 0: none")
       .at_least(0);
-  s.numbers("devices.compute", {1.0},
-            "compute tiers: a client's share of a worker's cores, each in (0, 1]");
-  s.numbers("devices.compute_weights", {},
-            "how likely each compute tier is (relative); empty: equally likely");
-  s.numbers("devices.memory_mb", {},
-            "memory caps (MiB) drawn uniformly; a client past its cap fails; empty: no cap");
-  s.numbers("devices.bandwidth_mbps", {0, 0},
-            "[lo, hi]: bandwidth drawn log-uniformly (Mb/s) for the model's download and upload; "
-            "[0, 0]: communication takes no time");
-  s.string("devices.trace", "",
-           "CSV of devices (compute, memory_mb, bandwidth_mbps, batch_size, local_steps); client "
-           "c takes row c mod rows. Overrides the drawn devices");
-  s.integers("workload.batch_sizes", {}, "batch sizes drawn per client; empty: local.batch_size");
-  s.integers("workload.local_steps", {0, 0},
-             "[lo, hi]: local steps drawn per client; [0, 0]: local.epochs and local.max_steps");
-  s.string("availability.trace", "",
-           "CSV of online windows (client, start_s, end_s) in simulated seconds");
-  s.number("availability.mean_online_s", 0, "drawn availability: mean online spell (s)")
-      .at_least(0);
-  s.number("availability.mean_offline_s", 0,
-           "drawn availability: mean offline spell (s); 0: always online")
-      .at_least(0);
-  s.number("budget.worker_cores", 0,
-           "cores of a worker rank that compute shares are of; 0: the node's cores over its ranks")
-      .at_least(0);
-  s.number("budget.worker_memory_mb", 0,
-           "memory a worker's running clients' caps may sum to (MiB); 0: no limit")
-      .at_least(0);
+  declare_population(s);
   s.string("partition.kind", "iid",
            "how the training split is shared: iid, dirichlet, shards (by class labels), or "
            "groups (text: one client a group of data.groups)")
@@ -173,48 +229,7 @@ SimOptions sim_options(const io::Config& c, int world) {
                        o.min_fit_clients, o.num_clients));
   o.sampling = c.get<std::string>("federation.sampling");
   o.round_deadline_s = c.get<double>("federation.round_deadline_s");
-  PopulationConfig& pc = o.population;
-  pc.clients = o.num_clients;
-  pc.seed = uint64_t(c.get<int64_t>("seed"));
-  pc.compute = c.get<std::vector<double>>("devices.compute");
-  pc.compute_weights = c.get<std::vector<double>>("devices.compute_weights");
-  pc.memory_mb = c.get<std::vector<double>>("devices.memory_mb");
-  const auto bandwidth = c.get<std::vector<double>>("devices.bandwidth_mbps");
-  if (bandwidth.size() != 2)
-    c.fail("devices.bandwidth_mbps", "two numbers expected: [lo, hi] (Mb/s), or [0, 0]");
-  pc.bandwidth_lo = bandwidth[0];
-  pc.bandwidth_hi = bandwidth[1];
-  pc.device_trace = c.get<std::string>("devices.trace");
-  pc.batch_sizes = c.get<std::vector<int64_t>>("workload.batch_sizes");
-  const auto steps = c.get<std::vector<int64_t>>("workload.local_steps");
-  if (steps.size() != 2) c.fail("workload.local_steps", "two numbers expected: [lo, hi]");
-  pc.local_steps_lo = steps[0];
-  pc.local_steps_hi = steps[1];
-  pc.availability_trace = c.get<std::string>("availability.trace");
-  pc.mean_online_s = c.get<double>("availability.mean_online_s");
-  pc.mean_offline_s = c.get<double>("availability.mean_offline_s");
-  o.worker_cores = c.get<double>("budget.worker_cores");
-  if (o.worker_cores > 0 && o.worker_cores < 1)
-    c.fail("budget.worker_cores",
-           fmt::format("a worker has at least one core, got {}", o.worker_cores));
-  o.worker_memory_mb = c.get<double>("budget.worker_memory_mb");
-  {  // every client's device and workload, checked before any round
-    std::optional<Population> population;
-    const std::string key = !pc.device_trace.empty()         ? "devices.trace"
-                            : !pc.availability_trace.empty() ? "availability.trace"
-                                                             : "devices.compute";
-    try {
-      population.emplace(pc);
-    } catch (const Error& e) {
-      c.fail(key, e.what());
-    }
-    for (int64_t i = 0; i < o.num_clients && o.worker_memory_mb > 0; ++i)
-      if (population->profile(i).memory_mb > o.worker_memory_mb)
-        c.fail(pc.device_trace.empty() ? "devices.memory_mb" : "devices.trace",
-               fmt::format("client {} has a memory cap of {} MiB, more than a worker holds "
-                           "(budget.worker_memory_mb {}): it fits on no worker",
-                           i, population->profile(i).memory_mb, o.worker_memory_mb));
-  }
+  population_from(c, o);
   o.partition.kind = c.get<std::string>("partition.kind");
   o.partition.clients = o.num_clients;
   o.partition.alpha = c.get<double>("partition.alpha");
