@@ -177,6 +177,14 @@ std::string TextTask::describe() const {
       group_names_.empty() ? "" : fmt::format(" in {} groups", group_names_.size()));
 }
 
+std::span<const int32_t> TextTask::window(bool test_split, int64_t row) const {
+  const std::vector<int64_t>& windows = test_split ? test_windows_ : train_windows_;
+  TURBINE_CHECK(row >= 0 && row < int64_t(windows.size()), "text task: window {} of {}", row,
+                windows.size());
+  return {(test_split ? test_tokens_ : train_tokens_).data() + windows[size_t(row)],
+          size_t(seq_len_ + 1)};
+}
+
 void TextTask::batch(bool test_split, std::span<const int64_t> rows, Device device, Tensor* ids,
                      Tensor* targets) const {
   const std::vector<int32_t>& tokens = test_split ? test_tokens_ : train_tokens_;

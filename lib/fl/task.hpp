@@ -95,6 +95,8 @@ class TextTask : public Task {
              Tensor* targets) const;
   const nn::BloomConfig& model() const { return model_; }
   int64_t seq_len() const { return seq_len_; }
+  // The seq_len + 1 tokens of window `row` of a split.
+  std::span<const int32_t> window(bool test_split, int64_t row) const;
 
  private:
   int64_t seq_len_;

@@ -1,0 +1,244 @@
+// The replay tiers of replay.hpp.
+#include "cl/replay.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <set>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace turbine::cl {
+
+ReplayTier::ReplayTier(const TierConfig& config) : config_(config) {
+  const TierConfig& c = config_;
+  TURBINE_CHECK(c.rb_size >= 1, "memory.rb_size {} must be at least 1", c.rb_size);
+  TURBINE_CHECK(c.policy == "reservoir" || c.policy == "class_balanced",
+                "memory.policy {}: reservoir or class_balanced", c.policy);
+  MemoryConfig m;
+  m.capacity = c.rb_size;
+  m.seed = c.seed;
+  m.payload_bytes = c.payload_bytes;
+  // The swap's read buffer counts against the budget as well.
+  const int64_t swap_slots =
+      c.st_size > 0 ? int64_t(std::llround(c.swap_ratio * double(c.rb_size))) : 0;
+  const int64_t sample_bytes = c.payload_bytes + kIdLabelBytes;
+  check_memory_budget(c.rb_size, sample_bytes, c.budget_mb);
+  TURBINE_CHECK(c.budget_mb <= 0 ||
+                    double((c.rb_size + swap_slots) * sample_bytes) <= c.budget_mb * 1048576.0,
+                "rb_size {} samples and a swap buffer of {} (swap_ratio {}) x {} bytes = {:.2f} "
+                "MB are over the memory budget of {} MB: lower memory.swap_ratio or rb_size",
+                c.rb_size, swap_slots, c.swap_ratio, sample_bytes,
+                double((c.rb_size + swap_slots) * sample_bytes) / 1048576.0, c.budget_mb);
+  if (c.policy == "reservoir")
+    memory_ = std::make_unique<ReservoirMemory>(m);
+  else
+    memory_ = std::make_unique<ClassBalancedMemory>(m);
+  if (c.st_size <= 0) {
+    payloads_.assign(size_t(c.rb_size * c.payload_bytes), 0);
+    return;
+  }
+  StoreConfig s;
+  s.storage_dir = c.storage_dir;
+  s.st_size = c.st_size;
+  s.payload_bytes = c.payload_bytes;
+  s.seed = c.seed ^ 0x5707e;
+  s.direct_io = c.direct_io;
+  store_ = std::make_unique<SampleStore>(s);
+  SwapConfig w;
+  w.swap_period = c.swap_period;
+  w.swap_ratio = c.swap_ratio;
+  w.seed = c.seed ^ 0x5a9;
+  swap_ = std::make_unique<SwapManager>(*memory_, *store_, w);
+}
+
+ReplayTier::~ReplayTier() = default;
+
+void ReplayTier::begin_iteration(int64_t iteration) {
+  if (swap_) swap_->request_swap(iteration);
+}
+
+void ReplayTier::end_iteration() {
+  if (swap_) swap_->apply();
+}
+
+void ReplayTier::observe(int64_t id, int32_t label, std::span<const uint8_t> payload) {
+  TURBINE_CHECK(int64_t(payload.size()) == config_.payload_bytes,
+                "replay: a payload of {} bytes, expected {}", payload.size(),
+                config_.payload_bytes);
+  if (swap_) {
+    swap_->observe(id, label, payload);
+    return;
+  }
+  const AddResult r = memory_->add(id, label);
+  if (r.action != AddAction::skipped)
+    std::memcpy(payloads_.data() + r.slot * config_.payload_bytes, payload.data(), payload.size());
+}
+
+std::span<const uint8_t> ReplayTier::payload(int64_t slot) const {
+  if (swap_) return swap_->payload(slot);
+  TURBINE_CHECK(slot >= 0 && slot < size(), "replay: slot {} of {}", slot, size());
+  return {payloads_.data() + slot * config_.payload_bytes, size_t(config_.payload_bytes)};
+}
+
+int64_t ReplayTier::ram_bytes() const {
+  return swap_ ? swap_->ram_bytes() + swap_->swap_buffer_bytes() : memory_->capacity_bytes();
+}
+
+namespace {
+
+// `count` of `values`, a uniform subset by (seed, stream), in their order.
+std::vector<int64_t> choose(std::vector<int64_t> values, int64_t count, uint64_t seed,
+                            uint64_t stream) {
+  if (count >= int64_t(values.size())) return values;
+  std::vector<int64_t> order(values.size());
+  std::iota(order.begin(), order.end(), 0);
+  for (size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1], order[size_t(philox_below(seed, stream, i, i))]);
+  order.resize(size_t(count));
+  std::sort(order.begin(), order.end());
+  std::vector<int64_t> out;
+  for (const int64_t k : order) out.push_back(values[size_t(k)]);
+  return out;
+}
+
+}  // namespace
+
+void ReplayTier::reconfigure(const TierConfig& next) {
+  namespace fs = std::filesystem;
+  TURBINE_CHECK(swap_ && next.st_size > 0, "replay: only a hierarchical tier is reconfigured");
+  TURBINE_CHECK(next.rb_size >= 1, "replay: rb_size {} must be at least 1", next.rb_size);
+  TierConfig c = config_;
+  c.rb_size = next.rb_size;
+  c.st_size = next.st_size;
+  c.swap_ratio = next.swap_ratio;
+  const int64_t swap_slots = int64_t(std::llround(c.swap_ratio * double(c.rb_size)));
+  const int64_t sample_bytes = c.payload_bytes + kIdLabelBytes;
+  check_memory_budget(c.rb_size + swap_slots, sample_bytes, c.budget_mb);
+  swap_->apply();
+  const SwapSnapshot old = swap_->snapshot();
+  const uint64_t seed = c.seed ^ 0x4e5a ^ uint64_t(generation_ + 1) * 0x9e3779b97f4a7c15ULL;
+  // Storage: the same file, or a new one with a subset of the records.
+  std::unique_ptr<SampleStore> store;
+  std::string old_path;
+  if (c.st_size != config_.st_size) {
+    const int64_t generation = generation_ + 1;
+    StoreConfig s;
+    s.storage_dir = (fs::path(config_.storage_dir) / fmt::format("tier-{}", generation)).string();
+    fs::create_directories(s.storage_dir);
+    s.st_size = c.st_size;
+    s.payload_bytes = c.payload_bytes;
+    s.seed = c.seed ^ 0x5707e;
+    s.direct_io = c.direct_io;
+    store = std::make_unique<SampleStore>(s);
+    std::vector<int64_t> records(size_t(store_->records()));
+    std::iota(records.begin(), records.end(), 0);
+    records = choose(std::move(records), c.st_size, seed, 1);
+    std::vector<uint8_t> payloads(static_cast<size_t>(c.payload_bytes));
+    for (const int64_t record : records) {
+      const int64_t one[1] = {record};
+      const StoredSample in = store_->read(one, payloads)[0];
+      store->append(in.id, in.label, payloads);
+    }
+    StoreSnapshot snap = store->snapshot();
+    // The stream seen so far, for Algorithm R's odds; a store that grew past
+    // what it kept fills its new room first.
+    if (int64_t(records.size()) == std::min(store_->seen(), c.st_size))
+      snap.index.seen = store_->seen();
+    store->restore(snap);
+    moved_read_ += store_->bytes_read();
+    moved_written_ += store_->bytes_written();
+    old_path = store_->path();
+    generation_ = generation;
+  }
+  SampleStore& target = store ? *store : *store_;
+  // RAM: a subset of what it holds, or all of it and stored samples it lacks.
+  std::vector<int64_t> slots(size_t(memory_->size()));
+  std::iota(slots.begin(), slots.end(), 0);
+  slots = choose(std::move(slots), c.rb_size, seed, 2);
+  MemorySnapshot m;
+  m.capacity = c.rb_size;
+  m.seed = c.seed;
+  m.seen = memory_->seen();
+  std::vector<uint8_t> payloads;
+  std::set<int64_t> held;
+  for (const int64_t slot : slots) {
+    m.ids.push_back(memory_->ids()[size_t(slot)]);
+    m.labels.push_back(memory_->labels()[size_t(slot)]);
+    const auto p = swap_->payload(slot);
+    payloads.insert(payloads.end(), p.begin(), p.end());
+    held.insert(m.ids.back());
+  }
+  if (int64_t(m.ids.size()) < c.rb_size) {
+    std::vector<int64_t> absent;
+    for (int64_t r = 0; r < target.records(); ++r)
+      if (!held.count(target.ids()[size_t(r)])) absent.push_back(r);
+    absent = choose(std::move(absent), c.rb_size - int64_t(m.ids.size()), seed, 3);
+    std::vector<uint8_t> bytes(absent.size() * size_t(c.payload_bytes));
+    const std::vector<StoredSample> in = target.read(absent, bytes);
+    for (size_t i = 0; i < in.size(); ++i) {
+      m.ids.push_back(in[i].id);
+      m.labels.push_back(in[i].label);
+    }
+    payloads.insert(payloads.end(), bytes.begin(), bytes.end());
+  }
+  // A memory that could not be filled takes new samples into its empty slots first.
+  if (int64_t(m.ids.size()) < std::min(m.seen, c.rb_size)) m.seen = int64_t(m.ids.size());
+  MemoryConfig mc;
+  mc.capacity = c.rb_size;
+  mc.seed = c.seed;
+  mc.payload_bytes = c.payload_bytes;
+  std::unique_ptr<ReplayMemory> memory;
+  if (c.policy == "reservoir")
+    memory = std::make_unique<ReservoirMemory>(mc);
+  else
+    memory = std::make_unique<ClassBalancedMemory>(mc);
+  SwapConfig w;
+  w.swap_period = c.swap_period;
+  w.swap_ratio = c.swap_ratio;
+  w.seed = c.seed ^ 0x5a9;
+  swap_.reset();
+  auto swap = std::make_unique<SwapManager>(*memory, target, w);
+  SwapSnapshot s;
+  s.swap_period = w.swap_period;
+  s.swap_ratio = w.swap_ratio;
+  s.seed = w.seed;
+  s.last_iteration = old.last_iteration;
+  s.swaps_drawn = old.swaps_drawn;
+  s.stats = old.stats;
+  s.memory = std::move(m);
+  s.payloads = std::move(payloads);
+  swap->restore(s);
+  memory_ = std::move(memory);
+  swap_ = std::move(swap);
+  if (store) {
+    store_ = std::move(store);
+    std::error_code ignored;
+    fs::remove(old_path, ignored);
+  }
+  config_ = c;
+}
+
+nlohmann::ordered_json ReplayTier::to_json() const {
+  nlohmann::ordered_json j;
+  j["rb_size"] = capacity();
+  j["ram_bytes"] = ram_bytes();
+  j["held"] = size();
+  j["st_size"] = config_.st_size;
+  if (store_) {
+    const SwapStats s = swap_->stats();
+    j["stored"] = store_->records();
+    j["storage_bytes"] = store_->storage_bytes();
+    j["bytes_read"] = storage_read_bytes();
+    j["bytes_written"] = storage_written_bytes();
+    j["swaps"] = s.swaps;
+    j["swapped_in"] = s.swapped_in;
+    j["direct_io"] = store_->direct_io();
+  }
+  return j;
+}
+
+}  // namespace turbine::cl
