@@ -101,6 +101,7 @@ struct Profiler {
     const std::vector<float> weights = learner.weights();
     const std::vector<float> velocity = learner.velocity();
     const int64_t sample_bytes = o.tier.payload_bytes + kIdLabelBytes;
+    std::vector<double> trial_payload_bytes;
     for (size_t k = 0; k < candidates.size(); ++k) {
       const MemoryConfiguration& cand = candidates[k];
       const auto trial_start = Clock::now();
@@ -151,8 +152,25 @@ struct Profiler {
             (accuracy + double(task) * accuracy_on(old_payloads, old_labels)) / double(task + 1);
       learner.set_weights(weights);
       learner.set_velocity(velocity);
-      // The task's energy under this configuration.
-      const double per_step = trial_s / double(std::max<int64_t>(1, o.miro.profile_iterations));
+      ProfiledConfiguration row;
+      row.config = cand;
+      row.accuracy = accuracy;
+      row.seconds = trial_s;
+      out.table.push_back(row);
+      trial_payload_bytes.push_back(double(payload_bytes));
+    }
+    // Each candidate's energy for the rest of the task. Its steps take the
+    // same time (the replay batch is the same size): the mean over the
+    // trials, or miro.step_seconds when set (then the choice is
+    // reproducible, not subject to timing noise).
+    const auto iters = double(std::max<int64_t>(1, o.miro.profile_iterations));
+    double per_step = o.miro.step_seconds;
+    if (per_step <= 0) {
+      for (const ProfiledConfiguration& row : out.table) per_step += row.seconds;
+      per_step /= iters * double(out.table.size());
+    }
+    for (size_t k = 0; k < out.table.size(); ++k) {
+      const MemoryConfiguration& cand = out.table[k].config;
       const auto slots = double(std::llround(cand.swap_ratio * double(cand.rb_size)));
       const double swaps = double(task_iterations) / double(o.tier.swap_period);
       const auto record = double(store.record_bytes());
@@ -160,18 +178,11 @@ struct Profiler {
       u.busy_s = per_step * double(task_iterations);
       u.wall_s = u.busy_s;
       u.resident_gib_s = double((cand.rb_size + int64_t(slots)) * sample_bytes) / kGiB * u.busy_s;
-      u.dram_bytes = double(payload_bytes) /
-                         double(std::max<int64_t>(1, o.miro.profile_iterations)) *
-                         double(task_iterations) +
-                     swaps * slots * double(bytes);
+      u.dram_bytes =
+          trial_payload_bytes[k] / iters * double(task_iterations) + swaps * slots * double(bytes);
       u.storage_read_bytes = swaps * slots * record;
       u.storage_write_bytes = expected_writes(cand.st_size, store.seen(), task_samples) * record;
-      ProfiledConfiguration row;
-      row.config = cand;
-      row.accuracy = accuracy;
-      row.energy_j = std::max(1e-9, model_energy(o.profile, u).total_j);
-      row.seconds = trial_s;
-      out.table.push_back(row);
+      out.table[k].energy_j = std::max(1e-9, model_energy(o.profile, u).total_j);
     }
     out.choice = choose_configuration(out.table, o.miro.cutline);
     out.seconds = since(start);
@@ -254,6 +265,10 @@ io::ConfigSchema cl_schema() {
   s.integer("miro.profile_period", 0, "miro: > 0: profile again every N iterations of a task")
       .at_least(0);
   s.integer("miro.cutline", 3, "miro: the most accurate candidates kept").at_least(1);
+  s.number("miro.step_seconds", 0,
+           "miro: > 0: a step's seconds in the candidates' energy estimates (reproducible "
+           "choices); 0: measured in the trials")
+      .at_least(0);
   s.string("energy.device", "jetson-xavier-nx",
            "device profile of configs/devices (or a .yaml path) the energy is modelled with");
   s.string("energy.devices_dir", "configs/devices", "where device profiles are looked up");
@@ -359,6 +374,7 @@ ClOptions cl_options(const io::Config& c, int world) {
   o.miro.profile_iterations = c.get<int64_t>("miro.profile_iterations");
   o.miro.profile_period = c.get<int64_t>("miro.profile_period");
   o.miro.cutline = c.get<int64_t>("miro.cutline");
+  o.miro.step_seconds = c.get<double>("miro.step_seconds");
   const int64_t sample_bytes = t.payload_bytes + kIdLabelBytes;
   if (uses_memory(st.name)) {
     try {

@@ -49,6 +49,7 @@ struct MiroOptions {
   int64_t profile_iterations = 20;
   int64_t profile_period = 0;  // > 0: profile again every N iterations of a task
   int64_t cutline = 3;
+  double step_seconds = 0;  // > 0: a step's time in the energy estimates; 0: measured
 };
 
 struct SweepOptions {
