@@ -7,6 +7,7 @@
 // x sweep.rb_sizes x sweep.seeds spread over the ranks (lib/cl/run.hpp).
 #include "cl/run.hpp"
 #include "core/error.hpp"
+#include "core/signals.hpp"
 
 using namespace turbine;
 
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
       "  mpirun -np N cl-edge --config FILE --sweep   (strategies x rb_sizes x seeds; "
       "output.dir/sweep.md)"};
   train::JobFlags flags;
-  flags.add_to(cli, /*resumable=*/false);
+  flags.add_to(cli);
   bool sweep = false;
   cli.add_flag("--sweep", sweep,
                "run the grid sweep.strategies x sweep.rb_sizes x sweep.seeds over the ranks and "
@@ -35,7 +36,14 @@ int main(int argc, char** argv) {
   return job.run([&] {
     if (sweep) return cl::run_sweep(*options, job);
     const Device device = job.pick_device(options->device);
+    dist::Communicator self = job.world().split(job.world().rank(), 0);
     if (!job.leader()) return 0;
-    return cl::report_stream(*options, cl::run_stream(*options, device, true));
+    const cl::StreamResult result = cl::run_stream(*options, device, self, true);
+    if (result.stopped) {
+      fmt::print("cl-edge: stopped with a checkpoint in {}; --resume continues\n",
+                 options->output_dir);
+      return kExitStoppedResumable;
+    }
+    return cl::report_stream(*options, result);
   });
 }

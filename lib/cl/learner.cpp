@@ -24,6 +24,7 @@ Learner::Learner(const Stream& stream, const LearnerConfig& config)
     all.insert(all.end(), buffers.begin(), buffers.end());
   }
   flat_ = std::make_unique<optim::FlatParameters>(all);
+  state_list_ = all;  // relocated into the flat buffer: the handles see it
 }
 
 Learner::~Learner() = default;

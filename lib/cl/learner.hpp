@@ -63,6 +63,9 @@ class Learner {
   const std::vector<float>& velocity() const { return velocity_; }
   void set_velocity(std::vector<float> velocity);
 
+  // The named weights (parameters, then buffers), for a checkpoint's part.
+  const nn::ParameterList& state_list() const { return state_list_; }
+
   // Accuracy and mean loss on a task's test samples (eval mode, no gradient).
   TaskAccuracy evaluate(int64_t task);
   const Stream& stream() const { return stream_; }
@@ -74,6 +77,7 @@ class Learner {
   std::unique_ptr<nn::ImageClassifier> vision_;
   std::unique_ptr<nn::Bloom> bloom_;
   std::unique_ptr<optim::FlatParameters> flat_;
+  nn::ParameterList state_list_;
   int64_t parameter_numel_ = 0;
   std::vector<float> velocity_;
 };

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <set>
 
@@ -13,7 +14,11 @@
 
 namespace turbine::cl {
 
-ReplayTier::ReplayTier(const TierConfig& config) : config_(config) {
+namespace fs = std::filesystem;
+
+ReplayTier::ReplayTier(const TierConfig& config) : ReplayTier(config, -1) {}
+
+ReplayTier::ReplayTier(const TierConfig& config, int64_t generation) : config_(config) {
   const TierConfig& c = config_;
   TURBINE_CHECK(c.rb_size >= 1, "memory.rb_size {} must be at least 1", c.rb_size);
   TURBINE_CHECK(c.policy == "reservoir" || c.policy == "class_balanced",
@@ -42,7 +47,9 @@ ReplayTier::ReplayTier(const TierConfig& config) : config_(config) {
     return;
   }
   StoreConfig s;
-  s.storage_dir = c.storage_dir;
+  generation_ = std::max<int64_t>(generation, 0);
+  s.storage_dir = fs::path(storage_path(generation_)).parent_path().string();
+  s.open_existing = generation >= 0;
   s.st_size = c.st_size;
   s.payload_bytes = c.payload_bytes;
   s.seed = c.seed ^ 0x5707e;
@@ -108,7 +115,6 @@ std::vector<int64_t> choose(std::vector<int64_t> values, int64_t count, uint64_t
 }  // namespace
 
 void ReplayTier::reconfigure(const TierConfig& next) {
-  namespace fs = std::filesystem;
   TURBINE_CHECK(swap_ && next.st_size > 0, "replay: only a hierarchical tier is reconfigured");
   TURBINE_CHECK(next.rb_size >= 1, "replay: rb_size {} must be at least 1", next.rb_size);
   TierConfig c = config_;
@@ -220,6 +226,174 @@ void ReplayTier::reconfigure(const TierConfig& next) {
     fs::remove(old_path, ignored);
   }
   config_ = c;
+}
+
+namespace {
+
+nlohmann::ordered_json memory_json(const MemorySnapshot& m) {
+  return {{"capacity", m.capacity},
+          {"seed", m.seed},
+          {"seen", m.seen},
+          {"ids", m.ids},
+          {"labels", m.labels}};
+}
+
+MemorySnapshot memory_from(const nlohmann::ordered_json& j) {
+  MemorySnapshot m;
+  m.capacity = j.at("capacity");
+  m.seed = j.at("seed");
+  m.seen = j.at("seen");
+  m.ids = j.at("ids").get<std::vector<int64_t>>();
+  m.labels = j.at("labels").get<std::vector<int32_t>>();
+  return m;
+}
+
+std::string bytes_of(const std::vector<uint8_t>& v) {
+  return {v.begin(), v.end()};
+}
+std::vector<uint8_t> bytes_from(const std::string& s) {
+  return {s.begin(), s.end()};
+}
+
+}  // namespace
+
+std::string ReplayTier::storage_path(int64_t generation) const {
+  const fs::path dir = generation == 0
+                           ? fs::path(config_.storage_dir)
+                           : fs::path(config_.storage_dir) / fmt::format("tier-{}", generation);
+  return (dir / "samples.bin").string();
+}
+
+TierState ReplayTier::save() {
+  TierState state;
+  nlohmann::ordered_json& j = state.json;
+  j["rb_size"] = config_.rb_size;
+  j["st_size"] = config_.st_size;
+  j["swap_ratio"] = config_.swap_ratio;
+  j["policy"] = config_.policy;
+  j["payload_bytes"] = config_.payload_bytes;
+  j["generation"] = generation_;
+  j["moved_read"] = moved_read_;
+  j["moved_written"] = moved_written_;
+  if (!swap_) {
+    j["memory"] = memory_json(memory_->snapshot());
+    state.files["tier_ram.bin"] =
+        std::string(payloads_.begin(), payloads_.begin() + memory_->size() * config_.payload_bytes);
+    return state;
+  }
+  const SwapSnapshot w = swap_->snapshot();
+  const SwapStats& st = w.stats;
+  j["swap"] = {
+      {"swap_period", w.swap_period},
+      {"swap_ratio", w.swap_ratio},
+      {"seed", w.seed},
+      {"last_iteration", w.last_iteration},
+      {"swaps_drawn", w.swaps_drawn},
+      {"stats", {st.swaps, st.swapped_in, st.skipped, st.bytes_to_ram, st.bytes_to_storage}},
+      {"memory", memory_json(w.memory)},
+      {"pending", w.pending}};
+  state.files["tier_ram.bin"] = bytes_of(w.payloads);
+  if (w.pending) {
+    std::vector<int64_t> in_ids;
+    std::vector<int32_t> in_labels;
+    for (const StoredSample& x : w.swap.in) {
+      in_ids.push_back(x.id);
+      in_labels.push_back(x.label);
+    }
+    j["swap"]["swap"] = {{"slots", w.swap.slots},     {"out_ids", w.swap.out_ids},
+                         {"records", w.swap.records}, {"in_ids", w.swap.in_ids},
+                         {"in_read_ids", in_ids},     {"in_read_labels", in_labels}};
+    state.files["tier_pending.bin"] = bytes_of(w.swap.payloads);
+  }
+  const StoreSnapshot ss = store_->snapshot();
+  j["store"] = {{"st_size", ss.st_size},
+                {"payload_bytes", ss.payload_bytes},
+                {"index", memory_json(ss.index)},
+                {"bytes_read", store_->bytes_read()},
+                {"bytes_written", store_->bytes_written()}};
+  std::ifstream in(store_->path(), std::ios::binary);
+  TURBINE_CHECK(in, "checkpoint: cannot read the storage file {}", store_->path());
+  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  file.resize(size_t(store_->storage_bytes()));  // the records the index names
+  state.files["tier_samples.bin"] = std::move(file);
+  return state;
+}
+
+std::unique_ptr<ReplayTier> ReplayTier::restore(
+    const TierConfig& base, const nlohmann::ordered_json& j,
+    const std::function<std::string(const std::string&)>& file) {
+  TierConfig c = base;
+  c.rb_size = j.at("rb_size");
+  c.st_size = j.at("st_size");
+  c.swap_ratio = j.at("swap_ratio");
+  TURBINE_CHECK(j.at("policy") == c.policy && j.at("payload_bytes") == c.payload_bytes,
+                "checkpoint: a {} memory of {}-byte samples, this run's is {} of {}",
+                std::string(j.at("policy")), int64_t(j.at("payload_bytes")), c.policy,
+                c.payload_bytes);
+  const int64_t generation = j.at("generation");
+  if (c.st_size > 0) {  // the storage file back where the store opens it
+    auto path_of = [&](int64_t g) {
+      const fs::path dir =
+          g == 0 ? fs::path(c.storage_dir) : fs::path(c.storage_dir) / fmt::format("tier-{}", g);
+      return dir;
+    };
+    fs::create_directories(path_of(generation));
+    const std::string bytes = file("tier_samples.bin");
+    std::ofstream out(path_of(generation) / "samples.bin", std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+    out.close();
+    TURBINE_CHECK(out.good(), "checkpoint: cannot write the storage file under {}",
+                  path_of(generation).string());
+  }
+  auto tier = std::unique_ptr<ReplayTier>(new ReplayTier(c, generation));
+  tier->moved_read_ = j.at("moved_read");
+  tier->moved_written_ = j.at("moved_written");
+  if (j.contains("store")) {  // the restored store counts from 0
+    tier->moved_read_ += int64_t(j["store"].at("bytes_read"));
+    tier->moved_written_ += int64_t(j["store"].at("bytes_written"));
+  }
+  if (!tier->swap_) {
+    tier->memory_->restore(memory_from(j.at("memory")));
+    const std::string payloads = file("tier_ram.bin");
+    TURBINE_CHECK(int64_t(payloads.size()) == tier->size() * c.payload_bytes,
+                  "checkpoint: {} bytes of memory payloads for {} samples", payloads.size(),
+                  tier->size());
+    std::copy(payloads.begin(), payloads.end(), tier->payloads_.begin());
+    return tier;
+  }
+  const auto& js = j.at("store");
+  StoreSnapshot ss;
+  ss.st_size = js.at("st_size");
+  ss.payload_bytes = js.at("payload_bytes");
+  ss.index = memory_from(js.at("index"));
+  tier->store_->restore(ss);
+  const auto& jw = j.at("swap");
+  SwapSnapshot w;
+  w.swap_period = jw.at("swap_period");
+  w.swap_ratio = jw.at("swap_ratio");
+  w.seed = jw.at("seed");
+  w.last_iteration = jw.at("last_iteration");
+  w.swaps_drawn = jw.at("swaps_drawn");
+  const auto st = jw.at("stats").get<std::vector<int64_t>>();
+  TURBINE_CHECK(st.size() == 5, "checkpoint: swap statistics of {} values", st.size());
+  w.stats = {st[0], st[1], st[2], st[3], st[4]};
+  w.memory = memory_from(jw.at("memory"));
+  w.payloads = bytes_from(file("tier_ram.bin"));
+  w.pending = jw.at("pending");
+  if (w.pending) {
+    const auto& p = jw.at("swap");
+    w.swap.slots = p.at("slots").get<std::vector<int64_t>>();
+    w.swap.out_ids = p.at("out_ids").get<std::vector<int64_t>>();
+    w.swap.records = p.at("records").get<std::vector<int64_t>>();
+    w.swap.in_ids = p.at("in_ids").get<std::vector<int64_t>>();
+    const auto ids = p.at("in_read_ids").get<std::vector<int64_t>>();
+    const auto labels = p.at("in_read_labels").get<std::vector<int32_t>>();
+    for (size_t i = 0; i < ids.size() && i < labels.size(); ++i)
+      w.swap.in.push_back({ids[i], labels[i]});
+    w.swap.payloads = bytes_from(file("tier_pending.bin"));
+  }
+  tier->swap_->restore(w);
+  return tier;
 }
 
 nlohmann::ordered_json ReplayTier::to_json() const {

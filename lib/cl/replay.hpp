@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -36,6 +38,14 @@ struct TierConfig {
   int64_t swap_period = 1;
   double swap_ratio = 0;
   bool direct_io = true;
+};
+
+// A tier's whole state for a checkpoint: the configuration in force (Miro's
+// may differ from the config's), the memories' snapshots and counters as
+// JSON, and the bytes (RAM payloads, a pending swap's, the storage file).
+struct TierState {
+  nlohmann::ordered_json json;
+  std::map<std::string, std::string> files;  // name -> bytes
 };
 
 class ReplayTier {
@@ -69,6 +79,16 @@ class ReplayTier {
   // the new size would give. A pending swap is installed first.
   void reconfigure(const TierConfig& next);
 
+  // Waits for a read in flight and records the state (the storage file copied).
+  TierState save();
+  // The tier `state` was saved from, over `base`'s paths and settings (its
+  // rb_size, st_size and swap_ratio are the state's): the storage file is
+  // written back into storage_dir first. `file(name)` gives a saved file's
+  // bytes. Throws naming what does not fit.
+  static std::unique_ptr<ReplayTier> restore(
+      const TierConfig& base, const nlohmann::ordered_json& state,
+      const std::function<std::string(const std::string&)>& file);
+
   bool hierarchical() const { return store_ != nullptr; }
   const TierConfig& config() const { return config_; }
   // RAM bytes planned: the memory with its payloads, and a swap's read buffer.
@@ -87,11 +107,16 @@ class ReplayTier {
   nlohmann::ordered_json to_json() const;
 
  private:
+  // generation >= 0: the storage file of that generation is opened as it
+  // is (restore); -1: a new, empty one in storage_dir.
+  ReplayTier(const TierConfig& config, int64_t generation);
   TierConfig config_;
   std::unique_ptr<ReplayMemory> memory_;
   std::vector<uint8_t> payloads_;  // RAM only: by slot
   std::unique_ptr<SampleStore> store_;
   std::unique_ptr<SwapManager> swap_;
+  // The path of the storage file of generation `generation`.
+  std::string storage_path(int64_t generation) const;
   int64_t generation_ = 0;  // of the storage file: storage_dir, then storage_dir/tier-N
   int64_t moved_read_ = 0, moved_written_ = 0;  // bytes of earlier stores (reconfigure)
 };

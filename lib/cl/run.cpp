@@ -13,8 +13,10 @@
 #include "cl/controller.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/signals.hpp"
 #include "data/token_dataset.hpp"
 #include "io/model_config.hpp"
+#include "train/checkpoint.hpp"
 #include "train/classify.hpp"
 #include "train/metrics.hpp"
 #include "train/schema.hpp"
@@ -280,6 +282,18 @@ io::ConfigSchema cl_schema() {
       .at_least(0);
   s.string("device", "cpu", "cpu, or cuda").one_of({std::string("cpu"), std::string("cuda")});
   s.string("output.dir", "runs/cl-edge", "folder for config.yaml, metrics.jsonl, summary.json");
+  s.integer("checkpoint.interval", 0,
+            "also checkpoint every N iterations within a task (a checkpoint ends every task); "
+            "0: at task ends only")
+      .at_least(0);
+  s.integer("checkpoint.keep", 2, "complete checkpoints kept; 0: all").at_least(0);
+  s.integer("train.stop_after", 0,
+            "> 0: stop after this many iterations in all with a checkpoint (exit status 75), as "
+            "a stop signal would; --resume continues")
+      .at_least(0);
+  s.string("resume", "never",
+           "auto: continue from the newest complete checkpoint in output.dir, if any")
+      .one_of({std::string("never"), std::string("auto")});
   return s;
 }
 
@@ -363,6 +377,10 @@ ClOptions cl_options(const io::Config& c, int world) {
   t.swap_ratio = c.get<double>("memory.swap_ratio");
   t.direct_io = c.get<bool>("memory.direct_io");
   o.output_dir = c.get<std::string>("output.dir");
+  o.checkpoint_interval = c.get<int64_t>("checkpoint.interval");
+  o.checkpoint_keep = c.get<int64_t>("checkpoint.keep");
+  o.stop_after = c.get<int64_t>("train.stop_after");
+  o.resume = c.get<std::string>("resume") == "auto";
   t.storage_dir = c.get<std::string>("memory.storage_dir");
   if (t.storage_dir.empty()) t.storage_dir = o.output_dir + "/storage";
   t.st_size = uses_storage(st.name) ? c.get<int64_t>("memory.st_size") : 0;
@@ -450,12 +468,28 @@ ClOptions sweep_run(const ClOptions& base, const std::string& strategy, int64_t 
   return o;
 }
 
-StreamResult run_stream(const ClOptions& o, Device device, bool log) {
+StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& self, bool log) {
   const auto start = Clock::now();
   fs::create_directories(o.output_dir);
   TURBINE_CHECK(!fs::exists(o.output_dir + "/summary.json"),
                 "{} holds a finished run (summary.json): choose another output.dir or remove it",
                 o.output_dir);
+  train::CheckpointStore checkpoints(o.output_dir + "/checkpoints", self);
+  const std::optional<std::string> latest = checkpoints.latest();
+  TURBINE_CHECK(!latest || o.resume,
+                "{} holds a checkpoint ({}): continue it with --resume, or choose another "
+                "output.dir",
+                o.output_dir, latest.value_or(""));
+  // The checkpoint's state, and its files' bytes.
+  nlohmann::ordered_json saved;
+  if (latest)
+    saved = nlohmann::ordered_json::parse(
+        train::CheckpointStore::read_state(*latest).get_string("cl.state"));
+  const auto saved_file = [&](const std::string& name) {
+    std::ifstream in(*latest + "/" + name, std::ios::binary);
+    TURBINE_CHECK(in, "{}/{}: missing from the checkpoint", *latest, name);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
   std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
   if (o.tier.st_size > 0) fs::create_directories(o.tier.storage_dir);
   std::optional<RaplMeter> rapl = RaplMeter::open();
@@ -471,10 +505,17 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
       tc.st_size = o.miro.st_sizes.front();
       tc.swap_ratio = o.miro.swap_ratios.front();
     }
-    tier = std::make_unique<ReplayTier>(tc);
+    tier = latest ? ReplayTier::restore(tc, saved.at("strategy").at("tier"), saved_file)
+                  : std::make_unique<ReplayTier>(tc);
   }
   Strategy strategy(o.strategy, learner, std::move(tier));
-  train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl", -1);
+  const std::vector<train::CheckpointPart> parts = {{"model", &learner.state_list(), nullptr}};
+  if (latest) {
+    checkpoints.load(*latest, parts);
+    strategy.restore(saved.at("strategy"), saved_file);
+  }
+  train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl",
+                               latest ? int64_t(saved.at("iteration")) : -1);
   if (log)
     fmt::print("cl-edge: {} with {}; model of {} parameters; energy modelled as {}{}\n",
                stream.describe(), o.strategy.name, learner.parameter_numel(), o.profile.name,
@@ -482,15 +523,74 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
                     : ", not measured (RAPL not readable here)");
   // b: the accuracy of the model at its initialization, for FWT.
   std::vector<double> random_init;
-  for (int64_t t = 0; t < stream.tasks(); ++t) random_init.push_back(learner.evaluate(t).accuracy);
-  AccuracyMatrix matrix(stream.tasks(), random_init);
+  if (!latest)
+    for (int64_t t = 0; t < stream.tasks(); ++t)
+      random_init.push_back(learner.evaluate(t).accuracy);
+  AccuracyMatrix matrix = latest ? AccuracyMatrix::from_json(saved.at("matrix"))
+                                 : AccuracyMatrix(stream.tasks(), random_init);
   StreamResult result;
   EnergyUsage& usage = result.usage;
-  int64_t iteration = 0, profile_round = 0;
+  int64_t iteration = 0, profile_round = 0, first_task = 0, first_step = 0;
+  double loss = 0, elapsed_before = 0;
+  int64_t projected = 0;
   nlohmann::ordered_json miro_log = nlohmann::ordered_json::array();
-  for (int64_t task = 0; task < stream.tasks(); ++task) {
+  if (latest) {
+    first_task = saved.at("task");
+    first_step = saved.at("step");
+    iteration = saved.at("iteration");
+    profile_round = saved.at("profile_round");
+    loss = saved.at("loss");
+    projected = saved.at("projected");
+    const auto u = saved.at("usage").get<std::vector<double>>();
+    TURBINE_CHECK(u.size() == 6, "{}: usage of {} values", *latest, u.size());
+    usage = {u[0], u[1], u[2], u[3], u[4], u[5]};
+    result.profiling_seconds = saved.at("profiling_seconds");
+    result.profiling_j = saved.at("profiling_j");
+    elapsed_before = saved.at("elapsed_s");
+    miro_log = saved.at("miro_log");
+    if (log)
+      fmt::print("cl-edge: resumed from {}: task {}, step {} of it\n", *latest, first_task,
+                 first_step);
+  }
+  // Checkpoints: the position (task, the step within it to run next), the
+  // model, the strategy's state (memory, storage file, EWC, LwF, momentum),
+  // the accuracy matrix and the counters.
+  const auto save = [&](int64_t task, int64_t step) {
+    nlohmann::ordered_json state;
+    state["task"] = task;
+    state["step"] = step;
+    state["iteration"] = iteration;
+    state["profile_round"] = profile_round;
+    state["loss"] = loss;
+    state["projected"] = projected;
+    state["usage"] = {usage.busy_s,
+                      usage.wall_s,
+                      usage.resident_gib_s,
+                      usage.dram_bytes,
+                      usage.storage_read_bytes,
+                      usage.storage_write_bytes};
+    state["profiling_seconds"] = result.profiling_seconds;
+    state["profiling_j"] = result.profiling_j;
+    state["elapsed_s"] = elapsed_before + since(start);
+    state["matrix"] = matrix.to_json();
+    state["miro_log"] = miro_log;
+    std::map<std::string, std::string> files;
+    nlohmann::ordered_json strategy_state;
+    strategy.save(strategy_state, files);
+    state["strategy"] = std::move(strategy_state);
+    train::StateMap map;
+    map.set("cl.state", state.dump());
+    for (auto& [name, bytes] : files) map.set_file(name, std::move(bytes));
+    checkpoints.save(iteration, parts, map, o.resolved_config_yaml, o.checkpoint_keep);
+  };
+  for (int64_t task = first_task; task < stream.tasks(); ++task) {
     const auto task_start = Clock::now();
-    strategy.before_task(task);
+    const int64_t resumed_step = task == first_task ? first_step : 0;
+    if (resumed_step == 0) {
+      strategy.before_task(task);
+      loss = 0;
+      projected = 0;
+    }
     const std::vector<int64_t> ids = strategy.training_ids(task);
     const int64_t per_epoch = (int64_t(ids.size()) + o.batch_size - 1) / o.batch_size;
     const int64_t iterations = per_epoch * o.epochs;
@@ -517,15 +617,13 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
                    step, out.table.size(), out.seconds, chosen.describe());
       miro_log.push_back(j);
     };
-    double loss = 0;
-    int64_t projected = 0;
     std::vector<int64_t> order;
-    for (int64_t step = 0; step < iterations; ++step, ++iteration) {
+    for (int64_t step = resumed_step; step < iterations; ++step, ++iteration) {
       if (o.strategy.name == "miro" &&
           (step == 0 || (o.miro.profile_period > 0 && step % o.miro.profile_period == 0)))
         profile_now(step);
       const int64_t epoch = step / per_epoch, first = (step % per_epoch) * o.batch_size;
-      if (first == 0) order = epoch_order(ids, o.seed, task, epoch);
+      if (first == 0 || order.empty()) order = epoch_order(ids, o.seed, task, epoch);
       const std::span<const int64_t> batch(
           order.data() + first,
           size_t(std::min<int64_t>(o.batch_size, int64_t(ids.size()) - first)));
@@ -538,6 +636,18 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
       usage.dram_bytes += double(r.payload_bytes);
       if (strategy.tier())
         usage.resident_gib_s += double(strategy.tier()->ram_bytes()) / kGiB * step_s;
+      // A checkpoint within the task (its last step's is the task's own, below).
+      const bool stop = stop_requested() || (o.stop_after > 0 && iteration + 1 == o.stop_after);
+      const bool due = o.checkpoint_interval > 0 && (iteration + 1) % o.checkpoint_interval == 0;
+      if ((stop || due) && step + 1 < iterations) {
+        ++iteration;
+        save(task, step + 1);
+        if (stop) {
+          result.stopped = true;
+          return result;
+        }
+        --iteration;
+      }
     }
     const auto eval_start = Clock::now();
     const int64_t fisher_bytes = strategy.after_task(task, ids, o.batch_size);
@@ -551,7 +661,7 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
     usage.busy_s += since(eval_start);
     const StreamMetrics m = matrix.metrics_after(task);
     EnergyUsage so_far = usage;
-    so_far.wall_s = since(start);
+    so_far.wall_s = elapsed_before + since(start);
     if (strategy.tier()) {
       so_far.storage_read_bytes += double(strategy.tier()->storage_read_bytes());
       so_far.storage_write_bytes += double(strategy.tier()->storage_written_bytes());
@@ -560,6 +670,7 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
     const EnergyBreakdown e = model_energy(o.profile, so_far);
     nlohmann::ordered_json line;
     line["task"] = task;
+    line["step"] = iteration;
     line["name"] = stream.task_name(task);
     line["iterations"] = iterations;
     line["samples"] = ids.size();
@@ -580,8 +691,14 @@ StreamResult run_stream(const ClOptions& o, Device device, bool log) {
           task, stream.task_name(task), iterations, double(line["loss"]),
           100 * matrix.at(task, task), 100 * m.accuracy, 100 * m.forgetting,
           double(line["seconds"]), e.total_j);
+    save(task + 1, 0);
+    if ((stop_requested() || (o.stop_after > 0 && iteration == o.stop_after)) &&
+        task + 1 < stream.tasks()) {
+      result.stopped = true;
+      return result;
+    }
   }
-  usage.wall_s = since(start);
+  usage.wall_s = elapsed_before + since(start);
   if (strategy.tier()) {
     usage.storage_read_bytes += double(strategy.tier()->storage_read_bytes());
     usage.storage_write_bytes += double(strategy.tier()->storage_written_bytes());
@@ -648,6 +765,8 @@ int run_sweep(const ClOptions& o, train::Job& job) {
     for (const int64_t rb : uses_memory(s) ? o.sweep.rb_sizes : std::vector<int64_t>{0})
       for (const int64_t seed : o.sweep.seeds) grid.push_back({s, rb, seed});
   const Device device = job.pick_device(o.device);
+  dist::Communicator self = world.split(world.rank(), 0);
+  bool stopped = false;
   if (job.leader())
     fmt::print("cl-edge sweep: {} runs on {} ranks; {}/runs/\n", grid.size(), world.size(),
                o.output_dir);
@@ -655,12 +774,28 @@ int run_sweep(const ClOptions& o, train::Job& job) {
     const Cell& cell = grid[i];
     const ClOptions run =
         sweep_run(o, cell.strategy, std::max<int64_t>(cell.rb_size, 1), cell.seed);
-    const StreamResult r = run_stream(run, device, false);
+    if (fs::exists(run.output_dir + "/summary.json")) {
+      fmt::print("  rank {}: {} finished earlier\n", world.rank(), run.output_dir);
+      continue;
+    }
+    ClOptions resumable = run;
+    resumable.resume = true;  // a sweep started again continues its unfinished runs
+    const StreamResult r = run_stream(resumable, device, self, false);
+    if (r.stopped) {
+      stopped = true;
+      break;
+    }
     fmt::print("  rank {}: {} ACC {:.2f}% forgetting {:.2f} {:.1f} J in {:.1f} s\n", world.rank(),
                run.output_dir, 100 * r.metrics.accuracy, 100 * r.metrics.forgetting,
                r.energy.total_j, r.seconds);
   }
   world.barrier();
+  double any_stopped = stopped ? 1 : 0;
+  world.allreduce_sum(&any_stopped, 1);
+  if (any_stopped > 0) {
+    if (job.leader()) fmt::print("cl-edge sweep: stopped; run it again to continue\n");
+    return kExitStoppedResumable;
+  }
   if (!job.leader()) return 0;
   // The table: mean and std over seeds of each (strategy, rb_size).
   struct Stats {

@@ -71,6 +71,10 @@ struct ClOptions {
   SweepOptions sweep;
   uint64_t seed = 1234;
   std::string output_dir;
+  int64_t checkpoint_interval = 0;  // iterations; 0: at task ends only
+  int64_t checkpoint_keep = 2;
+  int64_t stop_after = 0;  // iterations in all; 0: run to the end
+  bool resume = false;
   std::string resolved_config_yaml;
 };
 
@@ -91,16 +95,20 @@ struct StreamResult {
   double seconds = 0;
   double profiling_seconds = 0, profiling_j = 0;  // Miro's
   double accuracy_per_kj = 0;                     // ACC x 100 / modelled kJ
-  nlohmann::ordered_json summary;                 // summary.json
+  bool stopped = false;            // by a stop signal or train.stop_after, with a checkpoint
+  nlohmann::ordered_json summary;  // summary.json
 };
 
-// One run; writes output_dir (which must not hold an earlier run's metrics).
-// `log`: progress lines on stdout.
-StreamResult run_stream(const ClOptions& o, Device device, bool log);
+// One run; writes output_dir, checkpoints (at every task's end, every
+// checkpoint.interval iterations, on a stop signal) included; continues from
+// the newest checkpoint when o.resume (else one there is refused). `self`:
+// this rank alone (the checkpoints' communicator). `log`: progress lines.
+StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& self, bool log);
 // Prints the result's table; exit status 0.
 int report_stream(const ClOptions& o, const StreamResult& result);
 // The sweep: run i of the grid on rank i mod world; rank 0 then writes
 // output.dir/sweep.csv and sweep.md (mean and std over seeds). Collective.
+// Started again, it skips finished runs and resumes stopped ones.
 int run_sweep(const ClOptions& o, train::Job& job);
 
 }  // namespace turbine::cl

@@ -189,6 +189,59 @@ int64_t Strategy::after_task(int64_t task, std::span<const int64_t> ids, int64_t
   return read;
 }
 
+namespace {
+
+std::string float_bytes(const std::vector<float>& v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)};
+}
+
+std::vector<float> floats_from(const std::string& bytes, const std::string& what) {
+  TURBINE_CHECK(bytes.size() % sizeof(float) == 0, "checkpoint: {} of {} bytes", what,
+                bytes.size());
+  std::vector<float> v(bytes.size() / sizeof(float));
+  std::memcpy(v.data(), bytes.data(), bytes.size());
+  return v;
+}
+
+}  // namespace
+
+void Strategy::save(nlohmann::ordered_json& json, std::map<std::string, std::string>& files) {
+  json["name"] = config_.name;
+  json["projections"] = projections_;
+  if (tier_) {
+    TierState t = tier_->save();
+    json["tier"] = std::move(t.json);
+    files.merge(t.files);
+  }
+  if (ewc_) {
+    json["ewc_tasks"] = ewc_->tasks();
+    files["ewc_importance.bin"] = float_bytes(ewc_->importance());
+    files["ewc_anchor.bin"] = float_bytes(ewc_->anchor());
+  }
+  if (previous_) {
+    files["lwf_previous.bin"] = float_bytes(previous_->weights());
+    json["lwf_active"] = active_;
+  }
+  files["velocity.bin"] = float_bytes(learner_.velocity());
+}
+
+void Strategy::restore(const nlohmann::ordered_json& json,
+                       const std::function<std::string(const std::string&)>& file) {
+  TURBINE_CHECK(json.at("name") == config_.name,
+                "checkpoint: of strategy {}, this run's is {} (resume with the checkpoint's)",
+                std::string(json.at("name")), config_.name);
+  projections_ = json.at("projections");
+  if (ewc_ && int64_t(json.at("ewc_tasks")) > 0)
+    ewc_->restore(floats_from(file("ewc_importance.bin"), "EWC importance"),
+                  floats_from(file("ewc_anchor.bin"), "EWC anchor"), json.at("ewc_tasks"));
+  if (json.contains("lwf_active")) {
+    previous_ = learner_.copy();
+    previous_->set_weights(floats_from(file("lwf_previous.bin"), "LwF's previous model"));
+    active_ = json.at("lwf_active").get<std::vector<int32_t>>();
+  }
+  learner_.set_velocity(floats_from(file("velocity.bin"), "the momentum"));
+}
+
 int64_t Strategy::state_bytes() const {
   int64_t bytes = tier_ ? tier_->ram_bytes() : 0;
   if (previous_) bytes += int64_t(previous_->weights().size() * sizeof(float));

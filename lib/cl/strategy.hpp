@@ -22,6 +22,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -75,6 +77,14 @@ class Strategy {
   // EWC's importance over the task's samples (`batch` at a time) and LwF's
   // previous model. Returns the samples' payload bytes read.
   int64_t after_task(int64_t task, std::span<const int64_t> ids, int64_t batch);
+
+  // For a checkpoint: the tier's state, EWC's importance and anchor, LwF's
+  // previous model, as JSON and named files of bytes.
+  void save(nlohmann::ordered_json& json, std::map<std::string, std::string>& files);
+  // Takes up EWC's and LwF's state (the tier is restored by its owner,
+  // ReplayTier::restore, and given to the constructor).
+  void restore(const nlohmann::ordered_json& json,
+               const std::function<std::string(const std::string&)>& file);
 
   ReplayTier* tier() { return tier_.get(); }
   // Miro: a new configuration's tier in place of the current one.

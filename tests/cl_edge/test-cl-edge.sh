@@ -12,6 +12,9 @@
 #   sweep       a sweep on 2 ranks (naive, er, miro x 2 seeds) equals the same
 #               runs one by one on 1 rank: the same accuracy matrices, bit for
 #               bit; its table has a row per strategy
+#   resume      stopped within a task and resumed equals the straight run
+#               (hierarchical, miro, ewc, lwf, der++); a folder with a
+#               checkpoint is refused without --resume
 #   bad_input   rb_size over the memory budget, classes per task that do not
 #               divide the labels, an unwritable storage_dir, a missing device
 #               profile, an unknown strategy: clear errors before training
@@ -110,6 +113,38 @@ PY
     done
     for s in naive er miro; do grep -q "^| $s |" "$out/sweep.md" || fail "no $s row in sweep.md"; done
     [[ $(wc -l < "$out/sweep.csv") == 7 ]] || fail "sweep.csv: expected 6 runs"
+    echo ok
+    ;;
+  resume)
+    # Stopped within task 2 (train.stop_after, as a stop signal would; 30 steps a task)
+    # and resumed: the same accuracy matrix as the straight run, for the strategies
+    # with state (the storage file and swaps, Miro's reconfigured tiers with another
+    # st_size, EWC's importance, LwF's previous model, DER++'s stored logits).
+    for s in hierarchical miro ewc lwf der++; do
+      run "straight-$s" --set strategy.name=$s --set miro.st_sizes=[500,1000]
+      out=$work/halves-$s
+      rm -rf "$out"
+      set +e
+      "$cl_edge" "${small[@]}" --set output.dir="$out" --set strategy.name=$s \
+        --set miro.st_sizes=[500,1000] --set train.stop_after=77 --set checkpoint.interval=20 \
+        > "$out.log" 2>&1
+      rc=$?
+      set -e
+      [[ $rc == 75 ]] || { cat "$out.log" >&2; fail "$s: stopping exited $rc, not 75"; }
+      [[ ! -f $out/summary.json ]] || fail "$s: a stopped run wrote summary.json"
+      [[ $s != hierarchical ]] ||
+        expect_error "holds a checkpoint" --set strategy.name=$s --set output.dir="$out"
+      "$cl_edge" "${small[@]}" --set output.dir="$out" --set strategy.name=$s \
+        --set miro.st_sizes=[500,1000] --set train.stop_after=77 --set checkpoint.interval=20 \
+        --resume >> "$out.log" 2>&1 || { cat "$out.log" >&2; fail "$s: resuming failed"; }
+      python3 - "$work/straight-$s" "$out" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{d}/summary.json")) for d in sys.argv[1:])
+assert a["matrix"] == b["matrix"], (sys.argv[1:], a["matrix"], b["matrix"])
+tasks = [json.loads(l)["task"] for l in open(f"{sys.argv[2]}/metrics.jsonl")]
+assert tasks == [0, 1, 2, 3, 4], tasks
+PY
+    done
     echo ok
     ;;
   bad_input)
