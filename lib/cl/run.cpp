@@ -481,15 +481,13 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
                 "output.dir",
                 o.output_dir, latest.value_or(""));
   // The checkpoint's state, and its files' bytes.
-  nlohmann::ordered_json saved;
-  if (latest)
-    saved = nlohmann::ordered_json::parse(
-        train::CheckpointStore::read_state(*latest).get_string("cl.state"));
   const auto saved_file = [&](const std::string& name) {
     std::ifstream in(*latest + "/" + name, std::ios::binary);
     TURBINE_CHECK(in, "{}/{}: missing from the checkpoint", *latest, name);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   };
+  nlohmann::ordered_json saved;  // cl_state.json: too large for trainer.h5's attributes
+  if (latest) saved = nlohmann::ordered_json::parse(saved_file("cl_state.json"));
   std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
   if (o.tier.st_size > 0) fs::create_directories(o.tier.storage_dir);
   std::optional<RaplMeter> rapl = RaplMeter::open();
@@ -579,7 +577,10 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
     strategy.save(strategy_state, files);
     state["strategy"] = std::move(strategy_state);
     train::StateMap map;
-    map.set("cl.state", state.dump());
+    map.set("cl.task", task);
+    map.set("cl.step", step);
+    map.set("cl.iteration", iteration);
+    map.set_file("cl_state.json", state.dump());
     for (auto& [name, bytes] : files) map.set_file(name, std::move(bytes));
     checkpoints.save(iteration, parts, map, o.resolved_config_yaml, o.checkpoint_keep);
   };
