@@ -383,7 +383,8 @@ ClOptions cl_options(const io::Config& c, int world) {
   o.resume = c.get<std::string>("resume") == "auto";
   t.storage_dir = c.get<std::string>("memory.storage_dir");
   if (t.storage_dir.empty()) t.storage_dir = o.output_dir + "/storage";
-  t.st_size = uses_storage(st.name) ? c.get<int64_t>("memory.st_size") : 0;
+  o.st_size = c.get<int64_t>("memory.st_size");
+  t.st_size = uses_storage(st.name) ? o.st_size : 0;
   o.miro.rb_sizes = c.get<std::vector<int64_t>>("miro.rb_sizes");
   o.miro.st_sizes = c.get<std::vector<int64_t>>("miro.st_sizes");
   o.miro.swap_ratios = c.get<std::vector<double>>("miro.swap_ratios");
@@ -459,7 +460,7 @@ ClOptions sweep_run(const ClOptions& base, const std::string& strategy, int64_t 
   const int64_t payload = base.tier.payload_bytes -
                           (base.strategy.name == "der++" ? base.learner.vision.num_classes * 4 : 0);
   o.tier.payload_bytes = payload + (strategy == "der++" ? o.learner.vision.num_classes * 4 : 0);
-  o.tier.st_size = uses_storage(strategy) ? std::max<int64_t>(base.tier.st_size, 1) : 0;
+  o.tier.st_size = uses_storage(strategy) ? base.st_size : 0;
   const std::string name = uses_memory(strategy)
                                ? fmt::format("{}-rb{}-seed{}", strategy, rb_size, seed)
                                : fmt::format("{}-seed{}", strategy, seed);

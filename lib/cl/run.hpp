@@ -62,7 +62,8 @@ struct ClOptions {
   StreamConfig stream;
   LearnerConfig learner;
   StrategyConfig strategy;
-  TierConfig tier;
+  TierConfig tier;      // its st_size is 0 unless the strategy keeps a storage tier
+  int64_t st_size = 0;  // memory.st_size as configured (a sweep's storage strategies take it)
   std::string device = "cpu";
   int64_t epochs = 1;
   int64_t batch_size = 10;

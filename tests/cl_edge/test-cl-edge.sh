@@ -9,7 +9,7 @@
 #               filled its storage (st_size's reservoir over the stream), read
 #               swaps back and counted the bytes; Miro reports a choice per
 #               task within its cutline
-#   sweep       a sweep on 2 ranks (naive, er, miro x 2 seeds) equals the same
+#   sweep       a sweep on 2 ranks (naive, er, hierarchical, miro x 2 seeds) equals the same
 #               runs one by one on 1 rank: the same accuracy matrices, bit for
 #               bit; its table has a row per strategy
 #   text        the KJV's first three books as a stream for a tiny BLOOM with
@@ -100,9 +100,10 @@ PY
     out=$work/sweep
     rm -rf "$out"
     run_mpi 2 "$cl_edge" "${small[@]}" --set output.dir="$out" --sweep \
-      --set sweep.strategies=[naive,er,miro] --set sweep.seeds=[1,2] --set sweep.rb_sizes=[100] \
+      --set sweep.strategies=[naive,er,hierarchical,miro] --set sweep.seeds=[1,2] \
+      --set sweep.rb_sizes=[100] \
       > "$work/sweep.log" 2>&1 || { cat "$work/sweep.log" >&2; fail "the sweep failed"; }
-    for s in naive er miro; do
+    for s in naive er hierarchical miro; do
       for seed in 1 2; do
         name=$s-seed$seed
         [[ $s == naive ]] || name=$s-rb100-seed$seed
@@ -114,8 +115,16 @@ assert a["matrix"] == b["matrix"], (sys.argv[1:], a["matrix"], b["matrix"])
 PY
       done
     done
-    for s in naive er miro; do grep -q "^| $s |" "$out/sweep.md" || fail "no $s row in sweep.md"; done
-    [[ $(wc -l < "$out/sweep.csv") == 7 ]] || fail "sweep.csv: expected 6 runs"
+    for s in naive er hierarchical miro; do
+      grep -q "^| $s |" "$out/sweep.md" || fail "no $s row in sweep.md"
+    done
+    [[ $(wc -l < "$out/sweep.csv") == 9 ]] || fail "sweep.csv: expected 8 runs"
+    # The sweep's storage strategy keeps memory.st_size on storage, as a run of its own does.
+    python3 - "$out/runs/hierarchical-rb100-seed1/summary.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["final"]["memory"]
+assert m["st_size"] == 1000 and m["stored"] == 1000 and m["swaps"] > 0, m
+PY
     echo ok
     ;;
   resume)
