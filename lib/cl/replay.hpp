@@ -102,6 +102,7 @@ class ReplayTier {
   SwapStats swap_stats() const { return swap_ ? swap_->stats() : SwapStats{}; }
   const ReplayMemory& memory() const { return *memory_; }
   const SampleStore* store() const { return store_.get(); }
+  SampleStore* store() { return store_.get(); }  // reads count their bytes: not const
   // {"rb_size", "ram_bytes", "held", "st_size", "stored", "storage_bytes", "bytes_read",
   //  "bytes_written", "swaps", "swapped_in", "direct_io"}
   nlohmann::ordered_json to_json() const;

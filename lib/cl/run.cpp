@@ -83,7 +83,7 @@ struct Profiler {
     const std::vector<int64_t> val(ids.begin(), ids.begin() + long(held));
     const std::vector<int64_t> trial(ids.begin() + long(held), ids.end());
     // Earlier tasks' held-out samples: stored records, the same for every candidate.
-    const SampleStore& store = *tier.store();
+    SampleStore& store = *tier.store();
     std::vector<int64_t> records(size_t(store.records()));
     for (size_t r = 0; r < records.size(); ++r) records[r] = int64_t(r);
     records = epoch_order(records, o.seed ^ kProfileStream, task, 2000 + profile_round);
@@ -95,11 +95,20 @@ struct Profiler {
     std::vector<int32_t> old_labels;
     int64_t read_bytes = 0;
     {
-      SampleStore& s = const_cast<SampleStore&>(store);
-      for (const StoredSample& in : s.read(old_records, old_payloads))
+      for (const StoredSample& in : store.read(old_records, old_payloads))
         old_labels.push_back(in.label);
       read_bytes += int64_t(old_count) * store.record_bytes();
     }
+    // The records that fill the candidates' RAM, read once for all (the
+    // largest takes them all, a smaller one the first rb_size).
+    int64_t largest = 0;
+    for (const MemoryConfiguration& cand : candidates) largest = std::max(largest, cand.rb_size);
+    const std::vector<int64_t> fill_read(
+        fill_records.begin(),
+        fill_records.begin() + long(std::min(fill_records.size(), size_t(largest))));
+    std::vector<uint8_t> fill_payloads(fill_read.size() * size_t(bytes));
+    const std::vector<StoredSample> filled = store.read(fill_read, fill_payloads);
+    read_bytes += int64_t(fill_read.size()) * store.record_bytes();
     const std::vector<float> weights = learner.weights();
     const std::vector<float> velocity = learner.velocity();
     const int64_t sample_bytes = o.tier.payload_bytes + kIdLabelBytes;
@@ -113,15 +122,11 @@ struct Profiler {
       tc.budget_mb = 0;
       auto trial_tier = std::make_unique<ReplayTier>(tc);
       // Its RAM filled from storage, as the reconfiguration would.
-      const size_t fill = std::min(fill_records.size(), size_t(cand.rb_size));
-      std::vector<uint8_t> p(static_cast<size_t>(bytes));
-      SampleStore& s = const_cast<SampleStore&>(store);
-      for (size_t r = 0; r < fill; ++r) {
-        const int64_t one[1] = {fill_records[r]};
-        const StoredSample in = s.read(one, p)[0];
-        trial_tier->observe(in.id, in.label, p);
-      }
-      read_bytes += int64_t(fill) * store.record_bytes();
+      const size_t fill = std::min(filled.size(), size_t(cand.rb_size));
+      for (size_t r = 0; r < fill; ++r)
+        trial_tier->observe(
+            filled[r].id, filled[r].label,
+            std::span<const uint8_t>(fill_payloads.data() + r * size_t(bytes), size_t(bytes)));
       StrategyConfig sc = o.strategy;
       sc.name = "er";
       Strategy trial_strategy(sc, learner, std::move(trial_tier));
