@@ -11,20 +11,14 @@
 #include "autograd/tape.hpp"
 #include "cl/losses.hpp"
 #include "tensor/hdf5.hpp"
+#include "test_util.hpp"
 
 using namespace turbine;
+using testing::floats;
+using testing::golden;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string golden(const std::string& name) {
-  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
-  return std::string(root ? root : ".") + "/tests/golden/" + name;
-}
-
-std::vector<float> floats(const Tensor& t) {
-  return t.to(Device::cpu()).contiguous().to_vector<float>();
-}
 
 std::vector<int64_t> ints(const Tensor& t) {
   return t.to(DType::i64).to_vector<int64_t>();

@@ -24,15 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string golden(const std::string& name) {
-  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
-  return std::string(root ? root : ".") + "/tests/golden/" + name;
-}
-
-std::vector<float> floats(const Tensor& t) {
-  return t.to(Device::cpu()).contiguous().to_vector<float>();
-}
-
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   const auto x = floats(a), y = floats(b);
   BOOST_REQUIRE_EQUAL(x.size(), y.size());

@@ -22,15 +22,11 @@
 using namespace turbine;
 using testing::contains;
 using testing::error_of;
+using testing::golden;
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string golden(const std::string& name) {
-  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
-  return std::string(root ? root : ".") + "/tests/golden/" + name;
-}
 
 // A safetensors file from a header and a data section, as given.
 void write_raw(const std::string& path, const std::string& header, const std::string& data) {

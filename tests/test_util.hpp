@@ -7,6 +7,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -32,6 +33,18 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+// The path of a committed golden file (tests/golden/NAME) under
+// TURBINE_SOURCE_ROOT (the source tree; "." when unset).
+inline std::string golden(const std::string& name) {
+  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
+  return std::string(root ? root : ".") + "/tests/golden/" + name;
+}
+
+// A tensor's values on the host, as f32.
+inline std::vector<float> floats(const Tensor& t) {
+  return t.to(Device::cpu()).contiguous().to_vector<float>();
+}
 
 // The message of the turbine::Error `action` throws, or "(no error)".
 inline std::string error_of(const std::function<void()>& action) {

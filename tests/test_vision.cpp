@@ -20,11 +20,6 @@ using namespace turbine::testing;
 
 namespace {
 
-std::string golden(const std::string& name) {
-  const char* root = std::getenv("TURBINE_SOURCE_ROOT");
-  return std::string(root ? root : ".") + "/tests/golden/" + name;
-}
-
 // The configurations tools/make-golden-vision builds.
 nn::VisionConfig golden_config(const std::string& name) {
   nn::VisionConfig c;
