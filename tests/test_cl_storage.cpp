@@ -210,16 +210,28 @@ BOOST_AUTO_TEST_CASE(the_store_uses_o_direct_where_the_file_system_takes_it) {
     dirs.push_back(shm);
   }
   for (const fs::path& dir : dirs) {
-    {
-      cl::SampleStore store(store_config(dir, 4, 1));
+    // Appends through the page cache (the default) or with O_DIRECT too:
+    // reads with O_DIRECT see the same records either way.
+    for (const bool direct_writes : {false, true}) {
+      cl::StoreConfig config = store_config(dir, 4, 1);
+      config.direct_writes = direct_writes;
+      cl::SampleStore store(config);
       BOOST_TEST(store.direct_io() == accepts_o_direct(dir / "probe"));
+      BOOST_TEST(store.direct_writes() == (direct_writes && store.direct_io()));
       BOOST_TEST_MESSAGE("O_DIRECT on " << dir.string() << ": " << store.direct_io());
       for (int64_t id = 0; id < 3; ++id) store.append(id, label_of(id), payload_of(id));
       std::vector<uint8_t> payload(kImageBytes);
       BOOST_TEST((store.read(std::vector<int64_t>{2}, payload)[0] == cl::StoredSample{2, 2}));
       BOOST_TEST(payload == payload_of(2));
-      BOOST_TEST(store.bytes_written() == 3 * 1024);
-      BOOST_TEST(store.bytes_read() == 1024);
+      store.append(1000, label_of(1000), payload_of(1000));  // written, then read back
+      const int64_t record = store.record_of(1000);
+      if (record >= 0) {
+        BOOST_TEST((store.read(std::vector<int64_t>{record}, payload)[0] ==
+                    cl::StoredSample{1000, label_of(1000)}));
+        BOOST_TEST(payload == payload_of(1000));
+      }
+      BOOST_TEST(store.bytes_written() == 4 * 1024);
+      BOOST_TEST(store.bytes_read() == (record >= 0 ? 2 : 1) * 1024);
     }
     if (dir == shm) fs::remove_all(shm);
   }

@@ -54,6 +54,7 @@ ReplayTier::ReplayTier(const TierConfig& config, int64_t generation) : config_(c
   s.payload_bytes = c.payload_bytes;
   s.seed = c.seed ^ 0x5707e;
   s.direct_io = c.direct_io;
+  s.direct_writes = c.direct_writes;
   store_ = std::make_unique<SampleStore>(s);
   SwapConfig w;
   w.swap_period = c.swap_period;
@@ -139,6 +140,7 @@ void ReplayTier::reconfigure(const TierConfig& next) {
     s.payload_bytes = c.payload_bytes;
     s.seed = c.seed ^ 0x5707e;
     s.direct_io = c.direct_io;
+    s.direct_writes = c.direct_writes;
     store = std::make_unique<SampleStore>(s);
     std::vector<int64_t> records(size_t(store_->records()));
     std::iota(records.begin(), records.end(), 0);
@@ -411,6 +413,7 @@ nlohmann::ordered_json ReplayTier::to_json() const {
     j["swaps"] = s.swaps;
     j["swapped_in"] = s.swapped_in;
     j["direct_io"] = store_->direct_io();
+    j["direct_writes"] = store_->direct_writes();
   }
   return j;
 }

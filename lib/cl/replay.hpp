@@ -38,6 +38,7 @@ struct TierConfig {
   int64_t swap_period = 1;
   double swap_ratio = 0;
   bool direct_io = true;
+  bool direct_writes = false;  // appends with O_DIRECT too (see StoreConfig)
 };
 
 // A tier's whole state for a checkpoint: the configuration in force (Miro's

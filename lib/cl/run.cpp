@@ -259,7 +259,11 @@ io::ConfigSchema cl_schema() {
   s.number("memory.swap_ratio", 0.1, "of the RAM slots replaced by stored samples a swap")
       .at_least(0)
       .at_most(1);
-  s.boolean("memory.direct_io", true, "O_DIRECT for the storage file where the file system allows");
+  s.boolean("memory.direct_io", true,
+            "swaps read the storage file with O_DIRECT where the file system allows");
+  s.boolean("memory.direct_writes", false,
+            "appends to the storage file with O_DIRECT too (each waits for the device); false: "
+            "through the page cache, written behind by the kernel");
   s.integers("miro.rb_sizes", {100, 250, 500, 1000}, "miro: candidate rb_size values");
   s.integers("miro.st_sizes", {10000}, "miro: candidate st_size values");
   s.numbers("miro.swap_ratios", {0.05, 0.1}, "miro: candidate swap_ratio values");
@@ -381,6 +385,7 @@ ClOptions cl_options(const io::Config& c, int world) {
   t.swap_period = c.get<int64_t>("memory.swap_period");
   t.swap_ratio = c.get<double>("memory.swap_ratio");
   t.direct_io = c.get<bool>("memory.direct_io");
+  t.direct_writes = c.get<bool>("memory.direct_writes");
   o.output_dir = c.get<std::string>("output.dir");
   o.checkpoint_interval = c.get<int64_t>("checkpoint.interval");
   o.checkpoint_keep = c.get<int64_t>("checkpoint.keep");
@@ -637,6 +642,11 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
       const auto step_start = Clock::now();
       const StepResult r = strategy.train_step(batch, iteration);
       const double step_s = since(step_start);
+      TURBINE_CHECK(std::isfinite(r.loss),
+                    "the loss is {} at task {} ({}), step {} of {}: training diverged; lower "
+                    "train.lr (now {}) or train.momentum (now {})",
+                    r.loss, task, stream.task_name(task), step, iterations, o.learner.lr,
+                    o.learner.momentum);
       loss += r.loss;
       projected += r.projected;
       usage.busy_s += step_s;

@@ -131,10 +131,16 @@ SampleStore::SampleStore(const StoreConfig& config)
                 "cannot open the storage file {}: {} (storage_dir must be a writable folder)",
                 path_, std::strerror(errno));
   direct_io_ = (::fcntl(fd_, F_GETFL) & O_DIRECT) != 0;
+  if (direct_io_ && !config.direct_writes) {
+    write_fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC, 0644);
+    TURBINE_CHECK(write_fd_ >= 0, "cannot open the storage file {} for writing: {}", path_,
+                  std::strerror(errno));
+  }
 }
 
 SampleStore::~SampleStore() {
   if (fd_ >= 0) ::close(fd_);
+  if (write_fd_ >= 0) ::close(write_fd_);
 }
 
 SampleStore::AlignedBuffer SampleStore::aligned_record() const {
@@ -148,8 +154,9 @@ SampleStore::AlignedBuffer SampleStore::aligned_record() const {
 void SampleStore::move_record(bool write, uint8_t* buffer, int64_t record) {
   const auto bytes = size_t(record_bytes_);
   const uint64_t offset = uint64_t(record) * uint64_t(record_bytes_);
-  const bool direct = direct_io_;
-  Transfer t = transfer(fd_, write, buffer, bytes, offset);
+  const int fd = write && write_fd_ >= 0 ? write_fd_ : fd_;
+  const bool direct = fd == fd_ && direct_io_;
+  Transfer t = transfer(fd, write, buffer, bytes, offset);
   if (t.error == EINVAL && direct) {
     // The open took O_DIRECT but the device refuses these transfers (it
     // wants more than 512-byte alignment): buffered I/O from now on.

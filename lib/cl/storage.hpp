@@ -48,11 +48,15 @@ namespace turbine::cl {
 constexpr int64_t kRecordAlignment = 512;
 
 struct StoreConfig {
-  std::string storage_dir;     // an existing, writable folder; the file is samples.bin in it
-  int64_t st_size = 0;         // records held at most, >= 1
-  int64_t payload_bytes = 0;   // of every sample (the memory's)
-  uint64_t seed = 0;           // of the reservoir's draws
-  bool direct_io = true;       // try O_DIRECT first; false: buffered I/O
+  std::string storage_dir;    // an existing, writable folder; the file is samples.bin in it
+  int64_t st_size = 0;        // records held at most, >= 1
+  int64_t payload_bytes = 0;  // of every sample (the memory's)
+  uint64_t seed = 0;          // of the reservoir's draws
+  bool direct_io = true;      // try O_DIRECT first for reads; false: buffered I/O
+  // Appends with O_DIRECT too (each waits for the device); false: through the
+  // page cache (the kernel writes them behind; a later O_DIRECT read of the
+  // record makes it write them first, on the reading thread).
+  bool direct_writes = false;
   bool open_existing = false;  // keep the file's contents, to restore() a checkpoint's
 };
 
@@ -111,7 +115,8 @@ class SampleStore {
   int64_t storage_bytes() const { return records() * record_bytes_; }
   int64_t bytes_read() const { return bytes_read_; }  // by this object, restore()'s checks included
   int64_t bytes_written() const { return bytes_written_; }
-  bool direct_io() const { return direct_io_; }  // O_DIRECT in use (false after a fallback)
+  bool direct_io() const { return direct_io_; }  // O_DIRECT reads (false after a fallback)
+  bool direct_writes() const { return write_fd_ < 0 && direct_io_; }
   const std::string& path() const { return path_; }
 
   StoreSnapshot snapshot() const;
@@ -138,6 +143,7 @@ class SampleStore {
   int64_t payload_bytes_ = 0;
   int64_t record_bytes_ = 0;
   int fd_ = -1;
+  int write_fd_ = -1;  // appends' buffered descriptor when reads are O_DIRECT and writes not
   ReservoirMemory index_;
   std::unordered_map<int64_t, int64_t> record_of_;
   std::atomic<int64_t> readable_{0};  // records() for read() on another thread

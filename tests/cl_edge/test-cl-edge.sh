@@ -20,7 +20,8 @@
 #               checkpoint is refused without --resume
 #   bad_input   rb_size over the memory budget, classes per task that do not
 #               divide the labels, an unwritable storage_dir, a missing device
-#               profile, an unknown strategy: clear errors before training
+#               profile, an unknown strategy: clear errors before training; a
+#               diverging run stops at the first non-finite loss, saying so
 # Usage: test-cl-edge.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
 set -euo pipefail
 case_name=$1
@@ -201,6 +202,7 @@ PY
       --set memory.storage_dir="$work/a-file/storage"
     expect_error "no-such-board" --set energy.device=no-such-board
     expect_error "strategy.name" --set strategy.name=icarl
+    expect_error "training diverged" --set train.lr=1e4
     echo ok
     ;;
   *) fail "unknown case $case_name" ;;
