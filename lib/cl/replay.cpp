@@ -69,10 +69,6 @@ void ReplayTier::begin_iteration(int64_t iteration) {
   if (swap_) swap_->request_swap(iteration);
 }
 
-void ReplayTier::end_iteration() {
-  if (swap_) swap_->apply();
-}
-
 void ReplayTier::observe(int64_t id, int32_t label, std::span<const uint8_t> payload) {
   TURBINE_CHECK(int64_t(payload.size()) == config_.payload_bytes,
                 "replay: a payload of {} bytes, expected {}", payload.size(),

@@ -4,12 +4,14 @@
 // with data swapping (storage.hpp: st_size samples on storage; CarM's and
 // Miro's hierarchical memory).
 //
-// Every sample the stream offers goes through observe(); each iteration is
-// bracketed by begin_iteration() (which starts a swap's read when one is
-// due) and end_iteration() (which installs it), so the hierarchical tier's
-// swaps are reproducible. The RAM memory's bytes are planned (rb_size x
-// (payload + 12), plus a swap's read buffer) and checked against the budget
-// before anything is stored.
+// Every sample the stream offers goes through observe(); each iteration
+// starts with begin_iteration(), which every swap_period iterations installs
+// the swap read since the last one (waiting only if its read has not
+// finished) and starts the next read on the background thread: a read has
+// swap_period iterations of training to hide behind, and where swaps land
+// depends only on the iterations, so runs are reproducible. The RAM memory's bytes are planned
+// (rb_size x (payload + 12), plus a swap's read buffer) and checked against the budget before
+// anything is stored.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +59,6 @@ class ReplayTier {
   ~ReplayTier();
 
   void begin_iteration(int64_t iteration);
-  void end_iteration();
   void observe(int64_t id, int32_t label, std::span<const uint8_t> payload);
 
   int64_t size() const { return memory_->size(); }

@@ -153,7 +153,6 @@ StepResult Strategy::train_step(std::span<const int64_t> ids, int64_t iteration)
                     size_t(stored - bytes));
       tier_->observe(ids[i], labels[i], sample);
     }
-    tier_->end_iteration();
   }
   r.payload_bytes = (int64_t(current) + r.replayed) * bytes;
   return r;
