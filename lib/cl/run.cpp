@@ -640,7 +640,7 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
           order.data() + first,
           size_t(std::min<int64_t>(o.batch_size, int64_t(ids.size()) - first)));
       const auto step_start = Clock::now();
-      const StepResult r = strategy.train_step(batch, iteration);
+      const StepResult r = strategy.train_step(batch, iteration, /*observe=*/epoch == 0);
       const double step_s = since(step_start);
       TURBINE_CHECK(std::isfinite(r.loss),
                     "the loss is {} at task {} ({}), step {} of {}: training diverged; lower "

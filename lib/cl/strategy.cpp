@@ -63,7 +63,7 @@ void Strategy::gather(std::span<const int64_t> slots, std::vector<uint8_t>& payl
   }
 }
 
-StepResult Strategy::train_step(std::span<const int64_t> ids, int64_t iteration) {
+StepResult Strategy::train_step(std::span<const int64_t> ids, int64_t iteration, bool observe) {
   const int64_t bytes = stream_.payload_bytes();
   const Device device = learner_.config().device;
   StepResult r;
@@ -140,7 +140,7 @@ StepResult Strategy::train_step(std::span<const int64_t> ids, int64_t iteration)
     learner_.set_gradient(g);
   }
   learner_.step();
-  if (tier_) {
+  if (tier_ && observe) {
     const int64_t stored = tier_->config().payload_bytes;
     std::vector<float> logits;
     if (stored > bytes)

@@ -73,7 +73,9 @@ class Strategy {
   void before_task(int64_t task);
   // One step on the stream samples `ids` (the current mini-batch), the
   // `iteration`-th of the whole run (seeds dropout and the memory's draws).
-  StepResult train_step(std::span<const int64_t> ids, int64_t iteration);
+  // `observe`: the samples are offered to the memory afterwards (the first
+  // epoch over a task; later epochs see the same samples again).
+  StepResult train_step(std::span<const int64_t> ids, int64_t iteration, bool observe = true);
   // EWC's importance over the task's samples (`batch` at a time) and LwF's
   // previous model. Returns the samples' payload bytes read.
   int64_t after_task(int64_t task, std::span<const int64_t> ids, int64_t batch);

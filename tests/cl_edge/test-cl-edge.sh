@@ -66,9 +66,13 @@ case $case_name in
     for s in naive joint er cb-er agem ewc lwf der++ hierarchical miro; do
       run "s-$s" --set strategy.name="$s"
     done
+    # Two epochs a task: the samples go to the memory and to storage once.
+    run s-two-epochs --set strategy.name=hierarchical --set train.epochs=2
     python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
+m = json.load(open(f"{work}/s-two-epochs/summary.json"))["final"]["memory"]
+assert m["stored"] == 1000 and m["held"] == 100, m
 def summary(s): return json.load(open(f"{work}/s-{s}/summary.json"))
 acc = {}
 for s in ["naive", "joint", "er", "cb-er", "agem", "ewc", "lwf", "der++", "hierarchical", "miro"]:
