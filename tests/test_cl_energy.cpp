@@ -261,3 +261,25 @@ BOOST_AUTO_TEST_CASE(rapl_is_absent_without_readable_zones) {
   write_file(tmp.path / "intel-rapl:0" / "max_energy_range_uj", "1000\n");
   BOOST_TEST(!cl::RaplMeter::open(tmp.path.string()).has_value());
 }
+
+BOOST_AUTO_TEST_CASE(nvml_reads_a_gpu_or_says_it_cannot) {
+  // Where the driver's NVML and a GPU with an energy counter are present the
+  // meter counts up from 0; elsewhere (this suite's usual machine) open()
+  // returns nothing, and a GPU index CUDA_VISIBLE_DEVICES does not list never opens.
+  auto meter = cl::NvmlMeter::open(0);
+  if (meter) {
+    BOOST_TEST_MESSAGE("NVML: " << meter->name());
+    BOOST_TEST(meter->joules() >= 0.0);
+  } else {
+    BOOST_TEST_MESSAGE("NVML: no GPU energy counter here");
+  }
+  const char* saved = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string before = saved ? saved : "";
+  ::setenv("CUDA_VISIBLE_DEVICES", "0", 1);
+  BOOST_TEST(!cl::NvmlMeter::open(1).has_value());
+  BOOST_TEST(!cl::NvmlMeter::open(-1).has_value());
+  if (saved)
+    ::setenv("CUDA_VISIBLE_DEVICES", before.c_str(), 1);
+  else
+    ::unsetenv("CUDA_VISIBLE_DEVICES");
+}

@@ -1,6 +1,7 @@
 // Device profiles, the energy model and the RAPL meter of energy.hpp.
 #include "cl/energy.hpp"
 
+#include <dlfcn.h>
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <sstream>
 
 #include "core/error.hpp"
 
@@ -220,6 +222,52 @@ std::vector<std::string> RaplMeter::zones() const {
   std::vector<std::string> out;
   for (const Zone& zone : zones_) out.push_back(zone.label);
   return out;
+}
+
+std::optional<NvmlMeter> NvmlMeter::open(int index) {
+  // The library stays loaded for the process: NVML has no per-meter state.
+  static void* const library = ::dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!library) return std::nullopt;
+  using InitFn = int (*)();
+  using HandleFn = int (*)(unsigned, void**);
+  using NameFn = int (*)(void*, char*, unsigned);
+  const auto init = reinterpret_cast<InitFn>(::dlsym(library, "nvmlInit_v2"));
+  const auto handle = reinterpret_cast<HandleFn>(::dlsym(library, "nvmlDeviceGetHandleByIndex_v2"));
+  const auto name = reinterpret_cast<NameFn>(::dlsym(library, "nvmlDeviceGetName"));
+  const auto energy =
+      reinterpret_cast<EnergyFn>(::dlsym(library, "nvmlDeviceGetTotalEnergyConsumption"));
+  if (!init || !handle || !name || !energy || init() != 0) return std::nullopt;  // 0: NVML_SUCCESS
+  // CUDA numbers the devices CUDA_VISIBLE_DEVICES lists, NVML all of them:
+  // CUDA's device `index` is the list's entry `index` (an NVML index or a UUID).
+  using UuidFn = int (*)(const char*, void**);
+  const auto by_uuid = reinterpret_cast<UuidFn>(::dlsym(library, "nvmlDeviceGetHandleByUUID"));
+  std::string entry = std::to_string(index);
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
+    std::vector<std::string> listed;
+    std::stringstream list(visible);
+    for (std::string item; std::getline(list, item, ',');) listed.push_back(item);
+    if (index < 0 || size_t(index) >= listed.size()) return std::nullopt;
+    entry = listed[size_t(index)];
+  }
+  void* device = nullptr;
+  const bool numeric = !entry.empty() && std::all_of(entry.begin(), entry.end(), ::isdigit);
+  if (numeric) {
+    if (handle(unsigned(std::stoul(entry)), &device) != 0) return std::nullopt;
+  } else if (!by_uuid || by_uuid(entry.c_str(), &device) != 0) {
+    return std::nullopt;
+  }
+  unsigned long long start = 0;
+  if (energy(device, &start) != 0) return std::nullopt;  // no counter (before Volta)
+  char text[96] = {};
+  const std::string label = name(device, text, sizeof text) == 0 ? text : "GPU";
+  return NvmlMeter(device, energy, fmt::format("{} (GPU {})", label, index), start);
+}
+
+double NvmlMeter::joules() {
+  unsigned long long now = 0;
+  TURBINE_CHECK(energy_(device_, &now) == 0, "NVML: the energy counter of {} no longer reads",
+                name_);
+  return double(now - start_mj_) / 1000.0;
 }
 
 }  // namespace turbine::cl

@@ -14,7 +14,9 @@
 // /sys/class/powercap (Intel, and AMD since Zen through the same driver),
 // the energy of the whole host's CPU packages, not of this process alone.
 // Since Linux 5.10 energy_uj is readable by root only, and VMs rarely
-// expose it: open() then says so by returning nothing.
+// expose it: open() then says so by returning nothing. NvmlMeter reads a
+// GPU's energy counter through NVML (the driver's libnvidia-ml, loaded at
+// run time, so nothing links against it and a machine without it runs on).
 #pragma once
 
 #include <cstdint>
@@ -97,6 +99,28 @@ class RaplMeter {
   explicit RaplMeter(std::vector<Zone> zones) : zones_(std::move(zones)) {}
   std::vector<Zone> zones_;
   double total_uj_ = 0;
+};
+
+// A GPU's total energy through NVML (nvmlDeviceGetTotalEnergyConsumption,
+// millijoules since the driver loaded; Volta and later): the board's, not
+// this process's alone.
+class NvmlMeter {
+ public:
+  // CUDA's device `index` (through CUDA_VISIBLE_DEVICES when set, by index
+  // or UUID). Nothing when libnvidia-ml.so.1 is absent, NVML does not
+  // start, there is no such GPU, or it has no energy counter.
+  static std::optional<NvmlMeter> open(int index);
+  double joules();                                   // since open()
+  const std::string& name() const { return name_; }  // "NVIDIA H200 (GPU 0)"
+
+ private:
+  using EnergyFn = int (*)(void*, unsigned long long*);
+  NvmlMeter(void* device, EnergyFn energy, std::string name, unsigned long long start)
+      : device_(device), energy_(energy), name_(std::move(name)), start_mj_(start) {}
+  void* device_;
+  EnergyFn energy_;
+  std::string name_;
+  unsigned long long start_mj_;
 };
 
 }  // namespace turbine::cl

@@ -501,7 +501,17 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
   if (latest) saved = nlohmann::ordered_json::parse(saved_file("cl_state.json"));
   std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
   if (o.tier.st_size > 0) fs::create_directories(o.tier.storage_dir);
+  // Measured energy: the host's CPU packages (RAPL) and the GPU (NVML), where readable.
   std::optional<RaplMeter> rapl = RaplMeter::open();
+  std::optional<NvmlMeter> nvml;
+  if (device.is_cuda()) nvml = NvmlMeter::open(device.index);
+  std::vector<std::string> meters;
+  if (rapl) meters.push_back(fmt::format("RAPL ({})", fmt::join(rapl->zones(), ", ")));
+  if (nvml) meters.push_back("NVML (" + nvml->name() + ")");
+  const auto measured = [&]() -> std::optional<double> {
+    if (!rapl && !nvml) return std::nullopt;
+    return (rapl ? rapl->joules() : 0.0) + (nvml ? nvml->joules() : 0.0);
+  };
   const Stream stream(o.stream, o.learner.bloom);
   LearnerConfig lc = o.learner;
   lc.device = device;
@@ -528,8 +538,8 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
   if (log)
     fmt::print("cl-edge: {} with {}; model of {} parameters; energy modelled as {}{}\n",
                stream.describe(), o.strategy.name, learner.parameter_numel(), o.profile.name,
-               rapl ? fmt::format(", measured by RAPL ({})", fmt::join(rapl->zones(), ", "))
-                    : ", not measured (RAPL not readable here)");
+               meters.empty() ? std::string(", not measured (no readable RAPL or NVML here)")
+                              : ", measured by " + fmt::format("{}", fmt::join(meters, " + ")));
   // b: the accuracy of the model at its initialization, for FWT.
   std::vector<double> random_init;
   if (!latest)
@@ -696,7 +706,7 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
     line["accuracy"] = row;
     line["metrics"] = m.to_json();
     line["energy_j"] = e.to_json();
-    if (rapl) line["measured_j"] = rapl->joules();
+    if (const auto j = measured()) line["measured_j"] = *j;
     line["strategy"] = strategy.to_json();
     if (o.strategy.name == "agem") line["projected"] = projected;
     if (o.strategy.name == "miro") line["miro"] = miro_log.back();
@@ -724,7 +734,7 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
   result.matrix = matrix;
   result.metrics = matrix.metrics();
   result.energy = model_energy(o.profile, usage);
-  if (rapl) result.measured_j = rapl->joules();
+  result.measured_j = measured();
   result.seconds = usage.wall_s;
   result.accuracy_per_kj = result.metrics.accuracy * 100 / (result.energy.total_j / 1000);
   nlohmann::ordered_json& s = result.summary;
@@ -738,7 +748,8 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
                  {"device", o.profile.name},
                  {"measured_j", result.measured_j ? nlohmann::ordered_json(*result.measured_j)
                                                   : nlohmann::ordered_json(nullptr)},
-                 {"measured_by", rapl ? "RAPL" : "none (RAPL not readable)"}};
+                 {"measured_by", meters.empty() ? std::string("none (no readable RAPL or NVML)")
+                                                : fmt::format("{}", fmt::join(meters, " + "))}};
   s["accuracy_per_kj"] = result.accuracy_per_kj;
   s["usage"] = {{"busy_s", usage.busy_s},
                 {"wall_s", usage.wall_s},
