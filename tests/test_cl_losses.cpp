@@ -16,19 +16,11 @@
 using namespace turbine;
 using testing::floats;
 using testing::golden;
+using testing::ints;
+using testing::trainable;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<int64_t> ints(const Tensor& t) {
-  return t.to(DType::i64).to_vector<int64_t>();
-}
-
-Tensor trainable(const Tensor& t) {
-  Tensor copy = t.to(DType::f32).contiguous().clone();
-  copy.set_requires_grad(true);
-  return copy;
-}
 
 constexpr double kTol = 1e-6;
 

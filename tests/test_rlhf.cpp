@@ -32,16 +32,6 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
-std::vector<int64_t> ints(const Tensor& t) {
-  return t.to(DType::i64).to_vector<int64_t>();
-}
-
-Tensor trainable(const Tensor& t) {
-  Tensor copy = t.to(DType::f32).contiguous().clone();
-  copy.set_requires_grad(true);
-  return copy;
-}
-
 constexpr double kTol = 1e-6;
 
 }  // namespace

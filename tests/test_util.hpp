@@ -46,6 +46,18 @@ inline std::vector<float> floats(const Tensor& t) {
   return t.to(Device::cpu()).contiguous().to_vector<float>();
 }
 
+// A tensor's values on the host, as i64.
+inline std::vector<int64_t> ints(const Tensor& t) {
+  return t.to(DType::i64).to_vector<int64_t>();
+}
+
+// A contiguous f32 copy of `t` that records gradients (a leaf to back-propagate to).
+inline Tensor trainable(const Tensor& t) {
+  Tensor copy = t.to(DType::f32).contiguous().clone();
+  copy.set_requires_grad(true);
+  return copy;
+}
+
 // The message of the turbine::Error `action` throws, or "(no error)".
 inline std::string error_of(const std::function<void()>& action) {
   try {

@@ -16,18 +16,10 @@ namespace turbine::cl {
 
 namespace fs = std::filesystem;
 
-ReplayTier::ReplayTier(const TierConfig& config) : ReplayTier(config, -1) {}
+namespace {
 
-ReplayTier::ReplayTier(const TierConfig& config, int64_t generation) : config_(config) {
-  const TierConfig& c = config_;
-  TURBINE_CHECK(c.rb_size >= 1, "memory.rb_size {} must be at least 1", c.rb_size);
-  TURBINE_CHECK(c.policy == "reservoir" || c.policy == "class_balanced",
-                "memory.policy {}: reservoir or class_balanced", c.policy);
-  MemoryConfig m;
-  m.capacity = c.rb_size;
-  m.seed = c.seed;
-  m.payload_bytes = c.payload_bytes;
-  // The swap's read buffer counts against the budget as well.
+// The RAM tier's planned bytes (the memory and a swap's read buffer) within the budget.
+void check_tier_budget(const TierConfig& c) {
   const int64_t swap_slots =
       c.st_size > 0 ? int64_t(std::llround(c.swap_ratio * double(c.rb_size))) : 0;
   const int64_t sample_bytes = c.payload_bytes + kIdLabelBytes;
@@ -38,29 +30,64 @@ ReplayTier::ReplayTier(const TierConfig& config, int64_t generation) : config_(c
                 "MB are over the memory budget of {} MB: lower memory.swap_ratio or rb_size",
                 c.rb_size, swap_slots, c.swap_ratio, sample_bytes,
                 double((c.rb_size + swap_slots) * sample_bytes) / 1048576.0, c.budget_mb);
-  if (c.policy == "reservoir")
-    memory_ = std::make_unique<ReservoirMemory>(m);
-  else
-    memory_ = std::make_unique<ClassBalancedMemory>(m);
-  if (c.st_size <= 0) {
-    payloads_.assign(size_t(c.rb_size * c.payload_bytes), 0);
-    return;
-  }
+}
+
+std::unique_ptr<ReplayMemory> make_memory(const TierConfig& c) {
+  MemoryConfig m;
+  m.capacity = c.rb_size;
+  m.seed = c.seed;
+  m.payload_bytes = c.payload_bytes;
+  if (c.policy == "reservoir") return std::make_unique<ReservoirMemory>(m);
+  return std::make_unique<ClassBalancedMemory>(m);
+}
+
+StoreConfig store_config(const TierConfig& c, const std::string& dir, bool open_existing) {
   StoreConfig s;
-  generation_ = std::max<int64_t>(generation, 0);
-  s.storage_dir = fs::path(storage_path(generation_)).parent_path().string();
-  s.open_existing = generation >= 0;
+  s.storage_dir = dir;
+  s.open_existing = open_existing;
   s.st_size = c.st_size;
   s.payload_bytes = c.payload_bytes;
   s.seed = c.seed ^ 0x5707e;
   s.direct_io = c.direct_io;
   s.direct_writes = c.direct_writes;
-  store_ = std::make_unique<SampleStore>(s);
+  return s;
+}
+
+// The storage file of a generation: storage_dir's, then storage_dir/tier-N's
+// after each change of st_size.
+std::string generation_file(const std::string& storage_dir, int64_t generation) {
+  const fs::path dir = generation == 0 ? fs::path(storage_dir)
+                                       : fs::path(storage_dir) / fmt::format("tier-{}", generation);
+  return (dir / "samples.bin").string();
+}
+
+SwapConfig swap_config(const TierConfig& c) {
   SwapConfig w;
   w.swap_period = c.swap_period;
   w.swap_ratio = c.swap_ratio;
   w.seed = c.seed ^ 0x5a9;
-  swap_ = std::make_unique<SwapManager>(*memory_, *store_, w);
+  return w;
+}
+
+}  // namespace
+
+ReplayTier::ReplayTier(const TierConfig& config) : ReplayTier(config, -1) {}
+
+ReplayTier::ReplayTier(const TierConfig& config, int64_t generation) : config_(config) {
+  const TierConfig& c = config_;
+  TURBINE_CHECK(c.rb_size >= 1, "memory.rb_size {} must be at least 1", c.rb_size);
+  TURBINE_CHECK(c.policy == "reservoir" || c.policy == "class_balanced",
+                "memory.policy {}: reservoir or class_balanced", c.policy);
+  check_tier_budget(c);
+  memory_ = make_memory(c);
+  if (c.st_size <= 0) {
+    payloads_.assign(size_t(c.rb_size * c.payload_bytes), 0);
+    return;
+  }
+  generation_ = std::max<int64_t>(generation, 0);
+  store_ = std::make_unique<SampleStore>(
+      store_config(c, fs::path(storage_path(generation_)).parent_path().string(), generation >= 0));
+  swap_ = std::make_unique<SwapManager>(*memory_, *store_, swap_config(c));
 }
 
 ReplayTier::~ReplayTier() = default;
@@ -118,9 +145,7 @@ void ReplayTier::reconfigure(const TierConfig& next) {
   c.rb_size = next.rb_size;
   c.st_size = next.st_size;
   c.swap_ratio = next.swap_ratio;
-  const int64_t swap_slots = int64_t(std::llround(c.swap_ratio * double(c.rb_size)));
-  const int64_t sample_bytes = c.payload_bytes + kIdLabelBytes;
-  check_memory_budget(c.rb_size + swap_slots, sample_bytes, c.budget_mb);
+  check_tier_budget(c);
   swap_->apply();
   const SwapSnapshot old = swap_->snapshot();
   const uint64_t seed = c.seed ^ 0x4e5a ^ uint64_t(generation_ + 1) * 0x9e3779b97f4a7c15ULL;
@@ -129,15 +154,9 @@ void ReplayTier::reconfigure(const TierConfig& next) {
   std::string old_path;
   if (c.st_size != config_.st_size) {
     const int64_t generation = generation_ + 1;
-    StoreConfig s;
-    s.storage_dir = (fs::path(config_.storage_dir) / fmt::format("tier-{}", generation)).string();
-    fs::create_directories(s.storage_dir);
-    s.st_size = c.st_size;
-    s.payload_bytes = c.payload_bytes;
-    s.seed = c.seed ^ 0x5707e;
-    s.direct_io = c.direct_io;
-    s.direct_writes = c.direct_writes;
-    store = std::make_unique<SampleStore>(s);
+    const std::string dir = fs::path(storage_path(generation)).parent_path().string();
+    fs::create_directories(dir);
+    store = std::make_unique<SampleStore>(store_config(c, dir, false));
     std::vector<int64_t> records(size_t(store_->records()));
     std::iota(records.begin(), records.end(), 0);
     records = choose(std::move(records), c.st_size, seed, 1);
@@ -191,19 +210,8 @@ void ReplayTier::reconfigure(const TierConfig& next) {
   }
   // A memory that could not be filled takes new samples into its empty slots first.
   if (int64_t(m.ids.size()) < std::min(m.seen, c.rb_size)) m.seen = int64_t(m.ids.size());
-  MemoryConfig mc;
-  mc.capacity = c.rb_size;
-  mc.seed = c.seed;
-  mc.payload_bytes = c.payload_bytes;
-  std::unique_ptr<ReplayMemory> memory;
-  if (c.policy == "reservoir")
-    memory = std::make_unique<ReservoirMemory>(mc);
-  else
-    memory = std::make_unique<ClassBalancedMemory>(mc);
-  SwapConfig w;
-  w.swap_period = c.swap_period;
-  w.swap_ratio = c.swap_ratio;
-  w.seed = c.seed ^ 0x5a9;
+  std::unique_ptr<ReplayMemory> memory = make_memory(c);
+  const SwapConfig w = swap_config(c);
   swap_.reset();
   auto swap = std::make_unique<SwapManager>(*memory, target, w);
   SwapSnapshot s;
@@ -256,10 +264,7 @@ std::vector<uint8_t> bytes_from(const std::string& s) {
 }  // namespace
 
 std::string ReplayTier::storage_path(int64_t generation) const {
-  const fs::path dir = generation == 0
-                           ? fs::path(config_.storage_dir)
-                           : fs::path(config_.storage_dir) / fmt::format("tier-{}", generation);
-  return (dir / "samples.bin").string();
+  return generation_file(config_.storage_dir, generation);
 }
 
 TierState ReplayTier::save() {
@@ -330,18 +335,13 @@ std::unique_ptr<ReplayTier> ReplayTier::restore(
                 c.payload_bytes);
   const int64_t generation = j.at("generation");
   if (c.st_size > 0) {  // the storage file back where the store opens it
-    auto path_of = [&](int64_t g) {
-      const fs::path dir =
-          g == 0 ? fs::path(c.storage_dir) : fs::path(c.storage_dir) / fmt::format("tier-{}", g);
-      return dir;
-    };
-    fs::create_directories(path_of(generation));
+    const std::string path = generation_file(c.storage_dir, generation);
+    fs::create_directories(fs::path(path).parent_path());
     const std::string bytes = file("tier_samples.bin");
-    std::ofstream out(path_of(generation) / "samples.bin", std::ios::binary | std::ios::trunc);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), std::streamsize(bytes.size()));
     out.close();
-    TURBINE_CHECK(out.good(), "checkpoint: cannot write the storage file under {}",
-                  path_of(generation).string());
+    TURBINE_CHECK(out.good(), "checkpoint: cannot write the storage file {}", path);
   }
   auto tier = std::unique_ptr<ReplayTier>(new ReplayTier(c, generation));
   tier->moved_read_ = j.at("moved_read");
