@@ -119,25 +119,6 @@ int64_t ReplayTier::ram_bytes() const {
   return swap_ ? swap_->ram_bytes() + swap_->swap_buffer_bytes() : memory_->capacity_bytes();
 }
 
-namespace {
-
-// `count` of `values`, a uniform subset by (seed, stream), in their order.
-std::vector<int64_t> choose(std::vector<int64_t> values, int64_t count, uint64_t seed,
-                            uint64_t stream) {
-  if (count >= int64_t(values.size())) return values;
-  std::vector<int64_t> order(values.size());
-  std::iota(order.begin(), order.end(), 0);
-  for (size_t i = order.size(); i > 1; --i)
-    std::swap(order[i - 1], order[size_t(philox_below(seed, stream, i, i))]);
-  order.resize(size_t(count));
-  std::sort(order.begin(), order.end());
-  std::vector<int64_t> out;
-  for (const int64_t k : order) out.push_back(values[size_t(k)]);
-  return out;
-}
-
-}  // namespace
-
 void ReplayTier::reconfigure(const TierConfig& next) {
   TURBINE_CHECK(swap_ && next.st_size > 0, "replay: only a hierarchical tier is reconfigured");
   TURBINE_CHECK(next.rb_size >= 1, "replay: rb_size {} must be at least 1", next.rb_size);
@@ -159,7 +140,7 @@ void ReplayTier::reconfigure(const TierConfig& next) {
     store = std::make_unique<SampleStore>(store_config(c, dir, false));
     std::vector<int64_t> records(size_t(store_->records()));
     std::iota(records.begin(), records.end(), 0);
-    records = choose(std::move(records), c.st_size, seed, 1);
+    records = philox_subset(records, c.st_size, seed, 1, 0);
     std::vector<uint8_t> payloads(static_cast<size_t>(c.payload_bytes));
     for (const int64_t record : records) {
       const int64_t one[1] = {record};
@@ -181,7 +162,7 @@ void ReplayTier::reconfigure(const TierConfig& next) {
   // RAM: a subset of what it holds, or all of it and stored samples it lacks.
   std::vector<int64_t> slots(size_t(memory_->size()));
   std::iota(slots.begin(), slots.end(), 0);
-  slots = choose(std::move(slots), c.rb_size, seed, 2);
+  slots = philox_subset(slots, c.rb_size, seed, 2, 0);
   MemorySnapshot m;
   m.capacity = c.rb_size;
   m.seed = c.seed;
@@ -199,7 +180,7 @@ void ReplayTier::reconfigure(const TierConfig& next) {
     std::vector<int64_t> absent;
     for (int64_t r = 0; r < target.records(); ++r)
       if (!held.count(target.ids()[size_t(r)])) absent.push_back(r);
-    absent = choose(std::move(absent), c.rb_size - int64_t(m.ids.size()), seed, 3);
+    absent = philox_subset(absent, c.rb_size - int64_t(m.ids.size()), seed, 3, 0);
     std::vector<uint8_t> bytes(absent.size() * size_t(c.payload_bytes));
     const std::vector<StoredSample> in = target.read(absent, bytes);
     for (size_t i = 0; i < in.size(); ++i) {

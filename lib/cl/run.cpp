@@ -38,9 +38,7 @@ constexpr uint64_t kOrderStream = 0xc1ed, kProfileStream = 0xc1ee;
 // The task's training order for an epoch: a Fisher-Yates shuffle by (seed, task, epoch).
 std::vector<int64_t> epoch_order(std::vector<int64_t> ids, uint64_t seed, int64_t task,
                                  int64_t epoch) {
-  const uint64_t key = (uint64_t(task) << 20) + uint64_t(epoch);
-  for (size_t i = ids.size(); i > 1; --i)
-    std::swap(ids[i - 1], ids[size_t(philox_below(seed, kOrderStream, (key << 32) + i, i))]);
+  philox_shuffle(ids, seed, kOrderStream, (uint64_t(task) << 20) + uint64_t(epoch));
   return ids;
 }
 

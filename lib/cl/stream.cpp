@@ -17,23 +17,11 @@ namespace {
 constexpr uint64_t kClassOrderStream = 0x5e01, kSubsetStream = 0x5e02, kPermutationStream = 0x5e03,
                    kTextSplitStream = 0x5e04;
 
-// A seeded Fisher-Yates shuffle of `values` by (seed, stream, key).
-template <typename T>
-void shuffle(std::vector<T>& values, uint64_t seed, uint64_t stream, uint64_t key) {
-  for (size_t i = values.size(); i > 1; --i) {
-    const uint64_t j = philox_below(seed, stream, (key << 32) + i, i);
-    std::swap(values[i - 1], values[size_t(j)]);
-  }
-}
-
 // At most `limit` of `values` (0: all), a seeded subset kept in order.
-std::vector<int64_t> subset(std::vector<int64_t> values, int64_t limit, uint64_t seed,
+std::vector<int64_t> subset(const std::vector<int64_t>& values, int64_t limit, uint64_t seed,
                             uint64_t key) {
-  if (limit <= 0 || limit >= int64_t(values.size())) return values;
-  shuffle(values, seed, kSubsetStream, key);
-  values.resize(size_t(limit));
-  std::sort(values.begin(), values.end());
-  return values;
+  if (limit <= 0) return values;
+  return philox_subset(values, limit, seed, kSubsetStream, key);
 }
 
 }  // namespace
@@ -60,7 +48,7 @@ Stream::Stream(const StreamConfig& config, const nn::BloomConfig& text_model) : 
     train_count_ = text_->train_count();
     for (int64_t t = 0; t < tasks; ++t) {
       std::vector<int64_t> windows = parts[size_t(t)];
-      shuffle(windows, c.seed, kTextSplitStream, uint64_t(t));
+      philox_shuffle(windows, c.seed, kTextSplitStream, uint64_t(t));
       const auto held = std::max<int64_t>(
           1, int64_t(std::llround(c.text_test_fraction * double(windows.size()))));
       TURBINE_CHECK(int64_t(windows.size()) > held,
@@ -111,7 +99,7 @@ Stream::Stream(const StreamConfig& config, const nn::BloomConfig& text_model) : 
     for (int64_t t = 0; t < c.tasks; ++t) {
       std::vector<int32_t> order(static_cast<size_t>(pixels));
       std::iota(order.begin(), order.end(), 0);
-      shuffle(order, c.seed, kPermutationStream, uint64_t(t));
+      philox_shuffle(order, c.seed, kPermutationStream, uint64_t(t));
       permutations_.push_back(std::move(order));
       std::vector<int64_t> ids = subset(train_all, c.train_per_task, c.seed, uint64_t(t));
       for (int64_t& id : ids) id += t * train_count_;
@@ -132,7 +120,7 @@ Stream::Stream(const StreamConfig& config, const nn::BloomConfig& text_model) : 
                 c.tasks, c.classes_per_task, classes, c.data_path, classes);
   std::vector<int32_t> order(static_cast<size_t>(classes));
   std::iota(order.begin(), order.end(), 0);
-  if (c.shuffle_classes) shuffle(order, c.seed, kClassOrderStream, 0);
+  if (c.shuffle_classes) philox_shuffle(order, c.seed, kClassOrderStream, 0);
   std::vector<std::vector<int64_t>> train_of(static_cast<size_t>(classes)),
       test_of(static_cast<size_t>(classes));
   for (int64_t i = 0; i < train_set_.count; ++i)

@@ -8,9 +8,12 @@
 // log/sqrt/cos may differ from the host's in the last ulp.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
+#include <vector>
 
 // Marks a function for both host and device under nvcc; empty for g++.
 #ifdef __CUDACC__
@@ -82,6 +85,32 @@ inline uint64_t philox_below(uint64_t seed, uint64_t stream, uint64_t counter, u
 // Uniform in [0, 1) with 53 random bits.
 inline double philox_unit(uint64_t seed, uint64_t stream, uint64_t counter) {
   return double(philox_bits64(seed, stream, counter) >> 11) / 9007199254740992.0;  // 2^53
+}
+
+// A Fisher-Yates shuffle of `values` by (seed, stream, key): for i from
+// size() down to 2, position i - 1 swaps with philox_below(seed, stream,
+// key x 2^32 + i, i). Keys tell apart the shuffles of one stream (a task's
+// epochs, a data set's parts).
+template <typename T>
+void philox_shuffle(std::vector<T>& values, uint64_t seed, uint64_t stream, uint64_t key) {
+  for (size_t i = values.size(); i > 1; --i)
+    std::swap(values[i - 1], values[size_t(philox_below(seed, stream, (key << 32) + i, i))]);
+}
+
+// `count` of `values` (all when count >= size()), a uniform subset drawn by
+// philox_shuffle of their positions, kept in their order.
+inline std::vector<int64_t> philox_subset(const std::vector<int64_t>& values, int64_t count,
+                                          uint64_t seed, uint64_t stream, uint64_t key) {
+  if (count >= int64_t(values.size())) return values;
+  std::vector<int64_t> order(values.size());
+  std::iota(order.begin(), order.end(), 0);
+  philox_shuffle(order, seed, stream, key);
+  order.resize(size_t(std::max<int64_t>(count, 0)));
+  std::sort(order.begin(), order.end());
+  std::vector<int64_t> out;
+  out.reserve(order.size());
+  for (const int64_t k : order) out.push_back(values[size_t(k)]);
+  return out;
 }
 
 }  // namespace turbine
