@@ -24,30 +24,17 @@ namespace {
 
 constexpr double kTol = 1e-6;
 
-// Checks `got` against PyTorch's `want`: |got - want| <= kTol x max(1,
-// |want|), absolute for small values and relative for large ones. Logs the
-// largest absolute difference (--log_level=message).
 void check_close(const std::string& what, std::span<const float> got, std::span<const float> want) {
-  BOOST_TEST_CONTEXT(what) {
-    BOOST_REQUIRE_EQUAL(got.size(), want.size());
-    double worst_abs = 0, worst_scaled = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      const double d = std::abs(double(got[i]) - double(want[i]));
-      worst_abs = std::max(worst_abs, d);
-      worst_scaled = std::max(worst_scaled, d / std::max(1.0, std::abs(double(want[i]))));
-    }
-    BOOST_TEST_MESSAGE(what << ": max abs difference " << worst_abs);
-    BOOST_TEST(worst_scaled <= kTol);
-  }
+  testing::check_close(what, got, want, kTol);
 }
 
 void check_close(const std::string& what, const Tensor& got, const Tensor& want) {
-  check_close(what, floats(got), floats(want));
+  testing::check_close(what, got, want, kTol);
 }
 
 void check_close(const std::string& what, double got, const Tensor& want) {
   const std::vector<float> one = {float(got)};
-  check_close(what, one, floats(want));
+  testing::check_close(what, one, floats(want), kTol);
 }
 
 }  // namespace

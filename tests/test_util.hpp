@@ -1,6 +1,6 @@
 // Small helpers the Boost.Test suites share: a scratch folder, the text of
 // the turbine::Error an action throws, the devices to run a test on, random
-// token ids, the normalized error of two tensors.
+// token ids, the normalized error of two tensors, closeness to golden values.
 #pragma once
 
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,29 @@ inline Tensor trainable(const Tensor& t) {
   Tensor copy = t.to(DType::f32).contiguous().clone();
   copy.set_requires_grad(true);
   return copy;
+}
+
+// Checks `got` against a reference `want` (a golden file's): |got - want| <=
+// tol x max(1, |want|), absolute for small values and relative for large
+// ones. Logs the largest absolute difference (--log_level=message).
+inline void check_close(const std::string& what, std::span<const float> got,
+                        std::span<const float> want, double tol) {
+  BOOST_TEST_CONTEXT(what) {
+    BOOST_REQUIRE_EQUAL(got.size(), want.size());
+    double worst_abs = 0, worst_scaled = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double d = std::abs(double(got[i]) - double(want[i]));
+      worst_abs = std::max(worst_abs, d);
+      worst_scaled = std::max(worst_scaled, d / std::max(1.0, std::abs(double(want[i]))));
+    }
+    BOOST_TEST_MESSAGE(what << ": max abs difference " << worst_abs);
+    BOOST_TEST(worst_scaled <= tol);
+  }
+}
+
+inline void check_close(const std::string& what, const Tensor& got, const Tensor& want,
+                        double tol) {
+  check_close(what, floats(got), floats(want), tol);
 }
 
 // The message of the turbine::Error `action` throws, or "(no error)".

@@ -81,8 +81,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   Tensor y = ops::layer_norm(x, weight, bias, eps, &saved);
   if (needs_grad({&x, &weight, &bias}))
     record({&x, &weight, &bias}, {&y}, [x, weight, saved](Node& n) {
-      ops::layer_norm_backward(x, weight, saved, n.grad_output(0), n.grad_input(0),
-                               n.grad_input(1), n.grad_input(2));
+      ops::layer_norm_backward(x, weight, saved, n.grad_output(0), n.grad_input(0), n.grad_input(1),
+                               n.grad_input(2));
     });
   return y;
 }
@@ -142,30 +142,30 @@ Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor
   const float value = divisor > 0 ? static_cast<float>(total / double(divisor)) : 0.0f;
   Tensor loss = Tensor::from_vector<float>({1}, std::vector<float>{value}, h.device());
   if (needs_grad({&h, &weight}))
-    record({&h, &weight}, {&loss},
-           [h, weight, ignore_index, tile, tiles, divisor, tile_logits, saved,
-            kept_logits](Node& n) {
-             const float dloss = n.grad_output(0).item();
-             Tensor* dh = n.grad_input(0);
-             Tensor* dweight = n.grad_input(1);
-             // Several tiles add their parts into one zeroed dh.
-             if (tiles > 1 && dh && !dh->defined())
-               *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
-             for (int64_t t = 0; t < tiles; ++t) {
-               ops::CrossEntropySaved tile_saved = saved[size_t(t)];
-               tile_saved.counted = divisor;  // backward scales by dloss / counted
-               const Tensor logits = tiles == 1 ? kept_logits : tile_logits(t);
-               Tensor dlogits;
-               ops::cross_entropy_backward(logits, tile_saved, ignore_index, dloss, &dlogits);
-               if (tiles == 1) {
-                 ops::linear_backward(h, weight, dlogits, dh, dweight, nullptr);
-               } else {
-                 Tensor dh_tile = dh ? dh->narrow(0, t * tile, logits.dim(0)) : Tensor();
-                 ops::linear_backward(h.narrow(0, t * tile, logits.dim(0)), weight, dlogits,
-                                      dh ? &dh_tile : nullptr, dweight, nullptr);
-               }
-             }
-           });
+    record(
+        {&h, &weight}, {&loss},
+        [h, weight, ignore_index, tile, tiles, divisor, tile_logits, saved, kept_logits](Node& n) {
+          const float dloss = n.grad_output(0).item();
+          Tensor* dh = n.grad_input(0);
+          Tensor* dweight = n.grad_input(1);
+          // Several tiles add their parts into one zeroed dh.
+          if (tiles > 1 && dh && !dh->defined())
+            *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
+          for (int64_t t = 0; t < tiles; ++t) {
+            ops::CrossEntropySaved tile_saved = saved[size_t(t)];
+            tile_saved.counted = divisor;  // backward scales by dloss / counted
+            const Tensor logits = tiles == 1 ? kept_logits : tile_logits(t);
+            Tensor dlogits;
+            ops::cross_entropy_backward(logits, tile_saved, ignore_index, dloss, &dlogits);
+            if (tiles == 1) {
+              ops::linear_backward(h, weight, dlogits, dh, dweight, nullptr);
+            } else {
+              Tensor dh_tile = dh ? dh->narrow(0, t * tile, logits.dim(0)) : Tensor();
+              ops::linear_backward(h.narrow(0, t * tile, logits.dim(0)), weight, dlogits,
+                                   dh ? &dh_tile : nullptr, dweight, nullptr);
+            }
+          }
+        });
   return loss;
 }
 
@@ -185,11 +185,20 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
   if (needs_grad({&q, &k, &v})) {
     Tensor saved_out = out;
     record({&q, &k, &v}, {&out}, [q, k, v, saved_out, lse, options](Node& n) {
-      ops::attention_backward(q, k, v, saved_out, lse, n.grad_output(0), options,
-                              n.grad_input(0), n.grad_input(1), n.grad_input(2));
+      ops::attention_backward(q, k, v, saved_out, lse, n.grad_output(0), options, n.grad_input(0),
+                              n.grad_input(1), n.grad_input(2));
     });
   }
   return out;
+}
+
+Tensor mmca_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                      const ops::AttentionOptions& options, const ops::MmcaMasks& masks) {
+  TURBINE_CHECK(!options.mask.defined(), "mmca_attention: the masks come from the token kinds");
+  ops::AttentionOptions text = options, image = options;
+  text.mask = masks.text;
+  image.mask = masks.image;
+  return add(attention(q, k, v, text), attention(q, k, v, image));
 }
 
 ops::Qkv split_qkv(const Tensor& qkv, int heads) {
@@ -222,8 +231,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& index) {
   if (needs_grad({&x})) {
     const Shape shape = x.shape();
     record({&x}, {&y}, [shape, index](Node& n) {
-      if (Tensor* g = n.grad_input(0))
-        ops::gather_rows_backward(shape, index, n.grad_output(0), g);
+      if (Tensor* g = n.grad_input(0)) ops::gather_rows_backward(shape, index, n.grad_output(0), g);
     });
   }
   return y;
@@ -409,9 +417,8 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tenso
   return y;
 }
 
-Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                    Tensor* running_mean, Tensor* running_var, bool training, float momentum,
-                    float eps) {
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* running_mean,
+                    Tensor* running_var, bool training, float momentum, float eps) {
   ops::ChannelNormSaved saved;
   Tensor y = ops::batch_norm2d(x, weight, bias, running_mean, running_var, training, momentum, eps,
                                &saved);

@@ -30,6 +30,9 @@ Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor
 Tensor embedding(const Tensor& ids, const Tensor& table);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  const ops::AttentionOptions& options);
+// Multi-modal causal attention (ops::mmca_attention), differentiable.
+Tensor mmca_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                      const ops::AttentionOptions& options, const ops::MmcaMasks& masks);
 ops::Qkv split_qkv(const Tensor& qkv, int heads);
 Tensor merge_heads(const Tensor& x);
 Tensor gather_rows(const Tensor& x, const Tensor& index);
@@ -62,9 +65,8 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);
 // statistics in training and uses them otherwise.
 Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias,
                   float eps = 1e-5f);
-Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                    Tensor* running_mean, Tensor* running_var, bool training,
-                    float momentum = 0.1f, float eps = 1e-5f);
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* running_mean,
+                    Tensor* running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
 // x (N, ...) -> (N, the rest's product): a reshape.
 Tensor flatten(const Tensor& x);
 Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding = 0);

@@ -109,9 +109,9 @@ struct ChannelNormSaved {
 };
 Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
                   ChannelNormSaved* saved);
-Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                    Tensor* running_mean, Tensor* running_var, bool training, float momentum,
-                    float eps, ChannelNormSaved* saved);
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* running_mean,
+                    Tensor* running_var, bool training, float momentum, float eps,
+                    ChannelNormSaved* saved);
 // Either norm's backward: groups and per_image as in the forward (BatchNorm2d:
 // groups = C, per_image false). Null gradients are skipped.
 void channel_norm_backward(const Tensor& x, int groups, bool per_image, const Tensor& weight,
@@ -170,6 +170,32 @@ void split_qkv_backward(const Tensor* dq, const Tensor* dk, const Tensor* dv,
 Tensor merge_heads(const Tensor& x);
 Tensor split_heads(const Tensor& x, int heads);
 void merge_heads_backward(const Tensor& dy, int heads, Tensor* dx);
+
+// ---- multi-modal causal attention (mmca.cpp): DeepSpeed-VisualChat -------------------
+// What each position of a multi-modal sequence holds: text, the tokens of an
+// image (numbered 1, 2, ... along the row; one image's tokens consecutive),
+// or padding (seen by no query).
+constexpr int32_t kTextToken = 0;
+constexpr int32_t kPaddingToken = -1;
+// MMCA's two key masks, u8 (B, Tq, Tk): a text query attends to the text up
+// to itself through one softmax and to the earlier images' tokens through
+// another, and the two outputs are summed; an image's token attends to its
+// own image's tokens up to itself only (its text mask is empty). kinds (B,
+// Tk) row-major in host memory; the queries are the last Tq positions.
+struct MmcaMasks {
+  Tensor text, image;
+};
+MmcaMasks mmca_masks(std::span<const int32_t> kinds, int64_t batch, int64_t keys, int64_t queries,
+                     Device device);
+// The keys mask of plain causal attention over the same kinds (padding
+// hidden), or undefined when no position is padding.
+Tensor padding_mask(std::span<const int32_t> kinds, int64_t batch, int64_t keys, int64_t queries,
+                    Device device);
+// MMCA (inference): causal attention under masks.text plus causal attention
+// under masks.image, each normalized on its own; a row with no visible key
+// in a part adds zeros. options.mask must be undefined.
+Tensor mmca_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                      const AttentionOptions& options, const MmcaMasks& masks);
 
 // ---- rows (rows.cpp): token dropping ---------------------------------------------
 // x (B,T,C), index (B,K) of distinct rows -> (B,K,C).
