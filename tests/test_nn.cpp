@@ -369,4 +369,55 @@ BOOST_AUTO_TEST_CASE(a_full_cache_is_a_clear_error) {
   BOOST_TEST(model.decode(Tensor::from_vector<int64_t>({1, 2}, {1, 2}), cache).dim(1) == 64);
 }
 
+// Multi-modal input: embeddings with images among them (VisualChat).
+
+BOOST_AUTO_TEST_CASE(embeddings_in_equal_ids_in) {
+  const nn::Bloom model(tiny(), 7);
+  const Tensor from_ids = model.hidden_states(kIds);
+  const Tensor from_embeddings = model.hidden_states_from(model.token_embeddings(kIds), nullptr);
+  BOOST_TEST(from_ids.to_vector<float>() == from_embeddings.to_vector<float>(),
+             boost::test_tools::per_element());
+  BOOST_TEST(model.loss(kIds, kTargets).item() ==
+             model.loss_from_hidden(from_embeddings, kTargets).item());
+}
+
+BOOST_AUTO_TEST_CASE(multimodal_decoding_in_chunks_equals_a_full_recompute) {
+  // Row 0 is left-padded; an image of each row is split across two chunks;
+  // text follows two images. MMCA and causal attention each decode as they
+  // recompute.
+  const nn::Bloom model(decoding_model(), 14);
+  const int64_t B = 2, T = 15, H = model.config().hidden_size;
+  const std::vector<int32_t> kinds = {-1, -1, 0, 0, 1, 1, 1, 1, 0, 2, 2, 2, 2, 0, 0,  //
+                                      0,  1,  1, 1, 1, 1, 0, 0, 2, 2, 2, 2, 0, 0, 0};
+  const Tensor embeddings = Tensor::randn({B, T, H}, 3, 1, 0.5f);
+  const autograd::NoGradGuard inference;
+  for (const bool mmca : {true, false}) {
+    const ops::MmcaMasks masks = ops::mmca_masks(kinds, B, T, T, model.device());
+    std::vector<int32_t> causal_kinds = kinds;  // causal recompute: no padding to hide
+    if (!mmca) std::fill_n(causal_kinds.begin(), 2, ops::kTextToken);
+    const Tensor full = model.hidden_states_from(embeddings, mmca ? &masks : nullptr);
+    nn::KvCache cache(model.config(), B, T, model.device());
+    cache.set_mmca(mmca);
+    int64_t start = 0;
+    for (const int64_t end : {6, 9, 10, 11, 12, 13, 14, 15}) {
+      std::vector<int32_t> chunk_kinds;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = start; t < end; ++t)
+          chunk_kinds.push_back((mmca ? kinds : causal_kinds)[size_t(b * T + t)]);
+      const Tensor got = model.decode_from(embeddings.narrow(1, start, end - start).contiguous(),
+                                           cache, chunk_kinds);
+      const Tensor want = model.lm_head(full.narrow(1, end - 1, 1).contiguous().view({B, H}));
+      BOOST_TEST(testing::norm_error(got.to_vector<float>(), want.to_vector<float>()) < 1e-5,
+                 (mmca ? "mmca" : "causal") << " positions " << start << ".." << end);
+      start = end;
+    }
+  }
+  // MMCA changes what text after an image sees.
+  const ops::MmcaMasks masks = ops::mmca_masks(kinds, B, T, T, model.device());
+  const Tensor with = model.hidden_states_from(embeddings, &masks);
+  const Tensor without = model.hidden_states_from(embeddings, nullptr);
+  BOOST_TEST(testing::normalized_error(with.narrow(1, T - 1, 1).contiguous(),
+                                       without.narrow(1, T - 1, 1).contiguous()) > 1e-3);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -100,7 +100,8 @@ BloomBlock::BloomBlock(const BloomConfig& c, Init& init)
       hidden_dropout_(c.hidden_dropout) {}
 
 Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
-                           uint64_t dropout_stream, const Tensor& positions) const {
+                           uint64_t dropout_stream, const Tensor& positions,
+                           const ops::MmcaMasks* mmca) const {
   // Attention: residual from the LN input (apply_residual_connection_post_layernorm = False).
   const Tensor h = input_layernorm.forward(x);
   ops::AttentionOptions options;
@@ -109,7 +110,11 @@ Tensor BloomBlock::forward(const Tensor& x, const std::vector<float>& alibi, uin
   options.positions = positions;
   Tensor context;
   if (exchange_) {
+    TURBINE_CHECK(mmca == nullptr, "Bloom: multi-modal attention with sequence parallelism");
     context = sequence_parallel_attention(query_key_value->forward(h), options);
+  } else if (mmca) {
+    const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
+    context = ag::merge_heads(ag::mmca_attention(qkv.q, qkv.k, qkv.v, options, *mmca));
   } else {
     const ops::Qkv qkv = ag::split_qkv(query_key_value->forward(h), static_cast<int>(n_head_));
     context = ag::merge_heads(ag::attention(qkv.q, qkv.k, qkv.v, options));
@@ -254,19 +259,38 @@ Device Bloom::device() const {
   return word_embeddings_layernorm_.weight.device();  // the embedding may be dropped
 }
 
-Tensor Bloom::hidden_states(const Tensor& ids_any) const {
-  TURBINE_CHECK(ids_any.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}",
-                ids_any.str());
+Tensor Bloom::token_embeddings(const Tensor& ids) const {
+  TURBINE_CHECK(ids.ndim() == 2, "Bloom: input ids must be (batch, seq), got {}", ids.str());
   // Batches come from the loaders in host memory; the model may be on a GPU.
+  return embed(ids.to(device()));
+}
+
+Tensor Bloom::hidden_states(const Tensor& ids) const {
   TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks runs decode only");
-  const Tensor ids = ids_any.to(device());
-  Tensor x = word_embeddings_layernorm_.forward(embed(ids));
+  return hidden_states_from(token_embeddings(ids), nullptr);
+}
+
+Tensor Bloom::hidden_states_from(const Tensor& embeddings, const ops::MmcaMasks* mmca) const {
+  TURBINE_CHECK(!streamed_, "Bloom: a model with streamed blocks runs decode only");
+  TURBINE_CHECK(embeddings.ndim() == 3 && embeddings.dim(2) == config_.hidden_size,
+                "Bloom: embeddings must be (batch, seq, {}), got {}", config_.hidden_size,
+                embeddings.str());
+  if (mmca) {
+    TURBINE_CHECK(dropping_.layers.empty(),
+                  "Bloom: multi-modal attention with random-LTD token dropping is not supported");
+    const Shape masks{embeddings.dim(0), embeddings.dim(1), embeddings.dim(1)};
+    TURBINE_CHECK(mmca->text.shape() == masks && mmca->image.shape() == masks,
+                  "Bloom: MMCA masks {} and {} for embeddings {}", mmca->text.str(),
+                  mmca->image.str(), embeddings.str());
+  }
+  Tensor x = word_embeddings_layernorm_.forward(embeddings.to(device()));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
   const int64_t layers = int64_t(h_.size());
   if (!checkpointing_.enabled || !autograd::grad_enabled())
-    return ln_f_.forward(run_training_blocks(x, 0, layers, dropout));
+    return ln_f_.forward(run_training_blocks(x, 0, layers, dropout, mmca));
   // Activation checkpointing: chunks of consecutive blocks, each run again in backward.
-  const int64_t chunks = checkpointing_.chunks > 0 ? std::min(checkpointing_.chunks, layers) : layers;
+  const int64_t chunks =
+      checkpointing_.chunks > 0 ? std::min(checkpointing_.chunks, layers) : layers;
   const int64_t per_chunk = layers > 0 ? (layers + chunks - 1) / chunks : 0;
   autograd::CheckpointOptions options;
   options.offload_to_host = checkpointing_.offload_inputs;
@@ -281,15 +305,16 @@ Tensor Bloom::hidden_states(const Tensor& ids_any) const {
     std::vector<const Tensor*> weight_ptrs;
     for (const Tensor& w : weights) weight_ptrs.push_back(&w);
     x = autograd::checkpoint(
-        [this, first, last, dropout](const Tensor& in) {
-          return run_training_blocks(in, first, last, dropout);
+        [this, first, last, dropout, mmca](const Tensor& in) {
+          return run_training_blocks(in, first, last, dropout, mmca);
         },
         x, weight_ptrs, options);
   }
   return ln_f_.forward(x);
 }
 
-Tensor Bloom::run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout) const {
+Tensor Bloom::run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout,
+                                  const ops::MmcaMasks* mmca) const {
   const int64_t batch = x.dim(0), seq = x.dim(1);
   const std::vector<float>& slopes = exchange_ ? sequence_alibi_ : alibi_;
   // The ranks of a sequence-parallel group hold different tokens: each draws
@@ -308,7 +333,7 @@ Tensor Bloom::run_training_blocks(Tensor x, int64_t first, int64_t last, float d
           block.forward(ag::gather_rows(x, kept), slopes, dropout_seed, stream, kept);
       x = ag::scatter_rows(x, kept, through);
     } else {
-      x = block.forward(x, slopes, dropout_seed, stream);
+      x = block.forward(x, slopes, dropout_seed, stream, Tensor(), mmca);
     }
   }
   return x;
@@ -375,11 +400,30 @@ Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,
                 cache.batch(), ids_any.str());
   const autograd::NoGradGuard inference;
   const Tensor ids = ids_any.to(device());
-  const int64_t batch = ids.dim(0), tokens = ids.dim(1);
+  const int64_t tokens = ids.dim(1);
   cache.begin(tokens, valid);
   const Tensor x = run_blocks(word_embeddings_layernorm_.forward(embed(ids)), cache);
   cache.commit();
+  return last_logits(x);
+}
+
+Tensor Bloom::decode_from(const Tensor& embeddings, KvCache& cache,
+                          std::span<const int32_t> kinds) const {
+  TURBINE_CHECK(embeddings.ndim() == 3 && embeddings.dim(0) == cache.batch() &&
+                    embeddings.dim(2) == config_.hidden_size,
+                "Bloom::decode_from: embeddings must be (batch, tokens, {}) with the cache's "
+                "batch {}, got {}",
+                config_.hidden_size, cache.batch(), embeddings.str());
+  const autograd::NoGradGuard inference;
+  cache.begin_kinds(embeddings.dim(1), kinds);
+  const Tensor x = run_blocks(word_embeddings_layernorm_.forward(embeddings.to(device())), cache);
+  cache.commit();
+  return last_logits(x);
+}
+
+Tensor Bloom::last_logits(const Tensor& x) const {
   // The LM head on each row's last position only.
+  const int64_t batch = x.dim(0), tokens = x.dim(1);
   const Tensor last = ops::gather_rows(
       x, Tensor::from_vector<int64_t>({batch, 1}, std::vector<int64_t>(size_t(batch), tokens - 1))
              .to(device()));
@@ -466,8 +510,16 @@ Tensor Bloom::loss(const Tensor& ids, const Tensor& targets, int64_t normalizer)
                 ids.str());
   TURBINE_CHECK(has_f32_embedding(),
                 "Bloom::loss: the f32 embedding was dropped for inference (use decode)");
+  return loss_from_hidden(hidden_states(ids), targets, normalizer);
+}
+
+Tensor Bloom::loss_from_hidden(const Tensor& h, const Tensor& targets, int64_t normalizer) const {
+  TURBINE_CHECK(h.ndim() == 3 && targets.ndim() == 2 && targets.dim(0) == h.dim(0) &&
+                    targets.dim(1) == h.dim(1),
+                "Bloom::loss: targets {} for hidden states {}", targets.str(), h.str());
+  TURBINE_CHECK(has_f32_embedding(),
+                "Bloom::loss: the f32 embedding was dropped for inference (use decode)");
   // The LM head is the embedding matrix: logits = h @ E^T, no bias, tile by tile.
-  const Tensor h = hidden_states(ids);
   return ag::lm_head_cross_entropy(ag::reshape(h, {-1, config_.hidden_size}),
                                    word_embeddings_.weight, targets.to(device()), -100, normalizer,
                                    loss_tile_tokens_);

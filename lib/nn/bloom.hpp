@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,8 +81,11 @@ class BloomBlock {
   BloomBlock(const BloomConfig& config, Init& init);
   // x (B, T, H) -> (B, T, H). positions (B, T) i64: the tokens' original
   // positions when some were dropped (undefined: 0..T-1).
+  // mmca: multi-modal causal attention's masks (B, T, T) in place of causal
+  // attention, or null.
   Tensor forward(const Tensor& x, const std::vector<float>& alibi, uint64_t dropout_seed,
-                 uint64_t dropout_stream, const Tensor& positions = Tensor()) const;
+                 uint64_t dropout_stream, const Tensor& positions = Tensor(),
+                 const ops::MmcaMasks* mmca = nullptr) const;
   // Inference with a KV cache: x (B, Tq, H) are the positions after those
   // cached; their keys and values join the cache as layer `layer`'s.
   Tensor forward_cached(const Tensor& x, const std::vector<float>& alibi, AttentionCache& cache,
@@ -144,6 +148,23 @@ class Bloom {
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t normalizer = 0) const;
   // The final hidden states (B, T, H) after ln_f.
   Tensor hidden_states(const Tensor& ids) const;
+
+  // Multi-modal input (VisualChat): a model that puts image features among
+  // the tokens feeds embeddings instead of ids.
+  // The word embeddings of ids (B, T) -> (B, T, H), before
+  // word_embeddings_layernorm. Differentiable.
+  Tensor token_embeddings(const Tensor& ids) const;
+  // hidden_states from embeddings (B, T, H) (token_embeddings with image
+  // features in place); mmca: MMCA's masks (B, T, T) (ops::mmca_masks), or
+  // null for causal attention. Not with token dropping or sequence parallelism.
+  Tensor hidden_states_from(const Tensor& embeddings, const ops::MmcaMasks* mmca) const;
+  // loss() on final hidden states h (B, T, H) instead of ids.
+  Tensor loss_from_hidden(const Tensor& h, const Tensor& targets, int64_t normalizer = 0) const;
+  // decode() from embeddings (B, Tq, H) of positions whose kinds (B, Tq)
+  // row-major are ops::kTextToken, kPaddingToken or an image's number (the
+  // cache's set_mmca chooses MMCA or causal attention).
+  Tensor decode_from(const Tensor& embeddings, KvCache& cache,
+                     std::span<const int32_t> kinds) const;
   // The logits of one position per row: positions (B) i64, each in [0, T)
   // or -1 for the last -> (B, vocab). The LM head runs on those rows only
   // (generation needs no T x vocab logits). Differentiable.
@@ -252,13 +273,16 @@ class Bloom {
   BlockSource* block_source_ = nullptr;  // streamed blocks
   bool streamed_ = false;
   // Blocks [first, last) on x: the training forward's body.
-  Tensor run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout) const;
+  Tensor run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout,
+                             const ops::MmcaMasks* mmca) const;
+  // The last position's logits of each row of decode's blocks' output x (B, Tq, H).
+  Tensor last_logits(const Tensor& x) const;
   std::vector<float> alibi_;  // this rank's heads' slopes
   const SequenceExchange* exchange_ = nullptr;
   std::vector<float> sequence_alibi_;  // the slopes of this rank's heads under exchange_
   ActivationCheckpointing checkpointing_;
   int64_t loss_tile_tokens_ = 0;
-  VocabSlice vocab_slice_;    // decode's LM head rows
+  VocabSlice vocab_slice_;  // decode's LM head rows
   int tp_size_ = 1;
   ParameterList parameters_;
   uint64_t seed_ = 0;

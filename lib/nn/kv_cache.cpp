@@ -1,6 +1,8 @@
 // The KV cache of incremental decoding (nn/kv_cache.hpp).
 #include "nn/kv_cache.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
@@ -14,7 +16,7 @@ KvCache::KvCache(const BloomConfig& config, int64_t batch, int64_t capacity, Dev
       heads_(heads > 0 ? heads : config.n_head),
       head_dim_(config.head_dim()),
       device_(device),
-      valid_(size_t(batch * capacity), 0) {
+      kinds_(size_t(std::max<int64_t>(0, batch * capacity)), ops::kPaddingToken) {
   TURBINE_CHECK(batch > 0 && capacity > 0, "KV cache: batch {} and capacity {} must be positive",
                 batch, capacity);
   for (int64_t i = 0; i < config.n_layer; ++i) {
@@ -28,31 +30,45 @@ int64_t KvCache::nbytes() const {
 }
 
 void KvCache::begin(int64_t tokens, const std::vector<uint8_t>& valid) {
+  TURBINE_CHECK(valid.empty() || int64_t(valid.size()) == batch_ * tokens,
+                "KV cache: {} validity flags for {} rows of {} positions", valid.size(), batch_,
+                tokens);
+  std::vector<int32_t> kinds(size_t(std::max<int64_t>(0, batch_ * tokens)), ops::kTextToken);
+  for (size_t i = 0; i < valid.size(); ++i)
+    if (!valid[i]) kinds[i] = ops::kPaddingToken;
+  begin_kinds(tokens, kinds);
+}
+
+void KvCache::begin_kinds(int64_t tokens, std::span<const int32_t> kinds) {
   TURBINE_CHECK(pending_ == 0, "KV cache: begin() twice without commit()");
   TURBINE_CHECK(tokens > 0, "KV cache: no positions to add");
   TURBINE_CHECK(length_ + tokens <= capacity_,
                 "KV cache: {} cached + {} new positions exceed its capacity of {} (the context "
                 "window this cache was made for)",
                 length_, tokens, capacity_);
-  TURBINE_CHECK(valid.empty() || int64_t(valid.size()) == batch_ * tokens,
-                "KV cache: {} validity flags for {} rows of {} positions", valid.size(), batch_,
+  TURBINE_CHECK(int64_t(kinds.size()) == batch_ * tokens,
+                "KV cache: {} position kinds for {} rows of {} positions", kinds.size(), batch_,
                 tokens);
   for (int64_t b = 0; b < batch_; ++b)
     for (int64_t t = 0; t < tokens; ++t) {
-      const uint8_t ok = valid.empty() ? 1 : valid[size_t(b * tokens + t)];
-      valid_[size_t(b * capacity_ + length_ + t)] = ok;
-      any_padding_ |= ok == 0;
+      const int32_t kind = kinds[size_t(b * tokens + t)];
+      kinds_[size_t(b * capacity_ + length_ + t)] = kind;
+      any_padding_ |= kind == ops::kPaddingToken;
+      any_image_ |= kind > 0;
     }
   pending_ = tokens;
   mask_ = Tensor();
-  if (!any_padding_) return;
+  mmca_masks_ = {};
+  const bool multimodal = mmca_ && any_image_;
+  if (!any_padding_ && !multimodal) return;
   const int64_t keys = length_ + tokens;
-  std::vector<uint8_t> mask(size_t(batch_ * tokens * keys));
+  std::vector<int32_t> rows(size_t(batch_ * keys));  // each row's kinds so far
   for (int64_t b = 0; b < batch_; ++b)
-    for (int64_t i = 0; i < tokens; ++i)
-      for (int64_t j = 0; j < keys; ++j)
-        mask[size_t((b * tokens + i) * keys + j)] = valid_[size_t(b * capacity_ + j)];
-  mask_ = Tensor::from_vector<uint8_t>({batch_, tokens, keys}, mask, device_);
+    std::copy_n(kinds_.begin() + b * capacity_, keys, rows.begin() + b * keys);
+  if (multimodal)
+    mmca_masks_ = ops::mmca_masks(rows, batch_, keys, tokens, device_);
+  else
+    mask_ = ops::padding_mask(rows, batch_, keys, tokens, device_);
 }
 
 std::pair<Tensor, Tensor> KvCache::append(int64_t layer, const Tensor& k_any, const Tensor& v_any) {
@@ -81,6 +97,7 @@ Tensor KvCache::attend(int64_t layer, const Tensor& q, const Tensor& k, const Te
   ops::AttentionOptions options;
   options.causal = true;  // the new queries sit after the cached keys
   options.alibi_slopes = alibi;
+  if (mmca_masks_.text.defined()) return ops::mmca_attention(q, keys, values, options, mmca_masks_);
   options.mask = mask_;
   return ops::attention(q, keys, values, options, nullptr);
 }
@@ -90,13 +107,15 @@ void KvCache::commit() {
   length_ += pending_;
   pending_ = 0;
   mask_ = Tensor();
+  mmca_masks_ = {};
 }
 
 void KvCache::clear() {
-  std::fill(valid_.begin(), valid_.end(), uint8_t(0));
-  any_padding_ = false;
+  std::fill(kinds_.begin(), kinds_.end(), ops::kPaddingToken);
+  any_padding_ = any_image_ = false;
   length_ = pending_ = 0;
   mask_ = Tensor();
+  mmca_masks_ = {};
 }
 
 }  // namespace turbine::nn

@@ -12,8 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "ops/ops.hpp"
 #include "tensor/tensor.hpp"
 
 namespace turbine::nn {
@@ -47,14 +49,24 @@ class KvCache final : public AttentionCache {
   // for a real token, 0 for left padding; empty: all real). Call once per
   // forward, before its layers append; checks the capacity.
   void begin(int64_t tokens, const std::vector<uint8_t>& valid);
+  // The same with each position's kind ((B, tokens) row-major: ops::kTextToken,
+  // ops::kPaddingToken or an image's number, unique along a row over every
+  // call): a multi-modal sequence.
+  void begin_kinds(int64_t tokens, std::span<const int32_t> kinds);
+  // Multi-modal causal attention (ops::mmca_masks) once a row holds an
+  // image's tokens; off (the default): causal attention over every real key.
+  void set_mmca(bool mmca) { mmca_ = mmca; }
+  bool mmca() const { return mmca_; }
   // Layer `layer`'s keys and values of those positions, k and v (B, H,
   // tokens, D), copied in; returns views of all its keys and values so far
   // (B, H, length() + tokens, D).
   std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& k, const Tensor& v);
   // The key mask of the pending positions' queries, (B, tokens, length() +
-  // tokens) u8 on the device, or undefined when no cached position is padding.
+  // tokens) u8 on the device, or undefined when no cached position is padding
+  // (or when MMCA's masks are in use).
   const Tensor& mask() const { return mask_; }
-  // append, then causal attention of q over every cached key (masked padding).
+  // append, then causal attention of q over every cached key (masked
+  // padding), or MMCA when it is on and an image is cached.
   Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,
                 const std::vector<float>& alibi) override;
   // Ends the forward: the pending positions become cached.
@@ -66,10 +78,11 @@ class KvCache final : public AttentionCache {
   int64_t batch_, capacity_, heads_, head_dim_;
   Device device_;
   std::vector<Tensor> keys_, values_;  // per layer (B, H, capacity, D)
-  std::vector<uint8_t> valid_;         // (B, capacity)
-  bool any_padding_ = false;
+  std::vector<int32_t> kinds_;         // (B, capacity): ops::kTextToken, kPaddingToken, image n
+  bool any_padding_ = false, any_image_ = false, mmca_ = false;
   int64_t length_ = 0, pending_ = 0;
   Tensor mask_;
+  ops::MmcaMasks mmca_masks_;  // the pending queries' when MMCA applies
 };
 
 }  // namespace turbine::nn
