@@ -1,6 +1,6 @@
 // The image classifiers of lib/nn/vision.hpp against PyTorch
 // (tests/golden/vision.h5 from tools/make-golden-vision): an MLP, the CNN and
-// ResNet-8 with BatchNorm2d and GroupNorm, on every test device: logits and
+// ResNet-8 with BatchNorm2d and GroupNorm, a two-block ViT, on every test device: logits and
 // loss within 1e-5, every gradient within 1e-4 (normalized error), BatchNorm's
 // running statistics after the training forward, and the eval-mode logits.
 // Also the configuration's errors.
@@ -33,6 +33,12 @@ nn::VisionConfig golden_config(const std::string& name) {
     c.arch = "cnn";
     c.conv_channels = {4, 8};
     c.hidden = {16};
+  } else if (name == "vit") {
+    c.arch = "vit";
+    c.patch_size = 4;
+    c.embed_dim = 16;
+    c.heads = 2;
+    c.layers = 2;
   } else {
     c.arch = "resnet";
     c.depth = 8;
@@ -75,14 +81,26 @@ void check_model(const H5File& g, const std::string& name, Device device) {
 BOOST_AUTO_TEST_CASE(classifiers_equal_pytorch) {
   const H5File g(golden("vision.h5"), H5File::Mode::read);
   for (const Device device : test_devices())
-    for (const std::string name : {"mlp", "cnn", "resnet_batch", "resnet_group"})
+    for (const std::string name : {"mlp", "cnn", "resnet_batch", "resnet_group", "vit"})
       check_model(g, name, device);
 }
 
 BOOST_AUTO_TEST_CASE(bad_configurations_are_refused) {
   nn::VisionConfig c;
   c.arch = "transformer";
-  BOOST_TEST(contains(error_of([&] { c.validate(); }), "mlp, cnn or resnet"));
+  BOOST_TEST(contains(error_of([&] { c.validate(); }), "mlp, cnn, resnet or vit"));
+  c.arch = "vit";
+  c.patch_size = 5;
+  BOOST_TEST(contains(error_of([&] { c.validate(); }), "does not divide the 28 x 28 images"));
+  c.patch_size = 7;
+  c.heads = 3;
+  BOOST_TEST(contains(error_of([&] { c.validate(); }), "does not divide model.embed_dim 64"));
+  c = {};
+  BOOST_TEST(contains(error_of([&] {
+                        nn::ImageClassifier cnn(c);
+                        cnn.features(Tensor::zeros({1, 1, 28, 28}));
+                      }),
+                      "not a cnn"));
   c = {};
   c.arch = "resnet";
   c.depth = 10;
@@ -110,6 +128,23 @@ BOOST_AUTO_TEST_CASE(parameter_counts) {
   const int64_t resnet20 = c.parameter_count();
   BOOST_TEST(resnet20 > 260000);  // ResNet-20 on CIFAR: 0.27M
   BOOST_TEST(resnet20 < 280000);
+}
+
+BOOST_AUTO_TEST_CASE(vit_features_and_size) {
+  nn::VisionConfig c;  // 28 x 28 in 7 x 7 patches: 16 tokens of 64
+  c.arch = "vit";
+  const int64_t E = 64, P = 16,
+                block = 2 * 2 * E + (E * 3 * E + 3 * E) + (E * E + E) + (E * 4 * E + 4 * E) +
+                        (4 * E * E + E);
+  BOOST_TEST(c.parameter_count() == (49 * E + E) + P * E + 2 * block + 2 * E + (E * 10 + 10));
+  nn::ImageClassifier model(c);
+  const Tensor x = Tensor::randn({3, 1, 28, 28}, 1, 1);
+  const Tensor f = model.features(x);
+  BOOST_TEST(f.shape() == (Shape{3, P, E}));
+  BOOST_TEST(model.forward(x, false).shape() == (Shape{3, 10}));
+  const double per_block =
+      2.0 * P * E * 3 * E + 4.0 * P * P * E + 2.0 * P * E * E + 4.0 * P * E * 4 * E;
+  BOOST_TEST(c.forward_flops() == 2.0 * P * 49 * E + 2 * per_block + 2.0 * E * 10);
 }
 
 BOOST_AUTO_TEST_CASE(forward_flops_count_the_products) {

@@ -2,6 +2,7 @@
 #include "nn/vision.hpp"
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/functions.hpp"
 #include "core/error.hpp"
@@ -38,8 +39,8 @@ bool is_resnet_depth(int64_t depth) {
 }  // namespace
 
 void VisionConfig::validate() const {
-  TURBINE_CHECK(arch == "mlp" || arch == "cnn" || arch == "resnet",
-                "model.arch: {} is not mlp, cnn or resnet", arch);
+  TURBINE_CHECK(arch == "mlp" || arch == "cnn" || arch == "resnet" || arch == "vit",
+                "model.arch: {} is not mlp, cnn, resnet or vit", arch);
   TURBINE_CHECK(channels >= 1 && height >= 1 && width >= 1 && num_classes >= 2,
                 "model: images of {} x {} x {} and {} classes are not a classification problem",
                 channels, height, width, num_classes);
@@ -66,6 +67,14 @@ void VisionConfig::validate() const {
                     "model.norm_groups: {} does not divide model.width_base {}", norm_groups,
                     width_base);
     TURBINE_CHECK(height >= 4 && width >= 4, "model: a resnet needs images of at least 4 x 4");
+  }
+  if (arch == "vit") {
+    TURBINE_CHECK(patch_size >= 1 && height % patch_size == 0 && width % patch_size == 0,
+                  "model.patch_size: {} does not divide the {} x {} images", patch_size, height,
+                  width);
+    TURBINE_CHECK(layers >= 1, "model.layers: {} is not positive", layers);
+    TURBINE_CHECK(heads >= 1 && embed_dim % heads == 0,
+                  "model.heads: {} does not divide model.embed_dim {}", heads, embed_dim);
   }
 }
 
@@ -130,6 +139,52 @@ struct Block {
   }
 };
 
+// A pre-LN transformer block of the ViT: bidirectional attention, then a
+// 4x MLP, each added to its input.
+struct VitBlock {
+  LayerNorm norm1, norm2;
+  Linear qkv, proj, fc1, fc2;
+  int heads = 1;
+
+  Tensor forward(const Tensor& x) const {
+    const ops::Qkv parts = ag::split_qkv(qkv.forward(norm1.forward(x)), heads);
+    ops::AttentionOptions options;
+    options.causal = false;
+    const Tensor attended = ag::merge_heads(ag::attention(parts.q, parts.k, parts.v, options));
+    const Tensor x1 = ag::add(x, proj.forward(attended));
+    return ag::add(x1, fc2.forward(ag::gelu(fc1.forward(norm2.forward(x1)))));
+  }
+  void parameters(const std::string& prefix, ParameterList& out) {
+    norm1.parameters(prefix + "norm1.", out);
+    qkv.parameters(prefix + "attn.qkv.", out);
+    proj.parameters(prefix + "attn.proj.", out);
+    norm2.parameters(prefix + "norm2.", out);
+    fc1.parameters(prefix + "mlp.fc1.", out);
+    fc2.parameters(prefix + "mlp.fc2.", out);
+  }
+};
+
+// Images (N, C, H, W) -> their p x p patches (N, (H/p)(W/p), C p p), each
+// flattened (channel, row, column) as a p x p convolution's weight is, row
+// by row of patches. The images need no gradient: they are the input.
+Tensor patchify(const Tensor& x, int64_t p, Device device) {
+  const Tensor host = x.to(Device::cpu()).contiguous();
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t rows = H / p, cols = W / p, size = C * p * p;
+  std::vector<float> out(size_t(N * rows * cols * size));
+  const float* in = host.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t q = 0; q < cols; ++q) {
+        float* patch = out.data() + ((n * rows + r) * cols + q) * size;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < p; ++i)
+            for (int64_t j = 0; j < p; ++j)
+              *patch++ = in[((n * C + c) * H + r * p + i) * W + q * p + j];
+      }
+  return Tensor::from_vector<float>({N, rows * cols, size}, out, device);
+}
+
 }  // namespace
 
 struct ImageClassifier::Layers {
@@ -137,7 +192,11 @@ struct ImageClassifier::Layers {
   Conv2d stem;                // resnet: conv1
   Norm2d stem_norm;           // resnet: bn1
   std::vector<std::vector<Block>> stages;
-  std::vector<Linear> fcs;  // mlp, cnn: fc1, fc2, ...; resnet: fc
+  std::vector<Linear> fcs;  // mlp, cnn: fc1, fc2, ...; resnet: fc; vit: head
+  Linear patch_embed;       // vit
+  Tensor pos_embed;         // vit: (patches x embed_dim), flat
+  std::vector<VitBlock> blocks;
+  LayerNorm norm;  // vit: after the blocks
 };
 
 ImageClassifier::ImageClassifier(const VisionConfig& config, Device device)
@@ -173,6 +232,26 @@ ImageClassifier::ImageClassifier(const VisionConfig& config, Device device)
       l.stages.push_back(std::move(blocks));
     }
     l.fcs.push_back(linear_layer(in, c.num_classes, init));
+    return;
+  }
+  if (c.arch == "vit") {
+    const int64_t E = c.embed_dim;
+    l.patch_embed = Linear(c.channels * c.patch_size * c.patch_size, E, true, init);
+    l.pos_embed = init.normal({c.patches() * E});
+    l.pos_embed.set_requires_grad(true);
+    for (int64_t i = 0; i < c.layers; ++i) {
+      VitBlock b;
+      b.norm1 = LayerNorm(E, 1e-6f, device);
+      b.qkv = Linear(E, 3 * E, true, init);
+      b.proj = Linear(E, E, true, init);
+      b.norm2 = LayerNorm(E, 1e-6f, device);
+      b.fc1 = Linear(E, 4 * E, true, init);
+      b.fc2 = Linear(4 * E, E, true, init);
+      b.heads = int(c.heads);
+      l.blocks.push_back(std::move(b));
+    }
+    l.norm = LayerNorm(E, 1e-6f, device);
+    l.fcs.push_back(Linear(E, c.num_classes, true, init));
     return;
   }
   int64_t features = c.channels * c.height * c.width;
@@ -214,6 +293,13 @@ Tensor ImageClassifier::forward(const Tensor& x, bool training, uint64_t dropout
     TURBINE_CHECK(h.dim(3) == 1, "resnet: images must be square, got {}", x.str());
     return l.fcs.back().forward(ag::flatten(h));
   }
+  if (c.arch == "vit") {
+    // The mean over the patches: a (1, P) row of 1/P times each image's features.
+    const Tensor f = features(x);
+    const int64_t N = f.dim(0), P = f.dim(1);
+    const Tensor mean = Tensor::full({N, 1, P}, 1.0f / float(P), device_);
+    return l.fcs.back().forward(ag::reshape(ag::matmul(mean, f), {N, c.embed_dim}));
+  }
   for (const Conv2d& conv : l.convs) h = ag::max_pool2d(ag::relu(conv.forward(h)), 2, 2);
   h = ag::flatten(h);
   for (size_t i = 0; i + 1 < l.fcs.size(); ++i) {
@@ -224,9 +310,32 @@ Tensor ImageClassifier::forward(const Tensor& x, bool training, uint64_t dropout
   return l.fcs.back().forward(h);
 }
 
+Tensor ImageClassifier::features(const Tensor& x) {
+  const VisionConfig& c = config_;
+  TURBINE_CHECK(c.arch == "vit", "image features come from a vit encoder, not a {}", c.arch);
+  TURBINE_CHECK(
+      x.ndim() == 4 && x.dim(1) == c.channels && x.dim(2) == c.height && x.dim(3) == c.width,
+      "vit: expected images (N, {}, {}, {}), got {}", c.channels, c.height, c.width, x.str());
+  const Layers& l = *layers_;
+  const int64_t N = x.dim(0), P = c.patches(), E = c.embed_dim;
+  const Tensor tokens = l.patch_embed.forward(patchify(x, c.patch_size, device_));
+  Tensor h = ag::reshape(ag::add_bias(ag::reshape(tokens, {N, P * E}), l.pos_embed), {N, P, E});
+  for (const VitBlock& block : l.blocks) h = block.forward(h);
+  return l.norm.forward(h);
+}
+
 ParameterList ImageClassifier::parameters() {
   ParameterList out;
   Layers& l = *layers_;
+  if (config_.arch == "vit") {
+    l.patch_embed.parameters("patch_embed.", out);
+    out.push_back(listed("pos_embed", l.pos_embed, false));
+    for (size_t i = 0; i < l.blocks.size(); ++i)
+      l.blocks[i].parameters("blocks." + std::to_string(i) + ".", out);
+    l.norm.parameters("norm.", out);
+    l.fcs.back().parameters("head.", out);
+    return out;
+  }
   if (config_.arch == "resnet") {
     l.stem.parameters("conv1.", out);
     l.stem_norm.parameters("bn1.", out);
@@ -274,6 +383,14 @@ double VisionConfig::forward_flops() const {
     return 2 * in * out * k * k * h * w;
   };
   double flops = 0, features = double(channels * height * width);
+  if (arch == "vit") {
+    const double P = double(patches()), E = double(embed_dim);
+    flops += 2 * P * double(channels * patch_size * patch_size) * E;
+    // qkv, scores and values, proj, the MLP's two layers.
+    const double block =
+        2 * P * E * 3 * E + 2 * 2 * P * P * E + 2 * P * E * E + 2 * 2 * P * E * 4 * E;
+    return flops + double(layers) * block + 2 * E * double(num_classes);
+  }
   if (arch == "resnet") {
     const int64_t n = (depth - 2) / 6;
     double h = double(height), w = double(width), in = double(width_base);

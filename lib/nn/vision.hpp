@@ -1,8 +1,11 @@
 // Image classifiers for fedsim, cl-edge and VisualChat's encoder: an MLP, a
-// LeNet-style CNN and a CIFAR-style ResNet (6n + 2 layers: ResNet-8, -14,
-// -20) with BatchNorm2d or GroupNorm, on NCHW images. Parameter names follow
-// PyTorch's state_dict for the same modules (tools/make-golden-vision builds
-// them), so checkpoints and golden files match by name.
+// LeNet-style CNN, a CIFAR-style ResNet (6n + 2 layers: ResNet-8, -14, -20)
+// with BatchNorm2d or GroupNorm, and a small vision transformer (ViT,
+// Dosovitskiy et al. 2021), on NCHW images. The MLP's, CNN's and ResNet's
+// parameter names follow PyTorch's state_dict for the same modules
+// (tools/make-golden-vision builds them), so checkpoints and golden files
+// match by name; the ViT's follow timm's (its fused qkv is laid out (heads,
+// 3, head_dim) as BLOOM's, and its MLP uses the tanh GeLU).
 #pragma once
 
 #include <memory>
@@ -14,7 +17,7 @@
 namespace turbine::nn {
 
 struct VisionConfig {
-  std::string arch = "cnn";  // mlp | cnn | resnet
+  std::string arch = "cnn";  // mlp | cnn | resnet | vit
   int64_t channels = 1, height = 28, width = 28, num_classes = 10;
   // mlp: hidden widths. cnn: the fully connected layer(s) after the convolutions.
   std::vector<int64_t> hidden = {128};
@@ -26,10 +29,17 @@ struct VisionConfig {
   std::string norm = "batch";  // resnet: batch | group
   int64_t norm_groups = 8;     // group norm: groups per layer (divides each width)
   float dropout = 0.0f;        // mlp / cnn: before each hidden fully connected layer's output
+  // vit: square patches of patch_size pixels (dividing height and width),
+  // each a token of embed_dim by a linear layer plus a learned position
+  // embedding; `layers` pre-LN transformer blocks of `heads` heads
+  // (bidirectional attention, a 4 x embed_dim MLP); a final LayerNorm; the
+  // mean over the patches to a linear head.
+  int64_t patch_size = 7, embed_dim = 64, heads = 4, layers = 2;
   uint64_t seed = 1234;
 
   void validate() const;  // clear errors for impossible shapes
   int64_t parameter_count() const;
+  int64_t patches() const { return (height / patch_size) * (width / patch_size); }  // vit
   // Multiply-adds x 2 of one image's forward pass (convolutions and linear
   // layers; a training step is about 3x this).
   double forward_flops() const;
@@ -68,6 +78,9 @@ class ImageClassifier {
   // x (N, C, H, W) normalized -> logits (N, classes). training: dropout and
   // BatchNorm's batch statistics (which then update the running ones).
   Tensor forward(const Tensor& x, bool training, uint64_t dropout_step = 0);
+  // vit: the encoder's output (N, patches, embed_dim) after its final
+  // LayerNorm, one feature per patch (VisualChat's image features).
+  Tensor features(const Tensor& x);
   ParameterList parameters();
   // Named non-trained state (BatchNorm's running statistics), listed frozen,
   // for checkpoints and for averaging in federated learning.

@@ -15,12 +15,13 @@ namespace turbine::train {
 
 void declare_vision_model(io::ConfigSchema& s, const std::vector<std::string>& other_archs) {
   std::vector<io::ConfigValue> archs = {std::string("mlp"), std::string("cnn"),
-                                        std::string("resnet")};
+                                        std::string("resnet"), std::string("vit")};
   for (const std::string& arch : other_archs) archs.push_back(arch);
   s.string("model.arch", "cnn",
            other_archs.empty()
-               ? "image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style)"
-               : fmt::format("image classifier: mlp, cnn (LeNet-style) or resnet (CIFAR-style); "
+               ? "image classifier: mlp, cnn (LeNet-style), resnet (CIFAR-style) or vit"
+               : fmt::format("image classifier: mlp, cnn (LeNet-style), resnet (CIFAR-style) or "
+                             "vit; "
                              "or {}",
                              fmt::join(other_archs, ", ")))
       .one_of(archs);
@@ -37,6 +38,11 @@ void declare_vision_model(io::ConfigSchema& s, const std::vector<std::string>& o
   s.number("model.dropout", 0.0, "mlp, cnn: dropout after each hidden fully connected layer")
       .at_least(0)
       .at_most(0.99);
+  s.integer("model.patch_size", 7, "vit: pixels of a square patch (divides the image's sides)")
+      .at_least(1);
+  s.integer("model.embed_dim", 64, "vit: width of a patch's token").at_least(1);
+  s.integer("model.heads", 4, "vit: attention heads (divides model.embed_dim)").at_least(1);
+  s.integer("model.layers", 2, "vit: transformer blocks").at_least(1);
 }
 
 nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_path) {
@@ -49,6 +55,10 @@ nn::VisionConfig vision_model_from(const io::Config& c, const std::string& data_
   m.norm = c.get<std::string>("model.norm");
   m.norm_groups = c.get<int64_t>("model.norm_groups");
   m.dropout = float(c.get<double>("model.dropout"));
+  m.patch_size = c.get<int64_t>("model.patch_size");
+  m.embed_dim = c.get<int64_t>("model.embed_dim");
+  m.heads = c.get<int64_t>("model.heads");
+  m.layers = c.get<int64_t>("model.layers");
   const data::ImageSet test = data::load_image_split(data_path, "test");
   m.channels = test.channels;
   m.height = test.height;
