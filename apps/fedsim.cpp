@@ -39,12 +39,5 @@ int main(int argc, char** argv) {
     if (flags.dry_run) return job.print_resolved(options->resolved_config_yaml);
     return job.run([&] { return fl::report_sim(*options, fl::simulate(*options, job)); });
   }
-  const auto options = job.configure<train::ClassifyOptions>(
-      flags, train::classify_schema("fedsim-centralized"), train::classify_options);
-  if (!options) return 1;
-  if (flags.dry_run) return job.print_resolved(options->resolved_config_yaml);
-  return job.run([&] {
-    const train::ClassifyResult result = train::classify(*options, job);
-    return train::report_classify(*options, result);
-  });
+  return train::run_classify_app(job, flags, "fedsim-centralized");
 }

@@ -2,9 +2,13 @@
 // reward model, PPO with the hybrid engine) on the shared training loop.
 //   mpirun -np N rlhf sft|reward|ppo|all --config configs/rlhf/kjv.yaml [--set key=value]
 //   [--resume]
+// and VisualChat's vision encoder, an image classifier pretrained on its own:
+//   mpirun -np N rlhf encoder --config configs/rlhf/visualchat-encoder.yaml
 #include "rlhf/rlhf.hpp"
 
 #include <fmt/format.h>
+
+#include "train/classify.hpp"
 
 using namespace turbine;
 
@@ -18,14 +22,20 @@ int main(int argc, char** argv) {
       "checkpoint; with --resume it skips finished steps and continues the unfinished one.\n"
       "Steps write <output.dir>/<step>/. --set key=value applies to every step,\n"
       "--set ppo.key=value to one. SIGUSR1 or SIGTERM stops after the current step's\n"
-      "checkpoint with exit status 75."};
+      "checkpoint with exit status 75.\n"
+      "encoder pretrains VisualChat's vision encoder (model.arch: vit) as an image classifier\n"
+      "(Fashion-MNIST by default); sft with model.type: visualchat then trains on dialogues."};
   std::string step;
-  cli.add_option("step", step, "sft, reward, ppo or all")
+  cli.add_option("step", step, "sft, reward, ppo, all or encoder")
       ->required()
-      ->check(CLI::IsMember({"sft", "reward", "ppo", "all"}));
+      ->check(CLI::IsMember({"sft", "reward", "ppo", "all", "encoder"}));
   train::JobFlags flags;
   flags.add_to(cli);
   CLI11_PARSE(cli, argc, argv);
+  if (step == "encoder") {
+    train::Job job(&argc, &argv);
+    return train::run_classify_app(job, flags, "rlhf-encoder");
+  }
 
   std::vector<rlhf::Phase> phases;
   if (step == "sft" || step == "all") phases.push_back(rlhf::Phase::sft);

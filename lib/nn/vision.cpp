@@ -139,31 +139,6 @@ struct Block {
   }
 };
 
-// A pre-LN transformer block of the ViT: bidirectional attention, then a
-// 4x MLP, each added to its input.
-struct VitBlock {
-  LayerNorm norm1, norm2;
-  Linear qkv, proj, fc1, fc2;
-  int heads = 1;
-
-  Tensor forward(const Tensor& x) const {
-    const ops::Qkv parts = ag::split_qkv(qkv.forward(norm1.forward(x)), heads);
-    ops::AttentionOptions options;
-    options.causal = false;
-    const Tensor attended = ag::merge_heads(ag::attention(parts.q, parts.k, parts.v, options));
-    const Tensor x1 = ag::add(x, proj.forward(attended));
-    return ag::add(x1, fc2.forward(ag::gelu(fc1.forward(norm2.forward(x1)))));
-  }
-  void parameters(const std::string& prefix, ParameterList& out) {
-    norm1.parameters(prefix + "norm1.", out);
-    qkv.parameters(prefix + "attn.qkv.", out);
-    proj.parameters(prefix + "attn.proj.", out);
-    norm2.parameters(prefix + "norm2.", out);
-    fc1.parameters(prefix + "mlp.fc1.", out);
-    fc2.parameters(prefix + "mlp.fc2.", out);
-  }
-};
-
 // Images (N, C, H, W) -> their p x p patches (N, (H/p)(W/p), C p p), each
 // flattened (channel, row, column) as a p x p convolution's weight is, row
 // by row of patches. The images need no gradient: they are the input.
@@ -239,17 +214,7 @@ ImageClassifier::ImageClassifier(const VisionConfig& config, Device device)
     l.patch_embed = Linear(c.channels * c.patch_size * c.patch_size, E, true, init);
     l.pos_embed = init.normal({c.patches() * E});
     l.pos_embed.set_requires_grad(true);
-    for (int64_t i = 0; i < c.layers; ++i) {
-      VitBlock b;
-      b.norm1 = LayerNorm(E, 1e-6f, device);
-      b.qkv = Linear(E, 3 * E, true, init);
-      b.proj = Linear(E, E, true, init);
-      b.norm2 = LayerNorm(E, 1e-6f, device);
-      b.fc1 = Linear(E, 4 * E, true, init);
-      b.fc2 = Linear(4 * E, E, true, init);
-      b.heads = int(c.heads);
-      l.blocks.push_back(std::move(b));
-    }
+    for (int64_t i = 0; i < c.layers; ++i) l.blocks.emplace_back(E, c.heads, init);
     l.norm = LayerNorm(E, 1e-6f, device);
     l.fcs.push_back(Linear(E, c.num_classes, true, init));
     return;
@@ -308,6 +273,33 @@ Tensor ImageClassifier::forward(const Tensor& x, bool training, uint64_t dropout
       h = ag::dropout(h, c.dropout, ops::DropoutRng{c.seed, 0xd0 + i, dropout_step});
   }
   return l.fcs.back().forward(h);
+}
+
+VitBlock::VitBlock(int64_t dim, int64_t heads_, Init& init)
+    : norm1(dim, 1e-6f, init.device),
+      norm2(dim, 1e-6f, init.device),
+      qkv(dim, 3 * dim, true, init),
+      proj(dim, dim, true, init),
+      fc1(dim, 4 * dim, true, init),
+      fc2(4 * dim, dim, true, init),
+      heads(int(heads_)) {}
+
+Tensor VitBlock::forward(const Tensor& x) const {
+  const ops::Qkv parts = ag::split_qkv(qkv.forward(norm1.forward(x)), heads);
+  ops::AttentionOptions options;
+  options.causal = false;
+  const Tensor attended = ag::merge_heads(ag::attention(parts.q, parts.k, parts.v, options));
+  const Tensor x1 = ag::add(x, proj.forward(attended));
+  return ag::add(x1, fc2.forward(ag::gelu(fc1.forward(norm2.forward(x1)))));
+}
+
+void VitBlock::parameters(const std::string& prefix, ParameterList& out) {
+  norm1.parameters(prefix + "norm1.", out);
+  qkv.parameters(prefix + "attn.qkv.", out);
+  proj.parameters(prefix + "attn.proj.", out);
+  norm2.parameters(prefix + "norm2.", out);
+  fc1.parameters(prefix + "mlp.fc1.", out);
+  fc2.parameters(prefix + "mlp.fc2.", out);
 }
 
 Tensor ImageClassifier::features(const Tensor& x) {

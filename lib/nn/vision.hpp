@@ -69,6 +69,19 @@ class Norm2d {
   Tensor weight, bias, running_mean, running_var;
 };
 
+// A pre-LN transformer block of the ViT (and of VisualChat's vit
+// projection): bidirectional attention, then a 4x tanh-GeLU MLP, each added
+// to its input; LayerNorm eps 1e-6. x (N, T, dim) -> (N, T, dim).
+struct VitBlock {
+  VitBlock() = default;
+  VitBlock(int64_t dim, int64_t heads, Init& init);
+  Tensor forward(const Tensor& x) const;
+  void parameters(const std::string& prefix, ParameterList& out);
+  LayerNorm norm1, norm2;
+  Linear qkv, proj, fc1, fc2;
+  int heads = 1;
+};
+
 class ImageClassifier {
  public:
   explicit ImageClassifier(const VisionConfig& config, Device device = Device::cpu());

@@ -61,6 +61,24 @@ io::ConfigSchema rlhf_schema() {
       .at_least(0);
   s.boolean("only_optimize_lora", false,
             "train only the LoRA adapters (the base weights stay frozen, no optimizer state)");
+  // VisualChat (DeepSpeed-VisualChat) in the sft step.
+  s.string("model.type", "bloom",
+           "bloom, or visualchat: images in the dialogues (sft only; data_path holds "
+           "tools/make-visualchat-data's conversations)")
+      .one_of({io::ConfigValue(std::string("bloom")), io::ConfigValue(std::string("visualchat"))});
+  s.string("visualchat.encoder", "",
+           "the vision encoder: `rlhf encoder`'s checkpoint (a vit), frozen");
+  s.string("visualchat.projection", "baseline",
+           "image features to embeddings: baseline (linear + LayerNorm) or vit (a ViT block first)")
+      .one_of({io::ConfigValue(std::string("baseline")), io::ConfigValue(std::string("vit"))});
+  s.string("visualchat.attention", "mmca",
+           "mmca (multi-modal causal attention) or causal (plain causal attention, to compare)")
+      .one_of({io::ConfigValue(std::string("mmca")), io::ConfigValue(std::string("causal"))});
+  s.integer("visualchat.max_images", 8, "images per conversation at most").at_least(1);
+  s.integer("visualchat.eval_conversations", 300,
+            "evaluation conversations whose answers are generated and scored at the end; 0: none")
+      .at_least(0);
+  s.integer("visualchat.answer_tokens", 12, "tokens of a generated answer at most").at_least(1);
   // PPO (DeepSpeed-Chat's step 3).
   s.integer("per_device_generation_batch_size", 4, "prompts each rank answers per generation batch")
       .at_least(1);
@@ -328,10 +346,29 @@ RlhfOptions rlhf_options(const io::Config& c, Phase phase, int world) {
   for (const char* file : {"train.jsonl", "eval.jsonl"})
     if (!fs::exists(fs::path(o.data_path) / file))
       c.fail("data_path",
-             fmt::format("{} has no {}: make the KJV pairs with tools/make-preference-data, or "
-                         "point data_path at a folder of DeepSpeed-Chat JSONL files",
+             fmt::format("{} has no {}: make the KJV pairs with tools/make-preference-data "
+                         "(VisualChat's dialogues with tools/make-visualchat-data), or point "
+                         "data_path at a folder of such JSONL files",
                          o.data_path, file));
   o.data_split = parse_split(c);
+  o.visualchat = c.get<std::string>("model.type") == "visualchat";
+  if (o.visualchat) {
+    if (phase != Phase::sft)
+      c.fail("model.type",
+             fmt::format("visualchat trains in the sft step only, not in {}", phase_name(phase)));
+    o.visual.encoder = c.get<std::string>("visualchat.encoder");
+    if (o.visual.encoder.empty() || !fs::exists(fs::path(o.visual.encoder) / "trainer.h5"))
+      c.fail("visualchat.encoder",
+             fmt::format("'{}' is not a checkpoint: pretrain the encoder with `rlhf encoder "
+                         "--config configs/rlhf/visualchat-encoder.yaml` and name its final "
+                         "checkpoint",
+                         o.visual.encoder));
+    o.visual.projection = c.get<std::string>("visualchat.projection");
+    o.visual.mmca = c.get<std::string>("visualchat.attention") == "mmca";
+    o.visual.max_images = c.get<int64_t>("visualchat.max_images");
+    o.answer_conversations = c.get<int64_t>("visualchat.eval_conversations");
+    o.answer_tokens = c.get<int64_t>("visualchat.answer_tokens");
+  }
   o.tokens.max_seq_len = c.get<int64_t>("max_seq_len");
   o.tokens.max_prompt_seq_len = c.get<int64_t>("max_prompt_seq_len");
   o.tokens.max_answer_seq_len = c.get<int64_t>("max_answer_seq_len");

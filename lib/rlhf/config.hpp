@@ -11,6 +11,10 @@
 //   reward: {train_steps: 200}
 //   ppo: {train_steps: 50, actor_learning_rate: 1.0e-5, ppo_epochs: 1}
 //
+// VisualChat trains in sft with model.type: visualchat, its dialogues in
+// data_path (tools/make-visualchat-data) and its encoder in
+// visualchat.encoder (`rlhf encoder`'s checkpoint).
+//
 // --set applies to every step; --set sft.key=value to one. `rlhf all` starts
 // each step from the previous ones' final checkpoints unless the step's own
 // section (or --set step.key) names its model: a shared model_name_or_path
@@ -23,6 +27,7 @@
 
 #include "infer/generate.hpp"
 #include "io/config.hpp"
+#include "multimodal/model.hpp"
 #include "rlhf/data.hpp"
 #include "rlhf/ppo_math.hpp"
 #include "train/engine.hpp"
@@ -54,6 +59,11 @@ struct StepOptions {
   LoraOptions lora;              // sft, reward: lora_dim ...; ppo: the actor's
   int64_t eval_batches = 8;      // micro-batches of the eval split, over all ranks
   int64_t sample_tokens = 48;    // sft: the sample's answer length
+  // sft with model.type visualchat: images in the dialogues (multimodal/).
+  bool visualchat = false;
+  multimodal::VisualChatOptions visual;
+  int64_t answer_conversations = 300;  // evaluation conversations answered at the end
+  int64_t answer_tokens = 12;          // ... each answer at most this many tokens
   std::string resolved_config_yaml;
 };
 

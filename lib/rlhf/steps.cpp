@@ -383,7 +383,8 @@ StepResult run_reward(const StepOptions& options, train::Job& job) {
 StepResult run_step(const RlhfOptions& options, train::Job& job) {
   switch (options.step.phase) {
     case Phase::sft:
-      return run_sft(options.step, job);
+      return options.step.visualchat ? run_visualchat_sft(options.step, job)
+                                     : run_sft(options.step, job);
     case Phase::reward:
       return run_reward(options.step, job);
     case Phase::ppo:

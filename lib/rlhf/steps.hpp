@@ -54,6 +54,8 @@ void save_common_state(train::StateMap& state, const data::Tokenizer& tokenizer,
                        const LoraOptions& lora);
 
 StepResult run_ppo(const RlhfOptions& options, train::Job& job);
+// sft with model.type visualchat (visualchat.cpp).
+StepResult run_visualchat_sft(const StepOptions& options, train::Job& job);
 
 // Runs the loop over `task` and reports the end of the step.
 StepResult finish_step(const StepOptions& o, train::Loop& loop, train::TrainTask& task,

@@ -2,6 +2,8 @@
 #include "train/classify.hpp"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
@@ -205,6 +207,10 @@ class ClassifyTask final : public TrainTask {
     return sums[2] > 0 ? sums[0] / sums[2] : NAN;
   }
   nlohmann::ordered_json eval_metrics() const override { return {{"accuracy", accuracy_}}; }
+  void save_state(StateMap& state) const override {
+    state.set_file("encoder.json",
+                   encoder_spec_json({o_.model, train_.mean, train_.std, train_.class_names}));
+  }
   bool loss_is_log_likelihood() const override { return false; }
   double accuracy() const { return accuracy_; }
   const data::ImageSet& train_set() const { return train_; }
@@ -259,6 +265,80 @@ int report_classify(const ClassifyOptions& options, const ClassifyResult& result
   const std::string& out = options.run.output_dir;
   log::info("metrics: {}/metrics.jsonl  checkpoints: {}/checkpoints", out, out);
   return 0;
+}
+
+std::string encoder_spec_json(const ImageEncoderSpec& spec) {
+  const nn::VisionConfig& m = spec.model;
+  nlohmann::ordered_json j;
+  j["model"] = {{"arch", m.arch},
+                {"channels", m.channels},
+                {"height", m.height},
+                {"width", m.width},
+                {"num_classes", m.num_classes},
+                {"hidden", m.hidden},
+                {"conv_channels", m.conv_channels},
+                {"depth", m.depth},
+                {"width_base", m.width_base},
+                {"norm", m.norm},
+                {"norm_groups", m.norm_groups},
+                {"patch_size", m.patch_size},
+                {"embed_dim", m.embed_dim},
+                {"heads", m.heads},
+                {"layers", m.layers}};
+  j["pixel_mean"] = spec.mean;
+  j["pixel_std"] = spec.std;
+  j["class_names"] = spec.class_names;
+  return j.dump(2);
+}
+
+ImageEncoderSpec read_encoder_spec(const std::string& checkpoint) {
+  const std::string path = (std::filesystem::path(checkpoint) / "encoder.json").string();
+  std::ifstream in(path);
+  TURBINE_CHECK(in.good(),
+                "'{}' is not an image classifier's checkpoint (no encoder.json): train one with "
+                "`rlhf encoder` (model.arch: vit)",
+                checkpoint);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ImageEncoderSpec spec;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    const nlohmann::json& m = j.at("model");
+    nn::VisionConfig& c = spec.model;
+    c.arch = m.at("arch");
+    c.channels = m.at("channels");
+    c.height = m.at("height");
+    c.width = m.at("width");
+    c.num_classes = m.at("num_classes");
+    c.hidden = m.at("hidden").get<std::vector<int64_t>>();
+    c.conv_channels = m.at("conv_channels").get<std::vector<int64_t>>();
+    c.depth = m.at("depth");
+    c.width_base = m.at("width_base");
+    c.norm = m.at("norm");
+    c.norm_groups = m.at("norm_groups");
+    c.patch_size = m.at("patch_size");
+    c.embed_dim = m.at("embed_dim");
+    c.heads = m.at("heads");
+    c.layers = m.at("layers");
+    spec.mean = j.at("pixel_mean").get<std::vector<double>>();
+    spec.std = j.at("pixel_std").get<std::vector<double>>();
+    spec.class_names = j.at("class_names").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    TURBINE_FAIL("'{}' is damaged: {}", path, e.what());
+  }
+  spec.model.validate();
+  TURBINE_CHECK(int64_t(spec.mean.size()) == spec.model.channels &&
+                    int64_t(spec.std.size()) == spec.model.channels,
+                "'{}': encoder.json has {} means and {} deviations for {} channels", checkpoint,
+                spec.mean.size(), spec.std.size(), spec.model.channels);
+  return spec;
+}
+
+int run_classify_app(Job& job, const JobFlags& flags, const std::string& app) {
+  const auto options =
+      job.configure<ClassifyOptions>(flags, classify_schema(app), classify_options);
+  if (!options) return 1;
+  if (flags.dry_run) return job.print_resolved(options->resolved_config_yaml);
+  return job.run([&] { return report_classify(*options, classify(*options, job)); });
 }
 
 }  // namespace turbine::train

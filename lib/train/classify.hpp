@@ -63,5 +63,22 @@ struct ClassifyResult {
 ClassifyResult classify(const ClassifyOptions& options, Job& job);
 // The closing lines; the exit status (kExitStoppedResumable after a stop).
 int report_classify(const ClassifyOptions& options, const ClassifyResult& result);
+// A trained classifier as an image encoder (VisualChat's): its model
+// configuration, the pixel normalization it was trained with and its class
+// names, stored in every classify checkpoint as encoder.json.
+struct ImageEncoderSpec {
+  nn::VisionConfig model;
+  std::vector<double> mean, std;  // per channel, on the 0..1 scale
+  std::vector<std::string> class_names;
+};
+std::string encoder_spec_json(const ImageEncoderSpec& spec);
+// From a classify checkpoint (`rlhf encoder`, `fedsim centralized`);
+// errors name the checkpoint.
+ImageEncoderSpec read_encoder_spec(const std::string& checkpoint);
+
+// An app's whole classification mode (fedsim centralized, rlhf encoder):
+// the config through classify_schema(app), --dry-run, the run and its
+// report; the exit status.
+int run_classify_app(Job& job, const JobFlags& flags, const std::string& app);
 
 }  // namespace turbine::train
