@@ -6,6 +6,7 @@
 //   infer serve --checkpoint DIR --port 8000   (OpenAI-compatible HTTP server)
 //   infer load --port 8000 --requests-file R.jsonl --concurrency 32
 //   mpirun -np 2 infer generate ...   (tensor parallelism over the ranks)
+//   infer generate --checkpoint VISUALCHAT --image a.png --image b.png --prompt "Which ...?"
 // A checkpoint is what pretrain writes, or a Hugging Face BLOOM folder.
 #include "infer/infer.hpp"
 
@@ -19,6 +20,7 @@
 #include "infer/engine.hpp"
 #include "infer/load_client.hpp"
 #include "infer/server.hpp"
+#include "multimodal/model.hpp"
 #include "train/job.hpp"
 
 using namespace turbine;
@@ -31,6 +33,7 @@ struct Args {
   std::string tokenizer;               // serve --model
   std::string prompt, prompts_file;    // generate: one of them
   std::vector<std::string> stop;       // generate --prompt
+  std::vector<std::string> images;     // generate --image (VisualChat)
   std::string eval_data;               // bench --eval
   int64_t eval_tokens = 16384, eval_window = 256;
   std::vector<int64_t> profile_batches;  // bench --profile
@@ -108,9 +111,31 @@ int run_prompts_file(train::Job& job, const infer::LoadedModel& loaded,
   return 0;
 }
 
+// infer generate with a VisualChat checkpoint: the prompt is a question
+// about the --image files, answered greedily.
+int run_visualchat(train::Job& job, const infer::InferOptions& options, const Args& a) {
+  TURBINE_CHECK(!a.prompt.empty(),
+                "infer generate: a VisualChat checkpoint answers --prompt "
+                "(a question about the --image files)");
+  TURBINE_CHECK(job.world().size() == 1, "infer generate: VisualChat runs on one rank");
+  multimodal::LoadedVisualChat chat =
+      multimodal::load_visualchat(a.checkpoint, job.pick_device(options.device));
+  const std::string answer =
+      multimodal::answer_question(chat, a.images, {}, a.prompt, options.sampling.max_new_tokens);
+  std::printf("%s\n", answer.c_str());
+  log::info("{} image(s), {} attention; answered greedily", a.images.size(),
+            chat.model->options().mmca ? "MMCA" : "causal");
+  return 0;
+}
+
 // infer generate. Under tensor parallelism every rank decodes the same
 // steps; rank 0 writes.
 int run_generate(train::Job& job, const infer::InferOptions& options, const Args& a) {
+  if (multimodal::is_visualchat_checkpoint(a.checkpoint)) return run_visualchat(job, options, a);
+  TURBINE_CHECK(a.images.empty(),
+                "infer generate: --image needs a VisualChat checkpoint (rlhf sft with "
+                "model.type: visualchat); {} is a language model",
+                a.checkpoint);
   const std::vector<infer::Request> requests =  // read first: a bad file fails fast
       a.prompts_file.empty() ? std::vector<infer::Request>{}
                              : infer::read_prompts_file(a.prompts_file, options.sampling);
@@ -195,6 +220,9 @@ CLI::App* add_generate(CLI::App& cli, Args& a) {
       "JSON lines {\"prompt\": ..., optional sampling keys}, run in batches of "
       "inference.batch_size; a JSON result a line on stdout");
   one->excludes(many);
+  generate->add_option("--image", a.images,
+                       "a PNG image for a VisualChat checkpoint's question (repeatable; the "
+                       "prompt's <image> markers place them, else they come first)");
   generate
       ->add_option("--stop", a.stop,
                    "end the --prompt's text before this string (repeatable; a prompts file "

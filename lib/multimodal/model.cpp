@@ -1,11 +1,15 @@
 // VisualChat's model (model.hpp).
 #include "multimodal/model.hpp"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
+#include <filesystem>
 
 #include "autograd/functions.hpp"
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
+#include "infer/convert.hpp"
 #include "ops/ops.hpp"
 #include "train/checkpoint.hpp"
 
@@ -13,8 +17,16 @@ namespace turbine::multimodal {
 
 VisualChatModel::VisualChatModel(nn::Bloom lm, const VisualChatOptions& options, uint64_t seed,
                                  Device device)
+    : VisualChatModel(std::move(lm), options, train::read_encoder_spec(options.encoder), seed,
+                      device) {
+  nn::ParameterList encoder_params = encoder_.parameters();
+  train::CheckpointStore::load_weights(options_.encoder, encoder_params);
+}
+
+VisualChatModel::VisualChatModel(nn::Bloom lm, const VisualChatOptions& options,
+                                 const train::ImageEncoderSpec& spec, uint64_t seed, Device device)
     : options_(options),
-      spec_(train::read_encoder_spec(options.encoder)),
+      spec_(spec),
       lm_(std::move(lm)),
       encoder_(spec_.model, device),
       device_(device) {
@@ -27,7 +39,6 @@ VisualChatModel::VisualChatModel(nn::Bloom lm, const VisualChatOptions& options,
                 "per-patch features become image tokens)",
                 options_.encoder, spec_.model.arch);
   nn::ParameterList encoder_params = encoder_.parameters();
-  train::CheckpointStore::load_weights(options_.encoder, encoder_params);
   nn::set_trainable(encoder_params, false);
   const int64_t E = spec_.model.embed_dim, H = lm_.config().hidden_size;
   nn::Init init{seed, 0x71c, 0.02f, device};
@@ -180,6 +191,67 @@ std::vector<int32_t> VisualChatModel::generate(const TokenizedConversation& prom
     logits = lm_.decode_from(self.lang_embed_.forward(id.to(device_)), cache, text);
   }
   return out;
+}
+
+bool is_visualchat_checkpoint(const std::string& checkpoint) {
+  return std::filesystem::exists(std::filesystem::path(checkpoint) / "encoder.json") &&
+         std::filesystem::exists(std::filesystem::path(checkpoint) / "model.h5") &&
+         train::CheckpointStore::has_weight(checkpoint, "visual.lang_embed.weight");
+}
+
+LoadedVisualChat load_visualchat(const std::string& checkpoint, Device device) {
+  TURBINE_CHECK(is_visualchat_checkpoint(checkpoint),
+                "'{}' is not a VisualChat checkpoint (rlhf sft with model.type: visualchat "
+                "writes one: encoder.json and visual.* weights)",
+                checkpoint);
+  const infer::WeightReader reader(checkpoint);
+  const std::string config_path = (std::filesystem::path(checkpoint) / "config.yaml").string();
+  VisualChatOptions options;
+  try {
+    const YAML::Node section = YAML::LoadFile(config_path)["visualchat"];
+    TURBINE_CHECK(section, "{}: no visualchat section", config_path);
+    options.projection = section["projection"].as<std::string>();
+    options.mmca = section["attention"].as<std::string>() == "mmca";
+    options.max_images = section["max_images"].as<int64_t>();
+    options.encoder = checkpoint;
+  } catch (const YAML::Exception& e) {
+    TURBINE_FAIL("{}: {}", config_path, e.what());
+  }
+  LoadedVisualChat out;
+  out.model = std::make_unique<VisualChatModel>(nn::Bloom(reader.config(), 0, device), options,
+                                                train::read_encoder_spec(checkpoint), 0, device);
+  train::CheckpointStore::load_weights(checkpoint, out.model->parameters());
+  out.tokenizer = reader.tokenizer();
+  const auto eos = out.tokenizer.eos_id();
+  TURBINE_CHECK(eos.has_value(), "'{}': its tokenizer has no end-of-text token", checkpoint);
+  out.end_token = *eos;
+  return out;
+}
+
+std::string answer_question(LoadedVisualChat& chat, const std::vector<std::string>& images,
+                            const std::vector<Round>& history, const std::string& question,
+                            int64_t max_new_tokens) {
+  Conversation c;
+  c.id = "question";
+  c.images = images;
+  c.rounds = history;
+  int64_t shown = 0;
+  for (const Round& r : history) shown += count_markers(r.question);
+  std::string q = question;
+  if (count_markers(q) == 0)  // no markers: the round shows the images not yet shown
+    for (int64_t i = shown; i < int64_t(images.size()); ++i)
+      q = std::string(kImageMarker) + " " + q;
+  c.rounds.push_back({q, ""});
+  check_conversation(c, chat.model->options().max_images, "the question");
+  const TemplateOptions options{chat.model->image_tokens(), chat.end_token, chat.end_token};
+  const TokenizedConversation prompt =
+      tokenize_conversation(c, chat.tokenizer, options, int64_t(c.rounds.size()), true);
+  const Tensor pixels = chat.model->load_images(images);
+  const std::vector<int32_t> answer =
+      chat.model->generate(prompt, pixels, max_new_tokens, chat.end_token);
+  std::string text = chat.tokenizer.decode(answer);
+  const size_t first = text.find_first_not_of(' ');
+  return first == std::string::npos ? std::string() : text.substr(first);
 }
 
 }  // namespace turbine::multimodal

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ class VisualChatModel {
   // lm: the language model (its weights loaded); the encoder is read from
   // options.encoder. Freezes everything but the projection and lang_embed.
   VisualChatModel(nn::Bloom lm, const VisualChatOptions& options, uint64_t seed, Device device);
+  // The same with the encoder's spec given and its weights left to the
+  // caller (a VisualChat checkpoint holds them: load_visualchat).
+  VisualChatModel(nn::Bloom lm, const VisualChatOptions& options,
+                  const train::ImageEncoderSpec& spec, uint64_t seed, Device device);
 
   const VisualChatOptions& options() const { return options_; }
   int64_t image_tokens() const { return spec_.model.patches(); }
@@ -95,5 +100,25 @@ class VisualChatModel {
   Device device_;
   std::map<std::string, Tensor> image_cache_;
 };
+
+// A trained VisualChat (rlhf sft with model.type: visualchat): the model
+// with every weight, its tokenizer and the end token of its answers.
+struct LoadedVisualChat {
+  std::unique_ptr<VisualChatModel> model;
+  data::Tokenizer tokenizer;
+  int32_t end_token = 0;
+};
+// Whether `checkpoint` is a VisualChat checkpoint (its encoder.json and
+// visual.* weights).
+bool is_visualchat_checkpoint(const std::string& checkpoint);
+LoadedVisualChat load_visualchat(const std::string& checkpoint, Device device);
+
+// One question about images, answered greedily: `question` with an <image>
+// marker per image (or none: the images are shown first), after the earlier
+// rounds `history` (their images first in `images`). Errors for marker and
+// image counts that differ, too many images, unreadable images.
+std::string answer_question(LoadedVisualChat& chat, const std::vector<std::string>& images,
+                            const std::vector<Round>& history, const std::string& question,
+                            int64_t max_new_tokens);
 
 }  // namespace turbine::multimodal

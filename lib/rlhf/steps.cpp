@@ -101,7 +101,20 @@ StepResult finish_step(const StepOptions& o, train::Loop& loop, train::TrainTask
 }
 
 std::string checkpoint_config(const StepOptions& o, const nn::BloomConfig& model) {
-  return o.resolved_config_yaml + "\n" + io::bloom_config_yaml(model);
+  // The step's own `model:` section (model.type) gives way to the language
+  // model's, which infer and the next step read: one `model:` key only.
+  std::string step;
+  bool in_model = false;
+  size_t from = 0;
+  const std::string& yaml = o.resolved_config_yaml;
+  while (from < yaml.size()) {
+    const size_t end = std::min(yaml.find('\n', from), yaml.size());
+    const std::string line = yaml.substr(from, end - from);
+    if (!line.empty() && line[0] != ' ' && line[0] != '#') in_model = line.rfind("model:", 0) == 0;
+    if (!in_model) step += line + "\n";
+    from = end + 1;
+  }
+  return step + "\n" + io::bloom_config_yaml(model);
 }
 
 void set_memory(nn::Bloom& model, const StepOptions& o) {

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# VisualChat end to end, run by meson (one case per test): the rlhf tests'
+# 2-layer BLOOM (tests/rlhf/fixture.sh), a ViT encoder trained for a few
+# steps by `rlhf encoder` on Fashion-MNIST (tests/fedsim/fixture.sh), and a
+# few dozen dialogues from tools/make-visualchat-data.
+#   train      sft with model.type: visualchat under MMCA and causal
+#              attention; answers scored by kind (answers.json); stopped
+#              halfway and resumed equals the uninterrupted run; `infer
+#              generate` answers a two-image question from the command line
+#   bad_input  marker and image counts that differ, an unreadable image,
+#              --image for a language model, visualchat outside sft, a missing
+#              encoder: clear errors, non-zero exits
+# Usage: test-visualchat.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
+set -euo pipefail
+case_name=$1
+build=${TURBINE_BUILD_ROOT:?}
+source=${TURBINE_SOURCE_ROOT:?}
+source "$source/tools/lib/common.sh"  # run_mpi
+work=$build/tests/visualchat-work
+export OMP_NUM_THREADS=1
+rlhf=$build/apps/rlhf
+infer=$build/apps/infer
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$source/tests/rlhf/fixture.sh" "$build/tests/rlhf-work"
+fashion=$("$source/tests/fedsim/fixture.sh" "$build/tests/fedsim-work")
+mkdir -p "$work"
+(
+  flock 9
+  if [[ ! -f $work/encoder/encoder.json ]]; then
+    rm -rf "$work/encoder-run" "$work/encoder" "$work/dialogues"
+    "$rlhf" encoder --config "$source/configs/rlhf/visualchat-encoder.yaml" \
+      --set data.path="$fashion" --set output.dir="$work/encoder-run" --set train_steps=30 \
+      --set scheduler.params.warmup_num_steps=5 --set eval.interval=0 --set checkpoint.interval=0 \
+      > "$work/fixture.log" 2>&1 || { tail -5 "$work/fixture.log" >&2; fail "rlhf encoder"; }
+    mv "$work/encoder-run/checkpoints/step_00000030" "$work/encoder"
+    "$source/tools/make-visualchat-data" --train 64 --eval 6 -o "$work/dialogues" \
+      >> "$work/fixture.log" 2>&1 || { tail -5 "$work/fixture.log" >&2; fail "make-visualchat-data"; }
+  fi
+) 9>"$work/.lock"
+
+common=(--config "$source/configs/rlhf/visualchat.yaml"
+        --set model_name_or_path="$build/tests/rlhf-work/pretrained"
+        --set data_path="$work/dialogues" --set visualchat.encoder="$work/encoder"
+        --set train_batch_size=4 --set train_micro_batch_size_per_gpu=2
+        --set scheduler.params.warmup_num_steps=1 --set scheduler.params.total_num_steps=6
+        --set sft.train_steps=6 --set eval.interval=3 --set eval.batches=2
+        --set checkpoint.interval=3 --set visualchat.eval_conversations=6
+        --set visualchat.answer_tokens=4 --set steps_per_print=1)
+# sft OUT [--set ...]: rlhf sft into $work/OUT.
+sft() {
+  local out=$1
+  shift
+  "$rlhf" sft "${common[@]}" --set output.dir="$work/$out" "$@" >> "$work/$out.log" 2>&1
+}
+fresh() { rm -rf "${work:?}/$1" "$work/$1.log"; }
+# expect_error WHAT TEXT COMMAND...: COMMAND fails and says TEXT.
+expect_error() {
+  local what=$1 text=$2
+  shift 2
+  local out
+  if out=$("$@" 2>&1); then fail "$what: exit status 0"; fi
+  grep -qF -- "$text" <<< "$out" || fail "$what: expected '$text' in: $(tail -3 <<< "$out")"
+}
+
+case $case_name in
+  train)
+    fresh mmca
+    sft mmca || fail "sft under MMCA (see $work/mmca.log)"
+    python3 - "$work/mmca/sft/answers.json" <<'PY' || fail "answers.json"
+import json, sys
+scores = json.load(open(sys.argv[1]))
+assert scores["attention"] == "mmca", scores
+for kind in ("single", "multi", "multi-round", "overall"):
+    assert 0 <= scores[kind]["accuracy"] <= 1 and scores[kind]["questions"] > 0, (kind, scores)
+PY
+    [[ $(wc -l < "$work/mmca/sft/answers.jsonl") -ge 6 ]] || fail "answers.jsonl"
+    grep -q "trainable\|train (projection and input embeddings)" "$work/mmca.log" || fail "log"
+    # Stopped at step 3 and resumed: the same losses bit for bit.
+    fresh halves
+    sft halves --set sft.train_steps=3 || fail "first half"
+    sft halves --resume || fail "resumed"
+    python3 "$source/tests/parallel/equivalence.py" losses "$work/halves/sft" "$work/mmca/sft" 0 \
+      loss,val_loss || fail "resume differs"
+    fresh causal
+    sft causal --set visualchat.attention=causal || fail "sft under causal attention"
+    grep -q '"attention": "causal"' "$work/causal/sft/answers.json" || fail "causal answers.json"
+    # Both attentions' losses differ (the masks matter) but both learn.
+    ! python3 "$source/tests/parallel/equivalence.py" losses "$work/causal/sft" "$work/mmca/sft" 0 \
+      loss > /dev/null || fail "MMCA and causal attention trained identically"
+    # infer answers a question about two unseen (evaluation) images.
+    checkpoint=$work/mmca/sft/checkpoints/step_00000006
+    images=("$work"/dialogues/images/test/*.png)
+    answer=$("$infer" generate --checkpoint "$checkpoint" --image "${images[0]}" \
+      --image "${images[1]}" --prompt "Which image shows a bag?" --set sampling.max_new_tokens=4 \
+      2> "$work/infer.log") || { cat "$work/infer.log" >&2; fail "infer generate with images"; }
+    grep -q "2 image(s), MMCA attention" "$work/infer.log" || fail "infer log: $(cat "$work/infer.log")"
+    echo "answer: $answer"
+    ;;
+  bad_input)
+    checkpoint=$work/mmca/sft/checkpoints/step_00000006
+    [[ -d $checkpoint ]] || { fresh mmca; sft mmca || fail "sft (see $work/mmca.log)"; }
+    images=("$work"/dialogues/images/test/*.png)
+    expect_error "more markers than images" "2 <image> markers in the questions but 1 images" \
+      "$infer" generate --checkpoint "$checkpoint" --image "${images[0]}" \
+      --prompt "<image> <image> Which image shows a bag?"
+    expect_error "a file that is not a PNG" "not a readable PNG image" \
+      "$infer" generate --checkpoint "$checkpoint" --image "$source/README.md" --prompt "What?"
+    expect_error "a missing image" "missing.png" \
+      "$infer" generate --checkpoint "$checkpoint" --image "$work/missing.png" --prompt "What?"
+    expect_error "--image for a language model" "--image needs a VisualChat checkpoint" \
+      "$infer" generate --checkpoint "$build/tests/rlhf-work/pretrained" --image "${images[0]}" \
+      --prompt "What?"
+    expect_error "visualchat in the reward step" "visualchat trains in the sft step only" \
+      "$rlhf" reward "${common[@]}" --set output.dir="$work/bad"
+    expect_error "a missing encoder" "is not a checkpoint: pretrain the encoder" \
+      "$rlhf" sft "${common[@]}" --set visualchat.encoder="$work/nothing" --set output.dir="$work/bad"
+    printf '{"images": ["a.png"], "rounds": [{"question": "hi", "answer": "x"}]}\n' > "$work/bad.jsonl"
+    mkdir -p "$work/bad-data" && cp "$work/bad.jsonl" "$work/bad-data/train.jsonl" &&
+      cp "$work/bad.jsonl" "$work/bad-data/eval.jsonl"
+    expect_error "markers that do not match the images" "train.jsonl:1: 0 <image> markers" \
+      "$rlhf" sft "${common[@]}" --set data_path="$work/bad-data" --set output.dir="$work/bad"
+    ;;
+  *) fail "unknown case $case_name" ;;
+esac
+echo "PASS: $case_name"
