@@ -175,6 +175,12 @@ int run_serve(train::Job& job, const infer::InferOptions& options, Args a) {
                 source.string());
   infer::Engine engine(loaded, options.serve, options.max_out_tokens,
                        job.leader() ? &metrics : nullptr);
+  multimodal::LoadedVisualChat visualchat;
+  if (a.model_yaml.empty() && multimodal::is_visualchat_checkpoint(a.checkpoint)) {
+    TURBINE_CHECK(job.world().size() == 1, "infer serve: a VisualChat model runs on one rank");
+    visualchat = multimodal::load_visualchat(a.checkpoint, device);
+    if (server) server->attach_visualchat(visualchat);
+  }
   if (server) server->attach(loaded, engine);
   engine.run();  // until a stop signal drains it
   if (server) server->stop();

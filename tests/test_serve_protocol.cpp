@@ -298,7 +298,8 @@ BOOST_AUTO_TEST_CASE(error_messages_say_what_openai_says) {
   BOOST_TEST(syntax.find("[json.exception") == std::string::npos, syntax);
   const auto image = error_of(true, R"({"messages": [{"role": "user", "content": [
       {"type": "image_url", "image_url": {"url": "x"}}]}]})");
-  BOOST_TEST(image.message.find("Images are not supported yet") != std::string::npos);
+  BOOST_TEST(image.message.find("Images are not supported: this server serves a text-only model") !=
+             std::string::npos);
   BOOST_TEST(error_of(false, R"({"prompt": "x", "max_tokens": 2000000})").message.find("absurd") !=
              std::string::npos);
   BOOST_TEST(error_of(true, R"({"messages": [{"role": "user", "content": "Hi"}], "tools": [1]})")
@@ -319,17 +320,17 @@ BOOST_AUTO_TEST_CASE(another_model_is_a_404) {
 }
 
 BOOST_AUTO_TEST_CASE(render_chat_follows_the_template) {
-  const std::vector<openai::Message> messages = {{"system", "You are terse."},
-                                                 {"user", "Hi"},
-                                                 {"assistant", "Hello."},
-                                                 {"user", "What is 2+2?"}};
+  const std::vector<openai::Message> messages = {{"system", "You are terse.", {}},
+                                                 {"user", "Hi", {}},
+                                                 {"assistant", "Hello.", {}},
+                                                 {"user", "What is 2+2?", {}}};
   BOOST_TEST(openai::render_chat(messages) ==
              "You are terse.\n\n"
              "### User:\nHi\n\n"
              "### Assistant:\nHello.\n\n"
              "### User:\nWhat is 2+2?\n\n"
              "### Assistant:\n");
-  BOOST_TEST(openai::render_chat({{"user", "Hi"}}) == "### User:\nHi\n\n### Assistant:\n");
+  BOOST_TEST(openai::render_chat({{"user", "Hi", {}}}) == "### User:\nHi\n\n### Assistant:\n");
 }
 
 BOOST_AUTO_TEST_CASE(completion_response_has_openais_schema) {

@@ -258,8 +258,37 @@ int parse_top_logprobs(const Fields& fields, std::string_view name, const Defaul
   return int(*count);
 }
 
-// A message's content: a string, or text parts joined by newlines.
-std::string parse_content(const Fields& message, const std::string& role) {
+// An image_url part's image: the bytes of a base64 data URL.
+std::string parse_image_part(const Fields& part, const std::string& param) {
+  constexpr std::array<std::string_view, 2> kImageFields = {"type", "image_url"};
+  part.check_known({kImageFields});
+  const json* image = part.get("image_url");
+  if (!image) invalid(param + ".image_url", fmt::format("'{}.image_url' is required.", param));
+  std::string url;
+  if (image->is_string()) {
+    url = image->get<std::string>();
+  } else if (image->is_object() && image->contains("url") && image->at("url").is_string()) {
+    url = image->at("url").get<std::string>();
+  } else {
+    wrong_type(param + ".image_url", "an object with a 'url' string", *image);
+  }
+  const size_t comma = url.find(',');
+  const std::string head = url.substr(0, comma == std::string::npos ? 0 : comma);
+  if (url.rfind("data:image/", 0) != 0 || comma == std::string::npos || head.size() < 7 ||
+      head.substr(head.size() - 7) != ";base64")
+    invalid(param + ".image_url.url",
+            "Only base64 data URLs ('data:image/png;base64,...') are accepted: this server "
+            "fetches nothing.");
+  auto bytes = decode_base64(std::string_view(url).substr(comma + 1));
+  if (!bytes || bytes->empty())
+    invalid(param + ".image_url.url", "The data URL's image is not valid base64.");
+  return std::move(*bytes);
+}
+
+// A message's content: a string, or text parts joined by newlines (each
+// image part an "<image>" marker, its bytes in `images`).
+std::string parse_content(const Fields& message, const std::string& role, const Defaults& defaults,
+                          std::vector<std::string>& images) {
   const std::string param = message.param("content");
   const json* content = message.get("content");
   if (!content) {
@@ -276,8 +305,16 @@ std::string parse_content(const Fields& message, const std::string& role) {
     const Fields part_fields(part, part_param + ".");
     const auto type = part_fields.string("type");
     if (!type) invalid(part_param + ".type", fmt::format("'{}.type' is required.", part_param));
+    if (*type == "image_url" && defaults.images) {
+      images.push_back(parse_image_part(part_fields, part_param));
+      if (j > 0) text += '\n';
+      text += "<image>";
+      continue;
+    }
     if (*type == "image_url" || *type == "input_image" || *type == "image")
-      invalid(part_param, "Images are not supported yet: this server serves a text-only model.");
+      invalid(part_param, defaults.images
+                              ? "Images come as content parts of type 'image_url'."
+                              : "Images are not supported: this server serves a text-only model.");
     if (*type != "text")
       invalid(part_param + ".type",
               fmt::format("Content parts of type '{}' are not supported; only 'text' is.", *type));
@@ -292,7 +329,7 @@ std::string parse_content(const Fields& message, const std::string& role) {
   return text;
 }
 
-Message parse_message(const json& value, size_t index) {
+Message parse_message(const json& value, size_t index, const Defaults& defaults) {
   const std::string param = fmt::format("messages[{}]", index);
   if (!value.is_object()) wrong_type(param, "an object", value);
   const Fields fields(value, param + ".");
@@ -313,20 +350,20 @@ Message parse_message(const json& value, size_t index) {
                         "'assistant'.",
                         *role));
   message.role = *role;
-  message.content = parse_content(fields, message.role);
+  message.content = parse_content(fields, message.role, defaults, message.images);
   return message;
 }
 
 // A conversation render_chat can continue: an optional system message
 // first, then turns, the last the user's, and some text somewhere.
-std::vector<Message> parse_messages(const Fields& fields) {
+std::vector<Message> parse_messages(const Fields& fields, const Defaults& defaults) {
   const json* value = fields.get("messages");
   if (!value) invalid("messages", "'messages' is required.");
   if (!value->is_array()) wrong_type("messages", "an array", *value);
   if (value->empty()) invalid("messages", "'messages' must hold at least one message.");
   std::vector<Message> messages;
   for (size_t i = 0; i < value->size(); ++i) {
-    messages.push_back(parse_message((*value)[i], i));
+    messages.push_back(parse_message((*value)[i], i, defaults));
     if (i > 0 && messages.back().role == "system")
       invalid(fmt::format("messages[{}].role", i),
               "A system message may only come first in the conversation.");
@@ -471,6 +508,41 @@ CompletionRequest parse_completion(std::string_view body, const Defaults& defaul
   return request;
 }
 
+std::optional<std::string> decode_base64(std::string_view text) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  uint32_t bits = 0;
+  int count = 0;
+  for (const char c : text) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | uint32_t(v);
+    if (++count == 4) {
+      out += char((bits >> 16) & 0xff);
+      out += char((bits >> 8) & 0xff);
+      out += char(bits & 0xff);
+      bits = 0;
+      count = 0;
+    }
+  }
+  if (count == 2) out += char((bits >> 4) & 0xff);
+  if (count == 3) {
+    out += char((bits >> 10) & 0xff);
+    out += char((bits >> 2) & 0xff);
+  }
+  return out;
+}
+
 CompletionRequest parse_chat(std::string_view body, const Defaults& defaults) {
   const json object = parse_object(body);
   const Fields fields(object, "");
@@ -490,7 +562,7 @@ CompletionRequest parse_chat(std::string_view body, const Defaults& defaults) {
   if (const auto max_tokens = parse_max_tokens(fields, "max_completion_tokens"))
     request.max_tokens = max_tokens;
 
-  request.messages = parse_messages(fields);
+  request.messages = parse_messages(fields, defaults);
   request.prompt = render_chat(request.messages);
   request.stop.emplace_back(kChatStop);
 

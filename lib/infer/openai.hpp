@@ -42,6 +42,10 @@ std::string error_body(const ApiError& error);
 // parts, joined by newlines).
 struct Message {
   std::string role, content;
+  // Images of the content's image_url parts (the bytes of base64 data URLs),
+  // in order; each stands where an "<image>" marker is in content. Only
+  // when Defaults::images allows them.
+  std::vector<std::string> images;
 };
 
 // BLOOM's chat template: an optional system text, then each turn, then the
@@ -61,7 +65,13 @@ struct Defaults {
   SamplingOptions sampling;      // temperature, top_k, top_p, repetition_penalty, max_new_tokens
   int64_t max_stop_strings = 4;  // OpenAI allows up to 4
   int64_t max_top_logprobs = 5;  // completions' logprobs / chat's top_logprobs at most this
+  // Content parts of type image_url (a VisualChat model): allowed, or a 400.
+  bool images = false;
 };
+
+// The bytes of standard base64 text (padding optional, no whitespace);
+// nullopt when it is not base64.
+std::optional<std::string> decode_base64(std::string_view text);
 
 // A parsed and checked request.
 struct CompletionRequest {

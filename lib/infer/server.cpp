@@ -8,11 +8,13 @@
 
 #include <csignal>
 #include <ctime>
+#include <mutex>
 #include <random>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "infer/openai.hpp"
+#include "multimodal/model.hpp"
 
 namespace turbine::infer {
 
@@ -72,13 +74,86 @@ struct Server::Handlers {
   std::string model_name;
   std::atomic<const LoadedModel*> loaded{nullptr};
   std::atomic<Engine*> engine{nullptr};
+  multimodal::LoadedVisualChat* visualchat = nullptr;  // set before requests are served
+  std::mutex visualchat_mutex;                         // one answer at a time
   int64_t created = std::time(nullptr);
 
   openai::Defaults defaults() const {
     openai::Defaults d;
     d.model = model_name;
     d.sampling = options.sampling;
+    d.images = visualchat != nullptr;
     return d;
+  }
+
+  // A chat request to a VisualChat model: its messages become the rounds of
+  // a conversation (user: question, assistant: answer) with their images;
+  // the last user message is answered greedily. Bad images, marker and image
+  // counts that differ, too many images: 400.
+  void visual_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+    openai::CompletionRequest q;
+    std::vector<multimodal::Round> history;
+    std::vector<data::Image> images;
+    std::string question;
+    try {
+      if (!chat)
+        throw api_error(400,
+                        "this server serves a VisualChat model: ask it through "
+                        "/v1/chat/completions",
+                        "prompt");
+      q = openai::parse_chat(req.body, defaults());
+      if (q.stream)
+        throw api_error(400, "streaming is not supported for a VisualChat model yet", "stream");
+      if (q.top_logprobs >= 0)
+        throw api_error(400, "logprobs are not supported for a VisualChat model yet", "logprobs");
+      const int64_t channels = visualchat->model->encoder_spec().model.channels;
+      for (size_t i = 0; i < q.messages.size(); ++i) {
+        const openai::Message& m = q.messages[i];
+        for (size_t k = 0; k < m.images.size(); ++k) {
+          const std::string name = fmt::format("messages[{}]'s image {}", i, k + 1);
+          try {
+            const auto* bytes = reinterpret_cast<const uint8_t*>(m.images[k].data());
+            images.push_back(data::decode_png({bytes, m.images[k].size()}, channels, name));
+          } catch (const Error& e) {
+            throw api_error(400, e.what(), fmt::format("messages[{}].content", i));
+          }
+        }
+        if (m.role == "user") {
+          question += (question.empty() ? "" : "\n") + m.content;
+        } else if (m.role == "assistant") {
+          history.push_back({question, m.content});
+          question.clear();
+        }  // a system message has no place in VisualChat's template
+      }
+      try {
+        multimodal::question_conversation(*visualchat, int64_t(images.size()), history, question);
+      } catch (const Error& e) {
+        throw api_error(400, e.what(), "messages");
+      }
+    } catch (const openai::ApiError& e) {
+      count("bad_request");
+      send_error(res, e);
+      return;
+    }
+    const int64_t max_tokens = q.max_tokens.value_or(options.sampling.max_new_tokens);
+    std::string answer;
+    try {
+      const std::lock_guard<std::mutex> one_at_a_time(visualchat_mutex);
+      answer = multimodal::answer_question(*visualchat, images, history, question, max_tokens);
+    } catch (const std::exception& e) {
+      count("error");
+      send_error(res, api_error(500, e.what()));
+      return;
+    }
+    openai::Choice choice;
+    choice.text = answer;
+    choice.token_ids = visualchat->tokenizer.encode(answer);
+    choice.finish_reason = "stop";
+    const openai::ResponseId id{"chatcmpl-" + random_hex(24), model_name,
+                                int64_t(std::time(nullptr))};
+    const openai::Usage usage{0, int64_t(choice.token_ids.size())};
+    res.set_content(openai::response_body(q, id, choice, usage, {}), kJson);
+    count("ok");
   }
 
   void count(const char* outcome) {
@@ -163,6 +238,10 @@ struct Server::Handlers {
   }
 
   void completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+    if (visualchat) {
+      visual_completion(req, res, chat);
+      return;
+    }
     openai::CompletionRequest q;
     std::shared_ptr<Sequence> seq;
     std::vector<int32_t> prompt_tokens;
@@ -360,6 +439,11 @@ void Server::attach(const LoadedModel& loaded, Engine& engine) {
   handlers_->loaded = &loaded;
   handlers_->engine = &engine;
   log::info("ready: model {} on http://{}:{}/v1", http_.model_name, http_.host, port_);
+}
+
+void Server::attach_visualchat(multimodal::LoadedVisualChat& chat) {
+  handlers_->visualchat = &chat;
+  log::info("VisualChat: chat requests may carry images (image_url parts, base64 PNG data URLs)");
 }
 
 void Server::stop() {

@@ -6,7 +6,9 @@
 // its prompt tokenized and measured against the context and the KV pool,
 // then handed to the Engine, whose loop runs on the main thread; the thread
 // waits for its sequence's tokens and writes them out. A client that leaves
-// mid-stream cancels its sequence.
+// mid-stream cancels its sequence. A VisualChat checkpoint's chat requests
+// carry images (OpenAI's image_url parts with base64 data URLs) and are
+// answered by its model on the request's thread, one at a time.
 #pragma once
 
 #include <atomic>
@@ -19,6 +21,9 @@
 
 namespace httplib {
 class Server;
+}
+namespace turbine::multimodal {
+struct LoadedVisualChat;
 }
 
 namespace turbine::infer {
@@ -39,6 +44,10 @@ class Server {
   int port() const { return port_; }
   // The model is loaded and its engine ready: requests are served.
   void attach(const LoadedModel& loaded, Engine& engine);
+  // A VisualChat checkpoint's model (before attach): chat requests, with
+  // image_url content parts, are answered by it, one at a time, greedily;
+  // /v1/completions is refused.
+  void attach_visualchat(multimodal::LoadedVisualChat& chat);
   // Stops accepting connections and joins the listener.
   void stop();
 

@@ -10,6 +10,7 @@
 #include "autograd/tape.hpp"
 #include "core/error.hpp"
 #include "infer/convert.hpp"
+#include "nn/lora.hpp"
 #include "ops/ops.hpp"
 #include "train/checkpoint.hpp"
 
@@ -116,6 +117,17 @@ Batch VisualChatModel::make_batch(const std::vector<const TokenizedConversation*
   return b;
 }
 
+Tensor VisualChatModel::images_tensor(std::span<const data::Image> images) const {
+  const nn::VisionConfig& m = spec_.model;
+  std::vector<float> pixels;
+  for (const data::Image& image : images) {
+    const std::vector<float> v = image_tensor(image).to_vector<float>();
+    pixels.insert(pixels.end(), v.begin(), v.end());
+  }
+  return Tensor::from_vector<float>({int64_t(images.size()), m.channels, m.height, m.width},
+                                    pixels);
+}
+
 Tensor VisualChatModel::load_images(std::span<const std::string> paths) {
   const nn::VisionConfig& m = spec_.model;
   std::vector<float> pixels;
@@ -207,19 +219,30 @@ LoadedVisualChat load_visualchat(const std::string& checkpoint, Device device) {
   const infer::WeightReader reader(checkpoint);
   const std::string config_path = (std::filesystem::path(checkpoint) / "config.yaml").string();
   VisualChatOptions options;
+  nn::LoraConfig lora;
+  lora.rank = 0;
   try {
-    const YAML::Node section = YAML::LoadFile(config_path)["visualchat"];
+    const YAML::Node config = YAML::LoadFile(config_path);
+    const YAML::Node section = config["visualchat"];
     TURBINE_CHECK(section, "{}: no visualchat section", config_path);
     options.projection = section["projection"].as<std::string>();
     options.mmca = section["attention"].as<std::string>() == "mmca";
     options.max_images = section["max_images"].as<int64_t>();
     options.encoder = checkpoint;
+    if (config["lora_dim"]) lora.rank = config["lora_dim"].as<int64_t>();
+    if (config["lora_scaling"]) lora.scaling = config["lora_scaling"].as<float>();
+    if (config["lora_module_name"])
+      lora.module_filter = config["lora_module_name"].as<std::string>();
   } catch (const YAML::Exception& e) {
     TURBINE_FAIL("{}: {}", config_path, e.what());
   }
   LoadedVisualChat out;
   out.model = std::make_unique<VisualChatModel>(nn::Bloom(reader.config(), 0, device), options,
                                                 train::read_encoder_spec(checkpoint), 0, device);
+  if (lora.rank > 0) {  // the adapters as trained, beside the frozen weights
+    nn::apply_lora(out.model->lm(), lora);
+    out.model->list_parameters();
+  }
   train::CheckpointStore::load_weights(checkpoint, out.model->parameters());
   out.tokenizer = reader.tokenizer();
   const auto eos = out.tokenizer.eos_id();
@@ -228,30 +251,44 @@ LoadedVisualChat load_visualchat(const std::string& checkpoint, Device device) {
   return out;
 }
 
-std::string answer_question(LoadedVisualChat& chat, const std::vector<std::string>& images,
-                            const std::vector<Round>& history, const std::string& question,
-                            int64_t max_new_tokens) {
+Conversation question_conversation(const LoadedVisualChat& chat, int64_t images,
+                                   const std::vector<Round>& history, const std::string& question) {
   Conversation c;
   c.id = "question";
-  c.images = images;
+  c.images.assign(size_t(images), "");
   c.rounds = history;
   int64_t shown = 0;
   for (const Round& r : history) shown += count_markers(r.question);
   std::string q = question;
   if (count_markers(q) == 0)  // no markers: the round shows the images not yet shown
-    for (int64_t i = shown; i < int64_t(images.size()); ++i)
-      q = std::string(kImageMarker) + " " + q;
+    for (int64_t i = shown; i < images; ++i) q = std::string(kImageMarker) + " " + q;
   c.rounds.push_back({q, ""});
   check_conversation(c, chat.model->options().max_images, "the question");
+  return c;
+}
+
+std::string answer_question(LoadedVisualChat& chat, const std::vector<data::Image>& images,
+                            const std::vector<Round>& history, const std::string& question,
+                            int64_t max_new_tokens) {
+  const Conversation c = question_conversation(chat, int64_t(images.size()), history, question);
   const TemplateOptions options{chat.model->image_tokens(), chat.end_token, chat.end_token};
   const TokenizedConversation prompt =
       tokenize_conversation(c, chat.tokenizer, options, int64_t(c.rounds.size()), true);
-  const Tensor pixels = chat.model->load_images(images);
-  const std::vector<int32_t> answer =
-      chat.model->generate(prompt, pixels, max_new_tokens, chat.end_token);
+  const std::vector<int32_t> answer = chat.model->generate(
+      prompt, chat.model->images_tensor(images), max_new_tokens, chat.end_token);
   std::string text = chat.tokenizer.decode(answer);
   const size_t first = text.find_first_not_of(' ');
   return first == std::string::npos ? std::string() : text.substr(first);
+}
+
+std::string answer_question(LoadedVisualChat& chat, const std::vector<std::string>& images,
+                            const std::vector<Round>& history, const std::string& question,
+                            int64_t max_new_tokens) {
+  question_conversation(chat, int64_t(images.size()), history, question);  // before any file
+  std::vector<data::Image> decoded;
+  for (const std::string& path : images)
+    decoded.push_back(data::read_png(path, chat.model->encoder_spec().model.channels));
+  return answer_question(chat, decoded, history, question, max_new_tokens);
 }
 
 }  // namespace turbine::multimodal

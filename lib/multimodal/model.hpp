@@ -68,6 +68,7 @@ class VisualChatModel {
   Tensor image_tensor(const data::Image& image) const;
   // Image files as a batch (N, C, H, W) in host memory; decoded once per path.
   Tensor load_images(std::span<const std::string> paths);
+  Tensor images_tensor(std::span<const data::Image> images) const;  // the same, decoded already
   // Conversations tokenized and padded on the right into a batch; their
   // images loaded (cached by path).
   Batch make_batch(const std::vector<const TokenizedConversation*>& rows,
@@ -120,5 +121,14 @@ LoadedVisualChat load_visualchat(const std::string& checkpoint, Device device);
 std::string answer_question(LoadedVisualChat& chat, const std::vector<std::string>& images,
                             const std::vector<Round>& history, const std::string& question,
                             int64_t max_new_tokens);
+// The same with the images decoded already (the server's); check_question
+// runs first, so its errors are the caller's input errors.
+std::string answer_question(LoadedVisualChat& chat, const std::vector<data::Image>& images,
+                            const std::vector<Round>& history, const std::string& question,
+                            int64_t max_new_tokens);
+// The conversation answer_question would build, checked (marker and image
+// counts, max_images); throws naming the problem.
+Conversation question_conversation(const LoadedVisualChat& chat, int64_t images,
+                                   const std::vector<Round>& history, const std::string& question);
 
 }  // namespace turbine::multimodal

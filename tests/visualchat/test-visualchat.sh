@@ -7,6 +7,8 @@
 #              attention; answers scored by kind (answers.json); stopped
 #              halfway and resumed equals the uninterrupted run; `infer
 #              generate` answers a two-image question from the command line
+#   serve      infer serve answers chat messages with image_url parts over two
+#              rounds; bad images, marker counts, non-data URLs: HTTP 400
 #   bad_input  marker and image counts that differ, an unreadable image,
 #              --image for a language model, visualchat outside sft, a missing
 #              encoder: clear errors, non-zero exits
@@ -75,7 +77,8 @@ for kind in ("single", "multi", "multi-round", "overall"):
     assert 0 <= scores[kind]["accuracy"] <= 1 and scores[kind]["questions"] > 0, (kind, scores)
 PY
     [[ $(wc -l < "$work/mmca/sft/answers.jsonl") -ge 6 ]] || fail "answers.jsonl"
-    grep -q "trainable\|train (projection and input embeddings)" "$work/mmca.log" || fail "log"
+    grep -q "parameters train (projection and input embeddings, LoRA adapters)" "$work/mmca.log" ||
+      fail "the log names what trains"
     # Stopped at step 3 and resumed: the same losses bit for bit.
     fresh halves
     sft halves --set sft.train_steps=3 || fail "first half"
@@ -120,6 +123,61 @@ PY
       cp "$work/bad.jsonl" "$work/bad-data/eval.jsonl"
     expect_error "markers that do not match the images" "train.jsonl:1: 0 <image> markers" \
       "$rlhf" sft "${common[@]}" --set data_path="$work/bad-data" --set output.dir="$work/bad"
+    ;;
+  serve)
+    # infer serve: chat messages with image_url parts (base64 PNG data URLs)
+    # over two rounds; bad images and marker counts are 400s.
+    checkpoint=$work/mmca/sft/checkpoints/step_00000006
+    [[ -d $checkpoint ]] || { fresh mmca; sft mmca || fail "sft (see $work/mmca.log)"; }
+    "$infer" serve --checkpoint "$checkpoint" --port 0 > "$work/serve.out" 2> "$work/serve.err" &
+    server_pid=$!
+    trap 'kill -KILL $server_pid 2>/dev/null || true' EXIT
+    port=
+    for _ in $(seq 600); do
+      port=$(grep -o 'serving on http://127.0.0.1:[0-9]*' "$work/serve.err" | head -1 | cut -d: -f3 || true)
+      if [[ -n $port ]] && curl -sf "http://127.0.0.1:$port/health" > /dev/null; then break; fi
+      kill -0 "$server_pid" 2>/dev/null || fail "the server exited: $(tail -3 "$work/serve.err")"
+      sleep 0.1
+    done
+    [[ -n $port ]] || fail "the server was not ready"
+    images=("$work"/dialogues/images/test/*.png)
+    python3 - "$port" "${images[0]}" "${images[1]}" <<'PY' || fail "serve requests"
+import base64, json, sys, urllib.error, urllib.request
+port, first, second = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def part(path):
+    data = base64.b64encode(open(path, "rb").read()).decode()
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data}}
+
+def ask(body, path="/v1/chat/completions"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+text = lambda t: {"type": "text", "text": t}
+status, body = ask({"messages": [
+    {"role": "user", "content": [part(first), text("What is in the image?")]},
+    {"role": "assistant", "content": "A bag."},
+    {"role": "user", "content": [part(second), text("Is image 2 the same kind of garment as image 1?")]}],
+    "max_completion_tokens": 4})
+assert status == 200, body
+assert body["choices"][0]["message"]["role"] == "assistant", body
+for content, why in [([part(first), text("<image> Which?")], "2 <image> markers"),
+                     ([{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+                       text("What?")], "not a readable PNG"),
+                     ([{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
+                      "Only base64 data URLs"),
+                     ([part(first)] * 9 + [text("?")], "max_images 8")]:
+    status, body = ask({"messages": [{"role": "user", "content": content}]})
+    assert status == 400 and why in body["error"]["message"], (status, body)
+status, body = ask({"prompt": "hello"}, "/v1/completions")
+assert status == 400 and "/v1/chat/completions" in body["error"]["message"], body
+print("serve: ok")
+PY
     ;;
   *) fail "unknown case $case_name" ;;
 esac
