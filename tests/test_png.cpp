@@ -1,7 +1,8 @@
 // PNG images (lib/data/png.hpp): written and read back bit for bit, every
 // color type the files may have converted to gray or RGB (alpha over white,
 // palettes, 16 bits), resizing by area and bilinear weights against
-// hand-computed pixels, and the errors of unreadable, truncated and huge files.
+// hand-computed pixels, the errors of unreadable, truncated and huge files,
+// and raw pixels as binary PGM/PPM.
 #define BOOST_TEST_MODULE png
 #include <png.h>
 
@@ -121,4 +122,44 @@ BOOST_AUTO_TEST_CASE(bad_files_are_refused_naming_them) {
                         data::encode_png(data::Image{2, 2, 3, {1, 2}});
                       }),
                       "2 bytes for a 2 x 2 x 3 image"));
+}
+
+BOOST_AUTO_TEST_CASE(raw_pixels_come_as_pgm_and_ppm) {
+  const auto bytes = [](const std::string& header, const std::vector<uint8_t>& pixels) {
+    std::vector<uint8_t> out(header.begin(), header.end());
+    out.insert(out.end(), pixels.begin(), pixels.end());
+    return out;
+  };
+  // P5 with a comment; maxval 255 keeps the samples.
+  const data::Image gray =
+      data::decode_image(bytes("P5\n# a comment\n3 2\n255\n", {0, 10, 20, 30, 40, 255}));
+  BOOST_TEST(gray.width == 3);
+  BOOST_TEST(gray.height == 2);
+  BOOST_TEST(gray.channels == 1);
+  BOOST_TEST(gray.pixels == (std::vector<uint8_t>{0, 10, 20, 30, 40, 255}),
+             boost::test_tools::per_element());
+  // P6 to gray by BT.601 luma, and maxval 15 scaled to 255.
+  const data::Image rgb = data::decode_image(bytes("P6 1 1 255 ", {255, 0, 0}), 1);
+  BOOST_TEST(rgb.pixels == std::vector<uint8_t>{76});
+  BOOST_TEST(data::decode_image(bytes("P5 1 1 15 ", {15}), 3).pixels ==
+             (std::vector<uint8_t>{255, 255, 255}));
+  // The same pixels as a PNG and as a PGM read alike.
+  TempDir dir("pnm");
+  const data::Image image = pattern(5, 4, 1);
+  data::write_png(dir.file("a.png"), image);
+  std::ofstream(dir.file("a.pgm"), std::ios::binary)
+      << "P5 5 4 255\n"
+      << std::string(image.pixels.begin(), image.pixels.end());
+  BOOST_TEST((data::read_image(dir.file("a.png")) == data::read_image(dir.file("a.pgm"))));
+  // Truncated, 16-bit and damaged headers name the source.
+  BOOST_TEST(contains(error_of([&] {
+                        data::decode_image(bytes("P5 4 4 255\n", {1, 2}), 0, "x.pgm");
+                      }),
+                      "x.pgm: truncated"));
+  BOOST_TEST(contains(error_of([&] {
+                        data::decode_image(bytes("P5 1 1 65535\n", {1, 2}));
+                      }),
+                      "8-bit PGM/PPM only"));
+  BOOST_TEST(contains(error_of([&] { data::decode_image(bytes("P5 x 1 255\n", {1})); }),
+                      "damaged PGM/PPM header"));
 }

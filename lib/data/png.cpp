@@ -5,6 +5,7 @@
 #include <png.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -98,6 +99,80 @@ Image decode_png(std::span<const uint8_t> bytes, int64_t channels, const std::st
     }
   }
   return converted;
+}
+
+Image decode_pnm(std::span<const uint8_t> bytes, int64_t channels, const std::string& name) {
+  TURBINE_CHECK(channels == 0 || channels == 1 || channels == 3,
+                "{}: {} channels asked (0, 1 or 3)", name, channels);
+  size_t at = 0;
+  // The header's fields: magic, width, height, maxval, with comments.
+  const auto field = [&]() {
+    for (;;) {
+      while (at < bytes.size() && std::isspace(bytes[at])) ++at;
+      if (at < bytes.size() && bytes[at] == '#') {
+        while (at < bytes.size() && bytes[at] != '\n') ++at;
+        continue;
+      }
+      break;
+    }
+    std::string text;
+    while (at < bytes.size() && !std::isspace(bytes[at]) && text.size() < 16)
+      text += char(bytes[at++]);
+    return text;
+  };
+  const std::string magic = field();
+  TURBINE_CHECK(magic == "P5" || magic == "P6",
+                "{}: not a raw-pixel image (binary PGM 'P5' or PPM 'P6')", name);
+  int64_t width = 0, height = 0, maxval = 0;
+  try {
+    width = std::stoll(field());
+    height = std::stoll(field());
+    maxval = std::stoll(field());
+  } catch (const std::exception&) {
+    TURBINE_FAIL("{}: a damaged PGM/PPM header", name);
+  }
+  TURBINE_CHECK(width > 0 && height > 0 && maxval > 0 && maxval <= 255,
+                "{}: {} x {} pixels with maxval {} (8-bit PGM/PPM only)", name, width, height,
+                maxval);
+  TURBINE_CHECK(width * height <= kMaxPngPixels, "{}: {} x {} pixels is too large (at most {})",
+                name, width, height, kMaxPngPixels);
+  ++at;  // the single whitespace after maxval
+  const int64_t file_channels = magic == "P5" ? 1 : 3;
+  const size_t needed = size_t(width * height * file_channels);
+  TURBINE_CHECK(at <= bytes.size() && bytes.size() - at >= needed,
+                "{}: truncated: {} bytes of pixels for {} x {} x {}", name,
+                at <= bytes.size() ? bytes.size() - at : 0, width, height, file_channels);
+  Image image{width, height, file_channels, {}};
+  image.pixels.resize(needed);
+  for (size_t i = 0; i < needed; ++i)
+    image.pixels[i] = uint8_t((int(bytes[at + i]) * 255 + int(maxval) / 2) / int(maxval));
+  const int64_t want = channels == 0 ? file_channels : channels;
+  if (want == file_channels) return image;
+  Image out{width, height, want, std::vector<uint8_t>(size_t(width * height * want))};
+  for (int64_t p = 0; p < width * height; ++p) {
+    if (want == 3) {
+      for (int c = 0; c < 3; ++c) out.pixels[size_t(p * 3 + c)] = image.pixels[size_t(p)];
+    } else {  // ITU-R BT.601 luma
+      const uint8_t* rgb = &image.pixels[size_t(p * 3)];
+      out.pixels[size_t(p)] =
+          uint8_t(std::lround(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]));
+    }
+  }
+  return out;
+}
+
+Image decode_image(std::span<const uint8_t> bytes, int64_t channels, const std::string& name) {
+  if (bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6'))
+    return decode_pnm(bytes, channels, name);
+  return decode_png(bytes, channels, name);
+}
+
+Image read_image(const std::string& path, int64_t channels) {
+  std::ifstream in(path, std::ios::binary);
+  TURBINE_CHECK(in, "{}: cannot open the image", path);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  return decode_image(bytes, channels, path);
 }
 
 Image read_png(const std::string& path, int64_t channels) {

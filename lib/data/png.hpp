@@ -5,7 +5,8 @@
 // white, 16-bit samples rounded; then resized to an encoder's input size
 // (area averaging when shrinking, bilinear when growing, as PIL's BOX and
 // BILINEAR do). Every error names the file (or "PNG data" for bytes) and
-// says what is wrong: not a PNG, truncated, damaged, too large.
+// says what is wrong: not a PNG, truncated, damaged, too large. Raw pixels
+// come as binary PGM/PPM (read_image tells the two apart).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,15 @@ inline constexpr int64_t kMaxPngPixels = int64_t(8192) * 8192;
 Image decode_png(std::span<const uint8_t> bytes, int64_t channels = 0,
                  const std::string& name = "PNG data");
 Image read_png(const std::string& path, int64_t channels = 0);
+
+// Raw pixels: binary Netpbm, P5 (gray) or P6 (RGB) with a maxval up to
+// 255, converted to `channels` as decode_png does.
+Image decode_pnm(std::span<const uint8_t> bytes, int64_t channels = 0,
+                 const std::string& name = "PNM data");
+// A PNG or a raw-pixel PGM/PPM, told apart by its first bytes.
+Image decode_image(std::span<const uint8_t> bytes, int64_t channels = 0,
+                   const std::string& name = "image data");
+Image read_image(const std::string& path, int64_t channels = 0);
 
 // Encodes 8-bit gray or RGB (the transcripts' images, the data tools' files).
 std::vector<uint8_t> encode_png(const Image& image);

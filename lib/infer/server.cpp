@@ -113,7 +113,7 @@ struct Server::Handlers {
           const std::string name = fmt::format("messages[{}]'s image {}", i, k + 1);
           try {
             const auto* bytes = reinterpret_cast<const uint8_t*>(m.images[k].data());
-            images.push_back(data::decode_png({bytes, m.images[k].size()}, channels, name));
+            images.push_back(data::decode_image({bytes, m.images[k].size()}, channels, name));
           } catch (const Error& e) {
             throw api_error(400, e.what(), fmt::format("messages[{}].content", i));
           }

@@ -84,7 +84,7 @@ Tensor VisualChatModel::image_tensor(const data::Image& source) const {
 }
 
 Tensor VisualChatModel::load_image(const std::string& path) const {
-  return image_tensor(data::read_png(path, spec_.model.channels));
+  return image_tensor(data::read_image(path, spec_.model.channels));
 }
 
 Batch VisualChatModel::make_batch(const std::vector<const TokenizedConversation*>& rows,
@@ -287,7 +287,7 @@ std::string answer_question(LoadedVisualChat& chat, const std::vector<std::strin
   question_conversation(chat, int64_t(images.size()), history, question);  // before any file
   std::vector<data::Image> decoded;
   for (const std::string& path : images)
-    decoded.push_back(data::read_png(path, chat.model->encoder_spec().model.channels));
+    decoded.push_back(data::read_image(path, chat.model->encoder_spec().model.channels));
   return answer_question(chat, decoded, history, question, max_new_tokens);
 }
 
