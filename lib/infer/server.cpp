@@ -88,8 +88,9 @@ struct Server::Handlers {
 
   // A chat request to a VisualChat model: its messages become the rounds of
   // a conversation (user: question, assistant: answer) with their images;
-  // the last user message is answered greedily. Bad images, marker and image
-  // counts that differ, too many images: 400.
+  // the last user message is answered greedily (a stream carries the whole
+  // answer in one event). Bad images, marker and image counts that differ,
+  // too many images: 400.
   void visual_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
     openai::CompletionRequest q;
     std::vector<multimodal::Round> history;
@@ -102,8 +103,6 @@ struct Server::Handlers {
                         "/v1/chat/completions",
                         "prompt");
       q = openai::parse_chat(req.body, defaults());
-      if (q.stream)
-        throw api_error(400, "streaming is not supported for a VisualChat model yet", "stream");
       if (q.top_logprobs >= 0)
         throw api_error(400, "logprobs are not supported for a VisualChat model yet", "logprobs");
       const int64_t channels = visualchat->model->encoder_spec().model.channels;
@@ -148,11 +147,19 @@ struct Server::Handlers {
     openai::Choice choice;
     choice.text = answer;
     choice.token_ids = visualchat->tokenizer.encode(answer);
-    choice.finish_reason = "stop";
+    choice.finish_reason = int64_t(choice.token_ids.size()) >= max_tokens ? "length" : "stop";
     const openai::ResponseId id{"chatcmpl-" + random_hex(24), model_name,
                                 int64_t(std::time(nullptr))};
     const openai::Usage usage{0, int64_t(choice.token_ids.size())};
-    res.set_content(openai::response_body(q, id, choice, usage, {}), kJson);
+    if (q.stream) {  // the whole answer as one event (it is generated before the reply)
+      std::string events = openai::stream_chunk(q, id, choice, true);
+      if (q.include_usage) events += openai::stream_usage_chunk(q, id, usage);
+      events += openai::kStreamDone;
+      res.set_header("Cache-Control", "no-cache");
+      res.set_content(events, "text/event-stream");
+    } else {
+      res.set_content(openai::response_body(q, id, choice, usage, {}), kJson);
+    }
     count("ok");
   }
 

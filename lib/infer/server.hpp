@@ -45,8 +45,8 @@ class Server {
   // The model is loaded and its engine ready: requests are served.
   void attach(const LoadedModel& loaded, Engine& engine);
   // A VisualChat checkpoint's model (before attach): chat requests, with
-  // image_url content parts, are answered by it, one at a time, greedily;
-  // /v1/completions is refused.
+  // image_url content parts, are answered by it, one at a time, greedily (a
+  // stream gets the whole answer as one event); /v1/completions is refused.
   void attach_visualchat(multimodal::LoadedVisualChat& chat);
   // Stops accepting connections and joins the listener.
   void stop();

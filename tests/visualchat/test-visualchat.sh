@@ -174,6 +174,16 @@ for content, why in [([part(first), text("<image> Which?")], "2 <image> markers"
                      ([part(first)] * 9 + [text("?")], "max_images 8")]:
     status, body = ask({"messages": [{"role": "user", "content": content}]})
     assert status == 400 and why in body["error"]["message"], (status, body)
+# A stream: the answer in one event, then [DONE].
+request = urllib.request.Request(
+    f"http://127.0.0.1:{port}/v1/chat/completions",
+    json.dumps({"messages": [{"role": "user", "content": [part(first), text("What is in the image?")]}],
+                "stream": True, "max_completion_tokens": 4}).encode(),
+    {"Content-Type": "application/json"})
+with urllib.request.urlopen(request, timeout=60) as r:
+    events = [l for l in r.read().decode().split("\n") if l.startswith("data: ")]
+assert events[-1] == "data: [DONE]", events
+assert json.loads(events[0][6:])["choices"][0]["delta"]["role"] == "assistant", events
 status, body = ask({"prompt": "hello"}, "/v1/completions")
 assert status == 400 and "/v1/chat/completions" in body["error"]["message"], body
 print("serve: ok")
