@@ -83,7 +83,10 @@ class VisualChatTask final : public train::TrainTask {
   Tensor micro_batch_loss(const train::LoopCounters& at, int64_t m) override {
     const multimodal::Batch b = batch_of(train_, rank_rows(order_, at.samples, o_.batch.micro,
                                                            o_.batch.accumulation, comm_.rank(), m));
-    model_.lm().set_dropout_step(uint64_t(at.step) * 1024 + uint64_t(m));
+    // The micro-batch's global index (the same under any number of ranks).
+    model_.lm().set_dropout_step(
+        uint64_t(at.step) * uint64_t(comm_.size() * o_.batch.accumulation) +
+        uint64_t(comm_.rank() * o_.batch.accumulation + m));
     return model_.loss(b);
   }
 

@@ -5,7 +5,8 @@
 # few dozen dialogues from tools/make-visualchat-data.
 #   train      sft with model.type: visualchat under MMCA and causal
 #              attention; answers scored by kind (answers.json); stopped
-#              halfway and resumed equals the uninterrupted run; `infer
+#              halfway and resumed equals the uninterrupted run; 2 ranks
+#              equal 1 rank accumulating their micro-batches; `infer
 #              generate` answers a two-image question from the command line
 #   serve      infer serve answers chat messages with image_url parts over two
 #              rounds; bad images, marker counts, non-data URLs: HTTP 400
@@ -85,6 +86,14 @@ PY
     sft halves --resume || fail "resumed"
     python3 "$source/tests/parallel/equivalence.py" losses "$work/halves/sft" "$work/mmca/sft" 0 \
       loss,val_loss || fail "resume differs"
+    # 2 ranks equal 1 rank that accumulates their 2 micro-batches.
+    fresh ranks
+    run_mpi 2 "$rlhf" sft "${common[@]}" --set output.dir="$work/ranks" \
+      --set gradient_accumulation_steps=1 >> "$work/ranks.log" 2>&1 || fail "sft on 2 ranks"
+    fresh accumulated
+    sft accumulated --set gradient_accumulation_steps=2 || fail "sft accumulating 2 micro-batches"
+    python3 "$source/tests/parallel/equivalence.py" losses "$work/ranks/sft" \
+      "$work/accumulated/sft" 1e-5 loss,val_loss || fail "2 ranks differ from 1 rank"
     fresh causal
     sft causal --set visualchat.attention=causal || fail "sft under causal attention"
     grep -q '"attention": "causal"' "$work/causal/sft/answers.json" || fail "causal answers.json"
