@@ -64,7 +64,7 @@ case $case_name in
     if run 1 bad --set model.arch=resnet --set model.depth=10; then fail "depth 10 was accepted"; fi
     grep -q "6n + 2" "$work/bad.log" || fail "bad depth: $(tail -3 "$work/bad.log")"
     fresh bad
-    if run 1 bad --set model.arch=vit; then fail "model.arch vit was accepted"; fi
+    if run 1 bad --set model.arch=transformer; then fail "model.arch transformer was accepted"; fi
     grep -q "model.arch" "$work/bad.log" || fail "bad arch: $(tail -3 "$work/bad.log")"
     ;;
   *) fail "unknown case $case_name" ;;
