@@ -325,7 +325,7 @@ ClOptions cl_options(const io::Config& c, int world) {
   const bool bloom = c.get<std::string>("model.arch") == "bloom";
   if (text != bloom)
     c.fail("model.arch", text ? "the kjv-books stream trains a language model: model.arch bloom"
-                              : "an image stream trains an image model: mlp, cnn or resnet");
+                              : "an image stream trains an image model: mlp, cnn, resnet or vit");
   LearnerConfig& lc = o.learner;
   int64_t payload = 0, outputs = 0;
   if (text) {
