@@ -129,15 +129,14 @@ Tensor VisualChatModel::images_tensor(std::span<const data::Image> images) const
 }
 
 Tensor VisualChatModel::load_images(std::span<const std::string> paths) {
-  const nn::VisionConfig& m = spec_.model;
-  std::vector<float> pixels;
+  std::vector<data::Image> images;
   for (const std::string& path : paths) {
     auto it = image_cache_.find(path);
-    if (it == image_cache_.end()) it = image_cache_.emplace(path, load_image(path)).first;
-    const std::vector<float> v = it->second.to_vector<float>();
-    pixels.insert(pixels.end(), v.begin(), v.end());
+    if (it == image_cache_.end())
+      it = image_cache_.emplace(path, data::read_image(path, spec_.model.channels)).first;
+    images.push_back(it->second);
   }
-  return Tensor::from_vector<float>({int64_t(paths.size()), m.channels, m.height, m.width}, pixels);
+  return images_tensor(images);
 }
 
 Tensor VisualChatModel::project(const Tensor& images) {
@@ -181,16 +180,14 @@ Tensor VisualChatModel::loss(const Batch& b) {
 
 std::vector<int32_t> VisualChatModel::generate(const TokenizedConversation& prompt,
                                                const Tensor& images, int64_t max_new,
-                                               int32_t stop) const {
+                                               int32_t stop) {
   const autograd::NoGradGuard inference;
-  auto& self = const_cast<VisualChatModel&>(*this);  // embed records nothing here
   const int64_t T = int64_t(prompt.ids.size());
   nn::KvCache cache = lm_.new_cache(1, T + max_new);
   cache.set_mmca(options_.mmca);
   std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
-  Tensor logits =
-      lm_.decode_from(self.embed(Tensor::from_vector<int64_t>({1, T}, ids), prompt.kinds, images),
-                      cache, prompt.kinds);
+  Tensor logits = lm_.decode_from(
+      embed(Tensor::from_vector<int64_t>({1, T}, ids), prompt.kinds, images), cache, prompt.kinds);
   std::vector<int32_t> out;
   const std::vector<int32_t> text = {ops::kTextToken};
   for (int64_t i = 0; i < max_new; ++i) {
@@ -200,7 +197,7 @@ std::vector<int32_t> VisualChatModel::generate(const TokenizedConversation& prom
     out.push_back(next);
     if (i + 1 == max_new) break;
     const Tensor id = Tensor::from_vector<int64_t>({1, 1}, {int64_t(next)});
-    logits = lm_.decode_from(self.lang_embed_.forward(id.to(device_)), cache, text);
+    logits = lm_.decode_from(lang_embed_.forward(id.to(device_)), cache, text);
   }
   return out;
 }

@@ -86,7 +86,7 @@ class VisualChatModel {
   // in order) through a KV cache, then up to max_new tokens until `stop`.
   // Returns the new tokens (without stop).
   std::vector<int32_t> generate(const TokenizedConversation& prompt, const Tensor& images,
-                                int64_t max_new, int32_t stop) const;
+                                int64_t max_new, int32_t stop);
 
  private:
   VisualChatOptions options_;
@@ -99,7 +99,7 @@ class VisualChatModel {
   nn::Embedding lang_embed_;
   nn::ParameterList parameters_;
   Device device_;
-  std::map<std::string, Tensor> image_cache_;
+  std::map<std::string, data::Image> image_cache_;  // decoded files, by path
 };
 
 // A trained VisualChat (rlhf sft with model.type: visualchat): the model
