@@ -12,7 +12,6 @@
 
 namespace turbine::dist {
 
-namespace {
 void check_mpi(int code, const char* what) {
   if (code == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
@@ -20,6 +19,8 @@ void check_mpi(int code, const char* what) {
   MPI_Error_string(code, text, &length);
   TURBINE_FAIL("MPI {} failed: {}", what, std::string(text, length));
 }
+
+namespace {
 
 // MPI counts are int: large buffers go in pieces.
 constexpr int64_t kMaxCount = INT_MAX / 2;
@@ -82,7 +83,9 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   MPI_Initialized(&initialized);
   if (!initialized) {
     int provided = 0;
-    check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init");
+    // MULTIPLE: the heartbeat thread (dist/heartbeat.hpp) sends and receives while the
+    // main thread is in a collective.
+    check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "init");
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 1;

@@ -14,6 +14,9 @@
 
 namespace turbine::dist {
 
+// Throws naming `what` and MPI's own words unless code is MPI_SUCCESS.
+void check_mpi(int code, const char* what);
+
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
@@ -96,6 +99,8 @@ class Communicator final : public BufferCollectives {
   Communicator& operator=(const Communicator&) = delete;
 
   int rank() const override { return rank_; }
+  // The MPI communicator, for code that calls MPI itself (the heartbeat thread).
+  MPI_Comm handle() const { return comm_; }
   int size() const override { return size_; }
   const std::string& name() const { return name_; }
 

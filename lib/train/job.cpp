@@ -25,9 +25,20 @@ std::vector<std::string> JobFlags::all_overrides() const {
   return out;
 }
 
-Job::StopSignalWatch::StopSignalWatch() { install_stop_signals(); }
+Job::StopSignalWatch::StopSignalWatch() {
+  install_stop_signals();
+}
 
-Job::Job(int* argc, char*** argv) : mpi_(argc, argv), world_(dist::Communicator::world()) {}
+Job::Job(int* argc, char*** argv) : mpi_(argc, argv), world_(dist::Communicator::world()) {
+  dist::HeartbeatOptions options;
+  try {
+    options = dist::HeartbeatOptions::from_environment();
+  } catch (const std::exception& e) {
+    heartbeat_problem_ = e.what();  // the same on every rank: configure reports it
+    options.timeout_s = 0;
+  }
+  heartbeat_ = std::make_unique<dist::Heartbeat>(world_, options);
+}
 
 bool Job::load_config(const JobFlags& flags, const io::ConfigSchema& schema,
                       const std::function<void(const io::Config&)>& resolve) {
@@ -38,11 +49,11 @@ bool Job::load_config(const JobFlags& flags, const io::ConfigSchema& schema,
   });
 }
 
-bool Job::guard_config(
-    const std::function<void(std::vector<io::Config::IgnoredKey>&)>& resolve) {
+bool Job::guard_config(const std::function<void(std::vector<io::Config::IgnoredKey>&)>& resolve) {
   std::string problem;
   std::vector<io::Config::IgnoredKey> ignored;
   try {
+    if (!heartbeat_problem_.empty()) throw Error(heartbeat_problem_);
     resolve(ignored);
   } catch (const std::exception& e) {
     problem = e.what();

@@ -3,7 +3,8 @@
 // --dry-run, --resume); the config loaded and resolved on every rank with
 // one error report for all; DeepSpeed keys that mean nothing here reported
 // once; stop signals; the device this rank computes on; the output folder
-// rules; and one error path that ends every rank together.
+// rules; one error path that ends every rank together; and heartbeats that
+// end the job when a rank stops answering (dist/heartbeat.hpp).
 //
 //   int main(int argc, char** argv) {
 //     CLI::App cli{"..."};
@@ -20,11 +21,13 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "dist/communicator.hpp"
+#include "dist/heartbeat.hpp"
 #include "io/config.hpp"
 #include "kernels/backend.hpp"
 #include "tensor/tensor.hpp"
@@ -75,9 +78,8 @@ class Job {
   std::optional<Options> configure_with(
       const std::function<Options(std::vector<io::Config::IgnoredKey>&)>& resolve) {
     std::optional<Options> options;
-    const bool ok = guard_config([&](std::vector<io::Config::IgnoredKey>& ignored) {
-      options = resolve(ignored);
-    });
+    const bool ok = guard_config(
+        [&](std::vector<io::Config::IgnoredKey>& ignored) { options = resolve(ignored); });
     if (!ok) options.reset();
     return options;
   }
@@ -106,6 +108,10 @@ class Job {
   } stop_signals_;
   dist::MpiSession mpi_;
   dist::Communicator world_;
+  // A bad TURBINE_HEARTBEAT_TIMEOUT, reported by configure like a config error.
+  std::string heartbeat_problem_;
+  // Last: stopped (and its goodbyes exchanged) before MPI is finalized.
+  std::unique_ptr<dist::Heartbeat> heartbeat_;
 };
 
 // The per-device GEMM rate MFU is reported against, in GFLOP/s:
