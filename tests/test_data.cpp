@@ -12,7 +12,6 @@
 #include "data/token_dataset.hpp"
 #include "data/tokenizer.hpp"
 #include "tensor/hdf5.hpp"
-
 #include "test_util.hpp"
 
 using namespace turbine;
@@ -206,6 +205,56 @@ BOOST_AUTO_TEST_CASE(missing_truncated_and_foreign_files_are_errors) {
   write_corpus(partial_path, 50, make_corpus(50, 5, 5, 1));
   H5File(partial_path, H5File::Mode::append).set_attribute("vocab_size", int64_t{0});
   BOOST_TEST(contains(error_of([&] { TokenDataset::open(partial_path); }), "damaged"));
+}
+
+// Everything a reader gets from a token data set, as one string.
+std::string read_everything(const std::string& path) {
+  const TokenDataset ds = TokenDataset::open(path);
+  std::string all = std::to_string(ds.vocab_size()) + ds.tokenizer_json() + ds.tokenizer_identity();
+  for (Split split : {Split::train, Split::valid}) {
+    const auto offsets = ds.doc_offsets(split);
+    all.append(reinterpret_cast<const char*>(offsets.data()), offsets.size() * sizeof(int64_t));
+    std::vector<int32_t> tokens(size_t(ds.num_tokens(split)));
+    ds.read(split, 0, ds.num_tokens(split), tokens.data());
+    all.append(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
+  }
+  return all;
+}
+
+// Issue 20's probe: a byte flipped anywhere in a data set is an error naming
+// the file, or lands where it changes nothing a reader gets (free space,
+// padding); never different tokens without a word. Data sets carry
+// Fletcher-32 checksums on their chunks and HDF5 1.8's checksummed headers.
+BOOST_AUTO_TEST_CASE(a_flipped_byte_is_an_error_or_harmless) {
+  TempDir dir("data");
+  const std::string original = dir.file("tokens.h5");
+  write_corpus(original, 1000, make_corpus(1000, 300, 300, 11));
+  BOOST_TEST(H5File(original, H5File::Mode::read).checksummed("train/tokens"));
+  const std::string expected = read_everything(original);
+  std::ifstream in(original, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::mt19937 rng(20);
+  int detected = 0, harmless = 0;
+  const std::string copy = dir.file("flipped.h5");
+  for (int trial = 0; trial < 80; ++trial) {
+    std::string damaged = bytes;
+    const size_t at = rng() % damaged.size();
+    damaged[at] = char(damaged[at] ^ char(1 + rng() % 255));
+    std::ofstream(copy, std::ios::binary | std::ios::trunc) << damaged;
+    std::string got;
+    const std::string error = error_of([&] { got = read_everything(copy); });
+    if (error != "(no error)") {
+      BOOST_TEST(contains(error, "flipped.h5"), "byte " << at << ": " << error);
+      ++detected;
+    } else {
+      BOOST_TEST((got == expected), "byte " << at << " of " << damaged.size()
+                                            << " changed what is read, without an error");
+      ++harmless;
+    }
+  }
+  BOOST_TEST_MESSAGE("flipped bytes: " << detected << " detected, " << harmless
+                                       << " harmless (in unused bytes)");
+  BOOST_TEST(detected > 40);
 }
 
 BOOST_AUTO_TEST_CASE(reads_outside_a_split_are_errors) {

@@ -484,7 +484,9 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
                 "{} holds a finished run (summary.json): choose another output.dir or remove it",
                 o.output_dir);
   train::CheckpointStore checkpoints(o.output_dir + "/checkpoints", self);
-  const std::optional<std::string> latest = checkpoints.latest();
+  // Resuming: the newest checkpoint that passes its checksums.
+  const std::optional<std::string> latest =
+      o.resume ? checkpoints.resume_point() : checkpoints.latest();
   TURBINE_CHECK(!latest || o.resume,
                 "{} holds a checkpoint ({}): continue it with --resume, or choose another "
                 "output.dir",

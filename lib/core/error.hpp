@@ -14,12 +14,26 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// An error thrown on every rank of a job together (each knows the others
+// stop too), so the job ends in order with exit status 1 instead of an
+// MPI_Abort. `echo`: false on the ranks whose message would only repeat
+// what another rank reports.
+class CollectiveError : public Error {
+ public:
+  explicit CollectiveError(const std::string& message, bool echo = true)
+      : Error(message), echo_(echo) {}
+  bool echo() const { return echo_; }
+
+ private:
+  bool echo_;
+};
+
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message);
 
 }  // namespace turbine
 
-#define TURBINE_CHECK(cond, ...)                                                  \
-  do {                                                                            \
+#define TURBINE_CHECK(cond, ...)                                                       \
+  do {                                                                                 \
     if (!(cond)) ::turbine::throw_error(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
   } while (0)
 

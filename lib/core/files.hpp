@@ -24,6 +24,26 @@ void write_folder_atomically(const std::string& dir,
 void write_file_atomically(const std::string& path,
                            const std::function<void(const std::string& temporary)>& write);
 
+// A file's size and CRC-32 (zlib's) as the disk holds it: read back after
+// an fsync, so a checkpoint that lists it is on the disk, not only in the
+// page cache. Errors name the file.
+struct FileDigest {
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+};
+FileDigest digest_file(const std::string& path, bool sync = false);
+// fsync of a folder, so the names created or renamed in it last.
+void sync_folder(const std::string& dir);
+// Bytes an ordinary writer may still use on the file system holding `path`
+// (its nearest existing folder).
+uint64_t free_bytes(const std::string& path);
+// Why writing under `dir` may have failed, for an error message: "the file
+// system holding DIR is full (N bytes free)", "... is read-only", "DIR no
+// longer exists (deleted while running?)", or "" when none of these holds.
+std::string write_failure_cause(const std::string& dir);
+// "312.5 KiB": a byte count for people.
+std::string human_bytes(double bytes);
+
 // pread / pwrite of exactly `bytes` at `offset` of an open file, retrying
 // short transfers and EINTR; errors name `what` (the file), the byte and the
 // cause (an unexpected end of file on reads).

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/rng.hpp"
 #include "tensor/hdf5.hpp"
 
@@ -201,6 +202,11 @@ TokenDataset TokenDataset::open(const std::string& path) {
     TURBINE_FAIL("token data set '{}' is damaged or incomplete ({}): {}", path, e.what(),
                  kRecreate);
   }
+  if (!file.checksummed(dataset_name(Split::train, "tokens")))
+    log::info(
+        "note: {} has no checksums (made by an earlier prepare-data), so damage to it "
+        "would go unnoticed: remake it with tools/prepare-data",
+        path);
   return d;
 }
 

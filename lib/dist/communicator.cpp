@@ -1,6 +1,7 @@
 // MPI collectives with error checks and byte counters.
 #include "dist/communicator.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -368,6 +369,28 @@ bool Communicator::any(bool value) {
   int flag = value ? 1 : 0;
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, comm_), "allreduce");
   return flag != 0;
+}
+
+std::vector<std::string> Communicator::allgather_strings(const std::string& mine) {
+  const int64_t length = int64_t(mine.size());
+  std::vector<int64_t> lengths(static_cast<size_t>(size_));
+  allgather(&length, lengths.data(), 1, DType::i64);
+  const int64_t block = std::max<int64_t>(1, *std::max_element(lengths.begin(), lengths.end()));
+  std::vector<char> send(size_t(block), 0), all(size_t(block * size_));
+  std::copy(mine.begin(), mine.end(), send.begin());
+  allgather(send.data(), all.data(), block, DType::u8);
+  std::vector<std::string> out;
+  for (int r = 0; r < size_; ++r)
+    out.emplace_back(all.data() + r * block, size_t(lengths[size_t(r)]));
+  return out;
+}
+
+std::string Communicator::broadcast_string(const std::string& text, int root) {
+  int64_t length = int64_t(text.size());
+  broadcast(&length, sizeof(length), root);
+  std::string out = rank_ == root ? text : std::string(size_t(length), '\0');
+  if (length > 0) broadcast(out.data(), length, root);
+  return out;
 }
 
 }  // namespace turbine::dist

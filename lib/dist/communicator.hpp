@@ -138,6 +138,9 @@ class Communicator final : public BufferCollectives {
   int probe(int tag, int source = -1, int* found_tag = nullptr);
   // True on every rank if `value` is true on any rank.
   bool any(bool value);
+  // Every rank's string, in rank order; root's string on every rank.
+  std::vector<std::string> allgather_strings(const std::string& mine);
+  std::string broadcast_string(const std::string& text, int root);
 
   void start_allreduce_sum(float* data, int64_t count) override;
   void start_reduce_sum(float* data, int64_t count, int root) override;

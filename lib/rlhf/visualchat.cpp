@@ -48,21 +48,6 @@ DialogueSet load_dialogues(const std::string& path, const multimodal::VisualChat
   return set;
 }
 
-// Every rank's text, in rank order (an allgather padded to the longest).
-std::string gather_text(dist::Communicator& comm, const std::string& mine) {
-  const int64_t length = int64_t(mine.size());
-  std::vector<int64_t> lengths(size_t(comm.size()));
-  comm.allgather(&length, lengths.data(), 1, DType::i64);
-  const int64_t block = std::max<int64_t>(1, *std::max_element(lengths.begin(), lengths.end()));
-  std::vector<char> send(size_t(block), 0), all(size_t(block * comm.size()));
-  std::copy(mine.begin(), mine.end(), send.begin());
-  comm.allgather(send.data(), all.data(), block, DType::u8);
-  std::string out;
-  for (int r = 0; r < comm.size(); ++r)
-    out.append(all.data() + r * block, size_t(lengths[size_t(r)]));
-  return out;
-}
-
 class VisualChatTask final : public train::TrainTask {
  public:
   VisualChatTask(const StepOptions& o, dist::Communicator& comm, multimodal::VisualChatModel& model,
@@ -84,9 +69,9 @@ class VisualChatTask final : public train::TrainTask {
     const multimodal::Batch b = batch_of(train_, rank_rows(order_, at.samples, o_.batch.micro,
                                                            o_.batch.accumulation, comm_.rank(), m));
     // The micro-batch's global index (the same under any number of ranks).
-    model_.lm().set_dropout_step(
-        uint64_t(at.step) * uint64_t(comm_.size() * o_.batch.accumulation) +
-        uint64_t(comm_.rank() * o_.batch.accumulation + m));
+    model_.lm().set_dropout_step(uint64_t(at.step) *
+                                     uint64_t(comm_.size() * o_.batch.accumulation) +
+                                 uint64_t(comm_.rank() * o_.batch.accumulation + m));
     return model_.loss(b);
   }
 
@@ -179,7 +164,8 @@ class VisualChatTask final : public train::TrainTask {
     }
     model_.lm().set_training(true);
     comm_.allreduce_sum(sums.data(), int(sums.size()));
-    const std::string all = gather_text(comm_, lines);
+    std::string all;
+    for (const std::string& part : comm_.allgather_strings(lines)) all += part;
     nlohmann::ordered_json summary;
     double correct = 0, asked = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {

@@ -2,6 +2,7 @@
 #include "tensor/hdf5.hpp"
 
 #include <hdf5.h>
+#include <zlib.h>
 
 #include <algorithm>
 
@@ -74,7 +75,11 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
                   "or not HDF5",
                   path);
   } else if (mode == Mode::create) {
-    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // HDF5 1.8's format or later: superblock and object headers carry
+    // checksums, so a damaged structure is an error rather than a misread.
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
     TURBINE_CHECK(file_ >= 0,
                   "cannot create HDF5 file '{}': check the folder exists and is "
                   "writable",
@@ -115,7 +120,8 @@ Tensor H5File::read(const std::string& name) const {
   Tensor t = Tensor::empty(shape, dtype, Device::cpu());
   TURBINE_CHECK(
       H5Dread(ds.get(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()) >= 0,
-      "{}: read failed (the file may be truncated)", where);
+      "{}: read failed: the file is truncated or damaged (a checksum or structure does not match)",
+      where);
   return t;
 }
 
@@ -165,7 +171,8 @@ void H5File::write_compressed(const std::string& name, const Tensor& tensor_any,
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   TURBINE_CHECK(
       H5Pset_chunk(dcpl.get(), static_cast<int>(chunk_dims.size()), chunk_dims.data()) >= 0 &&
-          H5Pset_deflate(dcpl.get(), static_cast<unsigned>(level)) >= 0,
+          H5Pset_deflate(dcpl.get(), static_cast<unsigned>(level)) >= 0 &&
+          H5Pset_fletcher32(dcpl.get()) >= 0,
       "{}: cannot set chunks {} with deflate", where, shape_str(chunk));
   write_dataset(file_, where, name, tensor, dcpl.get());
 }
@@ -284,14 +291,18 @@ std::string read_string_object(hid_t object, bool is_attribute, const std::strin
     H5Tset_cset(memory_type.get(), H5Tget_cset(type.get()));
     char* text = nullptr;
     TURBINE_CHECK(read(memory_type.get(), &text) >= 0,
-                  "{}: read failed (the file may be truncated)", where);
+                  "{}: read failed: the file is truncated or damaged (a checksum or structure does "
+                  "not match)",
+                  where);
     std::string value = text != nullptr ? text : "";
     H5free_memory(text);
     return value;
   }
   std::string value(H5Tget_size(type.get()), '\0');
-  TURBINE_CHECK(read(type.get(), value.data()) >= 0, "{}: read failed (the file may be truncated)",
-                where);
+  TURBINE_CHECK(
+      read(type.get(), value.data()) >= 0,
+      "{}: read failed: the file is truncated or damaged (a checksum or structure does not match)",
+      where);
   value.resize(std::min(value.size(), value.find('\0')));
   return value;
 }
@@ -368,7 +379,9 @@ std::vector<std::string> H5File::attribute_strings(const std::string& name) cons
     H5Tset_cset(memory_type.get(), H5Tget_cset(type.get()));
     std::vector<char*> texts(n, nullptr);
     TURBINE_CHECK(H5Aread(attr.get(), memory_type.get(), texts.data()) >= 0,
-                  "{}: attribute '{}': read failed (the file may be truncated)", path_, name);
+                  "{}: attribute '{}': read failed: the file is truncated or damaged (a checksum "
+                  "or structure does not match)",
+                  path_, name);
     for (char* text : texts) {
       values.emplace_back(text != nullptr ? text : "");
       H5free_memory(text);
@@ -378,7 +391,9 @@ std::vector<std::string> H5File::attribute_strings(const std::string& name) cons
   const size_t size = H5Tget_size(type.get());
   std::string buffer(size * n, '\0');
   TURBINE_CHECK(H5Aread(attr.get(), type.get(), buffer.data()) >= 0,
-                "{}: attribute '{}': read failed (the file may be truncated)", path_, name);
+                "{}: attribute '{}': read failed: the file is truncated or damaged (a checksum or "
+                "structure does not match)",
+                path_, name);
   for (hsize_t i = 0; i < n; ++i) {
     std::string value = buffer.substr(i * size, size);
     value.resize(std::min(value.size(), value.find('\0')));
@@ -402,7 +417,17 @@ std::string H5File::read_string(const std::string& name) const {
   TURBINE_CHECK(exists(name), "{}: dataset not found", where);
   Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
   TURBINE_CHECK(ds.valid(), "{}: cannot open dataset", where);
-  return read_string_object(ds.get(), false, where);
+  std::string value = read_string_object(ds.get(), false, where);
+  // The text's CRC-32, kept in the (checksummed) object header by write_string.
+  if (H5Aexists(ds.get(), "crc32") > 0) {
+    const auto stored =
+        read_attribute<int64_t>(ds.get(), where, "crc32", H5T_NATIVE_INT64, "an integer");
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(value.data()),
+                            uInt(value.size()));
+    TURBINE_CHECK(int64_t(crc) == stored, "{}: the text is damaged (CRC-32 {:08x}, stored {:08x})",
+                  where, uint32_t(crc), uint32_t(stored));
+  }
+  return value;
 }
 
 void H5File::write_string(const std::string& name, const std::string& value) {
@@ -418,6 +443,9 @@ void H5File::write_string(const std::string& name, const std::string& value) {
   const std::string padded = value.empty() ? std::string(1, '\0') : value;
   TURBINE_CHECK(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, padded.data()) >= 0,
                 "{}: write failed (disk full?)", where);
+  const int64_t crc = int64_t(crc32(
+      crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(value.data()), uInt(value.size())));
+  write_attribute(ds.get(), where, "crc32", H5T_NATIVE_INT64, crc);
 }
 
 Shape H5File::shape(const std::string& name) const {
@@ -452,6 +480,7 @@ void H5File::create_extendible(const std::string& name, DType stored, int64_t ch
   Handle space(H5Screate_simple(1, &size, &max_size), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   H5Pset_chunk(dcpl.get(), 1, &chunk);
+  H5Pset_fletcher32(dcpl.get());  // each chunk checked as it is read
   Handle ds(H5Dcreate2(file_, name.c_str(), native_type(stored), space.get(), lcpl.get(),
                        dcpl.get(), H5P_DEFAULT),
             H5Dclose);
@@ -497,9 +526,21 @@ void H5File::read_range(const std::string& name, int64_t offset, int64_t count, 
   const hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr);
   Handle memory_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  TURBINE_CHECK(H5Dread(ds.get(), native_type(type), memory_space.get(), file_space.get(),
-                        H5P_DEFAULT, out) >= 0,
-                "{}: read failed (the file may be truncated)", where);
+  TURBINE_CHECK(
+      H5Dread(ds.get(), native_type(type), memory_space.get(), file_space.get(), H5P_DEFAULT,
+              out) >= 0,
+      "{}: read failed: the file is truncated or damaged (a checksum or structure does not match)",
+      where);
+}
+
+bool H5File::checksummed(const std::string& name) const {
+  Handle ds(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  TURBINE_CHECK(ds.valid(), "{}:{}: dataset not found", path_, name);
+  Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  unsigned flags = 0;
+  size_t values = 0;
+  return H5Pget_filter_by_id2(dcpl.get(), H5Z_FILTER_FLETCHER32, &flags, &values, nullptr, 0,
+                              nullptr, nullptr) >= 0;
 }
 
 void H5File::close() {

@@ -26,7 +26,8 @@ class H5File {
   Tensor read(const std::string& dataset) const;  // to a cpu tensor of the stored dtype
   void write(const std::string& dataset, const Tensor& tensor);
   // As write(), stored in chunks of `chunk` elements per dimension (each
-  // entry clamped to [1, that dim]) and deflate-compressed at `level` (1-9).
+  // entry clamped to [1, that dim]), deflate-compressed at `level` (1-9) and
+  // with a Fletcher-32 checksum per chunk.
   // An empty tensor is stored as write() stores it.
   void write_compressed(const std::string& dataset, const Tensor& tensor, const Shape& chunk,
                         int level);
@@ -52,6 +53,10 @@ class H5File {
   // A string as a scalar dataset: for text past an attribute's 64 KiB limit.
   std::string read_string(const std::string& dataset) const;
   void write_string(const std::string& dataset, const std::string& value);
+
+  // Whether a dataset's chunks carry Fletcher-32 checksums (checked by
+  // every read): write_compressed and create_extendible add them.
+  bool checksummed(const std::string& dataset) const;
 
   // A dataset's extent and element type, without reading it.
   Shape shape(const std::string& dataset) const;

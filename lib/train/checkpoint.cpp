@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -43,6 +45,17 @@ void maybe_fail_during_write(int64_t step) {
   }
 }
 
+// Written last by rank 0: every file's size and CRC-32, read back from the
+// disk after an fsync.
+constexpr const char* kChecksums = "checksums.json";
+
+void write_text(const fs::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+  out.close();
+  TURBINE_CHECK(out.good(), "{}: write failed", path.string());
+}
+
 void check_checkpoint(const std::string& checkpoint, const std::string& part) {
   TURBINE_CHECK(fs::is_directory(checkpoint) && fs::exists(fs::path(checkpoint) / "trainer.h5"),
                 "'{}' is not a Turbine checkpoint (a directory with trainer.h5)", checkpoint);
@@ -56,6 +69,7 @@ void write_weights(const fs::path& dir, const CheckpointPart& part, int64_t step
   weights.set_attribute("format_version", kFormatVersion);
   weights.set_attribute("step", step);
   for (const nn::Parameter& p : *part.params) weights.write("params/" + p.name, p.tensor);
+  weights.close();
 }
 
 // trainer.h5 (counters, per-part optimizer layout, the key/value state),
@@ -74,14 +88,13 @@ void write_state(const fs::path& dir, int64_t step, int world_size,
   }
   for (const auto& [key, value] : state.values())
     std::visit([&, &key = key](const auto& v) { trainer.set_attribute(key, v); }, value);
-  std::ofstream(dir / "config.yaml") << config_yaml;
+  trainer.close();
+  write_text(dir / "config.yaml", config_yaml);
   for (const auto& [file, content] : state.files()) {
-    TURBINE_CHECK(
-        fs::path(file).filename() == file && file != "config.yaml" && file != "trainer.h5",
-        "checkpoint file '{}' must be a plain name of its own", file);
-    std::ofstream out(dir / file, std::ios::binary);
-    out << content;
-    TURBINE_CHECK(out.good(), "checkpoint: cannot write {}", (dir / file).string());
+    TURBINE_CHECK(fs::path(file).filename() == file && file != "config.yaml" &&
+                      file != "trainer.h5" && file != kChecksums,
+                  "checkpoint file '{}' must be a plain name of its own", file);
+    write_text(dir / file, content);
   }
 }
 
@@ -102,6 +115,7 @@ void write_shard(const fs::path& dir, const CheckpointPart& part, int rank) {
   shard.set_attribute("adam_step", optimizer.optimizer().steps_taken());
   shard.write("exp_avg", optimizer.optimizer().exp_avg().narrow(0, 0, end - begin));
   shard.write("exp_avg_sq", optimizer.optimizer().exp_avg_sq().narrow(0, 0, end - begin));
+  shard.close();
 }
 
 // Gathers this rank's optimizer range from whichever shards overlap it.
@@ -191,37 +205,223 @@ std::optional<std::string> CheckpointStore::latest() const {
   return all.back();
 }
 
+namespace {
+
+// Bytes this rank's files of a checkpoint take, roughly (HDF5's own
+// structures and the state's attributes as a fixed allowance per file).
+int64_t checkpoint_bytes(const std::vector<CheckpointPart>& parts, const StateMap& state,
+                         const std::string& config_yaml, int rank) {
+  constexpr int64_t kPerFile = 64 * 1024;
+  int64_t bytes = 0;
+  for (const CheckpointPart& part : parts) {
+    if (rank == 0) {
+      bytes += kPerFile;
+      for (const nn::Parameter& p : *part.params) bytes += int64_t(p.tensor.nbytes());
+    }
+    if (part.optimizer && (part.optimizer->zero().stage > 0 || rank == 0)) {
+      const auto [begin, end] = owned_range(*part.optimizer);
+      bytes += kPerFile + 2 * (end - begin) * int64_t(sizeof(float));
+    }
+  }
+  if (rank == 0) {
+    bytes += kPerFile + int64_t(config_yaml.size());
+    for (const auto& [file, content] : state.files()) bytes += int64_t(content.size());
+  }
+  return bytes;
+}
+
+// Runs `work`, returning what it threw ("" if nothing).
+std::string attempt(const std::function<void()>& work) {
+  try {
+    work();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
 void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& parts,
                            const StateMap& state, const std::string& config_yaml, int64_t keep) {
   const std::string name = step_name(step);
   const fs::path final_dir = fs::path(dir_) / name;
   const fs::path tmp_dir = fs::path(dir_) / (".tmp-" + name);
-  if (comm_.rank() == 0) {
+  const bool leader = comm_.rank() == 0;
+  double needed = double(checkpoint_bytes(parts, state, config_yaml, comm_.rank()));
+  comm_.allreduce_sum(&needed, 1);
+  const std::optional<std::string> previous = latest();
+  // Every rank ends the same way: the ranks that failed say why, the
+  // half-written folder is removed, and all throw.
+  const auto fail_together = [&](const std::string& problem) {
+    if (!comm_.any(!problem.empty())) return;
+    if (leader) {
+      std::error_code ignored;
+      fs::remove_all(tmp_dir, ignored);
+    }
+    comm_.barrier();
+    const std::string kept =
+        previous ? fmt::format(
+                       "the newest complete checkpoint, {}, is intact: continue from it "
+                       "with --resume once the cause is fixed",
+                       *previous)
+                 : "no earlier checkpoint exists";
+    if (problem.empty())
+      throw CollectiveError(fmt::format("checkpoint {} abandoned: another rank failed to write "
+                                        "its files (its message says why); {}",
+                                        name, kept),
+                            /*echo=*/false);
+    // The source location of the inner error stays out of the sentence.
+    const std::string what = problem.substr(0, problem.rfind(" [lib/"));
+    const std::string cause = write_failure_cause(dir_);
+    throw CollectiveError(fmt::format(
+        "checkpoint {} abandoned: {}{}; it needs about {}; its partial files "
+        "are removed; {}",
+        name, what, cause.empty() ? "" : " (" + cause + ")", human_bytes(needed), kept));
+  };
+
+  // The folder, and room for the whole checkpoint before a byte is written
+  // (the previous one is removed only after this one is complete).
+  fail_together(leader ? attempt([&] {
+    if (written_ && !fs::exists(dir_))
+      log::warn(
+          "{} was deleted while the run was writing into it: recreating it (the "
+          "checkpoints it held are gone)",
+          dir_);
     fs::create_directories(dir_);
     fs::remove_all(tmp_dir);  // leftovers of an earlier crash
     fs::create_directories(tmp_dir);
-  }
-  comm_.barrier();
+    const uint64_t free = free_bytes(dir_);
+    if (double(free) < needed)
+      throw Error(
+          fmt::format("{} has only {} free: free space, lower checkpoint.keep (now {}) "
+                      "or set output.dir to a larger file system",
+                      dir_, human_bytes(double(free)), keep));
+  })
+                       : "");
+  written_ = true;
 
-  for (const CheckpointPart& part : parts) {
-    if (comm_.rank() == 0) write_weights(tmp_dir, part, step);
-    maybe_fail_during_write(step);
-    // With stage 0 every rank holds the same full state: rank 0 writes it.
-    if (part.optimizer && (part.optimizer->zero().stage > 0 || comm_.rank() == 0))
-      write_shard(tmp_dir, part, comm_.rank());
-  }
-  if (comm_.rank() == 0) write_state(tmp_dir, step, comm_.size(), parts, state, config_yaml);
-  // Rename only once every rank's files are on disk.
-  const bool failed = comm_.any(false);
-  TURBINE_CHECK(!failed, "checkpoint {}: a rank failed to write", name);
-  if (comm_.rank() == 0) {
+  // Every rank's files, each read back after an fsync for its checksum.
+  nlohmann::ordered_json digests = nlohmann::ordered_json::object();
+  fail_together(attempt([&] {
+    std::vector<std::string> files;
+    for (const CheckpointPart& part : parts) {
+      if (leader) {
+        write_weights(tmp_dir, part, step);
+        files.push_back(weights_file(part.name));
+      }
+      maybe_fail_during_write(step);
+      // With stage 0 every rank holds the same full state: rank 0 writes it.
+      if (part.optimizer && (part.optimizer->zero().stage > 0 || leader)) {
+        write_shard(tmp_dir, part, comm_.rank());
+        files.push_back(shard_file(part.name, comm_.rank()));
+      }
+    }
+    if (leader) {
+      write_state(tmp_dir, step, comm_.size(), parts, state, config_yaml);
+      files.push_back("trainer.h5");
+      files.push_back("config.yaml");
+      for (const auto& [file, content] : state.files()) files.push_back(file);
+    }
+    for (const std::string& file : files) {
+      const FileDigest d = digest_file((tmp_dir / file).string(), /*sync=*/true);
+      digests[file] = {{"bytes", d.bytes}, {"crc32", fmt::format("{:08x}", d.crc32)}};
+    }
+  }));
+
+  // Rank 0: the checksums of every rank's files, then the rename.
+  const std::vector<std::string> all = comm_.allgather_strings(digests.dump());
+  fail_together(leader ? attempt([&] {
+    nlohmann::ordered_json manifest = {{"format_version", kFormatVersion},
+                                       {"step", step},
+                                       {"files", nlohmann::ordered_json::object()}};
+    for (const std::string& text : all)
+      manifest["files"].update(nlohmann::ordered_json::parse(text));
+    write_text(tmp_dir / kChecksums, manifest.dump(1) + "\n");
+    digest_file((tmp_dir / kChecksums).string(), /*sync=*/true);
+    sync_folder(tmp_dir.string());
     TURBINE_CHECK(!fs::exists(final_dir), "checkpoint {} exists already: refusing to overwrite it",
                   final_dir.string());
     fs::rename(tmp_dir, final_dir);
-    const auto all = complete();
-    for (size_t i = 0; keep > 0 && i + keep < all.size(); ++i) fs::remove_all(all[i]);
+    sync_folder(dir_);
+  })
+                       : "");
+  if (leader) {
+    const auto complete_now = complete();
+    for (size_t i = 0; keep > 0 && i + keep < complete_now.size(); ++i) {
+      std::error_code error;
+      fs::remove_all(complete_now[i], error);
+      if (error)
+        log::warn("cannot remove the old checkpoint {} (checkpoint.keep {}): {}", complete_now[i],
+                  keep, error.message());
+    }
   }
   comm_.barrier();
+}
+
+std::string CheckpointStore::verify(const std::string& checkpoint) {
+  const fs::path dir = checkpoint;
+  const fs::path manifest_path = dir / kChecksums;
+  if (!fs::exists(dir / "trainer.h5")) return "trainer.h5 is missing";
+  if (!fs::exists(manifest_path)) return "";  // written before checksums existed
+  nlohmann::json manifest;
+  try {
+    std::ifstream in(manifest_path);
+    manifest = nlohmann::json::parse(in);
+    for (const auto& [file, expected] : manifest.at("files").items()) {
+      const fs::path path = dir / file;
+      if (!fs::exists(path)) return fmt::format("{} is missing", file);
+      const FileDigest d = digest_file(path.string());
+      const auto bytes = expected.at("bytes").get<uint64_t>();
+      if (d.bytes != bytes)
+        return fmt::format("{} has {} bytes, {} says {} (truncated or rewritten)", file, d.bytes,
+                           kChecksums, bytes);
+      const std::string crc = fmt::format("{:08x}", d.crc32);
+      if (crc != expected.at("crc32").get<std::string>())
+        return fmt::format("{} has CRC-32 {}, {} says {} (bytes changed after it was written)",
+                           file, crc, kChecksums, expected.at("crc32").get<std::string>());
+    }
+  } catch (const std::exception& e) {
+    return fmt::format("{} is unreadable: {}", kChecksums, e.what());
+  }
+  return "";
+}
+
+std::optional<std::string> CheckpointStore::resume_point() {
+  std::string chosen;
+  if (comm_.rank() == 0) {
+    const auto all = complete();
+    std::vector<std::string> damaged;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      const std::string problem = verify(*it);
+      if (problem.empty()) {
+        chosen = *it;
+        break;
+      }
+      damaged.push_back(*it);
+      log::warn("checkpoint {} is damaged: {}; trying the one before it", *it, problem);
+    }
+    if (chosen.empty() && !damaged.empty())
+      chosen = "!every checkpoint in " + dir_ + " is damaged (the warnings above say how)";
+    // Resuming before them: the damaged ones are kept for a look, under a
+    // name that is no checkpoint's, so the steps they held can be written again.
+    for (size_t i = 0; !chosen.empty() && chosen[0] != '!' && i < damaged.size(); ++i) {
+      const fs::path from = damaged[i];
+      const fs::path to = from.parent_path() / ("damaged-" + from.filename().string());
+      std::error_code error;
+      fs::remove_all(to, error);
+      fs::rename(from, to, error);
+      if (error)
+        chosen = fmt::format("!cannot move the damaged checkpoint {} aside: {}", from.string(),
+                             error.message());
+      else
+        log::warn("moved the damaged checkpoint aside to {}", to.string());
+    }
+  }
+  chosen = comm_.broadcast_string(chosen, 0);
+  TURBINE_CHECK(chosen.empty() || chosen[0] != '!', "{}", chosen.substr(1));
+  if (chosen.empty()) return std::nullopt;
+  return chosen;
 }
 
 void CheckpointStore::save_weights(const std::string& checkpoint,
@@ -279,7 +479,7 @@ StateMap CheckpointStore::read_state(const std::string& checkpoint) {
 }
 
 std::map<std::string, Tensor> CheckpointStore::read_weights(const std::string& checkpoint,
-                                                             const std::string& part) {
+                                                            const std::string& part) {
   check_checkpoint(checkpoint, part);
   H5File weights((fs::path(checkpoint) / weights_file(part)).string(), H5File::Mode::read);
   std::map<std::string, Tensor> out;

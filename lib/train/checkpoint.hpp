@@ -12,6 +12,8 @@
 //   trainer.h5                the key/value state as attributes, the world
 //                             size, and per part its numel and ZeRO stage
 //   config.yaml               the resolved config of the run
+//   checksums.json            every file's size and CRC-32 (written last; checked
+//                             before a resume uses the checkpoint)
 //   tokenizer.json ...        files the app adds (StateMap::set_file)
 // The part named "model" keeps the names of the first format (model.h5,
 // optimizer_rank<R>.h5, unprefixed numel and zero_stage), so checkpoints of
@@ -69,7 +71,20 @@ class CheckpointStore {
   std::vector<std::string> complete() const;
   std::optional<std::string> latest() const;
 
+  // Collective: the newest complete checkpoint whose files match their
+  // checksums; each damaged one on the way is reported and skipped. Throws
+  // when every checkpoint is damaged; nullopt when there is none.
+  std::optional<std::string> resume_point();
+  // What is wrong with a checkpoint's files ("" if nothing): a file missing,
+  // or its size or CRC-32 not that of checksums.json. One written before
+  // checksums existed passes. Any process.
+  static std::string verify(const std::string& checkpoint);
+
   // Collective. Keeps the newest `keep` complete checkpoints (0: all).
+  // Checks first that the file system has room for it; every file is read
+  // back after an fsync for checksums.json; a failure on any rank removes
+  // the partial folder and throws on every rank, naming the file, the cause
+  // (disk full, read-only, folder deleted) and the bytes needed.
   void save(int64_t step, const std::vector<CheckpointPart>& parts, const StateMap& state,
             const std::string& config_yaml, int64_t keep);
   // Collective. Restores every part's weights and optimizer state
@@ -98,6 +113,7 @@ class CheckpointStore {
  private:
   std::string dir_;
   dist::Communicator& comm_;
+  bool written_ = false;  // a checkpoint was written (so a missing folder was deleted)
 };
 
 }  // namespace turbine::train

@@ -77,6 +77,9 @@ int Job::print_resolved(const std::string& resolved_yaml) {
 int Job::run(const std::function<int()>& work) {
   try {
     return work();
+  } catch (const CollectiveError& e) {
+    if (e.echo()) log::error("{}", e.what());
+    return 1;
   } catch (const std::exception& e) {
     log::error("{}", e.what());
     if (world_.size() > 1) MPI_Abort(MPI_COMM_WORLD, 1);

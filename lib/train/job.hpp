@@ -87,9 +87,10 @@ class Job {
   // --dry-run: rank 0 prints the resolved config; exit status 0.
   int print_resolved(const std::string& resolved_yaml);
 
-  // Runs the job's work and returns its exit
-  // status. An exception on any rank is reported there and ends every rank
-  // (the others may be waiting in a collective).
+  // Runs the job's work and returns its exit status. An exception on any
+  // rank is reported there and ends every rank with MPI_Abort (the others may
+  // be waiting in a collective); a CollectiveError, thrown on every rank
+  // together, ends them in order (exit status 1).
   int run(const std::function<int()>& work);
 
   // The device this rank computes on: "cpu", or "cuda" (the GPU of its

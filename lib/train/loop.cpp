@@ -34,7 +34,9 @@ std::string eval_note(const TrainTask& task) {
   std::string note;
   const nlohmann::ordered_json metrics = task.eval_metrics();
   for (const auto& [key, value] : metrics.items())
-    note += fmt::format(", {} {}", key, value.is_number_float() ? fmt::format("{:.4f}", value.get<double>()) : value.dump());
+    note += fmt::format(
+        ", {} {}", key,
+        value.is_number_float() ? fmt::format("{:.4f}", value.get<double>()) : value.dump());
   return note;
 }
 
@@ -59,11 +61,12 @@ Loop::Loop(dist::Communicator& comm, const RunOptions& run, Device device, Engin
       parts_{engine.checkpoint_part()},
       store_((fs::path(run.output_dir) / "checkpoints").string(), comm) {
   // Output folder: never silently mix two runs.
-  existing_ = store_.latest();
-  TURBINE_CHECK(!existing_ || run_.resume,
+  const std::optional<std::string> newest = store_.latest();
+  TURBINE_CHECK(!newest || run_.resume,
                 "output folder '{}' holds checkpoints of a run ({}): pass --resume to continue "
                 "it, or set output.dir to a new folder",
-                run_.output_dir, *existing_);
+                run_.output_dir, *newest);
+  if (run_.resume) existing_ = store_.resume_point();
 }
 
 void Loop::restore(TrainTask& task) {
@@ -85,8 +88,7 @@ bool Loop::budget_left() const {
          (run_.train_tokens <= 0 || counters_.tokens < run_.train_tokens);
 }
 
-StepOutcome TrainTask::run_step(dist::Communicator& comm, Engine& engine,
-                                LoopCounters& counters) {
+StepOutcome TrainTask::run_step(dist::Communicator& comm, Engine& engine, LoopCounters& counters) {
   return train_step(comm, engine, *this, counters);
 }
 

@@ -16,9 +16,14 @@ class MetricsWriter {
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
-  void write(const nlohmann::ordered_json& record);  // NaN becomes null
+  // NaN becomes null. A failed write (disk full, read-only) throws naming
+  // the file, the step, the bytes and the cause; a file deleted while the
+  // run writes it is started again with a warning (its earlier lines are
+  // lost with it), so the lines from then on are not written into nothing.
+  void write(const nlohmann::ordered_json& record);
 
  private:
+  std::string path_;
   FILE* file_ = nullptr;
 };
 

@@ -4,7 +4,21 @@
 #               whole job within the heartbeat timeout (3 s here), naming the rank and its
 #               host, with exit status 69 (stopped) or mpirun's 137 (killed); the checkpoints
 #               are complete and --resume ends with the losses of an uninterrupted run
-# Every case prints what it injected and how long the job took to notice.
+#   full_disk   output on a small tmpfs: the checkpoint that does not fit is refused before a
+#               byte is written (the bytes needed and free named), the metrics write into a
+#               disk filled meanwhile fails naming the file, the step and the cause; the
+#               newest checkpoint passes its checksums and --resume (with room) ends with the
+#               uninterrupted run's losses
+#   read_only   the output folder turned read-only mid-run: the run stops naming the
+#               cause; made writable again, --resume ends with the uninterrupted losses; a run
+#               into a read-only folder is refused at the start
+#   deleted     the checkpoints folder and the metrics file deleted mid-run: both are started
+#               again with a warning and the run finishes with complete checkpoints
+#   corrupt     a byte flipped in the newest checkpoint (and one truncated file in the one
+#               before): --resume says which file is damaged, falls back to the newest intact
+#               checkpoint, and ends with the uninterrupted run's losses
+# Every case prints what it injected and how long the job took to notice. The file-system
+# cases mount tmpfs and need root (SKIP otherwise).
 # Usage: test-reliability.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
 set -euo pipefail
 case_name=$1
@@ -59,12 +73,43 @@ complete_checkpoints() {
     basename "$dir"
   done
 }
-stray=()
+stray=() mounts=()
 cleanup() {
-  local p
+  local p m
   for p in "${stray[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
+  for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+# small_disk DIR SIZE: a tmpfs of SIZE (mount's k/m units) at $work/DIR; SKIP without root.
+small_disk() {
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "SKIP: $case_name mounts a tmpfs, which needs root"
+    exit 77
+  fi
+  mkdir -p "$work/$1"
+  mount -t tmpfs -o "size=$2" tmpfs "$work/$1" || { echo "SKIP: cannot mount a tmpfs"; exit 77; }
+  mounts+=("$work/$1")
+}
+# read_only DIR: DIR read-only through a bind mount over it; SKIP without root.
+read_only() {
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "SKIP: $case_name makes a read-only bind mount, which needs root"
+    exit 77
+  fi
+  mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || { echo "SKIP: cannot bind-mount"; exit 77; }
+  mounts+=("$1")
+}
+# run NP OUT [ARGS...]: a pretrain run into $work/OUT, its log in $work/OUT.log (OUT may be
+# a path under $work); the exit status is the job's.
+run() {
+  local np=$1 out=$2
+  shift 2
+  # shellcheck disable=SC2046
+  run_mpi "$np" "$pretrain" $(args "$out") "$@" > "$work/${out//\//-}.log" 2>&1
+}
+log_of() { echo "$work/${1//\//-}.log"; }
+# one_line LOG PATTERN: the first line of LOG matching PATTERN, for the case's report.
+one_line() { grep -m1 -- "$2" "$1" | sed 's/^\[rank [0-9]*\] //' | cut -c1-400; }
 
 case $case_name in
   dead_rank)
@@ -88,7 +133,7 @@ case $case_name in
       wait "$job" || rc=$?
       took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
       [[ -e $work/$out/metrics.jsonl ]] || fail "$out: no metrics"
-      if grep -q '"step": 600' "$work/$out/metrics.jsonl"; then
+      if grep -q '"step":600' "$work/$out/metrics.jsonl"; then
         fail "$out: the run finished before the fault; make it longer"
       fi
       host=$(hostname)
@@ -111,6 +156,138 @@ case $case_name in
       echo "  SIG$sig to rank $rank: job ended in $took s, exit status $rc; complete checkpoints:" \
         "$kept; resumed from $resumed, all 600 steps' losses equal the uninterrupted run"
     done
+    ;;
+  full_disk)
+    run 2 whole || fail "uninterrupted run"
+    # 1. Room for one checkpoint (about 0.8 MB) and the metrics, not for a second one.
+    small_disk small 1500k
+    rc=0
+    run 2 small/out || rc=$?
+    log=$(log_of small/out)
+    [[ $rc -ne 0 ]] || fail "a run that cannot checkpoint succeeded"
+    grep -q "checkpoint step_00000200 abandoned: .* has only .* free.*it needs about" "$log" ||
+      fail "no clear message: $(grep -i error "$log" | head -3)"
+    [[ -z $(ls -A "$work/small/out/checkpoints" | grep -v '^step_00000100$') ]] ||
+      fail "partial files left: $(ls -A "$work/small/out/checkpoints")"
+    echo "  checkpoint that does not fit: $(one_line "$log" "abandoned")"
+    # The kept checkpoint is whole: resumed on a disk with room, the losses are the same.
+    cp -r "$work/small/out" "$work/roomy"
+    run 2 roomy --resume || fail "resume from the kept checkpoint: $(tail -3 "$(log_of roomy)")"
+    grep -q "resumed from .*step_00000100" "$(log_of roomy)" || fail "did not resume at 100"
+    losses_equal whole roomy || fail "losses after resume differ"
+    echo "  resumed from step_00000100 on a disk with room: all losses equal the uninterrupted run"
+    # 2. The disk filled by someone else after the first checkpoint: the metrics write fails.
+    small_disk small2 4m
+    mpi_launcher 2
+    # shellcheck disable=SC2046
+    "${MPI_LAUNCHER[@]}" "$pretrain" $(args small2/out) > "$(log_of small2/out)" 2>&1 &
+    job=$!
+    wait_for "$work/small2/out/checkpoints/step_00000100/checksums.json" 120 || fail "no checkpoint 100"
+    start=$(date +%s.%N)
+    dd if=/dev/zero of="$work/small2/filler" bs=64k > /dev/null 2>&1 || true
+    rc=0
+    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after its disk filled"
+    wait "$job" || rc=$?
+    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    log=$(log_of small2/out)
+    [[ $rc -ne 0 ]] || fail "a run whose disk filled succeeded"
+    grep -Eq "metrics.jsonl: writing step [0-9]+'s metrics \([0-9]+ bytes\) failed: No space left on device \(the file system holding .* is full" "$log" ||
+      grep -q "abandoned: .* has only" "$log" ||
+      fail "no clear message: $(grep -i error "$log" | head -3)"
+    echo "  disk filled mid-run: stopped in $took s: $(one_line "$log" "error")"
+    rm -f "$work/small2/filler"
+    verify_out=$(ls -d "$work"/small2/out/checkpoints/step_* | tail -1)
+    run 2 small2/out --resume || fail "resume after freeing space: $(tail -3 "$(log_of small2/out)")"
+    losses_equal whole small2/out || fail "losses after the full disk and resume differ"
+    echo "  space freed: resumed from $(basename "$verify_out"), all losses equal the uninterrupted run"
+    ;;
+  read_only)
+    run 2 whole || fail "uninterrupted run"
+    mkdir -p "$work/disk/out"
+    mpi_launcher 2
+    # shellcheck disable=SC2046
+    "${MPI_LAUNCHER[@]}" "$pretrain" $(args disk/out) > "$(log_of disk/out)" 2>&1 &
+    job=$!
+    wait_for "$work/disk/out/checkpoints/step_00000200/checksums.json" 120 || fail "no checkpoint 200"
+    start=$(date +%s.%N)
+    # The folder read-only from now on: a read-only bind mount over it (a remount of the
+    # file system would wait for the files the run has open).
+    read_only "$work/disk"
+    rc=0
+    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after its disk went read-only"
+    wait "$job" || rc=$?
+    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    log=$(log_of disk/out)
+    [[ $rc -ne 0 ]] || fail "a run whose disk went read-only succeeded"
+    grep -q "Read-only file system\|is read-only" "$log" || fail "no clear message: $(grep -i error "$log" | head -3)"
+    echo "  output went read-only mid-run: stopped in $took s: $(one_line "$log" "error")"
+    # A new run into the read-only folder is refused at once.
+    rc=0
+    run 1 disk/new || rc=$?
+    [[ $rc -ne 0 ]] || fail "a run into a read-only folder succeeded"
+    grep -q "Read-only file system\|is read-only" "$(log_of disk/new)" ||
+      fail "no clear refusal: $(grep -i error "$(log_of disk/new)" | head -3)"
+    echo "  new run into the read-only folder: $(one_line "$(log_of disk/new)" "error")"
+    umount "$work/disk"
+    run 2 disk/out --resume || fail "resume: $(tail -3 "$(log_of disk/out)")"
+    losses_equal whole disk/out || fail "losses after resume differ"
+    echo "  writable again: resumed, all losses equal the uninterrupted run"
+    ;;
+  deleted)
+    mpi_launcher 2
+    # shellcheck disable=SC2046
+    "${MPI_LAUNCHER[@]}" "$pretrain" $(args out) > "$(log_of out)" 2>&1 &
+    job=$!
+    wait_for "$work/out/checkpoints/step_00000200/checksums.json" 120 || fail "no checkpoint 200"
+    rm -rf "$work/out/checkpoints" "$work/out/metrics.jsonl"
+    wait "$job" || fail "the run failed after its checkpoints folder was deleted: $(tail -3 "$(log_of out)")"
+    grep -q "checkpoints was deleted while the run was writing into it: recreating it" "$(log_of out)" ||
+      fail "no warning about the deleted checkpoints folder"
+    grep -q "metrics.jsonl was deleted while the run was writing it" "$(log_of out)" ||
+      fail "no warning about the deleted metrics file"
+    complete_checkpoints out > /dev/null
+    [[ -f $work/out/checkpoints/step_00000600/checksums.json ]] || fail "no final checkpoint"
+    grep -q '"step":600' "$work/out/metrics.jsonl" || fail "metrics not written after the deletion"
+    echo "  checkpoints folder and metrics deleted mid-run: $(one_line "$(log_of out)" "checkpoints was deleted")"
+    echo "  the run finished: $(complete_checkpoints out | tr '\n' ' ')complete, metrics from step $(head -1 "$work/out/metrics.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])')"
+    ;;
+  corrupt)
+    keep_all=(--set checkpoint.keep=0)
+    run 2 whole "${keep_all[@]}" || fail "uninterrupted run"
+    cp -r "$work/whole" "$work/damaged"
+    rm -rf "$work/damaged/checkpoints/step_00000600"
+    # A flipped byte in the middle of step 500's weights, and step 400's optimizer shard cut short.
+    python3 - "$work/damaged/checkpoints" <<'PY'
+import os, sys
+d = sys.argv[1]
+path = os.path.join(d, "step_00000500", "model.h5")
+with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 0x10]))
+path = os.path.join(d, "step_00000400", "optimizer_rank00000.h5")
+os.truncate(path, os.path.getsize(path) - 1000)
+PY
+    run 2 damaged --resume "${keep_all[@]}" || fail "resume past damaged checkpoints: $(tail -3 "$(log_of damaged)")"
+    log=$(log_of damaged)
+    grep -q "step_00000500 is damaged: model.h5 has CRC-32 .*, checksums.json says" "$log" ||
+      fail "the flipped byte is not named: $(grep -i warn "$log" | head -3)"
+    grep -q "step_00000400 is damaged: optimizer_rank00000.h5 has .* bytes, checksums.json says" "$log" ||
+      fail "the truncated file is not named"
+    grep -q "resumed from .*step_00000300" "$log" || fail "did not fall back to step 300"
+    losses_equal whole damaged || fail "losses after the fallback differ"
+    echo "  $(one_line "$log" "step_00000500 is damaged")"
+    echo "  $(one_line "$log" "step_00000400 is damaged")"
+    echo "  resumed from step_00000300: all losses equal the uninterrupted run"
+    # Every checkpoint damaged: a clear error, nothing trained.
+    cp -r "$work/damaged" "$work/all-damaged"
+    for f in "$work"/all-damaged/checkpoints/step_*/trainer.h5; do printf 'x' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null; done
+    rc=0
+    run 2 all-damaged --resume "${keep_all[@]}" || rc=$?
+    [[ $rc -ne 0 ]] || fail "a resume with every checkpoint damaged succeeded"
+    grep -q "every checkpoint in .* is damaged" "$(log_of all-damaged)" || fail "no clear error when all are damaged"
+    echo "  every checkpoint damaged: $(one_line "$(log_of all-damaged)" "every checkpoint")"
     ;;
   *)
     fail "unknown case '$case_name'"
