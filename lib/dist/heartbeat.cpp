@@ -136,7 +136,13 @@ void Heartbeat::watch() {
       if (gone[i] && !leaving) continue;
       out[i] = leaving ? kGoodbye : kBeat;
       said_goodbye[i] = leaving;
-      MPI_Isend(&out[i], 1, MPI_INT, peers[i], kTag, comm_, &send[i]);
+      // The goodbye is synchronous: it completes only once the peer has
+      // taken it, which a send buffered in a transport (TCP) would not wait
+      // for before MPI_Finalize stops making progress.
+      if (leaving)
+        MPI_Issend(&out[i], 1, MPI_INT, peers[i], kTag, comm_, &send[i]);
+      else
+        MPI_Isend(&out[i], 1, MPI_INT, peers[i], kTag, comm_, &send[i]);
     }
     if (beat_due) next_beat = Clock::now() + std::chrono::duration_cast<Clock::duration>(interval);
     for (size_t i = 0; i < n; ++i) {
@@ -144,8 +150,12 @@ void Heartbeat::watch() {
       if (!gone[i] && silent > options_.timeout_s) lost(peers[i], silent);
     }
     if (leaving) {
-      const bool all_sent =
-          std::all_of(said_goodbye.begin(), said_goodbye.end(), [](bool b) { return b; });
+      bool all_sent = true;  // and taken
+      for (size_t i = 0; i < n; ++i) {
+        int done = 1;
+        if (send[i] != MPI_REQUEST_NULL) MPI_Test(&send[i], &done, MPI_STATUS_IGNORE);
+        all_sent = all_sent && said_goodbye[i] && done;
+      }
       const bool all_gone = std::all_of(gone.begin(), gone.end(), [](bool b) { return b; });
       if (all_sent && all_gone) break;
     }
