@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <system_error>
 
 #include "core/error.hpp"
@@ -202,7 +203,8 @@ TokenDataset TokenDataset::open(const std::string& path) {
     TURBINE_FAIL("token data set '{}' is damaged or incomplete ({}): {}", path, e.what(),
                  kRecreate);
   }
-  if (!file.checksummed(dataset_name(Split::train, "tokens")))
+  static std::set<std::string> noted;  // once per data set and process
+  if (!file.checksummed(dataset_name(Split::train, "tokens")) && noted.insert(path).second)
     log::info(
         "note: {} has no checksums (made by an earlier prepare-data), so damage to it "
         "would go unnoticed: remake it with tools/prepare-data",

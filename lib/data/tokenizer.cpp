@@ -139,7 +139,7 @@ std::string read_file(const std::string& path) {
 Json parse_json(const std::string& text, const std::string& origin) {
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse errors, and numbers past double's range
     TURBINE_FAIL("{} is not valid JSON ({}); it may be truncated: download or save it again",
                  origin, e.what());
   }

@@ -49,13 +49,16 @@ json parse_object(std::string_view body) {
   json value;
   try {
     value = json::parse(body);
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 7: ...".
+  } catch (const json::exception& e) {
+    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 7: ...",
+    // or out_of_range.406 for a number past double's range ("1e999").
     std::string_view what = e.what();
     if (const size_t end = what.find("] "); what.starts_with("[json.") && end != what.npos)
       what.remove_prefix(end + 2);
-    invalid("",
-            fmt::format("The body of your request is not valid JSON (byte {}): {}", e.byte, what));
+    const auto* parse = dynamic_cast<const json::parse_error*>(&e);
+    invalid("", parse ? fmt::format("The body of your request is not valid JSON (byte {}): {}",
+                                    parse->byte, what)
+                      : fmt::format("The body of your request is not valid JSON: {}", what));
   }
   if (!value.is_object())
     invalid("", fmt::format("The body of your request must be a JSON object, not {}.",

@@ -21,7 +21,7 @@ std::vector<PreferencePair> read_pairs(const std::string& path) {
     nlohmann::json row;
     try {
       row = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // also numbers past double's range
       TURBINE_FAIL("{}:{}: not a JSON object: {}", path, number, e.what());
     }
     TURBINE_CHECK(row.is_object(),
