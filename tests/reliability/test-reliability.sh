@@ -14,6 +14,10 @@
 #               into a read-only folder is refused at the start
 #   deleted     the checkpoints folder and the metrics file deleted mid-run: both are started
 #               again with a warning and the run finishes with complete checkpoints
+#   two_hosts   two network namespaces joined by a veth pair, each its own hostname: Open MPI
+#               launches a rank in each over TCP only (no shared memory; netns-agent.sh, an
+#               ssh stand-in, enters the other namespace), and the 2-host pretrain equals the
+#               1-host run bit for bit; a rank stopped on the second host is named with it
 #   corrupt     a byte flipped in the newest checkpoint (and one truncated file in the one
 #               before): --resume says which file is damaged, falls back to the newest intact
 #               checkpoint, and ends with the uninterrupted run's losses
@@ -73,11 +77,12 @@ complete_checkpoints() {
     basename "$dir"
   done
 }
-stray=() mounts=()
+stray=() mounts=() namespaces=()
 cleanup() {
-  local p m
+  local p m n
   for p in "${stray[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 # small_disk DIR SIZE: a tmpfs of SIZE (mount's k/m units) at $work/DIR; SKIP without root.
@@ -250,6 +255,60 @@ case $case_name in
     grep -q '"step":600' "$work/out/metrics.jsonl" || fail "metrics not written after the deletion"
     echo "  checkpoints folder and metrics deleted mid-run: $(one_line "$(log_of out)" "checkpoints was deleted")"
     echo "  the run finished: $(complete_checkpoints out | tr '\n' ' ')complete, metrics from step $(head -1 "$work/out/metrics.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])')"
+    ;;
+  two_hosts)
+    if [[ $(id -u) -ne 0 ]] || ! command -v ip > /dev/null || ! command -v unshare > /dev/null; then
+      echo "SKIP: two_hosts makes network namespaces (ip netns, unshare), which needs root"
+      exit 77
+    fi
+    run 2 whole || fail "1-host run"
+    # Two "hosts": namespaces a and b, 10.203.N.1 and .2 on a veth pair (addresses of our
+    # own namespaces only; nothing leaves this machine).
+    ns_a=turbine-a-$$ ns_b=turbine-b-$$ net=10.203.$(($$ % 250))
+    namespaces+=("$ns_a" "$ns_b")
+    { ip netns add "$ns_a" && ip netns add "$ns_b"; } || { echo "SKIP: cannot make namespaces"; exit 77; }
+    ip link add "va$$" type veth peer name "vb$$"
+    ip link set "va$$" netns "$ns_a"
+    ip link set "vb$$" netns "$ns_b"
+    ip -n "$ns_a" addr add "$net.1/24" dev "va$$"
+    ip -n "$ns_b" addr add "$net.2/24" dev "vb$$"
+    for n in "$ns_a" "$ns_b"; do ip -n "$n" link set lo up; done
+    ip -n "$ns_a" link set "va$$" up
+    ip -n "$ns_b" link set "vb$$" up
+    export TURBINE_NETNS_HOSTS="$net.1=$ns_a=turbine-host-a $net.2=$ns_b=turbine-host-b"
+    # hosts_run OUT: pretrain with a rank on each host, mpirun on host a, TCP only.
+    hosts_run() {
+      # shellcheck disable=SC2046
+      ip netns exec "$ns_a" unshare --uts sh -c 'hostname turbine-host-a; exec "$@"' sh \
+        env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        mpirun -np 2 --host "$net.1:1,$net.2:1" --bind-to none \
+        --mca plm_rsh_agent "$source/tests/reliability/netns-agent.sh" --mca btl tcp,self \
+        --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
+        -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x OMP_NUM_THREADS=1 \
+        -x TURBINE_HEARTBEAT_TIMEOUT "$pretrain" $(args "$1") > "$work/$1.log" 2>&1
+    }
+    start=$SECONDS
+    hosts_run hosts || fail "2-host run: $(tail -5 "$work/hosts.log")"
+    grep -q "2 data-parallel ranks" "$work/hosts.log" || fail "the 2-host run did not have 2 ranks"
+    losses_equal whole hosts || fail "the 2-host run's losses differ from the 1-host run"
+    echo "  2 hosts (namespaces, TCP only): all 600 losses equal the 1-host run ($((SECONDS - start)) s)"
+    # A rank stopped on the second host is named with it.
+    hosts_run stopped &
+    job=$!
+    wait_for "$work/stopped/checkpoints/step_00000100" 60 || fail "no checkpoint at step 100"
+    victim=$(rank_pid stopped 1) || fail "rank 1 not found"
+    stray+=("$victim")
+    start=$(date +%s.%N)
+    kill -STOP "$victim"
+    rc=0
+    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after SIGSTOP"
+    wait "$job" || rc=$?
+    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    [[ $rc -eq 69 ]] || fail "exit status $rc, not 69: $(tail -3 "$work/stopped.log")"
+    grep -q "rank 1 (host turbine-host-b, pid $victim) has not answered" "$work/stopped.log" ||
+      fail "the message does not name the second host: $(grep -i error "$work/stopped.log")"
+    echo "  SIGSTOP to rank 1 on the second host: ended in $took s, exit status 69:" \
+      "$(one_line "$work/stopped.log" "has not answered" | cut -c1-80)"
     ;;
   corrupt)
     keep_all=(--set checkpoint.keep=0)
