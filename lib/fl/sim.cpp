@@ -24,6 +24,7 @@
 #include "fl/workers.hpp"
 #include "io/model_config.hpp"
 #include "tensor/hdf5.hpp"
+#include "train/checkpoint.hpp"
 #include "train/classify.hpp"
 #include "train/metrics.hpp"
 #include "train/schema.hpp"
@@ -404,13 +405,27 @@ std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
   std::optional<int64_t> best;
   const fs::path dir = fs::path(o.output_dir) / "checkpoints";
   if (!fs::is_directory(dir)) return best;
+  std::vector<int64_t> rounds;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("round_", 0) != 0 || name.find('.') != std::string::npos) continue;
     if (!fs::exists(entry.path() / "state.h5")) continue;
-    const int64_t round = std::stoll(name.substr(6));
-    if (!best || round > *best) best = round;
+    rounds.push_back(std::stoll(name.substr(6)));
   }
+  std::sort(rounds.rbegin(), rounds.rend());
+  // The newest whose files match their checksums; a damaged one is moved aside.
+  for (const int64_t round : rounds) {
+    const std::string problem = train::verify_checksums(round_dir(o, round));
+    if (problem.empty()) return round;
+    const fs::path from = round_dir(o, round);
+    const fs::path to = from.parent_path() / ("damaged-" + from.filename().string());
+    log::warn("checkpoint {} is damaged: {}; moved aside to {}, trying the one before it",
+              from.string(), problem, to.string());
+    fs::remove_all(to);
+    fs::rename(from, to);
+  }
+  TURBINE_CHECK(rounds.empty(), "every checkpoint in {} is damaged (the warnings above say how)",
+                dir.string());
   return best;
 }
 
@@ -430,20 +445,41 @@ std::vector<double> from_double_bits(const Tensor& t) {
 void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float>& global,
                      const Strategy& strategy, const Clock& clock) {
   const std::string dir = round_dir(o, round), staging = dir + ".tmp";
-  fs::remove_all(staging);
-  fs::create_directories(staging);
-  {
+  const StrategyState state = strategy.save_state();
+  double needed = 128 * 1024 + 4.0 * double(global.size()) + double(o.resolved_config_yaml.size());
+  for (const auto& [key, values] : state) needed += 8.0 * double(values.size());
+  try {
+    fs::create_directories(fs::path(dir).parent_path());
+    train::check_free_space(fs::path(dir).parent_path().string(), needed,
+                            fmt::format("checkpoint round {}", round),
+                            "free space, lower checkpoint.keep or set output.dir elsewhere");
+    fs::remove_all(staging);
+    fs::create_directories(staging);
     H5File f(staging + "/state.h5", H5File::Mode::create);
     f.write("weights", Tensor::from_vector<float>({int64_t(global.size())}, global));
     f.set_attribute("round", round);
     f.set_attribute("simulated_s", clock.simulated);
     f.set_attribute("client_updates", clock.updates);
-    for (const auto& [key, values] : strategy.save_state())
-      f.write("strategy/" + key, double_bits(values));
+    for (const auto& [key, values] : state) f.write("strategy/" + key, double_bits(values));
+    f.close();
+    {
+      std::ofstream yaml(staging + "/config.yaml");
+      yaml << o.resolved_config_yaml;
+      yaml.close();
+      TURBINE_CHECK(yaml.good(), "{}/config.yaml: write failed", staging);
+    }
+    const auto files = train::digest_files(staging, {"state.h5", "config.yaml"});
+    fs::remove_all(dir);
+    train::seal_checkpoint(staging, dir, round, files);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    const std::string cause = write_failure_cause(fs::path(dir).parent_path().string());
+    TURBINE_FAIL(
+        "checkpoint round {} abandoned ({}{}); its partial files are removed; the "
+        "newest complete checkpoint is intact: continue from it with --resume",
+        round, e.what(), cause.empty() ? "" : "; " + cause);
   }
-  std::ofstream(staging + "/config.yaml") << o.resolved_config_yaml;
-  fs::remove_all(dir);
-  fs::rename(staging, dir);
   if (o.checkpoint_keep > 0) {  // the oldest beyond `keep` go
     std::vector<int64_t> rounds;
     for (const auto& entry : fs::directory_iterator(fs::path(o.output_dir) / "checkpoints")) {

@@ -302,7 +302,7 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
   written_ = true;
 
   // Every rank's files, each read back after an fsync for its checksum.
-  nlohmann::ordered_json digests = nlohmann::ordered_json::object();
+  nlohmann::ordered_json digests;
   fail_together(attempt([&] {
     std::vector<std::string> files;
     for (const CheckpointPart& part : parts) {
@@ -323,27 +323,18 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
       files.push_back("config.yaml");
       for (const auto& [file, content] : state.files()) files.push_back(file);
     }
-    for (const std::string& file : files) {
-      const FileDigest d = digest_file((tmp_dir / file).string(), /*sync=*/true);
-      digests[file] = {{"bytes", d.bytes}, {"crc32", fmt::format("{:08x}", d.crc32)}};
-    }
+    digests = digest_files(tmp_dir, files);
   }));
+  if (digests.is_null()) digests = nlohmann::ordered_json::object();
 
   // Rank 0: the checksums of every rank's files, then the rename.
   const std::vector<std::string> all = comm_.allgather_strings(digests.dump());
   fail_together(leader ? attempt([&] {
-    nlohmann::ordered_json manifest = {{"format_version", kFormatVersion},
-                                       {"step", step},
-                                       {"files", nlohmann::ordered_json::object()}};
-    for (const std::string& text : all)
-      manifest["files"].update(nlohmann::ordered_json::parse(text));
-    write_text(tmp_dir / kChecksums, manifest.dump(1) + "\n");
-    digest_file((tmp_dir / kChecksums).string(), /*sync=*/true);
-    sync_folder(tmp_dir.string());
+    nlohmann::ordered_json files = nlohmann::ordered_json::object();
+    for (const std::string& text : all) files.update(nlohmann::ordered_json::parse(text));
     TURBINE_CHECK(!fs::exists(final_dir), "checkpoint {} exists already: refusing to overwrite it",
                   final_dir.string());
-    fs::rename(tmp_dir, final_dir);
-    sync_folder(dir_);
+    seal_checkpoint(tmp_dir, final_dir, step, files);
   })
                        : "");
   if (leader) {
@@ -359,10 +350,37 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
   comm_.barrier();
 }
 
-std::string CheckpointStore::verify(const std::string& checkpoint) {
+nlohmann::ordered_json digest_files(const fs::path& dir, const std::vector<std::string>& names) {
+  nlohmann::ordered_json digests = nlohmann::ordered_json::object();
+  for (const std::string& file : names) {
+    const FileDigest d = digest_file((dir / file).string(), /*sync=*/true);
+    digests[file] = {{"bytes", d.bytes}, {"crc32", fmt::format("{:08x}", d.crc32)}};
+  }
+  return digests;
+}
+
+void seal_checkpoint(const fs::path& tmp_dir, const fs::path& final_dir, int64_t step,
+                     const nlohmann::ordered_json& files) {
+  const nlohmann::ordered_json manifest = {
+      {"format_version", kFormatVersion}, {"step", step}, {"files", files}};
+  write_text(tmp_dir / kChecksums, manifest.dump(1) + "\n");
+  digest_file((tmp_dir / kChecksums).string(), /*sync=*/true);
+  sync_folder(tmp_dir.string());
+  fs::rename(tmp_dir, final_dir);
+  sync_folder(final_dir.parent_path().string());
+}
+
+void check_free_space(const std::string& dir, double needed, const std::string& what,
+                      const std::string& fix) {
+  const uint64_t free = free_bytes(dir);
+  if (double(free) < needed)
+    throw Error(fmt::format("{} needs about {} in {}, which has only {} free: {}", what,
+                            human_bytes(needed), dir, human_bytes(double(free)), fix));
+}
+
+std::string verify_checksums(const std::string& checkpoint) {
   const fs::path dir = checkpoint;
   const fs::path manifest_path = dir / kChecksums;
-  if (!fs::exists(dir / "trainer.h5")) return "trainer.h5 is missing";
   if (!fs::exists(manifest_path)) return "";  // written before checksums existed
   nlohmann::json manifest;
   try {
@@ -385,6 +403,11 @@ std::string CheckpointStore::verify(const std::string& checkpoint) {
     return fmt::format("{} is unreadable: {}", kChecksums, e.what());
   }
   return "";
+}
+
+std::string CheckpointStore::verify(const std::string& checkpoint) {
+  if (!fs::exists(fs::path(checkpoint) / "trainer.h5")) return "trainer.h5 is missing";
+  return verify_checksums(checkpoint);
 }
 
 std::optional<std::string> CheckpointStore::resume_point() {

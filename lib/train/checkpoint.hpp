@@ -22,7 +22,9 @@
 // needs (resharding).
 #pragma once
 
+#include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <variant>
@@ -62,6 +64,22 @@ struct CheckpointPart {
   const nn::ParameterList* params = nullptr;
   dist::DataParallelOptimizer* optimizer = nullptr;
 };
+
+// The parts of writing a checkpoint folder that every app's checkpoints share
+// (CheckpointStore's, fedsim's rounds):
+// - the files' sizes and CRC-32s, each fsynced and read back from the disk;
+nlohmann::ordered_json digest_files(const std::filesystem::path& dir,
+                                    const std::vector<std::string>& names);
+// - checksums.json listing them, written last in `tmp_dir`, which is fsynced,
+//   renamed to `final_dir`, and its parent fsynced;
+void seal_checkpoint(const std::filesystem::path& tmp_dir, const std::filesystem::path& final_dir,
+                     int64_t step, const nlohmann::ordered_json& files);
+// - before writing: throws "<what> needs about N in DIR, which has only M free: <fix>";
+void check_free_space(const std::string& dir, double needed, const std::string& what,
+                      const std::string& fix);
+// - before loading: what is wrong with a folder's files against its
+//   checksums.json ("" if nothing, or when it has none: written before them).
+std::string verify_checksums(const std::string& checkpoint);
 
 class CheckpointStore {
  public:
