@@ -45,30 +45,50 @@ submit() {
 }
 # state ID: the job's state and exit code, "COMPLETED 0:0".
 state() {
-  scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | awk -F= '$1 == "JobState" {s = $2}
-    $1 == "ExitCode" {e = $2} END {print s, e}'
+  local s try
+  for try in 1 2 3 4 5; do  # scontrol may time out on a loaded machine
+    s=$(scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | awk -F= '$1 == "JobState" {s = $2}
+      $1 == "ExitCode" {e = $2} END {if (s != "") print s, e}')
+    [[ -n $s ]] && break
+    sleep 1
+  done
+  echo "$s"
 }
-# alive ID: the job has not ended (pending, starting, running or requeued).
+# alive ID: the job has not ended. Only a final state counts as ended: a state that
+# cannot be read (scontrol timing out on a loaded machine) or a passing one (a requeue
+# going through) is still alive.
 alive() {
   case $(state "$1") in
-    PENDING* | RUNNING* | REQUEUED* | CONFIGURING* | COMPLETING* | REQUEUE_*) return 0 ;;
+    COMPLETED* | FAILED* | CANCELLED* | TIMEOUT* | NODE_FAIL* | OUT_OF_MEMORY* | BOOT_FAIL* | \
+      DEADLINE*) return 1 ;;
   esac
-  return 1
+  return 0
 }
 # wait_jobs SECONDS ID...: until every job has ended (requeued jobs are released at once
 # instead of waiting out Slurm's begin-time delay); 1 if time runs out.
 wait_jobs() {
   local deadline=$((SECONDS + $1)) id
   shift
+  local ended_polls=0
+  local -A pending_since=()
   while true; do
     local running=0
     for id in "$@"; do
       if alive "$id"; then running=1; fi
     done
-    ((running)) || return 0
+    # Ended on three polls in a row: a job being requeued may pass through a final state.
+    if ((running)); then ended_polls=0; else ended_polls=$((ended_polls + 1)); fi
+    ((ended_polls < 3)) || return 0
     ((SECONDS < deadline)) || return 1
+    # A requeued job waits out Slurm's begin-time delay; released after 5 s instead (sooner,
+    # and slurmd refuses the new start as "credential revoked": it must be a later second
+    # than the old instance's end).
     for id in $(squeue -h -t PENDING -o '%i %r' | awk '$2 == "BeginTime" {print $1}'); do
-      scontrol update JobId="$id" StartTime=now 2> /dev/null || true
+      : "${pending_since[$id]:=$SECONDS}"
+      if ((SECONDS - pending_since[$id] >= 5)); then
+        scontrol update JobId="$id" StartTime=now 2> /dev/null || true
+        unset "pending_since[$id]"
+      fi
     done
     sleep 1
   done
