@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -89,8 +90,14 @@ void Heartbeat::lost(int peer, double silent_s) {
       "is stopped, hung or its node is lost. Ending the job (exit status {}); the checkpoints "
       "written so far are complete: continue with --resume",
       peer, hosts_[peer], pids_[peer], silent_s, options_.timeout_s, kExitRankLost);
-  MPI_Abort(MPI_COMM_WORLD, kExitRankLost);
-  std::abort();
+  // Not MPI_Abort: Open MPI 4.1's mpirun crashed (in pmix_server_log_fn) relaying
+  // the abort's help message from a rank on another host. A rank that exits
+  // before MPI_Finalize ends the job as surely: mpirun, or srun with
+  // --kill-on-bad-exit, kills the others (a stopped process too) and exits
+  // with this status.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(kExitRankLost);
 }
 
 // The thread: rank 0 watches ranks 1..n-1, they watch rank 0. Each peer has

@@ -8,8 +8,9 @@
 // A thread on every rank exchanges small messages with rank 0 over a
 // duplicate of the world communicator (a star: rank 0 hears every rank and
 // every rank hears rank 0). A peer not heard from for `timeout_s` is
-// reported, naming its rank, host and pid, and the job is aborted with exit
-// status kExitRankLost; the checkpoints already written are complete (they
+// reported, naming its rank, host and pid, and the detecting rank exits with
+// status kExitRankLost, which makes mpirun (or srun --kill-on-bad-exit) end
+// the others; the checkpoints already written are complete (they
 // are renamed into place only when every rank has finished writing), so the
 // job continues from the newest with --resume. The thread runs beside the
 // work, so a long step, a slow checkpoint or a GPU kernel never looks like a
