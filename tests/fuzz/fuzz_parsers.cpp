@@ -80,6 +80,17 @@ fs::path scratch() {
   return dir;
 }
 
+// A target's run for a reader that takes a path: the input is written to
+// scratch()/name first.
+std::function<void(const std::string&)> as_file(
+    const std::string& name, std::function<void(const std::string& path)> reader) {
+  return [name, reader](const std::string& bytes) {
+    const fs::path path = scratch() / name;
+    write_file(path, bytes);
+    reader(path.string());
+  };
+}
+
 std::vector<std::string> config_seeds(const std::string& app_folder) {
   std::vector<std::string> seeds;
   const char* root = std::getenv("TURBINE_SOURCE_ROOT");
@@ -156,15 +167,14 @@ std::vector<Target> targets() {
                  tok.decode(tok.encode("And God said, Let there be light"));
                }});
   t.push_back({"token_dataset", [] { return std::vector<std::string>{token_dataset_seed()}; },
-               [](const std::string& bytes) {
-                 const fs::path path = scratch() / "tokens.h5";
-                 write_file(path, bytes);
-                 const data::TokenDataset ds = data::TokenDataset::open(path.string());
-                 for (data::Split s : {data::Split::train, data::Split::valid}) {
-                   std::vector<int32_t> tokens(size_t(ds.num_tokens(s)));
-                   ds.read(s, 0, ds.num_tokens(s), tokens.data());
-                 }
-               },
+               as_file("tokens.h5",
+                       [](const std::string& path) {
+                         const data::TokenDataset ds = data::TokenDataset::open(path);
+                         for (data::Split s : {data::Split::train, data::Split::valid}) {
+                           std::vector<int32_t> tokens(size_t(ds.num_tokens(s)));
+                           ds.read(s, 0, ds.num_tokens(s), tokens.data());
+                         }
+                       }),
                false});
   t.push_back(
       {"checkpoint",
@@ -203,12 +213,10 @@ std::vector<Target> targets() {
                      {{"format", "pt"}});
                  return std::vector<std::string>{read_file(path)};
                },
-               [](const std::string& bytes) {
-                 const fs::path path = scratch() / "fuzz.safetensors";
-                 write_file(path, bytes);
-                 const io::SafetensorsFile file(path.string());
+               as_file("fuzz.safetensors", [](const std::string& path) {
+                 const io::SafetensorsFile file(path);
                  for (const auto& entry : file.tensors()) file.read(entry.name);
-               }});
+               })});
   t.push_back({"image",
                [] {
                  data::Image image{4, 3, 3, std::vector<uint8_t>(36)};
@@ -230,11 +238,7 @@ std::vector<Target> targets() {
                      "\"Nobody.\"}\n\n{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\", "
                      "\"extra\": 1}\n"};
                },
-               [](const std::string& text) {
-                 const fs::path path = scratch() / "pairs.jsonl";
-                 write_file(path, text);
-                 rlhf::read_pairs(path.string());
-               }});
+               as_file("pairs.jsonl", [](const std::string& path) { rlhf::read_pairs(path); })});
   t.push_back({"prompts_jsonl",
                [] {
                  return std::vector<std::string>{
@@ -242,11 +246,9 @@ std::vector<Target> targets() {
                      "0.7, \"top_k\": 40, \"top_p\": 0.9, \"stop\": [\"\\n\"], \"seed\": 3}\n"
                      "{\"prompt\": \"And God said\", \"stop\": \".\", \"logprobs\": 2}\n"};
                },
-               [](const std::string& text) {
-                 const fs::path path = scratch() / "prompts.jsonl";
-                 write_file(path, text);
-                 infer::read_prompts_file(path.string(), infer::SamplingOptions{});
-               }});
+               as_file("prompts.jsonl", [](const std::string& path) {
+                 infer::read_prompts_file(path, infer::SamplingOptions{});
+               })});
   t.push_back({"conversations_jsonl",
                [] {
                  return std::vector<std::string>{
@@ -254,11 +256,8 @@ std::vector<Target> targets() {
                      "<image> Which is a shoe?\", \"answer\": \"The first.\"}, {\"question\": "
                      "\"And the other?\", \"answer\": \"A bag.\"}]}\n"};
                },
-               [](const std::string& text) {
-                 const fs::path path = scratch() / "conversations.jsonl";
-                 write_file(path, text);
-                 multimodal::load_conversations(path.string(), 8);
-               }});
+               as_file("conversations.jsonl",
+                       [](const std::string& path) { multimodal::load_conversations(path, 8); })});
   const auto request_seeds = [] {
     return std::vector<std::string>{
         R"({"model": "m", "prompt": "In the beginning", "max_tokens": 8, "temperature": 0.5,

@@ -113,6 +113,21 @@ run() {
   run_mpi "$np" "$pretrain" $(args "$out") "$@" > "$work/${out//\//-}.log" 2>&1
 }
 log_of() { echo "$work/${1//\//-}.log"; }
+# launch OUT: a 2-rank pretrain into $work/OUT in the background; $job is mpirun's pid.
+launch() {
+  mpi_launcher 2
+  # shellcheck disable=SC2046
+  "${MPI_LAUNCHER[@]}" -x TURBINE_HEARTBEAT_TIMEOUT "$pretrain" $(args "$1") > "$(log_of "$1")" 2>&1 &
+  job=$!
+}
+# ended_after FAULT: waits for $job to end by itself (at most 60 s, else FAIL naming the
+# fault); sets rc (its exit status) and took (seconds since $start, the fault's time).
+ended_after() {
+  rc=0
+  timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after $1"
+  wait "$job" || rc=$?
+  took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+}
 # one_line LOG PATTERN: the first line of LOG matching PATTERN, for the case's report.
 one_line() { grep -m1 -- "$2" "$1" | sed 's/^\[rank [0-9]*\] //' | cut -c1-400; }
 
@@ -122,21 +137,13 @@ case $case_name in
     run_mpi 2 "$pretrain" $(args whole) > "$work/whole.log" 2>&1 || fail "uninterrupted run"
     for fault in STOP:1 STOP:0 KILL:1; do
       sig=${fault%:*} rank=${fault#*:} out=${fault/:/-rank}
-      mpi_launcher 2
-      # shellcheck disable=SC2046
-      "${MPI_LAUNCHER[@]}" -x TURBINE_HEARTBEAT_TIMEOUT "$pretrain" $(args "$out") \
-        > "$work/$out.log" 2>&1 &
-      job=$!
+      launch "$out"
       wait_for "$work/$out/checkpoints/step_00000100" 120 || fail "$out: no checkpoint at step 100"
       victim=$(rank_pid "$out" "$rank") || fail "$out: rank $rank not found"
       stray+=("$victim")
       start=$(date +%s.%N)
       kill -"$sig" "$victim"
-      rc=0
-      # Bounded: the job must end by itself well within this.
-      timeout 60 tail --pid="$job" -f /dev/null || fail "$out: the job still runs 60 s after SIG$sig"
-      wait "$job" || rc=$?
-      took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+      ended_after "SIG$sig to rank $rank"
       [[ -e $work/$out/metrics.jsonl ]] || fail "$out: no metrics"
       if grep -q '"step":600' "$work/$out/metrics.jsonl"; then
         fail "$out: the run finished before the fault; make it longer"
@@ -183,17 +190,11 @@ case $case_name in
     echo "  resumed from step_00000100 on a disk with room: all losses equal the uninterrupted run"
     # 2. The disk filled by someone else after the first checkpoint: the metrics write fails.
     small_disk small2 4m
-    mpi_launcher 2
-    # shellcheck disable=SC2046
-    "${MPI_LAUNCHER[@]}" "$pretrain" $(args small2/out) > "$(log_of small2/out)" 2>&1 &
-    job=$!
+    launch small2/out
     wait_for "$work/small2/out/checkpoints/step_00000100/checksums.json" 120 || fail "no checkpoint 100"
     start=$(date +%s.%N)
     dd if=/dev/zero of="$work/small2/filler" bs=64k > /dev/null 2>&1 || true
-    rc=0
-    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after its disk filled"
-    wait "$job" || rc=$?
-    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    ended_after "its disk filled"
     log=$(log_of small2/out)
     [[ $rc -ne 0 ]] || fail "a run whose disk filled succeeded"
     grep -Eq "metrics.jsonl: writing step [0-9]+'s metrics \([0-9]+ bytes\) failed: No space left on device \(the file system holding .* is full" "$log" ||
@@ -209,19 +210,13 @@ case $case_name in
   read_only)
     run 2 whole || fail "uninterrupted run"
     mkdir -p "$work/disk/out"
-    mpi_launcher 2
-    # shellcheck disable=SC2046
-    "${MPI_LAUNCHER[@]}" "$pretrain" $(args disk/out) > "$(log_of disk/out)" 2>&1 &
-    job=$!
+    launch disk/out
     wait_for "$work/disk/out/checkpoints/step_00000200/checksums.json" 120 || fail "no checkpoint 200"
     start=$(date +%s.%N)
     # The folder read-only from now on: a read-only bind mount over it (a remount of the
     # file system would wait for the files the run has open).
     read_only "$work/disk"
-    rc=0
-    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after its disk went read-only"
-    wait "$job" || rc=$?
-    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    ended_after "its folder went read-only"
     log=$(log_of disk/out)
     [[ $rc -ne 0 ]] || fail "a run whose disk went read-only succeeded"
     grep -q "Read-only file system\|is read-only" "$log" || fail "no clear message: $(grep -i error "$log" | head -3)"
@@ -239,10 +234,7 @@ case $case_name in
     echo "  writable again: resumed, all losses equal the uninterrupted run"
     ;;
   deleted)
-    mpi_launcher 2
-    # shellcheck disable=SC2046
-    "${MPI_LAUNCHER[@]}" "$pretrain" $(args out) > "$(log_of out)" 2>&1 &
-    job=$!
+    launch out
     wait_for "$work/out/checkpoints/step_00000200/checksums.json" 120 || fail "no checkpoint 200"
     rm -rf "$work/out/checkpoints" "$work/out/metrics.jsonl"
     wait "$job" || fail "the run failed after its checkpoints folder was deleted: $(tail -3 "$(log_of out)")"
@@ -300,10 +292,7 @@ case $case_name in
     stray+=("$victim")
     start=$(date +%s.%N)
     kill -STOP "$victim"
-    rc=0
-    timeout 60 tail --pid="$job" -f /dev/null || fail "the job still runs 60 s after SIGSTOP"
-    wait "$job" || rc=$?
-    took=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    ended_after "SIGSTOP on the second host"
     [[ $rc -eq 69 ]] || fail "exit status $rc, not 69: $(tail -3 "$work/stopped.log")"
     grep -q "rank 1 (host turbine-host-b, pid $victim) has not answered" "$work/stopped.log" ||
       fail "the message does not name the second host: $(grep -i error "$work/stopped.log")"
