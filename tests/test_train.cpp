@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE train
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
+#include <set>
 
 #include "dist/communicator.hpp"
 #include "nn/bloom.hpp"
@@ -314,6 +315,35 @@ BOOST_AUTO_TEST_CASE(named_parts_and_state_round_trip) {
       [&] { train::CheckpointStore::load_weights(*saved, actor2.parameters(), "value_head"); });
   BOOST_TEST(contains(e, "has no part 'value_head'"), e);
   BOOST_TEST(contains(error_of([&] { loaded.get_int("reward_mean"); }), "is not an integer"));
+}
+
+// The newest intact checkpoint is chosen; damaged newer ones are moved aside
+// only once one is found, and when all are damaged nothing moves.
+BOOST_AUTO_TEST_CASE(newest_intact_skips_and_moves_damaged) {
+  namespace fs = std::filesystem;
+  testing::TempDir dir("newest_intact");
+  std::vector<std::string> folders;
+  for (const char* name : {"step_1", "step_2", "step_3", "step_4"}) {
+    folders.push_back(dir.file(name));
+    fs::create_directories(folders.back());
+  }
+  std::set<std::string> bad = {folders[2], folders[3]};
+  const auto verify = [&](const std::string& f) {
+    return std::string(bad.count(f) ? "crc differs" : "");
+  };
+  BOOST_TEST(!train::newest_intact({}, verify).has_value());
+  BOOST_TEST(train::newest_intact(folders, verify).value_or("") == folders[1]);
+  BOOST_TEST(!fs::exists(folders[3]));
+  BOOST_TEST(fs::exists(dir.file("damaged-step_4")));
+  BOOST_TEST(fs::exists(dir.file("damaged-step_3")));
+  BOOST_TEST(fs::exists(folders[1]));
+
+  const std::vector<std::string> left = {folders[0], folders[1]};
+  bad = {left.begin(), left.end()};
+  const std::string e = error_of([&] { train::newest_intact(left, verify); });
+  BOOST_TEST(contains(e, "every checkpoint in " + dir.path.string() + " is damaged"), e);
+  BOOST_TEST(fs::exists(folders[0]));
+  BOOST_TEST(fs::exists(folders[1]));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -402,9 +402,8 @@ std::string round_dir(const SimOptions& o, int64_t round) {
 }
 
 std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
-  std::optional<int64_t> best;
   const fs::path dir = fs::path(o.output_dir) / "checkpoints";
-  if (!fs::is_directory(dir)) return best;
+  if (!fs::is_directory(dir)) return std::nullopt;
   std::vector<int64_t> rounds;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
@@ -412,21 +411,12 @@ std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
     if (!fs::exists(entry.path() / "state.h5")) continue;
     rounds.push_back(std::stoll(name.substr(6)));
   }
-  std::sort(rounds.rbegin(), rounds.rend());
-  // The newest whose files match their checksums; a damaged one is moved aside.
-  for (const int64_t round : rounds) {
-    const std::string problem = train::verify_checksums(round_dir(o, round));
-    if (problem.empty()) return round;
-    const fs::path from = round_dir(o, round);
-    const fs::path to = from.parent_path() / ("damaged-" + from.filename().string());
-    log::warn("checkpoint {} is damaged: {}; moved aside to {}, trying the one before it",
-              from.string(), problem, to.string());
-    fs::remove_all(to);
-    fs::rename(from, to);
-  }
-  TURBINE_CHECK(rounds.empty(), "every checkpoint in {} is damaged (the warnings above say how)",
-                dir.string());
-  return best;
+  std::sort(rounds.begin(), rounds.end());
+  std::vector<std::string> folders;
+  for (const int64_t round : rounds) folders.push_back(round_dir(o, round));
+  const auto chosen = train::newest_intact(folders, train::verify_checksums);
+  if (!chosen) return std::nullopt;
+  return rounds[size_t(std::find(folders.begin(), folders.end(), *chosen) - folders.begin())];
 }
 
 // Doubles as the bits of i64 (the tensors have no f64), so they come back exactly.
@@ -451,7 +441,6 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
   try {
     fs::create_directories(fs::path(dir).parent_path());
     train::check_free_space(fs::path(dir).parent_path().string(), needed,
-                            fmt::format("checkpoint round {}", round),
                             "free space, lower checkpoint.keep or set output.dir elsewhere");
     fs::remove_all(staging);
     fs::create_directories(staging);
@@ -476,9 +465,9 @@ void save_checkpoint(const SimOptions& o, int64_t round, const std::vector<float
     fs::remove_all(staging, ignored);
     const std::string cause = write_failure_cause(fs::path(dir).parent_path().string());
     TURBINE_FAIL(
-        "checkpoint round {} abandoned ({}{}); its partial files are removed; the "
-        "newest complete checkpoint is intact: continue from it with --resume",
-        round, e.what(), cause.empty() ? "" : "; " + cause);
+        "checkpoint round {} abandoned ({}{}); it needs about {}; its partial files are "
+        "removed; the newest complete checkpoint is intact: continue from it with --resume",
+        round, e.what(), cause.empty() ? "" : "; " + cause, human_bytes(needed));
   }
   if (o.checkpoint_keep > 0) {  // the oldest beyond `keep` go
     std::vector<int64_t> rounds;

@@ -291,12 +291,10 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
     fs::create_directories(dir_);
     fs::remove_all(tmp_dir);  // leftovers of an earlier crash
     fs::create_directories(tmp_dir);
-    const uint64_t free = free_bytes(dir_);
-    if (double(free) < needed)
-      throw Error(
-          fmt::format("{} has only {} free: free space, lower checkpoint.keep (now {}) "
-                      "or set output.dir to a larger file system",
-                      dir_, human_bytes(double(free)), keep));
+    check_free_space(dir_, needed,
+                     fmt::format("free space, lower checkpoint.keep (now {}) or set output.dir "
+                                 "to a larger file system",
+                                 keep));
   })
                        : "");
   written_ = true;
@@ -370,12 +368,10 @@ void seal_checkpoint(const fs::path& tmp_dir, const fs::path& final_dir, int64_t
   sync_folder(final_dir.parent_path().string());
 }
 
-void check_free_space(const std::string& dir, double needed, const std::string& what,
-                      const std::string& fix) {
+void check_free_space(const std::string& dir, double needed, const std::string& fix) {
   const uint64_t free = free_bytes(dir);
   if (double(free) < needed)
-    throw Error(fmt::format("{} needs about {} in {}, which has only {} free: {}", what,
-                            human_bytes(needed), dir, human_bytes(double(free)), fix));
+    throw Error(fmt::format("{} has only {} free: {}", dir, human_bytes(double(free)), fix));
 }
 
 std::string verify_checksums(const std::string& checkpoint) {
@@ -410,35 +406,47 @@ std::string CheckpointStore::verify(const std::string& checkpoint) {
   return verify_checksums(checkpoint);
 }
 
-std::optional<std::string> CheckpointStore::resume_point() {
-  std::string chosen;
-  if (comm_.rank() == 0) {
-    const auto all = complete();
-    std::vector<std::string> damaged;
-    for (auto it = all.rbegin(); it != all.rend(); ++it) {
-      const std::string problem = verify(*it);
-      if (problem.empty()) {
-        chosen = *it;
-        break;
-      }
+std::optional<std::string> newest_intact(
+    const std::vector<std::string>& oldest_first,
+    const std::function<std::string(const std::string&)>& verify) {
+  std::vector<std::string> damaged;
+  std::optional<std::string> chosen;
+  for (auto it = oldest_first.rbegin(); it != oldest_first.rend() && !chosen; ++it) {
+    const std::string problem = verify(*it);
+    if (problem.empty()) {
+      chosen = *it;
+    } else {
       damaged.push_back(*it);
       log::warn("checkpoint {} is damaged: {}; trying the one before it", *it, problem);
     }
-    if (chosen.empty() && !damaged.empty())
-      chosen = "!every checkpoint in " + dir_ + " is damaged (the warnings above say how)";
-    // Resuming before them: the damaged ones are kept for a look, under a
-    // name that is no checkpoint's, so the steps they held can be written again.
-    for (size_t i = 0; !chosen.empty() && chosen[0] != '!' && i < damaged.size(); ++i) {
-      const fs::path from = damaged[i];
-      const fs::path to = from.parent_path() / ("damaged-" + from.filename().string());
-      std::error_code error;
-      fs::remove_all(to, error);
-      fs::rename(from, to, error);
-      if (error)
-        chosen = fmt::format("!cannot move the damaged checkpoint {} aside: {}", from.string(),
-                             error.message());
-      else
-        log::warn("moved the damaged checkpoint aside to {}", to.string());
+  }
+  TURBINE_CHECK(chosen || damaged.empty(),
+                "every checkpoint in {} is damaged (the warnings above say how)",
+                fs::path(damaged.front()).parent_path().string());
+  // Resuming before them: the damaged ones are kept for a look, under a name
+  // that is no checkpoint's, so the steps they held can be written again.
+  for (const std::string& path : damaged) {
+    const fs::path from = path;
+    const fs::path to = from.parent_path() / ("damaged-" + from.filename().string());
+    std::error_code error;
+    fs::remove_all(to, error);
+    fs::rename(from, to, error);
+    TURBINE_CHECK(!error, "cannot move the damaged checkpoint {} aside: {}", from.string(),
+                  error.message());
+    log::warn("moved the damaged checkpoint aside to {}", to.string());
+  }
+  return chosen;
+}
+
+std::optional<std::string> CheckpointStore::resume_point() {
+  // Rank 0 decides; its refusal ("!" and why) reaches every rank.
+  std::string chosen;
+  if (comm_.rank() == 0) {
+    try {
+      chosen = newest_intact(complete(), verify).value_or("");
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      chosen = fmt::format("!{}", what.substr(0, what.rfind(" [lib/")));
     }
   }
   chosen = comm_.broadcast_string(chosen, 0);

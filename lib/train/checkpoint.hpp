@@ -23,6 +23,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -74,12 +75,19 @@ nlohmann::ordered_json digest_files(const std::filesystem::path& dir,
 //   renamed to `final_dir`, and its parent fsynced;
 void seal_checkpoint(const std::filesystem::path& tmp_dir, const std::filesystem::path& final_dir,
                      int64_t step, const nlohmann::ordered_json& files);
-// - before writing: throws "<what> needs about N in DIR, which has only M free: <fix>";
-void check_free_space(const std::string& dir, double needed, const std::string& what,
-                      const std::string& fix);
+// - before writing: throws "DIR has only M free: <fix>" when it has less
+//   than `needed` bytes;
+void check_free_space(const std::string& dir, double needed, const std::string& fix);
 // - before loading: what is wrong with a folder's files against its
-//   checksums.json ("" if nothing, or when it has none: written before them).
+//   checksums.json ("" if nothing, or when it has none: written before them);
 std::string verify_checksums(const std::string& checkpoint);
+// - the newest of `oldest_first` that `verify` passes (returns ""), nullopt
+//   when there are none; each damaged one on the way is reported and, once an
+//   intact one is found, moved aside as damaged-NAME so its step can be
+//   written again. Throws when every one is damaged.
+std::optional<std::string> newest_intact(
+    const std::vector<std::string>& oldest_first,
+    const std::function<std::string(const std::string&)>& verify);
 
 class CheckpointStore {
  public:

@@ -26,7 +26,9 @@
 #              a groups count that is not num_clients, and a Dirichlet
 #              partition of text, are refused
 #   resume     FedAdam (server moments) stopped after round 2 and resumed
-#              equals the straight 4 rounds, test accuracy included
+#              equals the straight 4 rounds, test accuracy included; round 2's
+#              checkpoint, a byte flipped, is named and moved aside, and the
+#              resume starts from round 1's
 #   accuracy   FedAvg over 100 IID clients, 10 a round, 4 rounds: at least
 #              60% test accuracy (74.0% measured)
 #   privacy    client-level DP: the same bits on 1 and 3 ranks, epsilon reported
@@ -79,11 +81,24 @@ case $case_name in
     same naive one "$keys"
     ;;
   resume)
-    adam=("${small[@]}" --set strategy.name=fedadam --set federation.rounds=4)
+    adam=("${small[@]}" --set strategy.name=fedadam --set federation.rounds=4
+          --set checkpoint.interval=1)
     fresh straight halves
     run 3 straight "${adam[@]}" || fail "straight run (see $work/straight.log)"
     run 3 halves "${adam[@]}" --set federation.rounds=2 || fail "first half (see $work/halves.log)"
+    # Round 2's checkpoint damaged on disk: the resume falls back to round 1.
+    python3 - "$work/halves/checkpoints/round_000002/state.h5" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(os.path.getsize(sys.argv[1]) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 0x40]))
+PY
     run 3 halves "${adam[@]}" --resume || fail "resumed (see $work/halves.log)"
+    grep -q "round_000002 is damaged: state.h5 has CRC-32" "$work/halves.log" ||
+      fail "the damaged round 2 is not named: $(grep -i damaged "$work/halves.log")"
+    [[ -d $work/halves/checkpoints/damaged-round_000002 ]] || fail "round 2 not moved aside"
     same halves straight "$keys"
     ;;
   accuracy)
