@@ -297,7 +297,7 @@ BOOST_AUTO_TEST_CASE(resolved_yaml_reads_back_the_same) {
   const ConfigSchema schema = deepspeed_schema();
   const Config c = Config::from_string(
       kRun, "run.yaml", schema,
-      {"tags.team=nlp", "data.files=[a.h5, 'true', '']", "optimizer.params.eps=1e-8"});
+      {"tags.team=nlp", R"(data.files=[a.h5, 'true', '', '"\2 x'])", "optimizer.params.eps=1e-8"});
   const std::string text = c.to_yaml();
   BOOST_TEST_MESSAGE(text);
   // Declaration order, nested, with help as comments.
@@ -346,7 +346,7 @@ BOOST_AUTO_TEST_CASE(resolved_yaml_reads_back_the_same) {
     }
   }
   BOOST_TEST(back.get<std::vector<std::string>>("data.files") ==
-                 (std::vector<std::string>{"a.h5", "true", ""}),
+                 (std::vector<std::string>{"a.h5", "true", "", "\"\\2 x"}),
              boost::test_tools::per_element());
   BOOST_TEST(back.to_yaml() == text);
 }

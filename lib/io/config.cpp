@@ -158,8 +158,14 @@ std::optional<T> scalar_as(const YAML::Node& node) {
 
 // A string that a plain YAML scalar would turn into something else (true, 12, ~) is quoted.
 bool needs_quotes(const std::string& text) {
-  const YAML::Node plain = YAML::Load(text);
-  return text.empty() || !plain.IsScalar() || scalar_as<bool>(plain) || scalar_as<double>(plain);
+  if (text.empty()) return true;
+  YAML::Node plain;
+  try {
+    plain = YAML::Load(text);
+  } catch (const YAML::Exception&) {
+    return true;  // not even valid YAML unquoted ("\2...)
+  }
+  return !plain.IsScalar() || scalar_as<bool>(plain) || scalar_as<double>(plain);
 }
 
 void emit_value(YAML::Emitter& out, const ConfigValue& value) {

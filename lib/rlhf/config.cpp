@@ -136,17 +136,22 @@ bool is_step_section(const std::string& key) {
 
 // `over` laid on `base`: mappings merge key by key, anything else replaces.
 // The original key nodes are kept, so errors still point at their lines.
-YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
+// A mapping's key as text; a list, mapping or null as a key is refused.
+std::string key_name(const YAML::Node& key, const std::string& path) {
+  TURBINE_CHECK(key.IsScalar(), "{}:{}: a key is not a name", path, key.Mark().line + 1);
+  return key.Scalar();
+}
+
+YAML::Node merge(const YAML::Node& base, const YAML::Node& over, const std::string& path) {
   if (!base.IsMap() || !over.IsMap()) return over;
   YAML::Node out(YAML::NodeType::Map);
   for (const auto& item : base) {
-    const std::string key = item.first.as<std::string>();
-    const YAML::Node replacement = over[key];
+    const YAML::Node replacement = over[key_name(item.first, path)];
     if (!replacement) out.force_insert(item.first, item.second);
   }
   for (const auto& item : over) {
-    const YAML::Node original = base[item.first.as<std::string>()];
-    out.force_insert(item.first, original ? merge(original, item.second) : item.second);
+    const YAML::Node original = base[key_name(item.first, path)];
+    out.force_insert(item.first, original ? merge(original, item.second, path) : item.second);
   }
   return out;
 }
@@ -174,7 +179,7 @@ io::Config step_config(const std::string& path, Phase phase,
   YAML::Node section;
   if (root.IsMap())
     for (const auto& item : root) {
-      const std::string key = item.first.as<std::string>();
+      const std::string key = key_name(item.first, path);
       if (key == step)
         section = item.second;
       else if (!is_step_section(key))
@@ -183,7 +188,7 @@ io::Config step_config(const std::string& path, Phase phase,
   TURBINE_CHECK(!section || section.IsMap() || section.IsNull(),
                 "{}:{}: `{}:` must be a mapping of the step's keys", path, section.Mark().line + 1,
                 step);
-  const YAML::Node view = section && section.IsMap() ? merge(shared, section) : shared;
+  const YAML::Node view = section && section.IsMap() ? merge(shared, section, path) : shared;
 
   // Shared overrides first, then the step's own; a chained default yields
   // only to the step's own section or overrides, not to shared values.

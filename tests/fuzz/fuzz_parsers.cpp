@@ -45,6 +45,7 @@
 #include "multimodal/dialogue.hpp"
 #include "rlhf/config.hpp"
 #include "rlhf/data.hpp"
+#include "rlhf/rlhf.hpp"
 #include "tensor/hdf5.hpp"
 #include "train/checkpoint.hpp"
 #include "train/pretrain.hpp"
@@ -146,12 +147,32 @@ std::vector<Target> targets() {
   t.push_back(config_target(
       "config_ulysses", "ulysses", [] { return train::pretrain_schema("ulysses-train"); },
       [](const io::Config& c) { train::ulysses_options(c, 2); }));
-  t.push_back(config_target(
-      "config_rlhf", "rlhf", [] { return rlhf::rlhf_schema(); },
-      [](const io::Config& c) {
-        for (rlhf::Phase p : {rlhf::Phase::sft, rlhf::Phase::reward, rlhf::Phase::ppo})
-          rlhf::rlhf_options(c, p, 2);
-      }));
+  // rlhf's file has a section per step over shared keys: resolved as `rlhf
+  // all` does (every step, each refusal collected).
+  t.push_back({"config_rlhf",
+               [] {
+                 // Their data folders, with empty JSONL files, in the scratch folder.
+                 std::vector<std::string> seeds = config_seeds("rlhf");
+                 for (std::string& seed : seeds) {
+                   const std::string from = "data_path: data/";
+                   const size_t at = seed.find(from);
+                   if (at == std::string::npos) continue;
+                   const size_t end = seed.find('\n', at);
+                   const std::string folder = seed.substr(at + from.size(), end - at - from.size());
+                   const fs::path data = scratch() / "data" / folder;
+                   fs::create_directories(data);
+                   for (const char* file : {"train.jsonl", "eval.jsonl"})
+                     write_file(data / file, "");
+                   seed.replace(at, end - at, "data_path: " + data.string());
+                 }
+                 return seeds;
+               },
+               as_file("rlhf.yaml", [](const std::string& path) {
+                 std::vector<io::Config::IgnoredKey> ignored;
+                 rlhf::configure_steps(path,
+                                       {rlhf::Phase::sft, rlhf::Phase::reward, rlhf::Phase::ppo},
+                                       {}, 2, ignored);
+               })});
   t.push_back(config_target(
       "config_fedsim", "fedsim", [] { return fl::sim_schema(); },
       [](const io::Config& c) { fl::sim_options(c, 3); }));
@@ -343,6 +364,7 @@ std::string mutate(std::string s, std::mt19937_64& rng, const std::vector<std::s
 
 struct Outcome {
   int64_t runs = 0, accepted = 0, refused = 0, findings = 0;
+  std::string last_refusal;  // the message, for --replay
 };
 
 // Runs one input; a finding is printed and its input kept.
@@ -354,8 +376,9 @@ bool run_one(const Target& target, const std::string& input, const fs::path& fin
     target.run(input);
     ++outcome.accepted;
     return true;
-  } catch (const Error&) {
+  } catch (const Error& e) {
     ++outcome.refused;
+    outcome.last_refusal = e.what();
     return true;
   } catch (const std::exception& e) {
     problem = std::string("an exception other than turbine::Error escaped: ") + e.what();
@@ -463,7 +486,8 @@ int main(int argc, char** argv) {
     Outcome outcome;
     const bool ok = timed(chosen[0], read_file(replay), outcome);
     std::printf("%s: %s\n", replay.c_str(),
-                ok ? (outcome.accepted ? "accepted" : "refused") : "FINDING");
+                ok ? (outcome.accepted ? "accepted" : ("refused: " + outcome.last_refusal).c_str())
+                   : "FINDING");
     return ok ? 0 : 1;
   }
 
