@@ -19,6 +19,9 @@ using testing::golden;
 namespace {
 
 constexpr double kTol = 1e-6;
+// Gradients are sums over keys and queries: their order (vectorized at -O3,
+// not in the -O1 sanitizer build) moves the last bits; 1.6e-6 was seen there.
+constexpr double kGradTol = 1e-5;
 constexpr int kCases = 3;
 
 struct Case {
@@ -103,9 +106,9 @@ BOOST_AUTO_TEST_CASE(backward_equals_pytorch) {
       const Tensor out = ag::mmca_attention(q, k, v, c.options, c.masks(device));
       check_close(on("ag out", i, device), out, c.out, kTol);
       autograd::backward(out, c.dout);
-      check_close(on("dq", i, device), q.grad(), c.dq, kTol);
-      check_close(on("dk", i, device), k.grad(), c.dk, kTol);
-      check_close(on("dv", i, device), v.grad(), c.dv, kTol);
+      check_close(on("dq", i, device), q.grad(), c.dq, kGradTol);
+      check_close(on("dk", i, device), k.grad(), c.dk, kGradTol);
+      check_close(on("dv", i, device), v.grad(), c.dv, kGradTol);
     }
 }
 
