@@ -18,6 +18,10 @@
 #               launches a rank in each over TCP only (no shared memory; netns-agent.sh, an
 #               ssh stand-in, enters the other namespace), and the 2-host pretrain equals the
 #               1-host run bit for bit; a rank stopped on the second host is named with it
+#   apps_dead_rank  the heartbeat is every app's (train::Job): a rank stopped (SIGSTOP) in
+#               ulysses-train, rlhf sft, fedsim (a worker) and the server (infer serve,
+#               tensor parallel on 2 ranks) ends each job with 69 naming the rank; cl-edge
+#               runs on one rank and has no peer to lose
 #   corrupt     a byte flipped in the newest checkpoint (and one truncated file in the one
 #               before): --resume says which file is damaged, falls back to the newest intact
 #               checkpoint, and ends with the uninterrupted run's losses
@@ -131,7 +135,64 @@ ended_after() {
 # one_line LOG PATTERN: the first line of LOG matching PATTERN, for the case's report.
 one_line() { grep -m1 -- "$2" "$1" | sed 's/^\[rank [0-9]*\] //' | cut -c1-400; }
 
+# stop_a_rank NAME NP RANK READY COMMAND...: COMMAND on NP ranks in the background (its
+# log $work/NAME.log) until READY (a command) succeeds, then SIGSTOP to rank RANK: the job
+# must end by itself with 69 and name the rank, its host and pid.
+stop_a_rank() {
+  local name=$1 np=$2 rank=$3 ready=$4 deadline p victim=""
+  shift 4
+  mpi_launcher "$np"
+  TURBINE_TEST_JOB=$name "${MPI_LAUNCHER[@]}" -x TURBINE_HEARTBEAT_TIMEOUT -x TURBINE_TEST_JOB \
+    "$@" > "$work/$name.log" 2>&1 &
+  job=$!
+  deadline=$((SECONDS + 180))
+  until eval "$ready"; do
+    kill -0 "$job" 2>/dev/null || fail "$name ended before the fault: $(tail -3 "$work/$name.log")"
+    ((SECONDS < deadline)) || fail "$name: not ready in 180 s: $(tail -3 "$work/$name.log")"
+    sleep 0.2
+  done
+  # The rank's process: the one with the job's mark and that rank in its environment.
+  for p in $(grep -zlx "TURBINE_TEST_JOB=$name" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
+    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank"; then
+      victim=$p
+    fi
+  done
+  [[ -n $victim ]] || fail "$name: rank $rank not found"
+  stray+=("$victim")
+  start=$(date +%s.%N)
+  kill -STOP "$victim"
+  ended_after "SIGSTOP to $name's rank $rank"
+  [[ $rc -eq 69 ]] || fail "$name: exit status $rc, not 69 (rank lost): $(tail -3 "$work/$name.log")"
+  grep -q "rank $rank (host $(hostname), pid $victim) has not answered" "$work/$name.log" ||
+    fail "$name: the message does not name rank $rank: $(grep -i "answered\|error" "$work/$name.log")"
+  echo "  $name: SIGSTOP to rank $rank of $np ended the job in $took s, exit status 69"
+}
+
 case $case_name in
+  apps_dead_rank)
+    tokens=$data/data.h5
+    fashion=$("$source/tests/fedsim/fixture.sh" "$build/tests/fedsim-work")
+    rlhf_work=$build/tests/rlhf-work
+    "$source/tests/rlhf/fixture.sh" "$rlhf_work"
+    metrics_of() { echo "[[ -s $work/$1/metrics.jsonl ]]"; }
+    stop_a_rank ulysses-train 2 1 "$(metrics_of ulysses)" "$build/apps/ulysses-train" \
+      --config "$source/configs/ulysses/tiny.yaml" --set data.path="$tokens" \
+      --set sequence_parallel_size=2 --set train_steps=100000 --set steps_per_print=1 \
+      --set output.dir="$work/ulysses"
+    stop_a_rank rlhf-sft 2 0 "$(metrics_of rlhf/sft)" "$build/apps/rlhf" \
+      --config "$source/configs/rlhf/tiny.yaml" sft --set data_path="$rlhf_work/pairs" \
+      --set model_name_or_path="$rlhf_work/pretrained" --set train_steps=100000 \
+      --set steps_per_print=1 --set output.dir="$work/rlhf"
+    stop_a_rank fedsim 3 2 "$(metrics_of fedsim)" "$build/apps/fedsim" \
+      --config "$source/configs/fedsim/fashion-fedavg.yaml" run --set data.path="$fashion" \
+      --set federation.num_clients=10 --set federation.fraction_fit=0.3 \
+      --set federation.rounds=100000 --set local.max_steps=3 --set eval.interval=1 \
+      --set eval.batch=200 --set budget.worker_cores=1 --set output.dir="$work/fedsim"
+    port=$((20000 + RANDOM % 20000))
+    stop_a_rank infer-serve 2 1 "curl -sf --max-time 2 http://127.0.0.1:$port/health > /dev/null" \
+      "$build/apps/infer" serve --checkpoint "$build/tests/rlhf-work/pretrained" \
+      --host 127.0.0.1 --port "$port"
+    ;;
   dead_rank)
     # shellcheck disable=SC2046
     run_mpi 2 "$pretrain" $(args whole) > "$work/whole.log" 2>&1 || fail "uninterrupted run"
