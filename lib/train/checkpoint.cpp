@@ -240,6 +240,11 @@ std::string attempt(const std::function<void()>& work) {
   return "";
 }
 
+// An error's message without the source location TURBINE_CHECK appends.
+std::string without_location(const std::string& message) {
+  return message.substr(0, message.rfind(" [lib/"));
+}
+
 }  // namespace
 
 void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& parts,
@@ -272,7 +277,7 @@ void CheckpointStore::save(int64_t step, const std::vector<CheckpointPart>& part
                                         name, kept),
                             /*echo=*/false);
     // The source location of the inner error stays out of the sentence.
-    const std::string what = problem.substr(0, problem.rfind(" [lib/"));
+    const std::string what = without_location(problem);
     const std::string cause = write_failure_cause(dir_);
     throw CollectiveError(fmt::format(
         "checkpoint {} abandoned: {}{}; it needs about {}; its partial files "
@@ -442,12 +447,9 @@ std::optional<std::string> CheckpointStore::resume_point() {
   // Rank 0 decides; its refusal ("!" and why) reaches every rank.
   std::string chosen;
   if (comm_.rank() == 0) {
-    try {
-      chosen = newest_intact(complete(), verify).value_or("");
-    } catch (const std::exception& e) {
-      const std::string what = e.what();
-      chosen = fmt::format("!{}", what.substr(0, what.rfind(" [lib/")));
-    }
+    const std::string problem =
+        attempt([&] { chosen = newest_intact(complete(), verify).value_or(""); });
+    if (!problem.empty()) chosen = fmt::format("!{}", without_location(problem));
   }
   chosen = comm_.broadcast_string(chosen, 0);
   TURBINE_CHECK(chosen.empty() || chosen[0] != '!', "{}", chosen.substr(1));
