@@ -131,6 +131,37 @@ struct PagedAttentionShape {
 enum class MathMode : uint8_t { f32, bf16, f16 };
 const char* math_mode_name(MathMode mode);
 
+// ---- 16-bit activations (issue 12; see the section at the end of Backend)
+
+// How a float array is stored: f32, or the bits of bf16 / f16 values in
+// uint16_t. Activations kept in 16-bit (as llm.c keeps them on GPUs) halve
+// the memory and traffic of everything a training step saves for backward.
+enum class FloatType : uint8_t { f32, bf16, f16 };
+const char* float_type_name(FloatType type);
+
+// C (M, N) = alpha * op(A) op(B) + beta * C over `batch` matrices spaced by
+// the strides (elements), row-major, each operand stored as its type says
+// (16-bit operands are exact in f32; a 16-bit C is read, and written once,
+// rounded from the f32 accumulation). The math mode applies as to gemm.
+struct MixedGemm {
+  bool trans_a = false, trans_b = false;
+  int M = 0, N = 0, K = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const void* A = nullptr;
+  FloatType a_type = FloatType::f32;
+  int lda = 0;
+  int64_t stride_a = 0;
+  const void* B = nullptr;
+  FloatType b_type = FloatType::f32;
+  int ldb = 0;
+  int64_t stride_b = 0;
+  void* C = nullptr;
+  FloatType c_type = FloatType::f32;
+  int ldc = 0;
+  int64_t stride_c = 0;
+  int batch = 1;
+};
+
 class Backend {
  public:
   Backend() : id_(next_id_++) {}
@@ -376,9 +407,8 @@ class Backend {
                                     const float* bias, float* y) = 0;
   virtual void channel_norm_backward(const ChannelNorm& n, const float* x, const float* mean,
                                      const float* var, float eps, const float* weight,
-                                     const float* dy, bool through_stats, float* dx,
-                                     float* dweight, float* dbias, bool accumulate_dx,
-                                     bool accumulate_params) = 0;
+                                     const float* dy, bool through_stats, float* dx, float* dweight,
+                                     float* dbias, bool accumulate_dx, bool accumulate_params) = 0;
 
   // ---- the paged KV cache (see PagedAttentionShape)
   // k, v (heads, tokens, head_dim) are written to the pools at slots
@@ -392,6 +422,68 @@ class Backend {
   virtual void paged_attention(const PagedAttentionShape& s, const float* q, const float* k_pool,
                                const float* v_pool, const int32_t* block_tables,
                                const int32_t* seq_info, float* out) = 0;
+
+  // ---- 16-bit activations (FloatType) -----------------------------------------------
+  // The kernels a BLOOM training step runs, on activations stored in 16-bit
+  // (t is bf16 or f16; uint16_t pointers hold the bits), with the same
+  // arguments and formulas as the f32 kernels above. Parameters, their
+  // gradients, LayerNorm's statistics, log-sum-exps and losses stay f32.
+  // Arithmetic is f32: inputs are widened, and each output is rounded once
+  // (an accumulated one after adding in f32). The defaults (kernels/
+  // activations16.cpp) widen to f32 scratch, run the f32 kernel and round
+  // back: correct on every backend, and how the CPU runs them; CUDA
+  // overrides the hot ones with kernels that read and write 16-bit directly.
+  virtual void gemm_mixed(const MixedGemm& g);
+  virtual void add16(FloatType t, const uint16_t* a, const uint16_t* b, uint16_t* y, size_t n,
+                     float alpha, float beta);
+  virtual void scale16(FloatType t, const uint16_t* x, uint16_t* y, size_t n, float alpha,
+                       bool accumulate);
+  virtual void add_bias16(FloatType t, uint16_t* y, const float* bias, int rows, int cols);
+  virtual void bias_backward16(FloatType t, const uint16_t* dy, float* dbias, int rows, int cols,
+                               bool accumulate);
+  virtual void gelu_forward16(FloatType t, const uint16_t* x, uint16_t* y, size_t n);
+  virtual void gelu_backward16(FloatType t, const uint16_t* x, const uint16_t* dy, uint16_t* dx,
+                               size_t n, bool accumulate);
+  virtual void layer_norm_forward16(FloatType t, const uint16_t* x, const float* weight,
+                                    const float* bias, uint16_t* y, float* mean, float* rstd,
+                                    int rows, int cols, float eps);
+  virtual void layer_norm_backward16(FloatType t, const uint16_t* x, const float* weight,
+                                     const float* mean, const float* rstd, const uint16_t* dy,
+                                     uint16_t* dx, float* dweight, float* dbias, int rows, int cols,
+                                     bool accumulate_dx, bool accumulate_params);
+  virtual void cross_entropy_forward16(FloatType t, const uint16_t* logits, const int64_t* targets,
+                                       float* losses, float* lse, int rows, int vocab,
+                                       int64_t ignore_index);
+  virtual void cross_entropy_backward16(FloatType t, const uint16_t* logits, const int64_t* targets,
+                                        const float* lse, float dloss, uint16_t* dlogits, int rows,
+                                        int vocab, int64_t ignore_index, bool accumulate);
+  virtual void attention_forward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                                   const uint16_t* k, const uint16_t* v, uint16_t* out, float* lse);
+  virtual void attention_backward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                                    const uint16_t* k, const uint16_t* v, const uint16_t* out,
+                                    const float* lse, const uint16_t* dout, uint16_t* dq,
+                                    uint16_t* dk, uint16_t* dv, bool accumulate);
+  virtual void dropout_forward16(FloatType t, const uint16_t* x, uint16_t* y, size_t n, float p,
+                                 uint64_t seed, uint64_t stream, uint64_t offset);
+  virtual void dropout_backward16(FloatType t, const uint16_t* dy, uint16_t* dx, size_t n, float p,
+                                  uint64_t seed, uint64_t stream, uint64_t offset, bool accumulate);
+  virtual void split_qkv16(FloatType t, const uint16_t* qkv, uint16_t* q, uint16_t* k, uint16_t* v,
+                           int batch, int seq, int heads, int head_dim);
+  virtual void merge_qkv16(FloatType t, const uint16_t* dq, const uint16_t* dk, const uint16_t* dv,
+                           uint16_t* dqkv, int batch, int seq, int heads, int head_dim,
+                           bool accumulate);
+  virtual void merge_heads16(FloatType t, const uint16_t* x, uint16_t* y, int batch, int heads,
+                             int seq, int head_dim, bool accumulate);
+  virtual void split_heads16(FloatType t, const uint16_t* x, uint16_t* y, int batch, int heads,
+                             int seq, int head_dim, bool accumulate);
+  virtual void gather_rows16(FloatType t, const uint16_t* x, const int64_t* index, uint16_t* y,
+                             int batch, int rows, int picked, int cols, bool accumulate);
+  virtual void scatter_rows16(FloatType t, const uint16_t* src, const int64_t* index, uint16_t* y,
+                              int batch, int rows, int picked, int cols, bool accumulate);
+  virtual void zero_rows16(FloatType t, uint16_t* y, const int64_t* index, int batch, int rows,
+                           int picked, int cols);
+  // Widening and rounding between any two float types (a copy when equal).
+  void convert(FloatType from, const void* x, FloatType to, void* y, size_t n);
 
  private:
   static std::unordered_map<uint64_t, MathMode>& thread_modes() {

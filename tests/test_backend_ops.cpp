@@ -492,35 +492,35 @@ void add_gemm_case(std::vector<Case>& cases, const GemmSpec& g, MathMode mode) {
   const int batch_b = g.shared_b ? 1 : g.batch;
   add_gemm(cases, g.batch > 1 ? "gemm_strided_batched" : "gemm", gemm_params(g), mode,
            [=](Inputs& in) {
-        const auto a_host = in.normal(A.size(g.batch)), b_host = in.normal(B.size(batch_b));
-        // C: NaN where beta = 0 (it must not be read), random elsewhere and in
-        // the padding and gaps, which must come back untouched.
-        std::vector<float> c_host = in.normal(C.size(g.batch));
-        std::vector<bool> inside(c_host.size(), false);
-        for (int m = 0; m < g.batch; ++m)
-          for (int r = 0; r < g.M; ++r)
-            for (int c = 0; c < g.N; ++c) inside[m * C.stride + size_t(r) * C.ld + c] = true;
-        if (g.beta == 0.0f)
-          for (size_t i = 0; i < c_host.size(); ++i)
-            if (inside[i]) c_host[i] = kNaN;
-        return Run([=](const Side& s) {
-          const Tensor ta = s.upload(a_host), tb = s.upload(b_host), tc = s.upload(c_host);
-          if (g.batch > 1) {
-            s.backend.gemm_strided_batched(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha,
-                                           ta.data<float>(), A.ld, A.stride, tb.data<float>(), B.ld,
-                                           B.stride, g.beta, tc.data<float>(), C.ld, C.stride,
-                                           g.batch);
-          } else {
-            s.backend.gemm(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, ta.data<float>(), A.ld,
-                           tb.data<float>(), B.ld, g.beta, tc.data<float>(), C.ld);
-          }
-          const auto all = to_doubles(tc);
-          Output result{"C", {}}, outside{"C padding and gaps", {}, tol::exact};
-          for (size_t i = 0; i < all.size(); ++i)
-            (inside[i] ? result : outside).values.push_back(all[i]);
-          return Outputs{result, outside};
-        });
-      });
+             const auto a_host = in.normal(A.size(g.batch)), b_host = in.normal(B.size(batch_b));
+             // C: NaN where beta = 0 (it must not be read), random elsewhere and in
+             // the padding and gaps, which must come back untouched.
+             std::vector<float> c_host = in.normal(C.size(g.batch));
+             std::vector<bool> inside(c_host.size(), false);
+             for (int m = 0; m < g.batch; ++m)
+               for (int r = 0; r < g.M; ++r)
+                 for (int c = 0; c < g.N; ++c) inside[m * C.stride + size_t(r) * C.ld + c] = true;
+             if (g.beta == 0.0f)
+               for (size_t i = 0; i < c_host.size(); ++i)
+                 if (inside[i]) c_host[i] = kNaN;
+             return Run([=](const Side& s) {
+               const Tensor ta = s.upload(a_host), tb = s.upload(b_host), tc = s.upload(c_host);
+               if (g.batch > 1) {
+                 s.backend.gemm_strided_batched(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha,
+                                                ta.data<float>(), A.ld, A.stride, tb.data<float>(),
+                                                B.ld, B.stride, g.beta, tc.data<float>(), C.ld,
+                                                C.stride, g.batch);
+               } else {
+                 s.backend.gemm(g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, ta.data<float>(),
+                                A.ld, tb.data<float>(), B.ld, g.beta, tc.data<float>(), C.ld);
+               }
+               const auto all = to_doubles(tc);
+               Output result{"C", {}}, outside{"C padding and gaps", {}, tol::exact};
+               for (size_t i = 0; i < all.size(); ++i)
+                 (inside[i] ? result : outside).values.push_back(all[i]);
+               return Outputs{result, outside};
+             });
+           });
 }
 
 void add_gemm_cases(std::vector<Case>& cases) {
@@ -586,10 +586,10 @@ void add_gemm_compact_cases(std::vector<Case>& cases) {
     bool accumulate;
   };
   for (WeightType type : {WeightType::bf16, WeightType::f16, WeightType::i8}) {
-    for (const Shape& sh : {Shape{1, 301, 131, 0, false}, Shape{3, 64, 256, 5, true},
-                            Shape{4, 130, 72, 0, false}, Shape{37, 300, 192, 3, false},
-                            Shape{70, 96, 128, 0, true}}) {
-      std::vector<int> groups = {0};  // no scales
+    for (const Shape& sh :
+         {Shape{1, 301, 131, 0, false}, Shape{3, 64, 256, 5, true}, Shape{4, 130, 72, 0, false},
+          Shape{37, 300, 192, 3, false}, Shape{70, 96, 128, 0, true}}) {
+      std::vector<int> groups = {0};                // no scales
       if (type == WeightType::i8) groups = {sh.K};  // one scale per output channel
       if (type == WeightType::i8 && sh.K % 64 == 0 && sh.K > 64) groups.push_back(64);
       for (int group : groups) {
@@ -607,7 +607,8 @@ void add_gemm_compact_cases(std::vector<Case>& cases) {
                 return Run([=](const Side& s) {
                   const Tensor tx = s.upload(x), ty = s.upload(y0);
                   const Tensor data = type == WeightType::i8 ? s.upload(w.q) : s.upload(w.bits);
-                  const Tensor scales = s.upload(w.scales.empty() ? std::vector<float>{0.0f} : w.scales);
+                  const Tensor scales =
+                      s.upload(w.scales.empty() ? std::vector<float>{0.0f} : w.scales);
                   kernels::CompactWeight cw{type, data.raw_data(),
                                             type == WeightType::i8 ? scales.data<float>() : nullptr,
                                             group};
@@ -1208,8 +1209,7 @@ void add_attention_cases(std::vector<Case>& cases) {
                const AttentionProblem p(a, in);
                const int t_max = a.Tk + 11, D = a.D;
                const size_t plane = size_t(a.Tk) * D, cache_plane = size_t(t_max) * D;
-               std::vector<float> k_cache(size_t(a.B) * a.H * cache_plane, kNaN),
-                   v_cache = k_cache;
+               std::vector<float> k_cache(size_t(a.B) * a.H * cache_plane, kNaN), v_cache = k_cache;
                for (size_t bh = 0; bh < size_t(a.B) * a.H; ++bh)
                  for (size_t i = 0; i < plane; ++i) {
                    k_cache[bh * cache_plane + i] = p.k[bh * plane + i];
@@ -1491,10 +1491,11 @@ void add_window_cases(std::vector<Case>& cases) {
   // image's im2col matrix, forward and dx.
   for (MathMode mode : {MathMode::f32, MathMode::bf16}) {
     const int O = 12, ckk = 75, plane = 24 * 24, images = 3;
-    add_gemm(cases, "gemm_strided_batched",
-             fmt::format("conv2d layout O={} CKK={} plane={} images={} stride_a=0", O, ckk, plane,
-                         images),
-             mode, [=](Inputs& in) {
+    add_gemm(
+        cases, "gemm_strided_batched",
+        fmt::format("conv2d layout O={} CKK={} plane={} images={} stride_a=0", O, ckk, plane,
+                    images),
+        mode, [=](Inputs& in) {
           const auto weight = in.normal(size_t(O) * ckk),
                      colsv = in.normal(size_t(ckk) * images * plane),
                      dy = in.normal(size_t(images) * O * plane);
@@ -1578,9 +1579,8 @@ void add_window_cases(std::vector<Case>& cases) {
 void add_channel_norm_cases(std::vector<Case>& cases) {
   using kernels::ChannelNorm;
   const float eps = 1e-5f;
-  for (const ChannelNorm& n :
-       {ChannelNorm{4, 16, 49, 4, true}, ChannelNorm{2, 32, 784, 8, true},
-        ChannelNorm{16, 8, 196, 8, false}, ChannelNorm{3, 5, 1, 5, false}}) {
+  for (const ChannelNorm& n : {ChannelNorm{4, 16, 49, 4, true}, ChannelNorm{2, 32, 784, 8, true},
+                               ChannelNorm{16, 8, 196, 8, false}, ChannelNorm{3, 5, 1, 5, false}}) {
     const std::string shape =
         fmt::format("{} N={} C={} plane={} groups={}", n.per_image ? "group_norm" : "batch_norm",
                     n.batch, n.channels, n.plane, n.groups);
@@ -1604,19 +1604,17 @@ void add_channel_norm_cases(std::vector<Case>& cases) {
         return Outputs{written("mean", tm), written("var", tv)};
       });
     });
-    add(cases, "channel_norm_forward", shape, MathMode::f32, tol::transcendental,
-        [=](Inputs& in) {
-          const auto [x, w, b] = draw(in);
-          const auto [mean, var] = cpu_stats(x);
-          return Run([=](const Side& s) {
-            const Tensor tx = s.upload(x), tw = s.upload(w), tb = s.upload(b), tm = s.upload(mean),
-                         tv = s.upload(var), ty = s.upload(poison(total));
-            s.backend.channel_norm_forward(n, tx.data<float>(), tm.data<float>(), tv.data<float>(),
-                                           eps, tw.data<float>(), tb.data<float>(),
-                                           ty.data<float>());
-            return Outputs{written("y", ty)};
-          });
-        });
+    add(cases, "channel_norm_forward", shape, MathMode::f32, tol::transcendental, [=](Inputs& in) {
+      const auto [x, w, b] = draw(in);
+      const auto [mean, var] = cpu_stats(x);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), tw = s.upload(w), tb = s.upload(b), tm = s.upload(mean),
+                     tv = s.upload(var), ty = s.upload(poison(total));
+        s.backend.channel_norm_forward(n, tx.data<float>(), tm.data<float>(), tv.data<float>(), eps,
+                                       tw.data<float>(), tb.data<float>(), ty.data<float>());
+        return Outputs{written("y", ty)};
+      });
+    });
     for (bool through : {true, false})
       for (bool acc : {false, true}) {
         add(cases, "channel_norm_backward",
@@ -1642,6 +1640,430 @@ void add_channel_norm_cases(std::vector<Case>& cases) {
   }
 }
 
+// ---- 16-bit activations (issue 12) -------------------------------------------------------
+// Every *16 kernel in bf16 and f16, against the CPU's (which widens to f32,
+// runs the f32 kernel and rounds each output once). Both sides round the
+// same f32 results, so they differ only where their f32 arithmetic differs
+// (order, FMA, libm) and a value sits at a 16-bit rounding boundary: a flip
+// of one 16-bit ulp on ~1e-4 of the elements, NMSE ~1e-9 (bf16) and ~1e-10
+// (f16). A kernel that truncates instead of rounding to nearest shows ~1e-6
+// (bf16) and ~2e-8 (f16); one that reads or writes the other 16-bit format
+// shows ~1e-2 and up. Data movement is bit-identical.
+
+using kernels::FloatType;
+constexpr FloatType kHalves[] = {FloatType::bf16, FloatType::f16};
+
+namespace tol {
+inline double half(FloatType t) {
+  return t == FloatType::bf16 ? 1e-7 : 3e-9;
+}
+}  // namespace tol
+
+std::vector<uint16_t> round16(FloatType t, const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  kernels::cpu_backend().convert(FloatType::f32, x.data(), t, out.data(), x.size());
+  return out;
+}
+
+std::vector<double> decode16(FloatType t, const std::vector<uint16_t>& bits) {
+  std::vector<double> out(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i)
+    out[i] = t == FloatType::bf16 ? kernels::bf16_to_f32(bits[i]) : f16_bits_to_f32(bits[i]);
+  return out;
+}
+
+// 16-bit inputs: normal draws rounded; an output's initial contents: random
+// when accumulated, NaN otherwise.
+std::vector<uint16_t> normal16(FloatType t, Inputs& in, size_t n, float stddev = 1.0f) {
+  return round16(t, in.normal(n, stddev));
+}
+std::vector<uint16_t> initial16(FloatType t, Inputs& in, size_t n, bool accumulate) {
+  return round16(t, initial(in, n, accumulate));
+}
+
+Output written16(FloatType t, std::string name, const Tensor& bits) {
+  return {std::move(name), decode16(t, bits.to_vector<uint16_t>())};
+}
+Output result16(FloatType t, std::string name, const Tensor& bits,
+                const std::vector<uint16_t>& before, bool accumulate) {
+  Output out = written16(t, std::move(name), bits);
+  if (accumulate) {
+    const std::vector<double> b = decode16(t, before);
+    for (size_t i = 0; i < out.values.size(); ++i) out.values[i] -= b[i];
+  }
+  return out;
+}
+
+uint16_t* u16(const Tensor& t) {
+  return t.data<uint16_t>();
+}
+
+void add16(std::vector<Case>& cases, std::string op, FloatType t, std::string params,
+           double max_nmse, std::function<Run(Inputs&)> prepare) {
+  add(cases, std::move(op), fmt::format("{} {}", kernels::float_type_name(t), params),
+      MathMode::f32, max_nmse, std::move(prepare));
+}
+
+void add_gemm_mixed_cases(std::vector<Case>& cases) {
+  struct Spec {
+    bool ta, tb;
+    int M, N, K, batch;
+    bool a16, b16, c16;
+    float beta;
+    const char* what;
+  };
+  // A linear layer's three products (x W^T; dy W into an accumulated dx;
+  // dy^T x into an f32 dW) and a batched all-16-bit one.
+  const Spec specs[] = {{false, true, 200, 96, 160, 1, true, false, true, 0.0f, "forward x W^T"},
+                        {false, false, 200, 160, 96, 1, true, false, true, 1.0f, "dx += dy W"},
+                        {true, false, 96, 160, 200, 1, true, true, false, 1.0f, "dW += dy^T x"},
+                        {false, false, 33, 40, 72, 3, true, true, true, 0.0f, "batched"}};
+  for (const Spec& g : specs)
+    for (FloatType t : kHalves)
+      for (MathMode mode : {MathMode::f32, MathMode::bf16}) {
+        const auto type = [&](bool half) { return half ? t : FloatType::f32; };
+        const std::string params = fmt::format(
+            "{} M={} N={} K={} batch={} A {} B {} C {} beta={}{}", g.what, g.M, g.N, g.K, g.batch,
+            kernels::float_type_name(type(g.a16)), kernels::float_type_name(type(g.b16)),
+            kernels::float_type_name(type(g.c16)), g.beta,
+            mode == MathMode::f32 ? "" : " (bf16 math)");
+        add(cases, "gemm_mixed", params, mode, tol::half(t), [=](Inputs& in) {
+          const size_t a_n = size_t(g.batch) * g.M * g.K, b_n = size_t(g.batch) * g.K * g.N,
+                       c_n = size_t(g.batch) * g.M * g.N;
+          const auto a = in.normal(a_n), b = in.normal(b_n), c = initial(in, c_n, g.beta != 0);
+          return Run([=](const Side& s) {
+            // An operand goes up in 16-bit (rounded) or f32 as its type says.
+            const auto up = [&](const std::vector<float>& x, bool half) {
+              return half ? s.upload(round16(t, x)) : s.upload(x);
+            };
+            const Tensor ta = up(a, g.a16), tb = up(b, g.b16), tc = up(c, g.c16);
+            kernels::MixedGemm m;
+            m.trans_a = g.ta;
+            m.trans_b = g.tb;
+            m.M = g.M;
+            m.N = g.N;
+            m.K = g.K;
+            m.beta = g.beta;
+            m.A = ta.raw_data();
+            m.a_type = type(g.a16);
+            m.lda = g.ta ? g.M : g.K;
+            m.stride_a = int64_t(g.M) * g.K;
+            m.B = tb.raw_data();
+            m.b_type = type(g.b16);
+            m.ldb = g.tb ? g.K : g.N;
+            m.stride_b = int64_t(g.K) * g.N;
+            m.C = tc.raw_data();
+            m.c_type = type(g.c16);
+            m.ldc = g.N;
+            m.stride_c = int64_t(g.M) * g.N;
+            m.batch = g.batch;
+            kernels::MathModeGuard guard(s.backend, mode);
+            s.backend.gemm_mixed(m);
+            if (!g.c16) return Outputs{result("C", tc, c, g.beta != 0)};
+            return Outputs{result16(t, "C", tc, round16(t, c), g.beta != 0)};
+          });
+        });
+      }
+}
+
+void add_elementwise16_cases(std::vector<Case>& cases) {
+  const size_t n = 100003;
+  const int rows = 300, cols = 333;
+  const size_t rc = size_t(rows) * cols;
+  for (FloatType t : kHalves) {
+    const double tolerance = tol::half(t);
+    add16(cases, "add16", t, fmt::format("n={} y = 0.5 a - 2 b", n), tolerance, [=](Inputs& in) {
+      const auto a = normal16(t, in, n), b = normal16(t, in, n), y0 = initial16(t, in, n, false);
+      return Run([=](const Side& s) {
+        const Tensor ta = s.upload(a), tb = s.upload(b), ty = s.upload(y0);
+        s.backend.add16(t, u16(ta), u16(tb), u16(ty), n, 0.5f, -2.0f);
+        return Outputs{written16(t, "y", ty)};
+      });
+    });
+    for (bool acc : {false, true}) {
+      add16(cases, "scale16", t, fmt::format("n={} alpha=-0.75{}", n, flag("accumulate", acc)),
+            tolerance, [=](Inputs& in) {
+              const auto x = normal16(t, in, n), y0 = initial16(t, in, n, acc);
+              return Run([=](const Side& s) {
+                const Tensor tx = s.upload(x), ty = s.upload(y0);
+                s.backend.scale16(t, u16(tx), u16(ty), n, -0.75f, acc);
+                return Outputs{result16(t, "y", ty, y0, acc)};
+              });
+            });
+      add16(cases, "bias_backward16", t,
+            fmt::format("rows={} cols={}{}", rows, cols, flag("accumulate", acc)), tol::reduction,
+            [=](Inputs& in) {
+              const auto dy = normal16(t, in, rc);
+              const auto db0 = initial(in, cols, acc);
+              return Run([=](const Side& s) {
+                const Tensor tdy = s.upload(dy), tdb = s.upload(db0);
+                s.backend.bias_backward16(t, u16(tdy), tdb.data<float>(), rows, cols, acc);
+                return Outputs{result("dbias", tdb, db0, acc)};
+              });
+            });
+      add16(cases, "gelu_backward16", t, fmt::format("n={}{}", n, flag("accumulate", acc)),
+            tolerance, [=](Inputs& in) {
+              const auto x = normal16(t, in, n, 3.0f), dy = normal16(t, in, n),
+                         dx0 = initial16(t, in, n, acc);
+              return Run([=](const Side& s) {
+                const Tensor tx = s.upload(x), tdy = s.upload(dy), tdx = s.upload(dx0);
+                s.backend.gelu_backward16(t, u16(tx), u16(tdy), u16(tdx), n, acc);
+                return Outputs{result16(t, "dx", tdx, dx0, acc)};
+              });
+            });
+    }
+    add16(cases, "add_bias16", t, fmt::format("rows={} cols={}", rows, cols), tolerance,
+          [=](Inputs& in) {
+            const auto y0 = normal16(t, in, rc);
+            const auto bias = in.normal(cols);
+            return Run([=](const Side& s) {
+              const Tensor ty = s.upload(y0), tb = s.upload(bias);
+              s.backend.add_bias16(t, u16(ty), tb.data<float>(), rows, cols);
+              return Outputs{written16(t, "y", ty)};
+            });
+          });
+    add16(cases, "gelu_forward16", t, fmt::format("n={}", n), tolerance, [=](Inputs& in) {
+      const auto x = normal16(t, in, n, 3.0f), y0 = initial16(t, in, n, false);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), ty = s.upload(y0);
+        s.backend.gelu_forward16(t, u16(tx), u16(ty), n);
+        return Outputs{written16(t, "y", ty)};
+      });
+    });
+    // Dropout: the same counter-based mask on both sides, so the zeros match.
+    add16(cases, "dropout_forward16", t, fmt::format("n={} p=0.3", n), tolerance, [=](Inputs& in) {
+      const auto x = normal16(t, in, n), y0 = initial16(t, in, n, false);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), ty = s.upload(y0);
+        s.backend.dropout_forward16(t, u16(tx), u16(ty), n, 0.3f, 1234, 5, 77);
+        Output y = written16(t, "y", ty);
+        y.zero_pattern = true;
+        return Outputs{y};
+      });
+    });
+    for (bool acc : {false, true})
+      add16(cases, "dropout_backward16", t, fmt::format("n={} p=0.3{}", n, flag("accumulate", acc)),
+            tolerance, [=](Inputs& in) {
+              const auto dy = normal16(t, in, n), dx0 = initial16(t, in, n, acc);
+              return Run([=](const Side& s) {
+                const Tensor tdy = s.upload(dy), tdx = s.upload(dx0);
+                s.backend.dropout_backward16(t, u16(tdy), u16(tdx), n, 0.3f, 1234, 5, 77, acc);
+                return Outputs{result16(t, "dx", tdx, dx0, acc)};
+              });
+            });
+  }
+}
+
+void add_norm_loss16_cases(std::vector<Case>& cases) {
+  const int rows = 37, cols = 1000;
+  const size_t n = size_t(rows) * cols;
+  const float eps = 1e-5f;
+  for (FloatType t : kHalves) {
+    const double tolerance = tol::half(t);
+    const std::string shape = fmt::format("rows={} cols={}", rows, cols);
+    add16(cases, "layer_norm_forward16", t, shape, tolerance, [=](Inputs& in) {
+      const auto x = round16(t, in.normal(n, 2.0f, 0.5f));
+      const auto w = in.normal(cols, 0.1f, 1.0f), b = in.normal(cols, 0.1f);
+      return Run([=](const Side& s) {
+        const Tensor tx = s.upload(x), tw = s.upload(w), tb = s.upload(b);
+        const Tensor ty = s.upload(std::vector<uint16_t>(n, 0x7fc0)), tm = s.upload(poison(rows)),
+                     tr = s.upload(poison(rows));
+        s.backend.layer_norm_forward16(t, u16(tx), tw.data<float>(), tb.data<float>(), u16(ty),
+                                       tm.data<float>(), tr.data<float>(), rows, cols, eps);
+        return Outputs{written16(t, "y", ty), written("mean", tm), written("rstd", tr)};
+      });
+    });
+    for (bool acc : {false, true})
+      add16(cases, "layer_norm_backward16", t, shape + flag("accumulate", acc), tolerance,
+            [=](Inputs& in) {
+              const auto x = round16(t, in.normal(n, 2.0f, 0.5f));
+              const auto w = in.normal(cols, 0.1f, 1.0f), b = in.normal(cols, 0.1f);
+              std::vector<uint16_t> y(n);
+              std::vector<float> mean(rows), rstd(rows);
+              kernels::cpu_backend().layer_norm_forward16(t, x.data(), w.data(), b.data(), y.data(),
+                                                          mean.data(), rstd.data(), rows, cols,
+                                                          eps);
+              const auto dy = normal16(t, in, n), dx0 = initial16(t, in, n, acc);
+              const auto dw0 = initial(in, cols, acc), db0 = initial(in, cols, acc);
+              return Run([=](const Side& s) {
+                const Tensor tx = s.upload(x), tw = s.upload(w), tm = s.upload(mean),
+                             tr = s.upload(rstd), tdy = s.upload(dy), tdx = s.upload(dx0),
+                             tdw = s.upload(dw0), tdb = s.upload(db0);
+                s.backend.layer_norm_backward16(
+                    t, u16(tx), tw.data<float>(), tm.data<float>(), tr.data<float>(), u16(tdy),
+                    u16(tdx), tdw.data<float>(), tdb.data<float>(), rows, cols, acc, acc);
+                Output dw = result("dweight", tdw, dw0, acc), db = result("dbias", tdb, db0, acc);
+                dw.max_nmse = db.max_nmse = tol::transcendental;
+                return Outputs{result16(t, "dx", tdx, dx0, acc), dw, db};
+              });
+            });
+    // Cross entropy on 16-bit logits: f32 losses and log-sum-exps.
+    const int vocab = 1000;
+    add16(cases, "cross_entropy_forward16", t, fmt::format("rows={} vocab={}", rows, vocab),
+          tol::transcendental, [=](Inputs& in) {
+            const auto logits = round16(t, in.normal(size_t(rows) * vocab, 3.0f));
+            auto targets = in.integers(rows, 0, vocab);
+            targets[5] = -100;  // ignored
+            return Run([=](const Side& s) {
+              const Tensor tl = s.upload(logits), tt = s.upload(targets),
+                           loss = s.upload(poison(rows)), lse = s.upload(poison(rows));
+              s.backend.cross_entropy_forward16(t, u16(tl), tt.data<int64_t>(), loss.data<float>(),
+                                                lse.data<float>(), rows, vocab, -100);
+              return Outputs{written("losses", loss), written("lse", lse)};
+            });
+          });
+    for (bool acc : {false, true})
+      add16(cases, "cross_entropy_backward16", t,
+            fmt::format("rows={} vocab={}{}", rows, vocab, flag("accumulate", acc)), tolerance,
+            [=](Inputs& in) {
+              const auto logits = round16(t, in.normal(size_t(rows) * vocab, 3.0f));
+              auto targets = in.integers(rows, 0, vocab);
+              targets[5] = -100;
+              std::vector<float> losses(rows), lse(rows);
+              kernels::cpu_backend().cross_entropy_forward16(
+                  t, logits.data(), targets.data(), losses.data(), lse.data(), rows, vocab, -100);
+              const auto d0 = initial16(t, in, size_t(rows) * vocab, acc);
+              return Run([=](const Side& s) {
+                const Tensor tl = s.upload(logits), tt = s.upload(targets), tlse = s.upload(lse),
+                             td = s.upload(d0);
+                s.backend.cross_entropy_backward16(t, u16(tl), tt.data<int64_t>(),
+                                                   tlse.data<float>(), 0.03f, u16(td), rows, vocab,
+                                                   -100, acc);
+                return Outputs{result16(t, "dlogits", td, d0, acc)};
+              });
+            });
+  }
+}
+
+void add_layout16_cases(std::vector<Case>& cases) {
+  const int B = 2, T = 37, H = 3, D = 24;
+  const size_t n = size_t(B) * T * H * D;
+  const std::string shape = fmt::format("B={} T={} H={} D={}", B, T, H, D);
+  for (FloatType t : kHalves) {
+    add16(cases, "split_qkv16", t, shape, tol::exact, [=](Inputs& in) {
+      const auto qkv = normal16(t, in, 3 * n);
+      return Run([=](const Side& s) {
+        const Tensor x = s.upload(qkv), q = s.upload(std::vector<uint16_t>(n)),
+                     k = s.upload(std::vector<uint16_t>(n)), v = s.upload(std::vector<uint16_t>(n));
+        s.backend.split_qkv16(t, u16(x), u16(q), u16(k), u16(v), B, T, H, D);
+        return Outputs{written16(t, "q", q), written16(t, "k", k), written16(t, "v", v)};
+      });
+    });
+    for (bool acc : {false, true}) {
+      const double moved = acc ? tol::half(t) : tol::exact;
+      add16(cases, "merge_qkv16", t, shape + flag("accumulate", acc), moved, [=](Inputs& in) {
+        const auto dq = normal16(t, in, n), dk = normal16(t, in, n), dv = normal16(t, in, n),
+                   d0 = initial16(t, in, 3 * n, acc);
+        return Run([=](const Side& s) {
+          const Tensor a = s.upload(dq), b = s.upload(dk), c = s.upload(dv), d = s.upload(d0);
+          s.backend.merge_qkv16(t, u16(a), u16(b), u16(c), u16(d), B, T, H, D, acc);
+          return Outputs{result16(t, "dqkv", d, d0, acc)};
+        });
+      });
+      add16(cases, "merge_heads16", t, shape + flag("accumulate", acc), moved, [=](Inputs& in) {
+        const auto x = normal16(t, in, n), y0 = initial16(t, in, n, acc);
+        return Run([=](const Side& s) {
+          const Tensor tx = s.upload(x), ty = s.upload(y0);
+          s.backend.merge_heads16(t, u16(tx), u16(ty), B, H, T, D, acc);
+          return Outputs{result16(t, "y", ty, y0, acc)};
+        });
+      });
+      add16(cases, "split_heads16", t, shape + flag("accumulate", acc), moved, [=](Inputs& in) {
+        const auto x = normal16(t, in, n), y0 = initial16(t, in, n, acc);
+        return Run([=](const Side& s) {
+          const Tensor tx = s.upload(x), ty = s.upload(y0);
+          s.backend.split_heads16(t, u16(tx), u16(ty), B, H, T, D, acc);
+          return Outputs{result16(t, "y", ty, y0, acc)};
+        });
+      });
+    }
+    // Random-LTD's rows: K = 20 of T = 37 per batch.
+    const int K = 20, C = 64;
+    const std::string rows = fmt::format("B={} T={} K={} C={}", B, T, K, C);
+    for (bool acc : {false, true})
+      add16(cases, "gather_rows16", t, rows + flag("accumulate", acc),
+            acc ? tol::half(t) : tol::exact, [=](Inputs& in) {
+              const auto index = in.distinct(B, T, K);
+              const auto x = normal16(t, in, size_t(B) * T * C),
+                         y0 = initial16(t, in, size_t(B) * K * C, acc);
+              return Run([=](const Side& s) {
+                const Tensor tx = s.upload(x), ti = s.upload(index), ty = s.upload(y0);
+                s.backend.gather_rows16(t, u16(tx), ti.data<int64_t>(), u16(ty), B, T, K, C, acc);
+                return Outputs{result16(t, "y", ty, y0, acc)};
+              });
+            });
+    add16(cases, "scatter_rows16", t, rows + " accumulate", tol::half(t), [=](Inputs& in) {
+      const auto index = in.distinct(B, T, K);
+      const auto src = normal16(t, in, size_t(B) * K * C), y0 = normal16(t, in, size_t(B) * T * C);
+      return Run([=](const Side& s) {
+        const Tensor ts = s.upload(src), ti = s.upload(index), ty = s.upload(y0);
+        s.backend.scatter_rows16(t, u16(ts), ti.data<int64_t>(), u16(ty), B, T, K, C, true);
+        return Outputs{written16(t, "y", ty)};
+      });
+    });
+    add16(cases, "zero_rows16", t, rows, tol::exact, [=](Inputs& in) {
+      const auto index = in.distinct(B, T, K);
+      const auto y0 = normal16(t, in, size_t(B) * T * C);
+      return Run([=](const Side& s) {
+        const Tensor ti = s.upload(index), ty = s.upload(y0);
+        s.backend.zero_rows16(t, u16(ty), ti.data<int64_t>(), B, T, K, C);
+        return Outputs{written16(t, "y", ty)};
+      });
+    });
+  }
+}
+
+void add_attention16_cases(std::vector<Case>& cases) {
+  const AttentionSpec specs[] = {
+      {2, 6, 80, 80, 64, true, true},                    // BLOOM's training attention
+      {2, 4, 48, 48, 64, true, true, Mask::none, true},  // random-LTD's kept positions
+  };
+  for (const AttentionSpec& a : specs)
+    for (FloatType t : kHalves) {
+      add16(cases, "attention_forward16", t, attention_params(a), tol::half(t), [=](Inputs& in) {
+        const AttentionProblem p(a, in);
+        const auto q = round16(t, p.q), k = round16(t, p.k), v = round16(t, p.v);
+        return Run([=](const Side& s) {
+          const AttentionSideData d(p, s);
+          const Tensor tq = s.upload(q), tk = s.upload(k), tv = s.upload(v),
+                       out = s.upload(std::vector<uint16_t>(p.q_size(), 0x7fc0)),
+                       lse = s.upload(poison(p.rows()));
+          s.backend.attention_forward16(t, d.shape(p), u16(tq), u16(tk), u16(tv), u16(out),
+                                        lse.data<float>());
+          Output l = written("lse", lse);
+          l.max_nmse = tol::attention(MathMode::f32, false);
+          return Outputs{written16(t, "out", out), l};
+        });
+      });
+      for (bool acc : {false, true})
+        add16(cases, "attention_backward16", t, attention_params(a) + flag("accumulate", acc),
+              tol::half(t), [=](Inputs& in) {
+                const AttentionProblem p(a, in);
+                const auto q = round16(t, p.q), k = round16(t, p.k), v = round16(t, p.v);
+                std::vector<uint16_t> out(p.q_size());
+                std::vector<float> lse(p.rows());
+                kernels::cpu_backend().attention_forward16(
+                    t, p.shape(p.mask.data(), p.positions.data()), q.data(), k.data(), v.data(),
+                    out.data(), lse.data());
+                const auto dout = normal16(t, in, p.q_size()),
+                           dq0 = initial16(t, in, p.q_size(), acc),
+                           dk0 = initial16(t, in, p.kv_size(), acc),
+                           dv0 = initial16(t, in, p.kv_size(), acc);
+                return Run([=](const Side& s) {
+                  const AttentionSideData d(p, s);
+                  const Tensor tq = s.upload(q), tk = s.upload(k), tv = s.upload(v),
+                               to = s.upload(out), tl = s.upload(lse), tdo = s.upload(dout),
+                               dq = s.upload(dq0), dk = s.upload(dk0), dv = s.upload(dv0);
+                  s.backend.attention_backward16(t, d.shape(p), u16(tq), u16(tk), u16(tv), u16(to),
+                                                 tl.data<float>(), u16(tdo), u16(dq), u16(dk),
+                                                 u16(dv), acc);
+                  return Outputs{result16(t, "dq", dq, dq0, acc), result16(t, "dk", dk, dk0, acc),
+                                 result16(t, "dv", dv, dv0, acc)};
+                });
+              });
+    }
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   add_memory_cases(cases);
@@ -1664,6 +2086,12 @@ std::vector<Case> all_cases() {
   add_log_prob_cases(cases);
   add_window_cases(cases);
   add_channel_norm_cases(cases);
+  // 16-bit activations (issue 12).
+  add_gemm_mixed_cases(cases);
+  add_elementwise16_cases(cases);
+  add_norm_loss16_cases(cases);
+  add_layout16_cases(cases);
+  add_attention16_cases(cases);
   return cases;
 }
 

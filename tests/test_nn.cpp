@@ -421,3 +421,105 @@ BOOST_AUTO_TEST_CASE(multimodal_decoding_in_chunks_equals_a_full_recompute) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---- 16-bit activations ---------------------------------------------------------------
+// The training forward with bf16 or f16 activations (what the GPU's 16-bit
+// math modes keep): the same loss and gradients as f32 up to 16-bit
+// rounding, with dropout, random-LTD and activation checkpointing on; the
+// parameters' gradients stay f32.
+
+BOOST_AUTO_TEST_SUITE(activations16)
+
+namespace {
+struct Run {
+  float loss = 0;
+  std::vector<std::vector<float>> grads;
+};
+
+// One step's loss and parameter gradients, back-propagated from loss *
+// loss_scale (f16's loss scaling: it keeps the small gradients of the
+// logits out of f16's subnormal range) and divided by it.
+Run train_step(nn::Bloom& model, const Tensor& ids, const Tensor& targets,
+               float loss_scale = 1.0f) {
+  for (nn::Parameter& p : model.parameters()) p.tensor.set_grad(Tensor());
+  const Tensor loss = model.loss(ids, targets);
+  autograd::backward(ag::scale(loss, loss_scale));
+  Run run{loss.item(), {}};
+  for (const nn::Parameter& p : model.parameters()) {
+    BOOST_TEST_REQUIRE(p.tensor.grad().defined());
+    BOOST_TEST((p.tensor.grad().dtype() == DType::f32));
+    std::vector<float> g = p.tensor.grad().to_vector<float>();
+    for (float& v : g) v /= loss_scale;
+    run.grads.push_back(std::move(g));
+  }
+  return run;
+}
+
+// ||a - b|| / ||b||
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(bf16_and_f16_activations_train_like_f32) {
+  nn::BloomConfig config{64, 32, 4, 3};
+  config.hidden_dropout = 0.1f;
+  nn::Bloom model(config, 11);
+  std::vector<int64_t> ids(2 * 24), targets(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = int64_t((i * 37 + 5) % 64);
+    targets[i] = int64_t((i * 11 + 3) % 64);
+  }
+  const Tensor tids = Tensor::from_vector<int64_t>({2, 24}, ids);
+  const Tensor ttargets = Tensor::from_vector<int64_t>({2, 24}, targets);
+  model.set_token_dropping({{1}, 16, 99, 0});
+  model.set_activation_checkpointing({true, 2, false});
+  const Run f32 = train_step(model, tids, ttargets);
+  // Relative gradient error: 16-bit rounding of every activation along a
+  // 3-layer graph, ~2^-8 per rounding for bf16 and 2^-11 for f16; f16
+  // without loss scaling loses the logits' smallest gradients to its
+  // subnormals (1e-2 here).
+  struct Mode {
+    DType dtype;
+    float loss_scale;
+    double tolerance;
+  };
+  for (const Mode& mode : {Mode{DType::bf16, 1.0f, 0.03}, Mode{DType::f16, 1024.0f, 0.005}}) {
+    const DType dtype = mode.dtype;
+    BOOST_TEST_CONTEXT(dtype_name(dtype)) {
+      model.set_activation_dtype(dtype);
+      BOOST_TEST((model.hidden_states(tids).dtype() == dtype));
+      const Run half = train_step(model, tids, ttargets, mode.loss_scale);
+      BOOST_TEST(std::abs(half.loss - f32.loss) < 0.01f * f32.loss);
+      double worst = 0;
+      for (size_t i = 0; i < f32.grads.size(); ++i)
+        worst = std::max(worst, relative_error(half.grads[i], f32.grads[i]));
+      BOOST_TEST_MESSAGE(dtype_name(dtype) << ": loss " << half.loss << " against " << f32.loss
+                                           << ", worst relative gradient error " << worst);
+      for (size_t i = 0; i < f32.grads.size(); ++i)
+        BOOST_TEST(
+            relative_error(half.grads[i], f32.grads[i]) < mode.tolerance,
+            model.parameters()[i].name << ": " << relative_error(half.grads[i], f32.grads[i]));
+    }
+  }
+  model.set_activation_dtype(DType::f32);
+  BOOST_TEST(train_step(model, tids, ttargets).loss == f32.loss);
+  BOOST_CHECK_THROW(model.set_activation_dtype(DType::i8), Error);
+}
+
+BOOST_AUTO_TEST_CASE(ops_refuse_mixed_activation_types) {
+  const Tensor a = Tensor::randn({4, 8}, 1, 0, 1.0f).to(DType::bf16);
+  const Tensor b = Tensor::randn({4, 8}, 1, 1, 1.0f);
+  BOOST_CHECK_THROW(ops::add(a, b), Error);
+  BOOST_CHECK_THROW(ops::add(a, a.to(DType::f16)), Error);
+  // Parameters stay f32: a 16-bit weight is refused by name.
+  BOOST_CHECK_THROW(ops::linear(b, b.to(DType::bf16), Tensor()), Error);
+  BOOST_CHECK_THROW(ag::cast(b, DType::i32), Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -58,6 +58,42 @@ class CudaBackend final : public Backend {
                             int batch) override;
   void gemm_compact(int M, int N, int K, const float* x, int ldx, const CompactWeight& w, float* y,
                     int ldy, bool accumulate) override;
+  void gemm_mixed(const MixedGemm& g) override;
+
+  // 16-bit activations read and written in 16-bit (the rest take Backend's
+  // widening defaults: attention, cross entropy, dropout).
+  void add16(FloatType t, const uint16_t* a, const uint16_t* b, uint16_t* y, size_t n, float alpha,
+             float beta) override;
+  void scale16(FloatType t, const uint16_t* x, uint16_t* y, size_t n, float alpha,
+               bool accumulate) override;
+  void add_bias16(FloatType t, uint16_t* y, const float* bias, int rows, int cols) override;
+  void bias_backward16(FloatType t, const uint16_t* dy, float* dbias, int rows, int cols,
+                       bool accumulate) override;
+  void gelu_forward16(FloatType t, const uint16_t* x, uint16_t* y, size_t n) override;
+  void gelu_backward16(FloatType t, const uint16_t* x, const uint16_t* dy, uint16_t* dx, size_t n,
+                       bool accumulate) override;
+  void layer_norm_forward16(FloatType t, const uint16_t* x, const float* weight, const float* bias,
+                            uint16_t* y, float* mean, float* rstd, int rows, int cols,
+                            float eps) override;
+  void layer_norm_backward16(FloatType t, const uint16_t* x, const float* weight, const float* mean,
+                             const float* rstd, const uint16_t* dy, uint16_t* dx, float* dweight,
+                             float* dbias, int rows, int cols, bool accumulate_dx,
+                             bool accumulate_params) override;
+  void split_qkv16(FloatType t, const uint16_t* qkv, uint16_t* q, uint16_t* k, uint16_t* v,
+                   int batch, int seq, int heads, int head_dim) override;
+  void merge_qkv16(FloatType t, const uint16_t* dq, const uint16_t* dk, const uint16_t* dv,
+                   uint16_t* dqkv, int batch, int seq, int heads, int head_dim,
+                   bool accumulate) override;
+  void merge_heads16(FloatType t, const uint16_t* x, uint16_t* y, int batch, int heads, int seq,
+                     int head_dim, bool accumulate) override;
+  void split_heads16(FloatType t, const uint16_t* x, uint16_t* y, int batch, int heads, int seq,
+                     int head_dim, bool accumulate) override;
+  void gather_rows16(FloatType t, const uint16_t* x, const int64_t* index, uint16_t* y, int batch,
+                     int rows, int picked, int cols, bool accumulate) override;
+  void scatter_rows16(FloatType t, const uint16_t* src, const int64_t* index, uint16_t* y,
+                      int batch, int rows, int picked, int cols, bool accumulate) override;
+  void zero_rows16(FloatType t, uint16_t* y, const int64_t* index, int batch, int rows, int picked,
+                   int cols) override;
 
   void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) override;
   void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) override;
@@ -81,8 +117,8 @@ class CudaBackend final : public Backend {
   void softmax_backward(const float* y, const float* dy, float* dx, int rows, int cols,
                         bool accumulate) override;
 
-  void cross_entropy_forward(const float* logits, const int64_t* targets, float* losses,
-                             float* lse, int rows, int vocab, int64_t ignore_index) override;
+  void cross_entropy_forward(const float* logits, const int64_t* targets, float* losses, float* lse,
+                             int rows, int vocab, int64_t ignore_index) override;
   void cross_entropy_backward(const float* logits, const int64_t* targets, const float* lse,
                               float dloss, float* dlogits, int rows, int vocab,
                               int64_t ignore_index, bool accumulate) override;
@@ -94,17 +130,17 @@ class CudaBackend final : public Backend {
 
   void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
                          float* out, float* lse) override;
-  void attention_backward(const AttentionShape& s, const float* q, const float* k,
-                          const float* v, const float* out, const float* lse, const float* dout,
-                          float* dq, float* dk, float* dv, bool accumulate) override;
+  void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v,
+                          const float* out, const float* lse, const float* dout, float* dq,
+                          float* dk, float* dv, bool accumulate) override;
 
-  void dropout_forward(const float* x, float* y, size_t n, float p, uint64_t seed,
-                       uint64_t stream, uint64_t offset) override;
+  void dropout_forward(const float* x, float* y, size_t n, float p, uint64_t seed, uint64_t stream,
+                       uint64_t offset) override;
   void dropout_backward(const float* dy, float* dx, size_t n, float p, uint64_t seed,
                         uint64_t stream, uint64_t offset, bool accumulate) override;
 
-  void gather_rows(const float* x, const int64_t* index, float* y, int batch, int rows,
-                   int picked, int cols, bool accumulate) override;
+  void gather_rows(const float* x, const int64_t* index, float* y, int batch, int rows, int picked,
+                   int cols, bool accumulate) override;
   void scatter_rows(const float* src, const int64_t* index, float* y, int batch, int rows,
                     int picked, int cols, bool accumulate) override;
   void zero_rows(float* y, const int64_t* index, int batch, int rows, int picked,
@@ -112,16 +148,16 @@ class CudaBackend final : public Backend {
 
   void split_qkv(const float* qkv, float* q, float* k, float* v, int batch, int seq, int heads,
                  int head_dim) override;
-  void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv, int batch,
-                 int seq, int heads, int head_dim, bool accumulate) override;
+  void merge_qkv(const float* dq, const float* dk, const float* dv, float* dqkv, int batch, int seq,
+                 int heads, int head_dim, bool accumulate) override;
   void merge_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
                    bool accumulate) override;
   void split_heads(const float* x, float* y, int batch, int heads, int seq, int head_dim,
                    bool accumulate) override;
 
   void adamw_step(float* param, const float* grad, float* m, float* v, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay,
-                  float bias_correction1, float bias_correction2) override;
+                  float beta1, float beta2, float eps, float weight_decay, float bias_correction1,
+                  float bias_correction2) override;
   bool unscale_and_check(float* x, size_t n, float alpha) override;
 
   // PPO and image-model kernels (issue 12): pointwise.cu, softmax.cu, conv.cu.
@@ -178,6 +214,9 @@ class CudaBackend final : public Backend {
   void release_cached() override;
 
  private:
+  // One cuBLASLt matmul (classic cuBLAS where it declines) for a GemmKey
+  // (gemm.cpp's, passed opaquely): plans are cached per key.
+  void run_matmul(const void* key, float alpha, const void* a, const void* b, float beta, void* c);
   struct Block {
     void* ptr;
     size_t size;

@@ -5,13 +5,16 @@
 // reproducible from run to run (no atomics on floats).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
+#include "kernels/backend.hpp"
 #include "kernels/cuda/check.hpp"
 
 namespace turbine::kernels::cuda {
@@ -61,6 +64,81 @@ __device__ inline void store_pack(float* p, const Pack<V>& q) {
     *reinterpret_cast<float4*>(p) = make_float4(q.v[0], q.v[1], q.v[2], q.v[3]);
   } else {
     *p = q.v[0];
+  }
+}
+
+// ---- storage: f32, or 16-bit activations (bf16 / f16 bits in uint16_t)
+// Kernels templated on a storage S read each element widened to f32
+// (to_f32<S>) and round each result once (from_f32<S>), to nearest even as
+// the CPU's conversions (kernels/cpu/precision.hpp), NaN kept NaN.
+struct F32Storage {
+  using type = float;
+};
+struct BF16Storage {
+  using type = uint16_t;
+};
+struct F16Storage {
+  using type = uint16_t;
+};
+
+// bf16 bits of f, rounded to nearest even; a NaN stays a (quiet) NaN, bit
+// for bit the CPU's f32_to_bf16 (__float2bfloat16_rn would canonicalize it).
+__device__ inline uint16_t f32_to_bf16_bits(float f) {
+  uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+template <typename S>
+__device__ inline float to_f32(typename S::type v) {
+  if constexpr (std::is_same_v<S, BF16Storage>) {
+    return __uint_as_float(static_cast<uint32_t>(v) << 16);
+  } else if constexpr (std::is_same_v<S, F16Storage>) {
+    return __half2float(__ushort_as_half(v));
+  } else {
+    return v;
+  }
+}
+
+template <typename S>
+__device__ inline typename S::type from_f32(float v) {
+  if constexpr (std::is_same_v<S, BF16Storage>) {
+    return f32_to_bf16_bits(v);
+  } else if constexpr (std::is_same_v<S, F16Storage>) {
+    return __half_as_ushort(__float2half_rn(v));
+  } else {
+    return v;
+  }
+}
+
+// Runs fn(S{}) with the 16-bit storage of t (bf16 or f16).
+template <typename Fn>
+void with_half_storage(FloatType t, Fn&& fn) {
+  if (t == FloatType::bf16)
+    fn(BF16Storage{});
+  else
+    fn(F16Storage{});
+}
+
+// Packs from and to any storage: f32 as above; 16-bit one value at a time.
+template <int V, typename S>
+__device__ inline Pack<V> load_pack_as(const typename S::type* p) {
+  if constexpr (std::is_same_v<S, F32Storage>) {
+    return load_pack<V>(p);
+  } else {
+    static_assert(V == 1, "16-bit storage is read one value at a time");
+    return {{to_f32<S>(*p)}};
+  }
+}
+
+template <int V, typename S>
+__device__ inline void store_pack_as(typename S::type* p, const Pack<V>& q) {
+  if constexpr (std::is_same_v<S, F32Storage>) {
+    store_pack<V>(p, q);
+  } else {
+    static_assert(V == 1, "16-bit storage is written one value at a time");
+    *p = from_f32<S>(q.v[0]);
   }
 }
 

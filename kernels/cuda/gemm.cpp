@@ -8,6 +8,10 @@
 // operands are converted to bf16 / f16 first and multiplied as such (f32
 // accumulation and output): exactly the CPU's rounding (FAST_16BF may also
 // down-convert to TF32) and the plain 16-bit kernels, for a conversion pass.
+// gemm_mixed (16-bit activations) in a 16-bit mode multiplies 16-bit A and B
+// (an f32 or other-format operand converted first) into a C of its own type,
+// bf16/f16 or f32, with f32 accumulation; in the f32 mode it takes the
+// widening default.
 #include <cublasLt.h>
 
 #include <cstdlib>
@@ -28,13 +32,13 @@ struct GemmKey {
   bool trans_a, trans_b;
   int M, N, K, lda, ldb, ldc, batch;
   int64_t stride_a, stride_b, stride_c;
-  MathMode mode;
+  cudaDataType in_type, c_type;  // A and B's storage, C's
+  cublasComputeType_t compute;
   bool beta_zero;
   uint32_t align_a, align_b, align_c;  // pointer alignments (bytes, up to 256)
-  bool converted;                      // A and B are 16-bit copies (TURBINE_CUDA_GEMM=convert)
   auto tie() const {
-    return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, batch, stride_a, stride_b,
-                    stride_c, mode, beta_zero, align_a, align_b, align_c, converted);
+    return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, batch, stride_a, stride_b, stride_c,
+                    in_type, c_type, compute, beta_zero, align_a, align_b, align_c);
   }
   bool operator<(const GemmKey& o) const { return tie() < o.tie(); }
 };
@@ -52,8 +56,8 @@ cublasLtMatrixLayout_t layout(cudaDataType type, int rows, int cols, int ld, int
   cublasLtMatrixLayout_t l = nullptr;
   TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
   if (batch > 1) {
-    TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+    TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                          &batch, sizeof(batch)));
     TURBINE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
@@ -67,9 +71,15 @@ uint32_t alignment(const void* p) {
   return a;
 }
 
-cudaDataType operand_type(const GemmKey& k) {
-  if (!k.converted) return CUDA_R_32F;
-  return k.mode == MathMode::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+cudaDataType cuda_type(FloatType t) {
+  switch (t) {
+    case FloatType::bf16:
+      return CUDA_R_16BF;
+    case FloatType::f16:
+      return CUDA_R_16F;
+    default:
+      return CUDA_R_32F;
+  }
 }
 
 // The GEMM route for the 16-bit modes, read once from TURBINE_CUDA_GEMM.
@@ -86,19 +96,22 @@ bool convert_operands() {
   return convert;
 }
 
-// Converted operands are already 16-bit: plain f32 accumulation on them.
-cublasComputeType_t compute_type(const GemmKey& k) {
-  if (k.converted) return CUBLAS_COMPUTE_32F;
-  switch (k.mode) {
-    case MathMode::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
-    case MathMode::f16: return CUBLAS_COMPUTE_32F_FAST_16F;
-    default: return CUBLAS_COMPUTE_32F;
+// f32 operands in a math mode; 16-bit ones (converted or stored so) take
+// plain f32 accumulation.
+cublasComputeType_t f32_compute_type(MathMode mode) {
+  switch (mode) {
+    case MathMode::bf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case MathMode::f16:
+      return CUBLAS_COMPUTE_32F_FAST_16F;
+    default:
+      return CUBLAS_COMPUTE_32F;
   }
 }
 
 GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes) {
   GemmPlan plan;
-  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, compute_type(k), CUDA_R_32F));
+  TURBINE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.op, k.compute, CUDA_R_32F));
   // Column-major view: C^T (N x M) = op(B)^T (N x K) * op(A)^T (K x M).
   const cublasOperation_t op_first = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -107,12 +120,12 @@ GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes
   TURBINE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
                                                       &op_second, sizeof(op_second)));
   // Stored (column-major) shapes: B^T is N x K unless transposed, A^T is K x M.
-  const cudaDataType in = operand_type(k);
+  const cudaDataType in = k.in_type;
   plan.a = k.trans_b ? layout(in, k.K, k.N, k.ldb, k.batch, k.stride_b)
                      : layout(in, k.N, k.K, k.ldb, k.batch, k.stride_b);
   plan.b = k.trans_a ? layout(in, k.M, k.K, k.lda, k.batch, k.stride_a)
                      : layout(in, k.K, k.M, k.lda, k.batch, k.stride_a);
-  plan.c = layout(CUDA_R_32F, k.N, k.M, k.ldc, k.batch, k.stride_c);
+  plan.c = layout(k.c_type, k.N, k.M, k.ldc, k.batch, k.stride_c);
 
   cublasLtMatmulPreference_t pref = nullptr;
   TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -125,12 +138,12 @@ GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4; ++i)
-    TURBINE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &aligns[i],
-                                                              sizeof(aligns[i])));
+    TURBINE_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &aligns[i], sizeof(aligns[i])));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      lt, plan.op, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.a, plan.b, plan.c,
+                                                               plan.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (status == CUBLAS_STATUS_SUCCESS && found > 0) {
     plan.algo = result.algo;
@@ -141,10 +154,98 @@ GemmPlan make_plan(cublasLtHandle_t lt, const GemmKey& k, size_t workspace_bytes
 
 }  // namespace
 
-void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K,
-                                       float alpha, const float* A, int lda, int64_t stride_a,
-                                       const float* B, int ldb, int64_t stride_b, float beta,
-                                       float* C, int ldc, int64_t stride_c, int batch) {
+void CudaBackend::run_matmul(const void* key_ptr, float alpha, const void* a_in, const void* b_in,
+                             float beta, void* C) {
+  const GemmKey& key = *static_cast<const GemmKey*>(key_ptr);
+  static std::mutex mutex;
+  static std::map<GemmKey, GemmPlan> plans;
+  GemmPlan* plan = nullptr;
+  {
+    std::lock_guard lock(mutex);
+    auto it = plans.find(key);
+    if (it == plans.end()) it = plans.emplace(key, make_plan(lt_, key, lt_workspace_bytes_)).first;
+    plan = &it->second;
+  }
+  if (plan->has_algo) {
+    const cublasStatus_t status =
+        cublasLtMatmul(lt_, plan->op, &alpha, b_in, plan->a, a_in, plan->b, &beta, C, plan->c, C,
+                       plan->c, &plan->algo, lt_workspace_, lt_workspace_bytes_, stream_);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+      TURBINE_CUBLAS_CHECK(status);
+      return;
+    }
+    plan->has_algo = false;  // e.g. operands less aligned than the heuristic assumed
+  }
+  // Shapes cuBLASLt declines go to classic cuBLAS, same types.
+  if (blas_ == nullptr) {
+    TURBINE_CUBLAS_CHECK(cublasCreate(&blas_));
+    TURBINE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  }
+  TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      blas_, key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+      key.N, key.M, key.K, &alpha, b_in, key.in_type, key.ldb, key.stride_b, a_in, key.in_type,
+      key.lda, key.stride_a, &beta, C, key.c_type, key.ldc, key.stride_c, key.batch, key.compute,
+      CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaBackend::gemm_mixed(const MixedGemm& g) {
+  const MathMode mode = math_mode();
+  // The f32 mode multiplies f32 values: the default widens 16-bit operands.
+  if (mode == MathMode::f32 || g.M == 0 || g.N == 0 || g.K == 0 || g.batch == 0)
+    return Backend::gemm_mixed(g);
+  const FloatType half = mode == MathMode::bf16 ? FloatType::bf16 : FloatType::f16;
+  // A and B in the mode's type: stored so, or a converted copy spanning the
+  // operand's strided extent (freed in stream order).
+  struct Operand {
+    CudaBackend* backend;
+    const void* data;
+    void* copy = nullptr;
+    size_t bytes = 0;
+    ~Operand() {
+      if (copy) backend->deallocate(copy, bytes);
+    }
+  };
+  const auto in_mode = [&](Operand& op, FloatType type, int rows, int cols, int ld,
+                           int64_t stride) {
+    if (type == half) return;
+    const size_t n =
+        size_t(g.batch - 1) * size_t(g.batch > 1 ? stride : 0) + matrix_extent(rows, cols, ld);
+    op.bytes = n * 2;
+    op.copy = allocate(op.bytes);
+    convert(type, op.data, half, op.copy, n);
+    op.data = op.copy;
+  };
+  // C of the other 16-bit format goes through the default's f32 copy.
+  if (g.c_type != half && g.c_type != FloatType::f32) return Backend::gemm_mixed(g);
+  Operand a{this, g.A}, b{this, g.B};
+  in_mode(a, g.a_type, g.trans_a ? g.K : g.M, g.trans_a ? g.M : g.K, g.lda, g.stride_a);
+  in_mode(b, g.b_type, g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, g.ldb, g.stride_b);
+  const GemmKey key{g.trans_a,
+                    g.trans_b,
+                    g.M,
+                    g.N,
+                    g.K,
+                    g.lda,
+                    g.ldb,
+                    g.ldc,
+                    g.batch,
+                    g.batch > 1 ? g.stride_a : 0,
+                    g.batch > 1 ? g.stride_b : 0,
+                    g.batch > 1 ? g.stride_c : 0,
+                    cuda_type(half),
+                    cuda_type(g.c_type),
+                    CUBLAS_COMPUTE_32F,
+                    g.beta == 0.0f,
+                    alignment(a.data),
+                    alignment(b.data),
+                    alignment(g.C)};
+  run_matmul(&key, g.alpha, a.data, b.data, g.beta, g.C);
+}
+
+void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                       const float* A, int lda, int64_t stride_a, const float* B,
+                                       int ldb, int64_t stride_b, float beta, float* C, int ldc,
+                                       int64_t stride_c, int batch) {
   if (M == 0 || N == 0 || batch == 0) return;
   if (K == 0) {  // C = beta * C, as BLAS defines it: C is not read when beta is 0
     for (int i = 0; i < batch; ++i)
@@ -186,46 +287,33 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
     a_in = a_copy.ptr;
     b_in = b_copy.ptr;
   }
-  static std::mutex mutex;
-  static std::map<GemmKey, GemmPlan> plans;
-  const GemmKey key{trans_a, trans_b, M, N, K, lda, ldb, ldc, batch,
-                    batch > 1 ? stride_a : 0, batch > 1 ? stride_b : 0,
-                    batch > 1 ? stride_c : 0, math_mode(), beta == 0.0f,
-                    alignment(a_in), alignment(b_in), alignment(C), converted};
-  GemmPlan* plan = nullptr;
-  {
-    std::lock_guard lock(mutex);
-    auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, make_plan(lt_, key, lt_workspace_bytes_)).first;
-    plan = &it->second;
-  }
-  if (plan->has_algo) {
-    const cublasStatus_t status =
-        cublasLtMatmul(lt_, plan->op, &alpha, b_in, plan->a, a_in, plan->b, &beta, C, plan->c, C,
-                       plan->c, &plan->algo, lt_workspace_, lt_workspace_bytes_, stream_);
-    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
-      TURBINE_CUBLAS_CHECK(status);
-      return;
-    }
-    plan->has_algo = false;  // e.g. operands less aligned than the heuristic assumed
-  }
-  // Shapes cuBLASLt declines go to classic cuBLAS, same compute type.
-  if (blas_ == nullptr) {
-    TURBINE_CUBLAS_CHECK(cublasCreate(&blas_));
-    TURBINE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-  }
-  const cudaDataType in = operand_type(key);
-  TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-      blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-      &alpha, b_in, in, ldb, stride_b, a_in, in, lda, stride_a, &beta, C, CUDA_R_32F, ldc,
-      stride_c, batch, compute_type(key), CUBLAS_GEMM_DEFAULT));
+  const GemmKey key{
+      trans_a,
+      trans_b,
+      M,
+      N,
+      K,
+      lda,
+      ldb,
+      ldc,
+      batch,
+      batch > 1 ? stride_a : 0,
+      batch > 1 ? stride_b : 0,
+      batch > 1 ? stride_c : 0,
+      converted ? cuda_type(math_mode() == MathMode::bf16 ? FloatType::bf16 : FloatType::f16)
+                : CUDA_R_32F,
+      CUDA_R_32F,
+      converted ? CUBLAS_COMPUTE_32F : f32_compute_type(math_mode()),
+      beta == 0.0f,
+      alignment(a_in),
+      alignment(b_in),
+      alignment(C)};
+  run_matmul(&key, alpha, a_in, b_in, beta, C);
 }
 
-void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                       const float* A, int lda, const float* B, int ldb, float beta, float* C,
-                       int ldc) {
-  gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0,
-                       1);
+void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                       int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
 }  // namespace turbine::kernels

@@ -20,6 +20,19 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return y;
 }
 
+Tensor cast(const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return x;
+  ops::check_activations("cast", {&x});
+  TURBINE_CHECK(ops::is_float_type(dtype), "cast: {} to {}: only between f32, bf16 and f16",
+                x.str(), dtype_name(dtype));
+  Tensor y = x.contiguous().to(dtype);
+  if (needs_grad({&x}))
+    record({&x}, {&y}, [from = x.dtype()](Node& n) {
+      if (Tensor* g = n.grad_input(0)) ops::scale_backward(n.grad_output(0).to(from), 1.0f, g);
+    });
+  return y;
+}
+
 Tensor add_bias(const Tensor& x, const Tensor& bias) {
   Tensor y = ops::add_bias(x, bias);
   if (needs_grad({&x, &bias}))
@@ -150,7 +163,7 @@ Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor
           Tensor* dweight = n.grad_input(1);
           // Several tiles add their parts into one zeroed dh.
           if (tiles > 1 && dh && !dh->defined())
-            *dh = Tensor::zeros(h.shape(), DType::f32, h.device());
+            *dh = Tensor::zeros(h.shape(), h.dtype(), h.device());
           for (int64_t t = 0; t < tiles; ++t) {
             ops::CrossEntropySaved tile_saved = saved[size_t(t)];
             tile_saved.counted = divisor;  // backward scales by dloss / counted

@@ -11,6 +11,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor add_bias(const Tensor& x, const Tensor& bias);  // bias (C) over x (..., C)
+// x in another float type (f32, bf16, f16); the gradient comes back in x's.
+Tensor cast(const Tensor& x, DType dtype);
 Tensor scale(const Tensor& x, float alpha);
 Tensor gelu(const Tensor& x);
 Tensor dropout(const Tensor& x, float p, const ops::DropoutRng& rng);

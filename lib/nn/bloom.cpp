@@ -224,6 +224,7 @@ Bloom Bloom::deep_copy() const {
   copy.sequence_alibi_ = sequence_alibi_;
   copy.checkpointing_ = checkpointing_;
   copy.loss_tile_tokens_ = loss_tile_tokens_;
+  copy.activation_dtype_ = activation_dtype_;
   copy.vocab_slice_ = vocab_slice_;
   copy.tp_size_ = tp_size_;
   copy.seed_ = seed_;
@@ -283,7 +284,8 @@ Tensor Bloom::hidden_states_from(const Tensor& embeddings, const ops::MmcaMasks*
                   "Bloom: MMCA masks {} and {} for embeddings {}", mmca->text.str(),
                   mmca->image.str(), embeddings.str());
   }
-  Tensor x = word_embeddings_layernorm_.forward(embeddings.to(device()));
+  Tensor x =
+      word_embeddings_layernorm_.forward(ag::cast(embeddings.to(device()), activation_dtype_));
   const float dropout = training_ ? config_.hidden_dropout : 0.0f;
   const int64_t layers = int64_t(h_.size());
   if (!checkpointing_.enabled || !autograd::grad_enabled())
@@ -311,6 +313,12 @@ Tensor Bloom::hidden_states_from(const Tensor& embeddings, const ops::MmcaMasks*
         x, weight_ptrs, options);
   }
   return ln_f_.forward(x);
+}
+
+void Bloom::set_activation_dtype(DType dtype) {
+  TURBINE_CHECK(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16,
+                "Bloom: activations are f32, bf16 or f16, not {}", dtype_name(dtype));
+  activation_dtype_ = dtype;
 }
 
 Tensor Bloom::run_training_blocks(Tensor x, int64_t first, int64_t last, float dropout,

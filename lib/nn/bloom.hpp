@@ -250,6 +250,12 @@ class Bloom {
   void set_activation_checkpointing(const ActivationCheckpointing& checkpointing) {
     checkpointing_ = checkpointing;
   }
+  // The type the training forward keeps its activations in (hidden_states,
+  // loss): f32, or bf16 / f16 (halves what backward keeps; the GPU's 16-bit
+  // math modes use it). Parameters, their gradients and the loss stay f32;
+  // hidden_states_from returns this type. Decode is unaffected.
+  void set_activation_dtype(DType dtype);
+  DType activation_dtype() const { return activation_dtype_; }
   // Tokens per tile of the LM head and loss in loss() (<= 0: all at once):
   // the logits of more tokens never exist together.
   void set_loss_tile_tokens(int64_t tokens) { loss_tile_tokens_ = tokens; }
@@ -282,6 +288,7 @@ class Bloom {
   std::vector<float> sequence_alibi_;  // the slopes of this rank's heads under exchange_
   ActivationCheckpointing checkpointing_;
   int64_t loss_tile_tokens_ = 0;
+  DType activation_dtype_ = DType::f32;
   VocabSlice vocab_slice_;  // decode's LM head rows
   int tp_size_ = 1;
   ParameterList parameters_;

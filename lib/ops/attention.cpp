@@ -14,23 +14,23 @@ namespace {
 int64_t kv_stride(const char* op, const Tensor& k, const Tensor& v) {
   if (k.is_contiguous() && v.is_contiguous()) return 0;
   const auto& st = k.strides();
-  TURBINE_CHECK(k.strides() == v.strides() && st[3] == 1 && st[2] == k.dim(3) &&
-                    st[0] == k.dim(1) * st[1],
-                "{}: k {} and v {} must be dense or the first keys of one (B, H, T_max, D) "
-                "buffer each (strides {} and {})",
-                op, k.str(), v.str(), shape_str(k.strides()), shape_str(v.strides()));
+  TURBINE_CHECK(
+      k.strides() == v.strides() && st[3] == 1 && st[2] == k.dim(3) && st[0] == k.dim(1) * st[1],
+      "{}: k {} and v {} must be dense or the first keys of one (B, H, T_max, D) "
+      "buffer each (strides {} and {})",
+      op, k.str(), v.str(), shape_str(k.strides()), shape_str(v.strides()));
   return st[1];
 }
 
 kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const Tensor& k,
                                         const Tensor& v, const AttentionOptions& o) {
-  check_f32(op, {&q});
-  TURBINE_CHECK(k.dtype() == DType::f32 && v.dtype() == DType::f32,
-                "{}: k and v must be f32, got {} and {}", op, k.str(), v.str());
+  check_activations(op, {&q});
+  TURBINE_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
+                "{}: k and v must be {} like q, got {} and {}", op, dtype_name(q.dtype()), k.str(),
+                v.str());
   check_same_device(op, {&q, &k, &v});
   TURBINE_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4,
-                "{}: q, k, v must be (B, H, T, D); got {}, {}, {}", op, q.str(), k.str(),
-                v.str());
+                "{}: q, k, v must be (B, H, T, D); got {}, {}, {}", op, q.str(), k.str(), v.str());
   TURBINE_CHECK(k.shape() == v.shape() && q.dim(0) == k.dim(0) && q.dim(1) == k.dim(1) &&
                     q.dim(3) == k.dim(3),
                 "{}: q {}, k {}, v {} do not agree (k and v alike; B, H and D shared)", op,
@@ -56,11 +56,10 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
     const Tensor& m = o.mask;
     TURBINE_CHECK(m.dtype() == DType::u8 && m.is_contiguous(),
                   "{}: mask must be a contiguous u8 tensor, got {}", op, m.str());
-    TURBINE_CHECK((m.ndim() == 2 && m.dim(0) == s.seq_q && m.dim(1) == s.seq_k) ||
-                      (m.ndim() == 3 && m.dim(0) == s.batch && m.dim(1) == s.seq_q &&
-                       m.dim(2) == s.seq_k),
-                  "{}: mask {} must be (Tq, Tk) = ({}, {}) or (B, Tq, Tk)", op, m.str(), s.seq_q,
-                  s.seq_k);
+    TURBINE_CHECK(
+        (m.ndim() == 2 && m.dim(0) == s.seq_q && m.dim(1) == s.seq_k) ||
+            (m.ndim() == 3 && m.dim(0) == s.batch && m.dim(1) == s.seq_q && m.dim(2) == s.seq_k),
+        "{}: mask {} must be (Tq, Tk) = ({}, {}) or (B, Tq, Tk)", op, m.str(), s.seq_q, s.seq_k);
     check_same_device(op, {&q, &m});
     s.mask = m.data<uint8_t>();
     s.mask_per_batch = m.ndim() == 3;
@@ -78,8 +77,7 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
     for (int64_t b = 0; b < s.batch; ++b)
       for (int64_t t = 1; t < s.seq_q; ++t)
         TURBINE_CHECK(v[b * s.seq_q + t] > v[b * s.seq_q + t - 1],
-                      "{}: positions must increase along each row (row {}, index {})", op, b,
-                      t);
+                      "{}: positions must increase along each row (row {}, index {})", op, b, t);
     s.positions = p.data<int64_t>();
   }
   return s;
@@ -87,16 +85,20 @@ kernels::AttentionShape attention_shape(const char* op, const Tensor& q, const T
 
 }  // namespace
 
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                 const AttentionOptions& options, Tensor* lse) {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options,
+                 Tensor* lse) {
   const auto s = attention_shape("attention", q, k, v, options);
-  Tensor out = Tensor::empty(q.shape(), DType::f32, q.device());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor local_lse;
   Tensor& l = lse ? *lse : local_lse;
   l = Tensor::empty({s.batch, s.heads, s.seq_q}, DType::f32, q.device());
-  backend_for(q.device())
-      .attention_forward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+  kernels::Backend& be = backend_for(q.device());
+  const kernels::FloatType t = float_type(q.dtype());
+  if (t == kernels::FloatType::f32)
+    be.attention_forward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
                          l.data<float>());
+  else
+    be.attention_forward16(t, s, bits(q), bits(k), bits(v), bits(out), l.data<float>());
   return out;
 }
 
@@ -104,7 +106,9 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& lse, const Tensor& dout, const AttentionOptions& options,
                         Tensor* dq, Tensor* dk, Tensor* dv) {
   const auto s = attention_shape("attention_backward", q, k, v, options);
-  check_f32("attention_backward", {&k, &v, &out, &lse, &dout});  // dense k and v
+  // Dense k and v here.
+  const kernels::FloatType t = check_activations("attention_backward", {&q, &k, &v, &out, &dout});
+  check_f32("attention_backward", {&lse});
   TURBINE_CHECK(dout.shape() == q.shape(), "attention_backward: gradient {} for output {}",
                 dout.str(), q.str());
   // The kernel writes all three; gradients are fresh or accumulated together.
@@ -115,10 +119,14 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   const bool acc_q = prepare_grad(gq, q), acc_k = prepare_grad(gk, k), acc_v = prepare_grad(gv, v);
   TURBINE_CHECK(acc_q == acc_k && acc_k == acc_v,
                 "attention_backward: q, k and v gradients must all be fresh or all accumulate");
-  backend_for(q.device())
-      .attention_backward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+  kernels::Backend& be = backend_for(q.device());
+  if (t == kernels::FloatType::f32)
+    be.attention_backward(s, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
                           lse.data<float>(), dout.data<float>(), gq->data<float>(),
                           gk->data<float>(), gv->data<float>(), acc_q);
+  else
+    be.attention_backward16(t, s, bits(q), bits(k), bits(v), bits(out), lse.data<float>(),
+                            bits(dout), bits(*gq), bits(*gk), bits(*gv), acc_q);
 }
 
 std::vector<float> alibi_slopes(int heads) {
@@ -137,17 +145,20 @@ std::vector<float> alibi_slopes(int heads) {
 }
 
 Qkv split_qkv(const Tensor& qkv, int heads) {
-  check_f32("split_qkv", {&qkv});
+  const kernels::FloatType t = check_activations("split_qkv", {&qkv});
   TURBINE_CHECK(qkv.ndim() == 3 && heads > 0 && qkv.dim(2) % (3 * heads) == 0,
                 "split_qkv: fused qkv {} must be (B, T, 3 * heads * head_dim) with {} heads",
                 qkv.str(), heads);
   const int64_t B = qkv.dim(0), T = qkv.dim(1), D = qkv.dim(2) / (3 * heads);
-  Qkv out{Tensor::empty({B, heads, T, D}, DType::f32, qkv.device()),
-          Tensor::empty({B, heads, T, D}, DType::f32, qkv.device()),
-          Tensor::empty({B, heads, T, D}, DType::f32, qkv.device())};
-  backend_for(qkv.device())
-      .split_qkv(qkv.data<float>(), out.q.data<float>(), out.k.data<float>(), out.v.data<float>(),
+  Qkv out{Tensor::empty({B, heads, T, D}, qkv.dtype(), qkv.device()),
+          Tensor::empty({B, heads, T, D}, qkv.dtype(), qkv.device()),
+          Tensor::empty({B, heads, T, D}, qkv.dtype(), qkv.device())};
+  kernels::Backend& be = backend_for(qkv.device());
+  if (t == kernels::FloatType::f32)
+    be.split_qkv(qkv.data<float>(), out.q.data<float>(), out.k.data<float>(), out.v.data<float>(),
                  B, T, heads, D);
+  else
+    be.split_qkv16(t, bits(qkv), bits(out.q), bits(out.k), bits(out.v), B, T, heads, D);
   return out;
 }
 
@@ -156,40 +167,60 @@ void split_qkv_backward(const Tensor* dq, const Tensor* dk, const Tensor* dv,
   const int64_t B = qkv_shape[0], T = qkv_shape[1], D = qkv_shape[2] / (3 * heads);
   // Missing gradients (outputs that did not reach the loss) count as zeros.
   const Shape part{B, heads, T, D};
+  // The gradients' type is that of any one given (all alike).
+  DType dtype = DType::f32;
+  for (const Tensor* g : {dq, dk, dv})
+    if (g && g->defined()) dtype = g->dtype();
   auto or_zeros = [&](const Tensor* g) {
-    return g && g->defined() ? *g : Tensor::zeros(part, DType::f32, device);
+    return g && g->defined() ? *g : Tensor::zeros(part, dtype, device);
   };
   const Tensor gq = or_zeros(dq), gk = or_zeros(dk), gv = or_zeros(dv);
-  check_f32("split_qkv_backward", {&gq, &gk, &gv});
-  const bool acc = prepare_grad(dqkv, qkv_shape, device);
-  backend_for(device).merge_qkv(gq.data<float>(), gk.data<float>(), gv.data<float>(), dqkv->data<float>(), B, T,
+  const kernels::FloatType t = check_activations("split_qkv_backward", {&gq, &gk, &gv});
+  const bool acc = prepare_grad(dqkv, qkv_shape, device, dtype);
+  kernels::Backend& be = backend_for(device);
+  if (t == kernels::FloatType::f32)
+    be.merge_qkv(gq.data<float>(), gk.data<float>(), gv.data<float>(), dqkv->data<float>(), B, T,
                  heads, D, acc);
+  else
+    be.merge_qkv16(t, bits(gq), bits(gk), bits(gv), bits(*dqkv), B, T, heads, D, acc);
 }
 
 Tensor merge_heads(const Tensor& x) {
-  check_f32("merge_heads", {&x});
+  const kernels::FloatType t = check_activations("merge_heads", {&x});
   TURBINE_CHECK(x.ndim() == 4, "merge_heads: expected (B, H, T, D), got {}", x.str());
   const int64_t B = x.dim(0), H = x.dim(1), T = x.dim(2), D = x.dim(3);
-  Tensor y = Tensor::empty({B, T, H * D}, DType::f32, x.device());
-  backend_for(x.device()).merge_heads(x.data<float>(), y.data<float>(), B, H, T, D, false);
+  Tensor y = Tensor::empty({B, T, H * D}, x.dtype(), x.device());
+  kernels::Backend& be = backend_for(x.device());
+  if (t == kernels::FloatType::f32)
+    be.merge_heads(x.data<float>(), y.data<float>(), B, H, T, D, false);
+  else
+    be.merge_heads16(t, bits(x), bits(y), B, H, T, D, false);
   return y;
 }
 
 Tensor split_heads(const Tensor& x, int heads) {
-  check_f32("split_heads", {&x});
+  const kernels::FloatType t = check_activations("split_heads", {&x});
   TURBINE_CHECK(x.ndim() == 3 && heads > 0 && x.dim(2) % heads == 0,
                 "split_heads: expected (B, T, heads * D) with {} heads, got {}", heads, x.str());
   const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2) / heads;
-  Tensor y = Tensor::empty({B, heads, T, D}, DType::f32, x.device());
-  backend_for(x.device()).split_heads(x.data<float>(), y.data<float>(), B, heads, T, D, false);
+  Tensor y = Tensor::empty({B, heads, T, D}, x.dtype(), x.device());
+  kernels::Backend& be = backend_for(x.device());
+  if (t == kernels::FloatType::f32)
+    be.split_heads(x.data<float>(), y.data<float>(), B, heads, T, D, false);
+  else
+    be.split_heads16(t, bits(x), bits(y), B, heads, T, D, false);
   return y;
 }
 
 void merge_heads_backward(const Tensor& dy, int heads, Tensor* dx) {
-  check_f32("merge_heads_backward", {&dy});
+  const kernels::FloatType t = check_activations("merge_heads_backward", {&dy});
   const int64_t B = dy.dim(0), T = dy.dim(1), D = dy.dim(2) / heads;
-  const bool acc = prepare_grad(dx, Shape{B, heads, T, D}, dy.device());
-  backend_for(dy.device()).split_heads(dy.data<float>(), dx->data<float>(), B, heads, T, D, acc);
+  const bool acc = prepare_grad(dx, Shape{B, heads, T, D}, dy.device(), dy.dtype());
+  kernels::Backend& be = backend_for(dy.device());
+  if (t == kernels::FloatType::f32)
+    be.split_heads(dy.data<float>(), dx->data<float>(), B, heads, T, D, acc);
+  else
+    be.split_heads16(t, bits(dy), bits(*dx), B, heads, T, D, acc);
 }
 
 }  // namespace turbine::ops

@@ -4,61 +4,89 @@
 
 namespace turbine::ops {
 
+// Each op here runs on f32 or 16-bit activations (check_activations).
+using kernels::FloatType;
+
 Tensor add(const Tensor& a, const Tensor& b, float alpha, float beta) {
-  check_f32("add", {&a, &b});
+  const FloatType t = check_activations("add", {&a, &b});
   TURBINE_CHECK(a.shape() == b.shape(), "add: shapes differ: {} and {}", shape_str(a.shape()),
                 shape_str(b.shape()));
-  Tensor y = Tensor::empty(a.shape(), DType::f32, a.device());
-  backend_for(a.device())
-      .add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), alpha, beta);
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  kernels::Backend& be = backend_for(a.device());
+  if (t == FloatType::f32)
+    be.add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), alpha, beta);
+  else
+    be.add16(t, bits(a), bits(b), bits(y), a.numel(), alpha, beta);
   return y;
 }
 
 Tensor scale(const Tensor& x, float alpha) {
-  check_f32("scale", {&x});
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  backend_for(x.device()).scale(x.data<float>(), y.data<float>(), x.numel(), alpha, false);
+  const FloatType t = check_activations("scale", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernels::Backend& be = backend_for(x.device());
+  if (t == FloatType::f32)
+    be.scale(x.data<float>(), y.data<float>(), x.numel(), alpha, false);
+  else
+    be.scale16(t, bits(x), bits(y), x.numel(), alpha, false);
   return y;
 }
 
 void scale_backward(const Tensor& dy, float alpha, Tensor* dx) {
-  check_f32("scale_backward", {&dy});
+  const FloatType t = check_activations("scale_backward", {&dy});
   const bool acc = prepare_grad(dx, dy);
-  backend_for(dy.device()).scale(dy.data<float>(), dx->data<float>(), dy.numel(), alpha, acc);
+  kernels::Backend& be = backend_for(dy.device());
+  if (t == FloatType::f32)
+    be.scale(dy.data<float>(), dx->data<float>(), dy.numel(), alpha, acc);
+  else
+    be.scale16(t, bits(dy), bits(*dx), dy.numel(), alpha, acc);
 }
 
 Tensor gelu(const Tensor& x) {
-  check_f32("gelu", {&x});
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  backend_for(x.device()).gelu_forward(x.data<float>(), y.data<float>(), x.numel());
+  const FloatType t = check_activations("gelu", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernels::Backend& be = backend_for(x.device());
+  if (t == FloatType::f32)
+    be.gelu_forward(x.data<float>(), y.data<float>(), x.numel());
+  else
+    be.gelu_forward16(t, bits(x), bits(y), x.numel());
   return y;
 }
 
 void gelu_backward(const Tensor& x, const Tensor& dy, Tensor* dx) {
-  check_f32("gelu_backward", {&x, &dy});
+  const FloatType t = check_activations("gelu_backward", {&x, &dy});
   TURBINE_CHECK(x.shape() == dy.shape(), "gelu_backward: gradient {} for input {}", dy.str(),
                 x.str());
   const bool acc = prepare_grad(dx, x);
-  backend_for(x.device())
-      .gelu_backward(x.data<float>(), dy.data<float>(), dx->data<float>(), x.numel(), acc);
+  kernels::Backend& be = backend_for(x.device());
+  if (t == FloatType::f32)
+    be.gelu_backward(x.data<float>(), dy.data<float>(), dx->data<float>(), x.numel(), acc);
+  else
+    be.gelu_backward16(t, bits(x), bits(dy), bits(*dx), x.numel(), acc);
 }
 
 Tensor dropout(const Tensor& x, float p, const DropoutRng& rng) {
-  check_f32("dropout", {&x});
+  const FloatType t = check_activations("dropout", {&x});
   TURBINE_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability {} is outside [0, 1)", p);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  backend_for(x.device())
-      .dropout_forward(x.data<float>(), y.data<float>(), x.numel(), p, rng.seed, rng.stream,
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernels::Backend& be = backend_for(x.device());
+  if (t == FloatType::f32)
+    be.dropout_forward(x.data<float>(), y.data<float>(), x.numel(), p, rng.seed, rng.stream,
                        rng.offset);
+  else
+    be.dropout_forward16(t, bits(x), bits(y), x.numel(), p, rng.seed, rng.stream, rng.offset);
   return y;
 }
 
 void dropout_backward(const Tensor& dy, float p, const DropoutRng& rng, Tensor* dx) {
-  check_f32("dropout_backward", {&dy});
+  const FloatType t = check_activations("dropout_backward", {&dy});
   const bool acc = prepare_grad(dx, dy);
-  backend_for(dy.device())
-      .dropout_backward(dy.data<float>(), dx->data<float>(), dy.numel(), p, rng.seed, rng.stream,
+  kernels::Backend& be = backend_for(dy.device());
+  if (t == FloatType::f32)
+    be.dropout_backward(dy.data<float>(), dx->data<float>(), dy.numel(), p, rng.seed, rng.stream,
                         rng.offset, acc);
+  else
+    be.dropout_backward16(t, bits(dy), bits(*dx), dy.numel(), p, rng.seed, rng.stream, rng.offset,
+                          acc);
 }
 
 double sum_squares(const Tensor& x) {

@@ -72,42 +72,77 @@ void matmul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor*
   }
 }
 
+namespace {
+// Row-major C (M, N) = alpha * op(A) op(B) + beta * C over tensors' storage:
+// f32 on the f32 kernel, any 16-bit operand through gemm_mixed.
+void gemm_any(kernels::Backend& be, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+              const Tensor& a, int64_t lda, const Tensor& b, int64_t ldb, float beta,
+              const Tensor& c, int64_t ldc) {
+  if (a.dtype() == DType::f32 && b.dtype() == DType::f32 && c.dtype() == DType::f32)
+    return be.gemm(trans_a, trans_b, int(M), int(N), int(K), 1.0f, a.data<float>(), int(lda),
+                   b.data<float>(), int(ldb), beta, c.data<float>(), int(ldc));
+  kernels::MixedGemm g;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.M = int(M);
+  g.N = int(N);
+  g.K = int(K);
+  g.beta = beta;
+  g.A = a.raw_data();
+  g.a_type = float_type(a.dtype());
+  g.lda = int(lda);
+  g.B = b.raw_data();
+  g.b_type = float_type(b.dtype());
+  g.ldb = int(ldb);
+  g.C = c.raw_data();
+  g.c_type = float_type(c.dtype());
+  g.ldc = int(ldc);
+  be.gemm_mixed(g);
+}
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_f32("linear", {&x, &weight, &bias});
+  const kernels::FloatType t = check_activations("linear", {&x}, {&weight, &bias});
   TURBINE_CHECK(weight.ndim() == 2 && x.ndim() >= 1 && x.dim(-1) == weight.dim(1),
                 "linear: input {} does not match weight {} (expected (..., {}))", x.str(),
                 weight.str(), weight.ndim() == 2 ? weight.dim(1) : -1);
   const int64_t in = weight.dim(1), out = weight.dim(0), rows = x.numel() / in;
   TURBINE_CHECK(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == out),
                 "linear: bias {} does not match weight {}", bias.str(), weight.str());
-  Tensor y = Tensor::empty(with_last(x.shape(), out), DType::f32, x.device());
+  // The output has the input's type (16-bit activations stay 16-bit).
+  Tensor y = Tensor::empty(with_last(x.shape(), out), x.dtype(), x.device());
   kernels::Backend& be = backend_for(x.device());
-  be.gemm(false, true, rows, out, in, 1.0f, x.data<float>(), in, weight.data<float>(), in, 0.0f,
-          y.data<float>(), out);
-  if (bias.defined()) be.add_bias(y.data<float>(), bias.data<float>(), rows, out);
+  gemm_any(be, false, true, rows, out, in, x, in, weight, in, 0.0f, y, out);
+  if (bias.defined()) {
+    if (t == kernels::FloatType::f32)
+      be.add_bias(y.data<float>(), bias.data<float>(), int(rows), int(out));
+    else
+      be.add_bias16(t, bits(y), bias.data<float>(), int(rows), int(out));
+  }
   return y;
 }
 
 void linear_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor* dx,
                      Tensor* dweight, Tensor* dbias) {
-  check_f32("linear_backward", {&x, &weight, &dy});
+  const kernels::FloatType t = check_activations("linear_backward", {&x, &dy}, {&weight});
   const int64_t in = weight.dim(1), out = weight.dim(0), rows = x.numel() / in;
   TURBINE_CHECK(dy.numel() == rows * out, "linear_backward: gradient {} for output of {}", dy.str(),
                 x.str());
   kernels::Backend& be = backend_for(x.device());
   if (dx) {  // dx (rows, in) = dy (rows, out) @ W (out, in)
     const bool acc = prepare_grad(dx, x);
-    be.gemm(false, false, rows, in, out, 1.0f, dy.data<float>(), out, weight.data<float>(), in,
-            acc ? 1.0f : 0.0f, dx->data<float>(), in);
+    gemm_any(be, false, false, rows, in, out, dy, out, weight, in, acc ? 1.0f : 0.0f, *dx, in);
   }
-  if (dweight) {  // dW (out, in) = dy^T (out, rows) @ x (rows, in)
+  if (dweight) {  // dW (out, in) = dy^T (out, rows) @ x (rows, in), f32 like W
     const bool acc = prepare_grad(dweight, weight);
-    be.gemm(true, false, out, in, rows, 1.0f, dy.data<float>(), out, x.data<float>(), in,
-            acc ? 1.0f : 0.0f, dweight->data<float>(), in);
+    gemm_any(be, true, false, out, in, rows, dy, out, x, in, acc ? 1.0f : 0.0f, *dweight, in);
   }
   if (dbias) {
     const bool acc = prepare_grad(dbias, Shape{out}, x.device());
-    be.bias_backward(dy.data<float>(), dbias->data<float>(), rows, out, acc);
+    if (t == kernels::FloatType::f32)
+      be.bias_backward(dy.data<float>(), dbias->data<float>(), int(rows), int(out), acc);
+    else
+      be.bias_backward16(t, bits(dy), dbias->data<float>(), int(rows), int(out), acc);
   }
 }
 

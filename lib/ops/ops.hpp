@@ -21,10 +21,27 @@ namespace turbine::ops {
 // ---- checks shared by the ops -----------------------------------------------
 void check_f32(const char* op, std::initializer_list<const Tensor*> tensors);
 void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
-// The gradient slot for `like`: allocates it when undefined; returns whether to add.
-bool prepare_grad(Tensor* grad, const Shape& shape, Device device);
+// The gradient slot for `like`: allocates it when undefined (of `dtype`);
+// returns whether to add.
+bool prepare_grad(Tensor* grad, const Shape& shape, Device device, DType dtype = DType::f32);
 inline bool prepare_grad(Tensor* grad, const Tensor& like) {
-  return prepare_grad(grad, like.shape(), like.device());
+  return prepare_grad(grad, like.shape(), like.device(), like.dtype());
+}
+
+// Activations may be stored in 16-bit (kernels::FloatType): the ops of a
+// BLOOM training step take f32, bf16 or f16 activations, the same type for
+// all of one call's activations, with f32 parameters, and give outputs and
+// activation gradients of that type. Checks like check_f32 and returns the
+// activations' type.
+kernels::FloatType check_activations(const char* op,
+                                     std::initializer_list<const Tensor*> activations,
+                                     std::initializer_list<const Tensor*> params = {});
+bool is_float_type(DType dtype);  // f32, bf16 or f16
+kernels::FloatType float_type(DType dtype);
+DType dtype_of(kernels::FloatType type);
+// A 16-bit tensor's bits (bf16 or f16 storage).
+inline uint16_t* bits(const Tensor& t) {
+  return static_cast<uint16_t*>(t.raw_data());
 }
 
 // ---- linear algebra (linear.cpp) ----------------------------------------------

@@ -524,8 +524,10 @@ bool Tensor::requires_grad() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool enabled) {
-  TURBINE_CHECK(!enabled || dtype() == DType::f32, "requires_grad on {} (gradients are f32)",
-                str());
+  // Gradients have their tensor's float type (16-bit activations get 16-bit ones).
+  TURBINE_CHECK(
+      !enabled || dtype() == DType::f32 || dtype() == DType::bf16 || dtype() == DType::f16,
+      "requires_grad on {} (gradients are f32, bf16 or f16)", str());
   autograd_meta()->requires_grad = enabled;
   return *this;
 }

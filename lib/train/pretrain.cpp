@@ -30,9 +30,9 @@ namespace {
 // micro-batches and each runs its slice of every sequence (seqpar/ulysses).
 class LanguageModelTask final : public TrainTask {
  public:
-  LanguageModelTask(const PretrainOptions& o, dist::Communicator& comm, const seqpar::Layout& layout,
-                    dist::ProcessGroup* sequence_group, nn::Bloom& model,
-                    const data::TokenDataset& dataset)
+  LanguageModelTask(const PretrainOptions& o, dist::Communicator& comm,
+                    const seqpar::Layout& layout, dist::ProcessGroup* sequence_group,
+                    nn::Bloom& model, const data::TokenDataset& dataset)
       : o_(o),
         comm_(comm),
         layout_(layout),
@@ -131,8 +131,8 @@ class LanguageModelTask final : public TrainTask {
     for (int64_t first = begin; first < end; first += micro) {
       const int64_t count = std::min(micro, end - first);
       const data::Batch b = eval_loader_.read(first, count);
-      const Tensor loss = layout_.sequence_parallel == 1 ? model_.loss(b.ids, b.targets)
-                                                         : sequence_loss(b);
+      const Tensor loss =
+          layout_.sequence_parallel == 1 ? model_.loss(b.ids, b.targets) : sequence_loss(b);
       sum += loss.item() * double(count);
     }
     comm_.allreduce_sum(&sum, 1);
@@ -190,10 +190,11 @@ void log_plan(const PretrainOptions& o, const nn::Bloom& model, const data::Toke
   log::info("data: {} ({} train tokens, {} windows of {}+1; {} valid tokens)", dataset.path(),
             dataset.num_tokens(data::Split::train), loader.windows_per_epoch(), o.seq_len,
             dataset.num_tokens(data::Split::valid));
-  log::info("batch: {} sequences = {} micro x {} accumulation x {} data-parallel ranks; {} "
-            "threads per rank",
-            o.batch.global, o.batch.micro, o.batch.accumulation, layout.data_parallel,
-            omp_get_max_threads());
+  log::info(
+      "batch: {} sequences = {} micro x {} accumulation x {} data-parallel ranks; {} "
+      "threads per rank",
+      o.batch.global, o.batch.micro, o.batch.accumulation, layout.data_parallel,
+      omp_get_max_threads());
   if (layout.sequence_parallel > 1) {
     const int64_t p = layout.sequence_parallel;
     log::info(
@@ -202,7 +203,7 @@ void log_plan(const PretrainOptions& o, const nn::Bloom& model, const data::Toke
         "micro-batch each way",
         layout.data_parallel, p, (o.seq_len + p - 1) / p, o.seq_len, m.n_head / p, m.n_head,
         seqpar::ulysses_layer_bytes(o.batch.micro * ((o.seq_len + p - 1) / p * p), m.hidden_size,
-                                    int(p), 4)
+                                    int(p), int(dtype_size(model.activation_dtype())))
                 .forward /
             1e6);
   }
@@ -213,9 +214,17 @@ void log_plan(const PretrainOptions& o, const nn::Bloom& model, const data::Toke
                   ? ", their inputs kept in host memory"
                   : "");
   if (o.memory.loss_tile_tokens > 0 && o.memory.loss_tile_tokens < o.batch.micro * o.seq_len)
-    log::info("tiled loss: the LM head and cross entropy run on {} tokens at a time ({:.2f} MB "
-              "of logits)",
-              o.memory.loss_tile_tokens, double(o.memory.loss_tile_tokens) * m.vocab_size * 4 / 1e6);
+    log::info(
+        "tiled loss: the LM head and cross entropy run on {} tokens at a time ({:.2f} MB "
+        "of logits)",
+        o.memory.loss_tile_tokens,
+        double(o.memory.loss_tile_tokens) * m.vocab_size *
+            double(dtype_size(model.activation_dtype())) / 1e6);
+  if (model.activation_dtype() != DType::f32)
+    log::info(
+        "activations: {} (what backward keeps, and the all-to-alls), f32 parameters and "
+        "gradients",
+        dtype_name(model.activation_dtype()));
   log_engine(engine, device, world);
 }
 
@@ -238,6 +247,7 @@ PretrainResult pretrain(const PretrainOptions& options, Job& job) {
   nn::Bloom model(o.model, o.run.seed, device);
   model.set_activation_checkpointing(o.memory.checkpointing);
   model.set_loss_tile_tokens(o.memory.loss_tile_tokens);
+  model.set_activation_dtype(o.engine.precision.activation_dtype(device));
   // Sequence parallelism: the group of P consecutive ranks and its exchange.
   const seqpar::Layout layout = seqpar::Layout::of(comm.rank(), comm.size(), o.sequence_parallel);
   std::optional<dist::ProcessGroup> sequence_group;

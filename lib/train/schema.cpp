@@ -263,6 +263,11 @@ void declare_precision(io::ConfigSchema& s) {
   s.boolean("fp16.consecutive_hysteresis", false,
             "restore the hysteresis after every clean step (else only when the scale doubles)");
   s.number("fp16.min_loss_scale", 1, "the dynamic scale never drops below this").at_least(1e-10);
+  s.string("activation_precision", "auto",
+           "what the training forward keeps activations in: auto (bf16/f16 on a GPU in bf16 or "
+           "fp16 mode, f32 otherwise), f32, or 16bit (the mode's type also on the CPU, whose "
+           "kernels widen it to f32: for tests)")
+      .one_of({std::string("auto"), std::string("f32"), std::string("16bit")});
   s.ignored("amp", "NVIDIA Apex AMP does not exist here: use bf16.enabled or fp16.enabled");
   s.ignored("communication_data_type", "gradients are reduced in f32");
   s.ignored("data_types", "gradients are accumulated in f32");
@@ -274,6 +279,10 @@ PrecisionOptions precision_from(const io::Config& c) {
   if (bf16 && fp16) c.fail("fp16.enabled", "bf16.enabled and fp16.enabled are exclusive: pick one");
   o.math = bf16 ? kernels::MathMode::bf16 : fp16 ? kernels::MathMode::f16 : kernels::MathMode::f32;
   o.loss_scaling = fp16;
+  o.activations = c.get<std::string>("activation_precision");
+  if (o.activations == "16bit" && o.math == kernels::MathMode::f32)
+    c.fail("activation_precision",
+           "16-bit activations need bf16.enabled or fp16.enabled (which 16-bit type to keep)");
   o.loss_scale.static_scale = c.get<double>("fp16.loss_scale");
   o.loss_scale.initial_scale_power = static_cast<int>(c.get<int64_t>("fp16.initial_scale_power"));
   o.loss_scale.window = c.get<int64_t>("fp16.loss_scale_window");
@@ -281,6 +290,15 @@ PrecisionOptions precision_from(const io::Config& c) {
   o.loss_scale.consecutive_hysteresis = c.get<bool>("fp16.consecutive_hysteresis");
   o.loss_scale.min_scale = c.get<double>("fp16.min_loss_scale");
   return o;
+}
+
+DType PrecisionOptions::activation_dtype(Device device) const {
+  const DType half = math == kernels::MathMode::bf16  ? DType::bf16
+                     : math == kernels::MathMode::f16 ? DType::f16
+                                                      : DType::f32;
+  if (activations == "f32") return DType::f32;
+  if (activations == "16bit") return half;
+  return device.is_cuda() ? half : DType::f32;
 }
 
 // --------------------------------------------------------------------------------- ZeRO
@@ -415,17 +433,18 @@ ActivationMemory activation_memory_from(const io::Config& c, int64_t vocab_size)
   o.checkpointing.enabled = c.get<bool>("activation_checkpointing.enabled");
   o.checkpointing.chunks = c.get<int64_t>("activation_checkpointing.number_checkpoints");
   o.checkpointing.offload_inputs = c.get<bool>("activation_checkpointing.cpu_checkpointing");
-  for (const char* key : {"activation_checkpointing.number_checkpoints",
-                          "activation_checkpointing.cpu_checkpointing",
-                          "activation_checkpointing.partition_activations"})
+  for (const char* key :
+       {"activation_checkpointing.number_checkpoints", "activation_checkpointing.cpu_checkpointing",
+        "activation_checkpointing.partition_activations"})
     if (c.has(key) && !o.checkpointing.enabled)
       log::warn("{}: {} has no effect while activation_checkpointing.enabled is false",
                 c.where(key), key);
   const double tile_mb = c.get<double>("tiled_loss.max_tile_mb");
   o.loss_tile_tokens =
-      tile_mb <= 0 ? 0
-                   : std::max<int64_t>(1, int64_t(tile_mb * (1 << 20) /
-                                                  (double(sizeof(float)) * double(vocab_size))));
+      tile_mb <= 0
+          ? 0
+          : std::max<int64_t>(
+                1, int64_t(tile_mb * (1 << 20) / (double(sizeof(float)) * double(vocab_size))));
   return o;
 }
 

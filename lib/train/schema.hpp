@@ -86,6 +86,9 @@ struct PrecisionOptions {
   kernels::MathMode math = kernels::MathMode::f32;
   bool loss_scaling = false;  // fp16: dynamic (or static) loss scaling
   optim::LossScaleConfig loss_scale;
+  std::string activations = "auto";  // activation_precision: auto, f32 or 16bit
+  // The type the training forward keeps activations in on `device`.
+  DType activation_dtype(Device device) const;
 };
 void declare_precision(io::ConfigSchema& s);
 PrecisionOptions precision_from(const io::Config& c);
