@@ -30,8 +30,10 @@ struct Run {
   int64_t peak_bytes = 0;  // over forward and backward, above what was live before
 };
 
-Run run(const nn::ActivationCheckpointing& checkpointing, int64_t tile_tokens) {
+Run run(const nn::ActivationCheckpointing& checkpointing, int64_t tile_tokens,
+        DType activations = DType::f32) {
   nn::Bloom model(config(), 9);
+  model.set_activation_dtype(activations);
   model.set_activation_checkpointing(checkpointing);
   model.set_loss_tile_tokens(tile_tokens);
   model.set_dropout_step(3);
@@ -83,6 +85,18 @@ BOOST_AUTO_TEST_CASE(activation_checkpointing_gives_the_same_loss_and_gradients_
   BOOST_TEST_MESSAGE("peak bytes: plain " << plain.peak_bytes << ", checkpointed "
                                           << each.peak_bytes << ", in pairs " << pairs.peak_bytes
                                           << ", checkpointed + tiled " << both.peak_bytes);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_activations_keep_about_half_the_bytes) {
+  const Run plain = run({}, 0);
+  const Run half = run({}, 0, DType::bf16);
+  BOOST_TEST(std::abs(half.loss - plain.loss) <= 1e-3 * plain.loss);
+  BOOST_TEST_MESSAGE("peak bytes: f32 activations " << plain.peak_bytes << ", bf16 "
+                                                    << half.peak_bytes);
+  // Everything backward keeps is 16-bit; the f32 parameter gradients and the
+  // CPU's f32 scratch of one kernel at a time are not.
+  BOOST_TEST(half.peak_bytes < plain.peak_bytes * 6 / 10,
+             half.peak_bytes << " vs " << plain.peak_bytes);
 }
 
 BOOST_AUTO_TEST_CASE(checkpoint_adds_to_an_input_gradient_and_skips_recording_without_grad) {

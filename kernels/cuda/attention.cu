@@ -16,7 +16,9 @@
 // accumulation): q, k, v and dout are rounded to 16 bits as they enter
 // shared memory (the CPU rounds the same inputs), and P and dS are rounded
 // before their products, as flash kernels do. In f32 mode the same loops
-// run on CUDA cores with f32 FMA from f32 tiles.
+// run on CUDA cores with f32 FMA from f32 tiles. q, k, v, out, dout and the
+// gradients are stored as G (device.cuh): f32, or 16-bit activations, widened
+// as tiles are loaded and rounded once as rows are stored.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -27,6 +29,7 @@
 
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
+#include "kernels/cuda/device.cuh"
 
 namespace turbine::kernels {
 
@@ -198,27 +201,38 @@ __device__ __forceinline__ void warp_gemm_rs(float (&c)[NT][4], const float (&p)
   }
 }
 
+using cuda::F32Storage;
+
 // Four values of a row from column d, zero past D. vec4 (D % 4 == 0 and
-// 16-byte aligned tensors) reads them in one load.
-__device__ __forceinline__ float4 load4(const float* row, int d, int D, bool vec4) {
-  if (vec4) {
-    return d < D ? __ldg(reinterpret_cast<const float4*>(row + d))
-                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+// 16-byte aligned f32 tensors) reads them in one load; 16-bit rows are read
+// one value at a time and widened.
+template <typename G>
+__device__ __forceinline__ float4 load4(const typename G::type* row, int d, int D, bool vec4) {
+  if constexpr (std::is_same_v<G, F32Storage>) {
+    if (vec4) {
+      return d < D ? __ldg(reinterpret_cast<const float4*>(row + d))
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    return make_float4(d < D ? __ldg(row + d) : 0.0f, d + 1 < D ? __ldg(row + d + 1) : 0.0f,
+                       d + 2 < D ? __ldg(row + d + 2) : 0.0f,
+                       d + 3 < D ? __ldg(row + d + 3) : 0.0f);
+  } else {
+    const auto at = [&](int c) { return c < D ? cuda::to_f32<G>(row[c]) : 0.0f; };
+    return make_float4(at(d), at(d + 1), at(d + 2), at(d + 3));
   }
-  return make_float4(d < D ? __ldg(row + d) : 0.0f, d + 1 < D ? __ldg(row + d + 1) : 0.0f,
-                     d + 2 < D ? __ldg(row + d + 2) : 0.0f, d + 3 < D ? __ldg(row + d + 3) : 0.0f);
 }
 
 // Rows [row0, row0 + kRows) of a (rows, D) f32 matrix into a (kRows, kDp)
 // tile with row stride ld, rounded to the math type; zero past the matrix
 // (rows) and past D (columns), so padded products add nothing.
-template <class Math, int kRows, int kDp>
-__device__ __forceinline__ void load_tile(typename Math::Storage* dst, int ld, const float* src,
-                                          int row0, int rows, int D, bool vec4) {
+template <class Math, int kRows, int kDp, typename G>
+__device__ __forceinline__ void load_tile(typename Math::Storage* dst, int ld,
+                                          const typename G::type* src, int row0, int rows, int D,
+                                          bool vec4) {
   constexpr int kChunksPerRow = kDp / 4;
   for (int c = threadIdx.x; c < kRows * kChunksPerRow; c += kThreads) {
     const int r = c / kChunksPerRow, d = (c % kChunksPerRow) * 4;
-    const float4 v = row0 + r < rows ? load4(src + int64_t(row0 + r) * D, d, D, vec4)
+    const float4 v = row0 + r < rows ? load4<G>(src + int64_t(row0 + r) * D, d, D, vec4)
                                      : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     typename Math::Storage* out = dst + r * ld + d;
     if constexpr (Math::kTensorCores) {
@@ -235,16 +249,17 @@ __device__ __forceinline__ void load_tile(typename Math::Storage* dst, int ld, c
 // The same rows transposed, for tensor cores: dst (kDp, kRows) with row
 // stride ld, element (d, r) = matrix (row0 + r, d). A thread takes two
 // adjacent rows so that each store is one 32-bit pair along the new rows.
-template <class Math, int kRows, int kDp>
-__device__ __forceinline__ void load_tile_transposed(uint16_t* dst, int ld, const float* src,
-                                                     int row0, int rows, int D, bool vec4) {
+template <class Math, int kRows, int kDp, typename G>
+__device__ __forceinline__ void load_tile_transposed(uint16_t* dst, int ld,
+                                                     const typename G::type* src, int row0,
+                                                     int rows, int D, bool vec4) {
   constexpr int kPairs = kRows / 2;
   for (int c = threadIdx.x; c < kPairs * (kDp / 4); c += kThreads) {
     const int r = (c % kPairs) * 2, d = (c / kPairs) * 4;
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const float4 v0 = row0 + r < rows ? load4(src + int64_t(row0 + r) * D, d, D, vec4) : zero;
+    const float4 v0 = row0 + r < rows ? load4<G>(src + int64_t(row0 + r) * D, d, D, vec4) : zero;
     const float4 v1 =
-        row0 + r + 1 < rows ? load4(src + int64_t(row0 + r + 1) * D, d, D, vec4) : zero;
+        row0 + r + 1 < rows ? load4<G>(src + int64_t(row0 + r + 1) * D, d, D, vec4) : zero;
     uint16_t* out = dst + d * ld + r;
     *reinterpret_cast<uint32_t*>(out) = Math::pack(v0.x, v1.x);
     *reinterpret_cast<uint32_t*>(out + ld) = Math::pack(v0.y, v1.y);
@@ -408,8 +423,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
 // Writes (or adds to, when accumulating) a warp's (16, 8 * DT) tile times
 // a per-row scale into rows [row_base, row_base + 16) of dst (rows, D),
 // skipping rows and columns outside it.
-template <int DT>
-__device__ __forceinline__ void store_rows(float* dst, const float (&acc)[DT][4],
+template <typename G, int DT>
+__device__ __forceinline__ void store_rows(typename G::type* dst, const float (&acc)[DT][4],
                                            const float (&row_scale)[2], int row_base, int rows,
                                            int D, bool accumulate) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -417,7 +432,7 @@ __device__ __forceinline__ void store_rows(float* dst, const float (&acc)[DT][4]
   for (int r = 0; r < 2; ++r) {
     const int i = row_base + g + 8 * r;
     if (i >= rows) continue;
-    float* row = dst + int64_t(i) * D;
+    typename G::type* row = dst + int64_t(i) * D;
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
 #pragma unroll
@@ -425,7 +440,7 @@ __device__ __forceinline__ void store_rows(float* dst, const float (&acc)[DT][4]
         const int d = dt * 8 + 2 * t + e;
         if (d >= D) continue;
         const float x = acc[dt][2 * r + e] * row_scale[r];
-        row[d] = accumulate ? row[d] + x : x;
+        row[d] = cuda::from_f32<G>(accumulate ? cuda::to_f32<G>(row[d]) + x : x);
       }
     }
   }
@@ -437,12 +452,13 @@ constexpr size_t align16(size_t bytes) {
 
 // ---- Forward ----
 
+template <typename G>
 struct ForwardArgs {
   Problem pr;
-  const float* q;
-  const float* k;
-  const float* v;
-  float* out;
+  const typename G::type* q;
+  const typename G::type* k;
+  const typename G::type* v;
+  typename G::type* out;
   float* lse;
 };
 
@@ -462,8 +478,8 @@ struct ForwardSmem {
   static constexpr size_t bytes = key_pos + sizeof(float) * kKeyTile;
 };
 
-template <class Math, int kDp>
-__global__ void __launch_bounds__(kThreads) attention_forward_kernel(const ForwardArgs a) {
+template <class Math, int kDp, typename G>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(const ForwardArgs<G> a) {
   using S = typename Math::Storage;
   using L = ForwardSmem<Math, kDp>;
   constexpr int kKeyTiles8 = kKeyTile / 8, kDimTiles8 = kDp / 8;
@@ -486,19 +502,19 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Forwa
     query_pos[r] = i < Tq ? rule.query_position(i) : 0.0f;
   }
 
-  load_tile<Math, kBlockRows, kDp>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
+  load_tile<Math, kBlockRows, kDp, G>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
   // Causal: keys past the last row's diagonal are hidden from the whole block.
   const int key_end = rule.visible_end(min(i0 + kBlockRows, Tq) - 1);
   float o[kDimTiles8][4] = {};
   float m[2] = {-kInf, -kInf}, l[2] = {0.0f, 0.0f};
   for (int j0 = 0; j0 < key_end; j0 += kKeyTile) {
     __syncthreads();  // the previous tile's readers are done
-    load_tile<Math, kKeyTile, kDp>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
+    load_tile<Math, kKeyTile, kDp, G>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
     if constexpr (Math::kTensorCores) {
-      load_tile_transposed<Math, kKeyTile, kDp>(v_tile, L::ldt, a.v + kv_offset, j0, Tk, D,
-                                                pr.vec4);
+      load_tile_transposed<Math, kKeyTile, kDp, G>(v_tile, L::ldt, a.v + kv_offset, j0, Tk, D,
+                                                   pr.vec4);
     } else {
-      load_tile<Math, kKeyTile, kDp>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
+      load_tile<Math, kKeyTile, kDp, G>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
     }
     stage_key_positions(key_pos, rule, j0, Tk);
     __syncthreads();
@@ -529,40 +545,43 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Forwa
     if (i < Tq && lane % 4 == 0)
       a.lse[int64_t(bh) * Tq + i] = l[r] == 0.0f ? -kInf : m[r] + logf(l[r]);
   }
-  store_rows(a.out + q_offset, o, inverse, row_base, Tq, D, false);
+  store_rows<G>(a.out + q_offset, o, inverse, row_base, Tq, D, false);
 }
 
 // ---- Backward ----
 
+template <typename G>
 struct BackwardArgs {
   Problem pr;
-  const float* q;
-  const float* k;
-  const float* v;
-  const float* out;
+  const typename G::type* q;
+  const typename G::type* k;
+  const typename G::type* v;
+  const typename G::type* out;
   const float* lse;
-  const float* dout;
+  const typename G::type* dout;
   float* delta;  // (B,H,Tq): written by the first kernel, read by the others
-  float* dq;
-  float* dk;
-  float* dv;
+  typename G::type* dq;
+  typename G::type* dk;
+  typename G::type* dv;
   bool accumulate;
 };
 
 // delta_i = dout_i . out_i (dout rounded like the products' inputs, as on
 // the CPU), one warp per row.
-template <class Math>
+template <class Math, typename G>
 __global__ void __launch_bounds__(kDeltaThreads)
-    attention_delta_kernel(const float* out, const float* dout, float* delta, int64_t rows, int D) {
+    attention_delta_kernel(const typename G::type* out, const typename G::type* dout, float* delta,
+                           int64_t rows, int D) {
   constexpr int kWarpsPerBlock = kDeltaThreads / 32;
   const int lane = threadIdx.x % 32;
   const int64_t stride = int64_t(gridDim.x) * kWarpsPerBlock;
   for (int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; row < rows;
        row += stride) {
-    const float* o = out + row * D;
-    const float* g = dout + row * D;
+    const typename G::type* o = out + row * D;
+    const typename G::type* g = dout + row * D;
     float sum = 0.0f;
-    for (int d = lane; d < D; d += 32) sum += Math::round(g[d]) * o[d];
+    for (int d = lane; d < D; d += 32)
+      sum += Math::round(cuda::to_f32<G>(g[d])) * cuda::to_f32<G>(o[d]);
 #pragma unroll
     for (int width = 16; width > 0; width /= 2) sum += __shfl_xor_sync(kFullMask, sum, width);
     if (lane == 0) delta[row] = sum;
@@ -594,8 +613,8 @@ struct DqSmem {
   static constexpr size_t bytes = key_pos + sizeof(float) * kKeyTile;
 };
 
-template <class Math, int kDp>
-__global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const BackwardArgs a) {
+template <class Math, int kDp, typename G>
+__global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const BackwardArgs<G> a) {
   using S = typename Math::Storage;
   using L = DqSmem<Math, kDp>;
   constexpr int kKeyTiles8 = kKeyTile / 8, kDimTiles8 = kDp / 8;
@@ -622,17 +641,17 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const B
     row_delta[r] = i < Tq ? a.delta[int64_t(bh) * Tq + i] : 0.0f;
   }
 
-  load_tile<Math, kBlockRows, kDp>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
-  load_tile<Math, kBlockRows, kDp>(dout_tile, L::ld, a.dout + q_offset, i0, Tq, D, pr.vec4);
+  load_tile<Math, kBlockRows, kDp, G>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
+  load_tile<Math, kBlockRows, kDp, G>(dout_tile, L::ld, a.dout + q_offset, i0, Tq, D, pr.vec4);
   const int key_end = rule.visible_end(min(i0 + kBlockRows, Tq) - 1);
   float dq[kDimTiles8][4] = {};
   for (int j0 = 0; j0 < key_end; j0 += kKeyTile) {
     __syncthreads();
-    load_tile<Math, kKeyTile, kDp>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
-    load_tile<Math, kKeyTile, kDp>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
+    load_tile<Math, kKeyTile, kDp, G>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
+    load_tile<Math, kKeyTile, kDp, G>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
     if constexpr (Math::kTensorCores)
-      load_tile_transposed<Math, kKeyTile, kDp>(kt_tile, L::ldt, a.k + kv_offset, j0, Tk, D,
-                                                pr.vec4);
+      load_tile_transposed<Math, kKeyTile, kDp, G>(kt_tile, L::ldt, a.k + kv_offset, j0, Tk, D,
+                                                   pr.vec4);
     stage_key_positions(key_pos, rule, j0, Tk);
     __syncthreads();
 
@@ -662,7 +681,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const B
     }
   }
   const float one[2] = {1.0f, 1.0f};
-  store_rows(a.dq + q_offset, dq, one, row_base, Tq, D, a.accumulate);
+  store_rows<G>(a.dq + q_offset, dq, one, row_base, Tq, D, a.accumulate);
 }
 
 // dk, dv: one block per 64 keys, each warp 16 keys, walking query tiles of
@@ -687,8 +706,9 @@ struct DkdvSmem {
   static constexpr size_t bytes = query_delta + sizeof(float) * kQueryTile;
 };
 
-template <class Math, int kDp, int kQueryTile>
-__global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(const BackwardArgs a) {
+template <class Math, int kDp, int kQueryTile, typename G>
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dkdv_kernel(const BackwardArgs<G> a) {
   using S = typename Math::Storage;
   using L = DkdvSmem<Math, kDp, kQueryTile>;
   constexpr int kQueryTiles8 = kQueryTile / 8, kDimTiles8 = kDp / 8;
@@ -720,20 +740,20 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(const
     key_pos[r] = j < Tk ? rule.key_position(j) : 0.0f;
   }
 
-  load_tile<Math, kBlockRows, kDp>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
-  load_tile<Math, kBlockRows, kDp>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
+  load_tile<Math, kBlockRows, kDp, G>(k_tile, L::ld, a.k + kv_offset, j0, Tk, D, pr.vec4);
+  load_tile<Math, kBlockRows, kDp, G>(v_tile, L::ld, a.v + kv_offset, j0, Tk, D, pr.vec4);
   // Causal: queries before the block's first key see none of it.
   const int first_query = pr.causal ? max(0, j0 - rule.offset) : 0;
   float dk[kDimTiles8][4] = {}, dv[kDimTiles8][4] = {};
   for (int i0 = first_query / kQueryTile * kQueryTile; i0 < Tq; i0 += kQueryTile) {
     __syncthreads();
-    load_tile<Math, kQueryTile, kDp>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
-    load_tile<Math, kQueryTile, kDp>(dout_tile, L::ld, a.dout + q_offset, i0, Tq, D, pr.vec4);
+    load_tile<Math, kQueryTile, kDp, G>(q_tile, L::ld, a.q + q_offset, i0, Tq, D, pr.vec4);
+    load_tile<Math, kQueryTile, kDp, G>(dout_tile, L::ld, a.dout + q_offset, i0, Tq, D, pr.vec4);
     if constexpr (Math::kTensorCores) {
-      load_tile_transposed<Math, kQueryTile, kDp>(qt_tile, L::ldt, a.q + q_offset, i0, Tq, D,
-                                                  pr.vec4);
-      load_tile_transposed<Math, kQueryTile, kDp>(dout_t_tile, L::ldt, a.dout + q_offset, i0, Tq, D,
-                                                  pr.vec4);
+      load_tile_transposed<Math, kQueryTile, kDp, G>(qt_tile, L::ldt, a.q + q_offset, i0, Tq, D,
+                                                     pr.vec4);
+      load_tile_transposed<Math, kQueryTile, kDp, G>(dout_t_tile, L::ldt, a.dout + q_offset, i0, Tq,
+                                                     D, pr.vec4);
     }
     for (int r = threadIdx.x; r < kQueryTile; r += kThreads) {
       const int i = i0 + r;
@@ -779,8 +799,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(const
     }
   }
   const float one[2] = {1.0f, 1.0f};
-  store_rows(a.dk + kv_offset, dk, one, row_base, Tk, D, a.accumulate);
-  store_rows(a.dv + kv_offset, dv, one, row_base, Tk, D, a.accumulate);
+  store_rows<G>(a.dk + kv_offset, dk, one, row_base, Tk, D, a.accumulate);
+  store_rows<G>(a.dv + kv_offset, dv, one, row_base, Tk, D, a.accumulate);
 }
 
 // ---- Launches ----
@@ -860,46 +880,49 @@ void launch(void (*kernel)(Args), dim3 grid, int threads, size_t smem_bytes, cud
   TURBINE_CUDA_LAUNCH_CHECK();
 }
 
-}  // namespace
-
-void CudaBackend::attention_forward(const AttentionShape& s, const float* q, const float* k,
-                                    const float* v, float* out, float* lse) {
+// The launches for activations stored as G.
+template <typename G>
+void run_attention_forward(CudaBackend& be, const AttentionShape& s, const typename G::type* q,
+                           const typename G::type* k, const typename G::type* v,
+                           typename G::type* out, float* lse) {
   const int64_t tasks = int64_t(s.batch) * s.heads;
-  const Problem pr = make_problem("attention_forward", s, stage_alibi(s.alibi_slopes, s.heads),
-                                  aligned16(q) && aligned16(k) && aligned16(v) &&
-                                      s.kv_plane() % 4 == 0);
+  const Problem pr =
+      make_problem("attention_forward", s, be.stage_alibi(s.alibi_slopes, s.heads),
+                   aligned16(q) && aligned16(k) && aligned16(v) && s.kv_plane() % 4 == 0);
   if (tasks == 0 || s.seq_q == 0) return;
-  const ForwardArgs args{pr, q, k, v, out, lse};
+  const ForwardArgs<G> args{pr, q, k, v, out, lse};
   const dim3 grid(static_cast<unsigned>(tasks),
                   static_cast<unsigned>(ceil_div(s.seq_q, kBlockRows)));
-  dispatch(math_mode(), s.head_dim, [&](auto math, auto dim) {
+  dispatch(be.math_mode(), s.head_dim, [&](auto math, auto dim) {
     using Math = decltype(math);
     constexpr int kDp = decltype(dim)::value;
-    launch(attention_forward_kernel<Math, kDp>, grid, kThreads, ForwardSmem<Math, kDp>::bytes,
-           stream(), args);
+    launch(attention_forward_kernel<Math, kDp, G>, grid, kThreads, ForwardSmem<Math, kDp>::bytes,
+           be.stream(), args);
   });
 }
 
-void CudaBackend::attention_backward(const AttentionShape& s, const float* q, const float* k,
-                                     const float* v, const float* out, const float* lse,
-                                     const float* dout, float* dq, float* dk, float* dv,
-                                     bool accumulate) {
+template <typename G>
+void run_attention_backward(CudaBackend& be, const AttentionShape& s, const typename G::type* q,
+                            const typename G::type* k, const typename G::type* v,
+                            const typename G::type* out, const float* lse,
+                            const typename G::type* dout, typename G::type* dq,
+                            typename G::type* dk, typename G::type* dv, bool accumulate) {
   const int64_t tasks = int64_t(s.batch) * s.heads;
   TURBINE_CUDA_REQUIRE(s.kv_plane() == int64_t(s.seq_k) * s.head_dim,
                        "attention_backward: k and v must be dense (kv_stride %lld)",
                        static_cast<long long>(s.kv_stride));
-  const Problem pr = make_problem("attention_backward", s, stage_alibi(s.alibi_slopes, s.heads),
+  const Problem pr = make_problem("attention_backward", s, be.stage_alibi(s.alibi_slopes, s.heads),
                                   aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout));
   if (tasks == 0) return;
   const int64_t rows = tasks * s.seq_q;
   // delta lives in scratch for this call only.
-  float* delta = static_cast<float*>(scratch(sizeof(float) * static_cast<size_t>(rows)));
-  const BackwardArgs args{pr, q, k, v, out, lse, dout, delta, dq, dk, dv, accumulate};
+  float* delta = static_cast<float*>(be.scratch(sizeof(float) * static_cast<size_t>(rows)));
+  const BackwardArgs<G> args{pr, q, k, v, out, lse, dout, delta, dq, dk, dv, accumulate};
   const dim3 q_grid(static_cast<unsigned>(tasks),
                     static_cast<unsigned>(ceil_div(s.seq_q, kBlockRows)));
   const dim3 k_grid(static_cast<unsigned>(tasks),
                     static_cast<unsigned>(ceil_div(s.seq_k, kBlockRows)));
-  dispatch(math_mode(), s.head_dim, [&](auto math, auto dim) {
+  dispatch(be.math_mode(), s.head_dim, [&](auto math, auto dim) {
     using Math = decltype(math);
     constexpr int kDp = decltype(dim)::value;
     constexpr int kQueryTile = kDkdvQueryTile<kDp>;
@@ -907,14 +930,44 @@ void CudaBackend::attention_backward(const AttentionShape& s, const float* q, co
       const int64_t blocks = (rows + kDeltaThreads / 32 - 1) / (kDeltaThreads / 32);
       const unsigned delta_blocks =
           static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-      attention_delta_kernel<Math>
-          <<<delta_blocks, kDeltaThreads, 0, stream()>>>(out, dout, delta, rows, s.head_dim);
+      attention_delta_kernel<Math, G>
+          <<<delta_blocks, kDeltaThreads, 0, be.stream()>>>(out, dout, delta, rows, s.head_dim);
       TURBINE_CUDA_LAUNCH_CHECK();
     }
-    launch(attention_backward_dq_kernel<Math, kDp>, q_grid, kThreads, DqSmem<Math, kDp>::bytes,
-           stream(), args);
-    launch(attention_backward_dkdv_kernel<Math, kDp, kQueryTile>, k_grid, kThreads,
-           DkdvSmem<Math, kDp, kQueryTile>::bytes, stream(), args);
+    launch(attention_backward_dq_kernel<Math, kDp, G>, q_grid, kThreads, DqSmem<Math, kDp>::bytes,
+           be.stream(), args);
+    launch(attention_backward_dkdv_kernel<Math, kDp, kQueryTile, G>, k_grid, kThreads,
+           DkdvSmem<Math, kDp, kQueryTile>::bytes, be.stream(), args);
+  });
+}
+
+}  // namespace
+
+void CudaBackend::attention_forward(const AttentionShape& s, const float* q, const float* k,
+                                    const float* v, float* out, float* lse) {
+  run_attention_forward<F32Storage>(*this, s, q, k, v, out, lse);
+}
+
+void CudaBackend::attention_forward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                                      const uint16_t* k, const uint16_t* v, uint16_t* out,
+                                      float* lse) {
+  cuda::with_half_storage(
+      t, [&](auto g) { run_attention_forward<decltype(g)>(*this, s, q, k, v, out, lse); });
+}
+
+void CudaBackend::attention_backward(const AttentionShape& s, const float* q, const float* k,
+                                     const float* v, const float* out, const float* lse,
+                                     const float* dout, float* dq, float* dk, float* dv,
+                                     bool accumulate) {
+  run_attention_backward<F32Storage>(*this, s, q, k, v, out, lse, dout, dq, dk, dv, accumulate);
+}
+
+void CudaBackend::attention_backward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                                       const uint16_t* k, const uint16_t* v, const uint16_t* out,
+                                       const float* lse, const uint16_t* dout, uint16_t* dq,
+                                       uint16_t* dk, uint16_t* dv, bool accumulate) {
+  cuda::with_half_storage(t, [&](auto g) {
+    run_attention_backward<decltype(g)>(*this, s, q, k, v, out, lse, dout, dq, dk, dv, accumulate);
   });
 }
 

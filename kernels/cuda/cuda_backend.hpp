@@ -60,8 +60,7 @@ class CudaBackend final : public Backend {
                     int ldy, bool accumulate) override;
   void gemm_mixed(const MixedGemm& g) override;
 
-  // 16-bit activations read and written in 16-bit (the rest take Backend's
-  // widening defaults: attention, cross entropy, dropout).
+  // 16-bit activations, read and written in 16-bit.
   void add16(FloatType t, const uint16_t* a, const uint16_t* b, uint16_t* y, size_t n, float alpha,
              float beta) override;
   void scale16(FloatType t, const uint16_t* x, uint16_t* y, size_t n, float alpha,
@@ -94,6 +93,24 @@ class CudaBackend final : public Backend {
                       int batch, int rows, int picked, int cols, bool accumulate) override;
   void zero_rows16(FloatType t, uint16_t* y, const int64_t* index, int batch, int rows, int picked,
                    int cols) override;
+  void cross_entropy_forward16(FloatType t, const uint16_t* logits, const int64_t* targets,
+                               float* losses, float* lse, int rows, int vocab,
+                               int64_t ignore_index) override;
+  void cross_entropy_backward16(FloatType t, const uint16_t* logits, const int64_t* targets,
+                                const float* lse, float dloss, uint16_t* dlogits, int rows,
+                                int vocab, int64_t ignore_index, bool accumulate) override;
+  void dropout_forward16(FloatType t, const uint16_t* x, uint16_t* y, size_t n, float p,
+                         uint64_t seed, uint64_t stream, uint64_t offset) override;
+  void dropout_backward16(FloatType t, const uint16_t* dy, uint16_t* dx, size_t n, float p,
+                          uint64_t seed, uint64_t stream, uint64_t offset,
+                          bool accumulate) override;
+  void attention_forward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                           const uint16_t* k, const uint16_t* v, uint16_t* out,
+                           float* lse) override;
+  void attention_backward16(FloatType t, const AttentionShape& s, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const uint16_t* out,
+                            const float* lse, const uint16_t* dout, uint16_t* dq, uint16_t* dk,
+                            uint16_t* dv, bool accumulate) override;
 
   void add(const float* a, const float* b, float* y, size_t n, float alpha, float beta) override;
   void scale(const float* x, float* y, size_t n, float alpha, bool accumulate) override;

@@ -12,9 +12,12 @@
 
 namespace turbine::kernels {
 
+using cuda::F32Storage;
 using cuda::load_pack;
+using cuda::load_pack_as;
 using cuda::Pack;
 using cuda::store_pack;
+using cuda::store_pack_as;
 
 namespace {
 
@@ -73,11 +76,12 @@ __device__ inline float block_logsumexp(MaxSum a) {
 }
 
 // The log-sum-exp of one row of `cols`, read V floats at a time.
-template <int V>
-__device__ inline float row_logsumexp(const float* row, int cols) {
+// A row in storage S (device.cuh): f32, or 16-bit logits one value at a time.
+template <int V, typename S = F32Storage>
+__device__ inline float row_logsumexp(const typename S::type* row, int cols) {
   MaxSum state{-INFINITY, 0.0f};
   for (int p = threadIdx.x; p < cols / V; p += blockDim.x) {
-    const Pack<V> xv = load_pack<V>(row + p * V);
+    const Pack<V> xv = load_pack_as<V, S>(row + p * V);
     for (int j = 0; j < V; ++j) add_value(state, xv.v[j]);
   }
   return block_logsumexp(state);
@@ -130,18 +134,18 @@ __global__ void softmax_backward_kernel(const float* __restrict__ y, const float
   }
 }
 
-template <int V>
-__global__ void cross_entropy_forward_kernel(const float* __restrict__ logits,
+template <int V, typename S>
+__global__ void cross_entropy_forward_kernel(const typename S::type* __restrict__ logits,
                                              const int64_t* __restrict__ targets,
                                              float* __restrict__ losses, float* __restrict__ lse,
                                              int vocab, int64_t ignore_index) {
   const size_t r = blockIdx.x;
-  const float* row = logits + r * vocab;
-  const float row_lse = row_logsumexp<V>(row, vocab);
+  const typename S::type* row = logits + r * vocab;
+  const float row_lse = row_logsumexp<V, S>(row, vocab);
   if (threadIdx.x == 0) {
     lse[r] = row_lse;
     const int64_t t = targets[r];
-    losses[r] = t == ignore_index ? 0.0f : row_lse - row[t];
+    losses[r] = t == ignore_index ? 0.0f : row_lse - cuda::to_f32<S>(row[t]);
   }
 }
 
@@ -151,30 +155,30 @@ __global__ void cross_entropy_forward_kernel(const float* __restrict__ logits,
 // row_scales dlogp). dlogits may alias logits (the gradient written over the
 // logits): each element is read before it is written. The target's
 // subtraction comes after the accumulate, in the CPU's order.
-template <int V>
-__global__ void cross_entropy_backward_kernel(const float* logits,
+template <int V, typename S>
+__global__ void cross_entropy_backward_kernel(const typename S::type* logits,
                                               const int64_t* __restrict__ targets,
                                               const float* __restrict__ lse,
                                               const float* __restrict__ row_scales, float dloss,
-                                              float* dlogits, int vocab, int64_t ignore_index,
-                                              bool accumulate) {
+                                              typename S::type* dlogits, int vocab,
+                                              int64_t ignore_index, bool accumulate) {
   const size_t r = blockIdx.x;
-  const float* row = logits + r * vocab;
-  float* drow = dlogits + r * vocab;
+  const typename S::type* row = logits + r * vocab;
+  typename S::type* drow = dlogits + r * vocab;
   const int64_t t = targets[r];
   const float scale = t == ignore_index ? 0.0f : (row_scales ? dloss * row_scales[r] : dloss);
   const float row_lse = lse[r];
   for (int p = threadIdx.x; p < vocab / V; p += blockDim.x) {
-    const Pack<V> xv = load_pack<V>(row + p * V);
+    const Pack<V> xv = load_pack_as<V, S>(row + p * V);
     Pack<V> dv{};
-    if (accumulate) dv = load_pack<V>(drow + p * V);
+    if (accumulate) dv = load_pack_as<V, S>(drow + p * V);
     for (int j = 0; j < V; ++j) {
       const float g = scale * expf(xv.v[j] - row_lse);
       float d = accumulate ? dv.v[j] + g : g;
       if (p * V + j == t) d -= scale;
       dv.v[j] = d;
     }
-    store_pack<V>(drow + p * V, dv);
+    store_pack_as<V, S>(drow + p * V, dv);
   }
 }
 
@@ -201,10 +205,23 @@ void CudaBackend::softmax_backward(const float* y, const float* dy, float* dx, i
 void CudaBackend::cross_entropy_forward(const float* logits, const int64_t* targets, float* losses,
                                         float* lse, int rows, int vocab, int64_t ignore_index) {
   if (rows <= 0 || vocab <= 0) return;
-  const auto kernel = cuda::rows_aligned16(vocab, logits) ? cross_entropy_forward_kernel<4>
-                                                          : cross_entropy_forward_kernel<1>;
+  const auto kernel = cuda::rows_aligned16(vocab, logits)
+                          ? cross_entropy_forward_kernel<4, F32Storage>
+                          : cross_entropy_forward_kernel<1, F32Storage>;
   kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(logits, targets, losses,
                                                                           lse, vocab, ignore_index);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::cross_entropy_forward16(FloatType t, const uint16_t* logits,
+                                          const int64_t* targets, float* losses, float* lse,
+                                          int rows, int vocab, int64_t ignore_index) {
+  if (rows <= 0 || vocab <= 0) return;
+  cuda::with_half_storage(t, [&](auto s) {
+    cross_entropy_forward_kernel<1, decltype(s)>
+        <<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(logits, targets, losses,
+                                                                          lse, vocab, ignore_index);
+  });
   TURBINE_CUDA_LAUNCH_CHECK();
 }
 
@@ -213,10 +230,23 @@ void CudaBackend::cross_entropy_backward(const float* logits, const int64_t* tar
                                          int vocab, int64_t ignore_index, bool accumulate) {
   if (rows <= 0 || vocab <= 0) return;
   const auto kernel = cuda::rows_aligned16(vocab, logits, dlogits)
-                          ? cross_entropy_backward_kernel<4>
-                          : cross_entropy_backward_kernel<1>;
+                          ? cross_entropy_backward_kernel<4, F32Storage>
+                          : cross_entropy_backward_kernel<1, F32Storage>;
   kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
       logits, targets, lse, nullptr, dloss, dlogits, vocab, ignore_index, accumulate);
+  TURBINE_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::cross_entropy_backward16(FloatType t, const uint16_t* logits,
+                                           const int64_t* targets, const float* lse, float dloss,
+                                           uint16_t* dlogits, int rows, int vocab,
+                                           int64_t ignore_index, bool accumulate) {
+  if (rows <= 0 || vocab <= 0) return;
+  cuda::with_half_storage(t, [&](auto s) {
+    cross_entropy_backward_kernel<1, decltype(s)>
+        <<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
+            logits, targets, lse, nullptr, dloss, dlogits, vocab, ignore_index, accumulate);
+  });
   TURBINE_CUDA_LAUNCH_CHECK();
 }
 
@@ -251,8 +281,8 @@ void CudaBackend::token_log_prob_backward(const float* logits, const int64_t* ta
                                           int rows, int vocab, bool accumulate) {
   if (rows <= 0 || vocab <= 0) return;
   const auto kernel = cuda::rows_aligned16(vocab, logits, dlogits)
-                          ? cross_entropy_backward_kernel<4>
-                          : cross_entropy_backward_kernel<1>;
+                          ? cross_entropy_backward_kernel<4, F32Storage>
+                          : cross_entropy_backward_kernel<1, F32Storage>;
   kernel<<<rows, cuda::row_threads(vocab, kMaxRowThreads), 0, stream()>>>(
       logits, targets, lse, dlogp, -1.0f, dlogits, vocab, -1, accumulate);
   TURBINE_CUDA_LAUNCH_CHECK();
