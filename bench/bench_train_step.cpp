@@ -25,6 +25,7 @@
 #include "nn/bloom.hpp"
 #include "ops/ops.hpp"
 #include "train/loop.hpp"
+#include "train/schema.hpp"
 
 using namespace turbine;
 
@@ -37,7 +38,7 @@ struct Options {
   nn::BloomConfig model{8192, 384, 6, 6};
   int64_t batch = 8, seq = 256;
   int steps = 5, warmup = 2, profile_steps = 0, gemm_size = 0;
-  std::string device = "cpu", precision = "f32";
+  std::string device = "cpu", precision = "f32", activations = "auto";
   double peak_tflops = 0;
 };
 
@@ -85,6 +86,10 @@ int main(int argc, char** argv) {
   app.add_option("--precision", o.precision, "matrix products in f32, bf16 or f16")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}))
       ->capture_default_str();
+  app.add_option("--activations", o.activations,
+                 "activation_precision: auto (16-bit on a GPU in bf16/f16), f32 or 16bit")
+      ->check(CLI::IsMember({"auto", "f32", "16bit"}))
+      ->capture_default_str();
   app.add_option("--peak-tflops", o.peak_tflops,
                  "peak for MFU (the card's bf16 datasheet figure); 0: measure a GEMM here")
       ->check(CLI::Range(0.0, 1e6))
@@ -123,6 +128,12 @@ int run(const Options& o) {
   const double peak_tflops = o.peak_tflops > 0 ? o.peak_tflops : gemm_tflops;
 
   nn::Bloom model(c, 1234, device);
+  train::PrecisionOptions precision;  // pretrain's rule for the activations' type
+  precision.math = math;
+  precision.activations = o.activations;
+  TURBINE_CHECK(o.activations != "16bit" || math != kernels::MathMode::f32,
+                "--activations 16bit needs --precision bf16 or f16");
+  model.set_activation_dtype(precision.activation_dtype(device));
   dist::Communicator world = dist::Communicator::world();
   train::EngineOptions engine_options;
   engine_options.optimizer = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
@@ -166,15 +177,15 @@ int run(const Options& o) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"impl\":\"turbine\",\"device\":\"%s\",\"gemm_kernel\":\"%s\",\"precision\":\"%s\","
-      "\"threads\":%d,"
+      "\"activations\":\"%s\",\"threads\":%d,"
       "\"params\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"gflops\":%.1f,"
       "\"gemm_tflops\":%.3f,\"peak_tflops\":%.3f,\"mfu\":%.4f,\"peak_tensor_mb\":%.1f,"
       "\"reserved_mb\":%.1f,\"peak_rss_mb\":%.1f,\"loss\":%.4f}\n",
       device.str().c_str(), ops::gemm_kernel_name(device).c_str(), o.precision.c_str(),
-      omp_get_max_threads(), (long long)c.parameter_count(), tokens / median, median,
-      flops / median / 1e9, gemm_tflops, peak_tflops, flops / median / (peak_tflops * 1e12),
-      memory_stats(device).peak_bytes / 1048576.0, be.reserved_bytes() / 1048576.0,
-      usage.ru_maxrss / 1024.0, loss);
+      dtype_name(model.activation_dtype()), omp_get_max_threads(), (long long)c.parameter_count(),
+      tokens / median, median, flops / median / 1e9, gemm_tflops, peak_tflops,
+      flops / median / (peak_tflops * 1e12), memory_stats(device).peak_bytes / 1048576.0,
+      be.reserved_bytes() / 1048576.0, usage.ru_maxrss / 1024.0, loss);
   return 0;
 }
 
