@@ -38,6 +38,7 @@ struct Case {
   int M, N, K, pad;
   float alpha, beta;
   int batch = 1;
+  kernels::MathMode mode = kernels::MathMode::f32;
 };
 
 // Values in [-1, 1) from Philox, never all zeros.
@@ -58,6 +59,7 @@ void check(const Case& c) {
   std::vector<float> y = draw(sc * c.batch, 3);
   const std::vector<float> y0 = y;
   kernels::Backend& be = backend_for(Device::cpu());
+  kernels::MathModeGuard guard(be, c.mode);
   if (c.batch == 1)
     be.gemm(c.trans_a, c.trans_b, c.M, c.N, c.K, c.alpha, a.data(), lda, b.data(), ldb, c.beta,
             y.data(), ldc);
@@ -70,8 +72,11 @@ void check(const Case& c) {
       for (int j = 0; j < c.N; ++j) {
         double sum = 0, magnitude = 0;
         for (int k = 0; k < c.K; ++k) {
-          const double x = a[p * sa + (c.trans_a ? int64_t(k) * lda + i : int64_t(i) * lda + k)];
-          const double w = b[p * sb + (c.trans_b ? int64_t(j) * ldb + k : int64_t(k) * ldb + j)];
+          // In a 16-bit mode the inputs are rounded to it; the products stay exact.
+          const double x = kernels::round_to(
+              a[p * sa + (c.trans_a ? int64_t(k) * lda + i : int64_t(i) * lda + k)], c.mode);
+          const double w = kernels::round_to(
+              b[p * sb + (c.trans_b ? int64_t(j) * ldb + k : int64_t(k) * ldb + j)], c.mode);
           sum += x * w;
           magnitude += std::abs(x * w);
         }
@@ -126,6 +131,72 @@ BOOST_AUTO_TEST_CASE(empty_inner_dimension_scales_c) {
 
 BOOST_AUTO_TEST_CASE(strided_batches) {
   for (int t = 0; t < 4; ++t) check({bool(t & 1), bool(t & 2), 33, 40, 72, 2, 1.0f, 0.5f, 3});
+}
+
+// The bf16 math mode: inputs rounded to bf16, f32 sums. On a CPU with bf16
+// dot products (AVX512-BF16, AMX) this is oneDNN's bf16 matmul, elsewhere
+// the rounded f32 sgemm; both meet the same bound.
+BOOST_AUTO_TEST_CASE(bf16_mode_every_transpose_padding_alpha_beta_and_batches) {
+  BOOST_TEST_MESSAGE("bf16 GEMM: "
+                     << (kernels::native_bf16_gemm() ? "oneDNN bf16 matmul" : "rounded sgemm"));
+  for (auto mode : {kernels::MathMode::bf16, kernels::MathMode::f16}) {
+    for (int t = 0; t < 4; ++t)
+      for (int pad : {0, 3})
+        for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 0.75f}})
+          check({bool(t & 1), bool(t & 2), 67, 45, 130, pad, alpha, beta, 1, mode});
+    for (int t = 0; t < 4; ++t)
+      check({bool(t & 1), bool(t & 2), 33, 40, 72, 2, 1.0f, 0.5f, 3, mode});
+    check({false, true, 300, 40, 96, 0, 1.0f, 0.0f, 1, mode});
+  }
+}
+
+// gemm_mixed in the bf16 mode with 16-bit activations: bf16 x against an f32
+// W into a bf16 y (a linear layer's forward), and bf16 dy^T x into an f32
+// dW with beta 1: the f32 bound of the rounded inputs, plus y's one rounding.
+BOOST_AUTO_TEST_CASE(bf16_mode_mixed_operands) {
+  kernels::Backend& be = backend_for(Device::cpu());
+  kernels::MathModeGuard guard(be, kernels::MathMode::bf16);
+  const int M = 70, N = 50, K = 90;
+  const std::vector<float> x = draw(size_t(M) * K, 4), w = draw(size_t(N) * K, 5),
+                           y0 = draw(size_t(M) * N, 6);
+  std::vector<uint16_t> xb(x.size()), yb(y0.size());
+  be.convert_f32_to_bf16(x.data(), xb.data(), x.size());
+  be.convert_f32_to_bf16(y0.data(), yb.data(), y0.size());
+  for (float beta : {0.0f, 1.0f}) {
+    std::vector<uint16_t> y = yb;
+    kernels::MixedGemm g;
+    g.trans_b = true;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.beta = beta;
+    g.A = xb.data();
+    g.a_type = kernels::FloatType::bf16;
+    g.lda = K;
+    g.B = w.data();
+    g.ldb = K;
+    g.C = y.data();
+    g.c_type = kernels::FloatType::bf16;
+    g.ldc = N;
+    be.gemm_mixed(g);
+    const double eps = std::numeric_limits<float>::epsilon();
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        double sum = 0, magnitude = 0;
+        for (int k = 0; k < K; ++k) {
+          const double p = double(kernels::bf16_to_f32(xb[size_t(i) * K + k])) *
+                           kernels::round_to(w[size_t(j) * K + k], kernels::MathMode::bf16);
+          sum += p;
+          magnitude += std::abs(p);
+        }
+        const double old = beta == 0 ? 0.0 : kernels::bf16_to_f32(yb[size_t(i) * N + j]);
+        const double expected = sum + old;
+        const double got = kernels::bf16_to_f32(y[size_t(i) * N + j]);
+        const double tol = (K + 2) * eps * (magnitude + std::abs(old)) + std::abs(expected) / 256;
+        BOOST_TEST_REQUIRE(std::abs(got - expected) <= tol, "beta " << beta << " at (" << i
+                                                                    << ", " << j << ")");
+      }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(kernel_is_named) {

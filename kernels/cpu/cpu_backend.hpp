@@ -17,6 +17,14 @@ void sgemm_nt(int M, int N, int K, float alpha, const float* A, int lda, const f
 // 2-7x faster) and with them capped to AVX2 (within -6%..+25%).
 constexpr int kNtDirectRows = 8, kNtSwapRowsEnd = 384;
 
+// Row-major C = alpha op(A) op(B) + beta C on bf16 A and B (the bits in
+// uint16_t), f32 accumulation and C, through oneDNN's matmul
+// (gemm_bf16.cpp); native_bf16_gemm() says whether this CPU runs it in
+// hardware (AVX512-BF16, AMX), the only case where the bf16 math mode uses it.
+bool native_bf16_gemm();
+void bf16_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const uint16_t* A,
+               int lda, const uint16_t* B, int ldb, float beta, float* C, int ldc);
+
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
@@ -40,6 +48,7 @@ class CpuBackend final : public Backend {
                             const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                             int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
                             int batch) override;
+  void gemm_mixed(const MixedGemm& g) override;
   void gemm_compact(int M, int N, int K, const float* x, int ldx, const CompactWeight& w, float* y,
                     int ldy, bool accumulate) override;
 
