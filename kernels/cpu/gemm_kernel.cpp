@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "kernels/cpu/cpu_backend.hpp"
+
 namespace turbine::kernels {
 
 std::string onednn_isa_name() {
@@ -31,8 +33,8 @@ std::string onednn_isa_name() {
 
 std::string cpu_gemm_kernel_name() {
   const dnnl_version_t* v = dnnl_version();
-  return fmt::format("oneDNN {}.{}.{} dnnl_sgemm ({})", v->major, v->minor, v->patch,
-                     onednn_isa_name());
+  return fmt::format("oneDNN {}.{}.{} dnnl_sgemm ({}){}", v->major, v->minor, v->patch,
+                     onednn_isa_name(), native_bf16_gemm() ? ", bf16 mode: bf16 matmul" : "");
 }
 
 }  // namespace turbine::kernels
