@@ -494,6 +494,7 @@ BOOST_AUTO_TEST_CASE(bf16_and_f16_activations_train_like_f32) {
     BOOST_TEST_CONTEXT(dtype_name(dtype)) {
       model.set_activation_dtype(dtype);
       BOOST_TEST((model.hidden_states(tids).dtype() == dtype));
+      BOOST_TEST((model.logits(tids).dtype() == DType::f32));  // public outputs stay f32
       const Run half = train_step(model, tids, ttargets, mode.loss_scale);
       BOOST_TEST(std::abs(half.loss - f32.loss) < 0.01f * f32.loss);
       double worst = 0;

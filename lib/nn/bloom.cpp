@@ -378,7 +378,8 @@ Tensor Bloom::logits(const Tensor& ids) const {
   // The LM head is the embedding matrix: logits = h @ E^T, no bias.
   TURBINE_CHECK(has_f32_embedding(),
                 "Bloom::logits: the f32 embedding was dropped for inference (use decode)");
-  return ag::linear(hidden_states(ids), word_embeddings_.weight, Tensor());
+  // f32 logits whatever the activations' type (their callers read them as f32).
+  return ag::cast(ag::linear(hidden_states(ids), word_embeddings_.weight, Tensor()), DType::f32);
 }
 
 Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
@@ -397,8 +398,9 @@ Tensor Bloom::logits_at(const Tensor& ids, const Tensor& positions) const {
   }
   const Tensor rows =
       ag::gather_rows(h, Tensor::from_vector<int64_t>({batch, 1}, index).to(device()));
-  return ag::linear(ag::reshape(rows, {batch, config_.hidden_size}), word_embeddings_.weight,
-                    Tensor());
+  return ag::cast(ag::linear(ag::reshape(rows, {batch, config_.hidden_size}),
+                             word_embeddings_.weight, Tensor()),
+                  DType::f32);
 }
 
 Tensor Bloom::decode(const Tensor& ids_any, KvCache& cache,

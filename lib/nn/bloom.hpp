@@ -139,7 +139,7 @@ class Bloom {
   // A copy with every parameter frozen: a reference model (PPO's, DPO's).
   Bloom frozen_copy() const;
 
-  // ids (B, T) of i32/i64/u16 -> logits (B, T, vocab).
+  // ids (B, T) of i32/i64/u16 -> logits (B, T, vocab), f32 whatever the activations.
   Tensor logits(const Tensor& ids) const;
   // Mean cross entropy of next-token targets (B, T); -100 entries are skipped.
   // normalizer > 0: the summed loss divided by it instead (sequence
