@@ -81,16 +81,31 @@ void CpuBackend::gelu_forward(const float* x, float* y, size_t n) {
   }
 }
 
-void CpuBackend::gelu_backward(const float* x, const float* dy, float* dx, size_t n,
-                               bool accumulate) {
+namespace {
+// One loop per case: a load of dx under `accumulate` inside the loop kept
+// GCC from vectorizing it (60 ms of a 1 s training step, then 7).
+template <bool kAccumulate>
+void gelu_backward_loop(const float* x, const float* dy, float* dx, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
   for (size_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float t = tanh_approx(kGeluC * v * (1.0f + 0.044715f * v * v));
     const float d =
         0.5f * v * ((1.0f - t * t) * (kGeluC + 0.1070322243f * v * v)) + 0.5f * (1.0f + t);
-    dx[i] = accumulate ? dx[i] + d * dy[i] : d * dy[i];
+    if constexpr (kAccumulate)
+      dx[i] += d * dy[i];
+    else
+      dx[i] = d * dy[i];
   }
+}
+}  // namespace
+
+void CpuBackend::gelu_backward(const float* x, const float* dy, float* dx, size_t n,
+                               bool accumulate) {
+  if (accumulate)
+    gelu_backward_loop<true>(x, dy, dx, n);
+  else
+    gelu_backward_loop<false>(x, dy, dx, n);
 }
 
 }  // namespace turbine::kernels
