@@ -126,8 +126,10 @@ struct PagedAttentionShape {
 
 // Precision of the matrix products (gemm and attention): plain f32, or the
 // inputs rounded to bf16 / f16 with f32 accumulation, as on tensor cores
-// (CUDA runs them there; the CPU rounds the same way, for the same numbers).
-// Storage, elementwise ops and reductions stay f32 in every mode.
+// (CUDA runs them there; the CPU multiplies bf16 natively where it can, else
+// rounds the same way, for the same numbers). Elementwise ops and reductions
+// compute in f32 in every mode; storage is f32 unless a caller keeps
+// activations in 16-bit (FloatType below).
 enum class MathMode : uint8_t { f32, bf16, f16 };
 const char* math_mode_name(MathMode mode);
 
