@@ -72,16 +72,23 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
     return;
   }
   if (math_mode() == MathMode::bf16 && native_bf16_gemm()) {
-    thread_local std::vector<uint16_t> a_bf16, b_bf16;
-    const size_t a_n = matrix_extent(trans_a ? K : M, trans_a ? M : K, lda),
-                 b_n = matrix_extent(trans_b ? N : K, trans_b ? K : N, ldb);
-    a_bf16.resize(a_n);
-    b_bf16.resize(b_n);
-    convert_f32_to_bf16(A, a_bf16.data(), a_n);
-    convert_f32_to_bf16(B, b_bf16.data(), b_n);
-    bf16_gemm(trans_a, trans_b, M, N, K, alpha, a_bf16.data(), lda, b_bf16.data(), ldb, beta, C,
-              ldc);
-    return;
+    // f32 operands through gemm_mixed's bf16 route (which rounds them); the
+    // sizes and alpha checked above keep it from falling back to gemm.
+    MixedGemm g;
+    g.trans_a = trans_a;
+    g.trans_b = trans_b;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.alpha = alpha;
+    g.beta = beta;
+    g.A = A;
+    g.lda = lda;
+    g.B = B;
+    g.ldb = ldb;
+    g.C = C;
+    g.ldc = ldc;
+    return gemm_mixed(g);
   }
   if (math_mode() != MathMode::f32) {
     thread_local std::vector<float> a_round, b_round;
