@@ -8,8 +8,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace turbine::kernels {
 
@@ -197,6 +199,39 @@ class Backend {
   // runs on the calling thread (CPU). lib/dist uses it instead of the CUDA
   // backend's concrete class.
   virtual void* native_stream() { return nullptr; }
+
+  // Lanes: the work of one thread kept apart from other threads' (fedsim's
+  // clients running together on a worker, issue 17). While the thread that
+  // opened a lane holds it, the kernels, copies and allocations it issues go
+  // to the lane's own queue, scratch and GEMM workspace, so threads neither
+  // wait on one queue nor share its buffers; the lane's queue starts after
+  // the work queued before it opened, and closing it (destroying the object,
+  // on the same thread) waits for its work. A lane opened with `partition`
+  // runs on about `share` of the device's cores where the device can
+  // partition itself (CUDA green contexts: disjoint SM groups while lanes
+  // running together fit, shared when they do not); lanes() says whether it
+  // can. The CPU has no lanes (each thread runs its own kernels already):
+  // open_lane returns null there.
+  class Lane {
+   public:
+    virtual ~Lane() = default;
+    // The cores the lane may use (SMs on CUDA) and the device's; 0 and 0
+    // without a partition.
+    virtual int units() const = 0;
+    virtual int device_units() const = 0;
+    // Which of the device's partition groups it runs on (empty: all).
+    virtual std::vector<int> groups() const = 0;
+  };
+  virtual std::unique_ptr<Lane> open_lane(double share, bool partition) {
+    (void)share, (void)partition;
+    return nullptr;
+  }
+  // Whether open_lane can partition this device; else why not.
+  struct LaneSupport {
+    bool lanes = false, partition = false;
+    std::string why_not;  // when !partition
+  };
+  virtual LaneSupport lanes() { return {false, false, "the CPU backend has no lanes"}; }
 
   // Memory.
   virtual void* allocate(size_t bytes) = 0;

@@ -58,12 +58,4 @@ BOOST_AUTO_TEST_CASE(kv_cache_decoding_matches_the_cpu) {
   }
 }
 
-int main(int argc, char* argv[]) {
-  if (kernels::cuda_device_count() == 0) {
-    std::printf(
-        "SKIP: no CUDA device (cuda_device_count() is 0: no GPU or driver here, or a build "
-        "without the CUDA backend)\n");
-    return 77;
-  }
-  return boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
-}
+#include "cuda_test_main.hpp"

@@ -13,42 +13,13 @@
 #include "fl/client.hpp"
 #include "fl/pool.hpp"
 #include "fl/strategy.hpp"
+#include "fl_fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace turbine;
 using namespace turbine::testing;
 
 namespace {
-
-// 12 random 1 x 8 x 8 images of 3 classes.
-data::ImageSet tiny_set() {
-  data::ImageSet s;
-  s.count = 12;
-  s.channels = 1;
-  s.height = s.width = 8;
-  s.pixels.resize(12 * 64);
-  for (size_t i = 0; i < s.pixels.size(); ++i)
-    s.pixels[i] = uint8_t(philox_uniform(5, 1, 0, i) * 255.0f);
-  for (int i = 0; i < 12; ++i) s.labels.push_back(i % 3);
-  s.class_names = {"a", "b", "c"};
-  s.mean = {0.5};
-  s.std = {0.25};
-  return s;
-}
-
-nn::VisionConfig config(const std::string& arch) {
-  nn::VisionConfig c;
-  c.arch = arch;
-  c.channels = 1;
-  c.height = c.width = 8;
-  c.num_classes = 3;
-  c.hidden = {6};
-  c.conv_channels = {3};
-  c.width_base = 2;
-  c.norm_groups = 1;
-  c.seed = 3;
-  return c;
-}
 
 // The parameters' gradient of the mean loss over `rows` at weights w (flat).
 std::vector<float> gradient(const nn::VisionConfig& c, const std::vector<float>& w,
@@ -77,7 +48,7 @@ BOOST_AUTO_TEST_CASE(one_full_batch_step_is_sgd) {
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {0, 2, 3, 5, 7, 8, 11};
   for (const std::string arch : {"mlp", "cnn"}) {
-    const nn::VisionConfig c = config(arch);
+    const nn::VisionConfig c = tiny_config(arch);
     const fl::ImageTask task(set, set, c);
     fl::ClientTrainer client(task, Device::cpu());
     const std::vector<float> w0 = client.weights();
@@ -97,7 +68,7 @@ BOOST_AUTO_TEST_CASE(one_full_batch_step_is_sgd) {
 BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {1, 4, 6, 9, 10};
-  const nn::VisionConfig c = config("mlp");
+  const nn::VisionConfig c = tiny_config("mlp");
   const fl::ImageTask task(set, set, c);
   fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w0 = client.weights();
@@ -125,7 +96,7 @@ BOOST_AUTO_TEST_CASE(momentum_and_proximal_term_over_two_steps) {
 
 BOOST_AUTO_TEST_CASE(a_reused_trainer_equals_a_fresh_one) {
   const data::ImageSet set = tiny_set();
-  const nn::VisionConfig c = config("resnet");  // BatchNorm: buffers travel in the weights
+  const nn::VisionConfig c = tiny_config("resnet");  // BatchNorm: buffers travel in the weights
   const fl::ImageTask task(set, set, c);
   fl::ClientTrainer worker(task, Device::cpu());
   const std::vector<float> global = worker.weights();
@@ -150,7 +121,7 @@ BOOST_AUTO_TEST_CASE(a_reused_trainer_equals_a_fresh_one) {
 
 BOOST_AUTO_TEST_CASE(evaluation_and_bad_weights) {
   const data::ImageSet set = tiny_set();
-  const fl::ImageTask task(set, set, config("cnn"));
+  const fl::ImageTask task(set, set, tiny_config("cnn"));
   fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w = client.weights();
   const std::vector<int64_t> rows = {2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -168,7 +139,7 @@ BOOST_AUTO_TEST_CASE(evaluation_and_bad_weights) {
 BOOST_AUTO_TEST_CASE(fedavg_of_one_client_and_one_step_is_centralized_sgd) {
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {0, 1, 2, 3, 4, 5, 6, 7};
-  const nn::VisionConfig c = config("cnn");
+  const nn::VisionConfig c = tiny_config("cnn");
   const fl::ImageTask task(set, set, c);
   fl::ClientTrainer client(task, Device::cpu());
   const std::vector<float> w0 = client.weights();
@@ -191,7 +162,7 @@ BOOST_AUTO_TEST_CASE(fedavg_of_clients_holding_identical_data_is_the_centralized
   // same global model; FedAvg of them is 3 centralized SGD steps.
   const data::ImageSet set = tiny_set();
   const std::vector<int64_t> rows = {1, 3, 5, 7, 9, 11};
-  const nn::VisionConfig c = config("mlp");
+  const nn::VisionConfig c = tiny_config("mlp");
   const fl::ImageTask task(set, set, c);
   fl::ClientTrainer worker(task, Device::cpu());
   const std::vector<float> w0 = worker.weights();
@@ -216,7 +187,7 @@ BOOST_AUTO_TEST_CASE(fedavg_of_clients_holding_identical_data_is_the_centralized
 BOOST_AUTO_TEST_CASE(a_pool_runs_budgeted_clients_together_as_they_run_alone) {
   const data::ImageSet set = tiny_set();
   const std::vector<std::vector<int64_t>> parts = {{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9, 10, 11}};
-  const nn::VisionConfig c = config("cnn");
+  const nn::VisionConfig c = tiny_config("cnn");
   fl::LocalTraining local;
   local.batch_size = 2;
   local.epochs = 2;
@@ -251,8 +222,8 @@ BOOST_AUTO_TEST_CASE(a_pool_runs_budgeted_clients_together_as_they_run_alone) {
     }
     BOOST_TEST(int(out->status) == int(fl::ClientStatus::ok));
     BOOST_TEST(out->threads == 1);
-    const fl::LocalResult r = alone.train(global, parts[size_t(client)],
-                                          fl::local_for(local, out->task), out->task.seed);
+    const fl::LocalResult r =
+        alone.train(global, parts[size_t(client)], fl::local_for(local, out->task), out->task.seed);
     BOOST_TEST(out->result.weights == r.weights, "client " << client);
     BOOST_TEST(out->result.steps == (client == 1 ? 2 : 4));
   }

@@ -1,16 +1,18 @@
-// The CUDA backend's construction (host code: compiled by g++, not nvcc), caching allocator, copies and error
-// reporting. Freed blocks are kept by rounded size and handed out again:
-// all work runs in order on the backend's one stream, so a block freed by
-// the host can be reused by the next kernel without waiting. When
-// cudaMalloc fails the cache is emptied and the allocation retried; a real
-// out-of-memory error says how much was asked, held and free.
+// The CUDA backend's construction (host code: compiled by g++, not nvcc),
+// caching allocator, copies and error reporting. Freed blocks are kept by
+// the stream they were freed on and their rounded size, and handed out
+// again to work on that stream: it runs in order, so a block freed by the
+// host can be reused by the next kernel without waiting. Blocks freed on a
+// lane (lanes.cpp) become idle, anyone's, when the lane closes (its work
+// done). When cudaMalloc fails the cache is emptied and the allocation
+// retried; a real out-of-memory error says how much was asked, held and free.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
-#include <cmath>
 #include <memory>
 #include <mutex>
 
@@ -100,6 +102,10 @@ CudaBackend::~CudaBackend() {
 }
 
 void CudaBackend::synchronize() {
+  if (const LaneState* l = lane()) {  // a lane's transfers run on its stream
+    TURBINE_CUDA_CHECK(cudaStreamSynchronize(l->stream));
+    return;
+  }
   TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   TURBINE_CUDA_CHECK(cudaStreamSynchronize(transfer_stream_));
 }
@@ -119,8 +125,15 @@ void CudaBackend::start_transfer() {
   TURBINE_CUDA_CHECK(cudaStreamWaitEvent(transfer_stream_, compute_mark_, 0));
 }
 
+// On a lane the transfers queue on the lane's stream: in order with its
+// work, and apart from other threads' (the transfer stream and its marks are
+// the backend's, one thread's).
 void CudaBackend::copy_from_host_async(void* dst, const void* host_src, size_t bytes) {
   if (bytes == 0) return;
+  if (const LaneState* l = lane()) {
+    TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, l->stream));
+    return;
+  }
   start_transfer();
   TURBINE_CUDA_CHECK(
       cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, transfer_stream_));
@@ -128,17 +141,26 @@ void CudaBackend::copy_from_host_async(void* dst, const void* host_src, size_t b
 
 void CudaBackend::copy_to_host_async(void* host_dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  if (const LaneState* l = lane()) {
+    TURBINE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, l->stream));
+    return;
+  }
   start_transfer();
   TURBINE_CUDA_CHECK(
       cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, transfer_stream_));
 }
 
 void CudaBackend::wait_for_transfers() {
+  if (lane()) return;
   TURBINE_CUDA_CHECK(cudaEventRecord(transfer_mark_, transfer_stream_));
   TURBINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, transfer_mark_, 0));
 }
 
 void CudaBackend::synchronize_transfers() {
+  if (const LaneState* l = lane()) {
+    TURBINE_CUDA_CHECK(cudaStreamSynchronize(l->stream));
+    return;
+  }
   TURBINE_CUDA_CHECK(cudaStreamSynchronize(transfer_stream_));
 }
 
@@ -154,25 +176,33 @@ int64_t CudaBackend::reserved_bytes() const {
 
 int64_t CudaBackend::available_bytes() const {
   size_t free_bytes = 0, total_bytes = 0;
-  TURBINE_CUDA_CHECK(cudaSetDevice(device_));
+  if (!lane()) TURBINE_CUDA_CHECK(cudaSetDevice(device_));  // a lane keeps its context
   TURBINE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   int64_t cached = 0;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& [size, blocks] : free_blocks_) cached += int64_t(size * blocks.size());
+    for (const auto& [stream, sizes] : free_blocks_)
+      for (const auto& [size, blocks] : sizes) cached += int64_t(size * blocks.size());
   }
   return int64_t(free_bytes) + cached;
 }
 
 void* CudaBackend::allocate(size_t bytes) {
   const size_t size = rounded(bytes);
+  const cudaStream_t on = stream();
   {
     std::lock_guard lock(mutex_);
-    auto it = free_blocks_.find(size);
-    if (it != free_blocks_.end() && !it->second.empty()) {
-      void* ptr = it->second.back();
-      it->second.pop_back();
-      return ptr;
+    // A block freed on this stream (its earlier uses are queued before what
+    // comes next), else an idle one.
+    for (const cudaStream_t from : {on, cudaStream_t(nullptr)}) {
+      auto sizes = free_blocks_.find(from);
+      if (sizes == free_blocks_.end()) continue;
+      auto it = sizes->second.find(size);
+      if (it != sizes->second.end() && !it->second.empty()) {
+        void* ptr = it->second.back();
+        it->second.pop_back();
+        return ptr;
+      }
     }
   }
   void* ptr = nullptr;
@@ -201,23 +231,62 @@ void* CudaBackend::allocate(size_t bytes) {
 
 void CudaBackend::deallocate(void* ptr, size_t bytes) {
   if (ptr == nullptr) return;
+  const cudaStream_t on = stream();
   std::lock_guard lock(mutex_);
-  free_blocks_[rounded(bytes)].push_back(ptr);
+  free_blocks_[on][rounded(bytes)].push_back(ptr);
+}
+
+void CudaBackend::close_lane_blocks(cudaStream_t lane_stream) {
+  std::lock_guard lock(mutex_);
+  auto sizes = free_blocks_.find(lane_stream);
+  if (sizes == free_blocks_.end()) return;
+  auto& idle = free_blocks_[nullptr];
+  for (auto& [size, blocks] : sizes->second)
+    idle[size].insert(idle[size].end(), blocks.begin(), blocks.end());
+  free_blocks_.erase(sizes);
 }
 
 void CudaBackend::release_cached() {
+  // Blocks may have been freed on any stream (lanes): wait for all of them.
+  if (stream_) synchronize_all();
   std::lock_guard lock(mutex_);
-  if (!free_blocks_.empty() && stream_) cudaStreamSynchronize(stream_);
-  for (auto& [size, blocks] : free_blocks_) {
-    for (void* ptr : blocks) {
-      cudaFree(ptr);
-      reserved_ -= static_cast<int64_t>(size);
-    }
-  }
+  for (auto& [stream, sizes] : free_blocks_)
+    for (auto& [size, blocks] : sizes)
+      for (void* ptr : blocks) {
+        cudaFree(ptr);
+        reserved_ -= static_cast<int64_t>(size);
+      }
   free_blocks_.clear();
 }
 
+void CudaBackend::add_lane_stream(cudaStream_t s) {
+  std::lock_guard lock(mutex_);
+  lane_streams_.push_back(s);
+}
+
+void CudaBackend::remove_lane_stream(cudaStream_t s) {
+  std::lock_guard lock(mutex_);
+  std::erase(lane_streams_, s);
+}
+
+void CudaBackend::synchronize_all() {
+  std::vector<cudaStream_t> streams = {stream_, transfer_stream_};
+  {
+    std::lock_guard lock(mutex_);
+    streams.insert(streams.end(), lane_streams_.begin(), lane_streams_.end());
+  }
+  for (const cudaStream_t s : streams) cudaStreamSynchronize(s);
+}
+
 void* CudaBackend::scratch(size_t bytes) {
+  if (LaneState* l = lane()) {
+    if (bytes > l->scratch_bytes) {  // the old one is freed in the lane's stream order
+      deallocate(l->scratch, l->scratch_bytes);
+      l->scratch_bytes = std::max(bytes, size_t(1) << 16);
+      l->scratch = allocate(l->scratch_bytes);
+    }
+    return l->scratch;
+  }
   if (bytes > scratch_bytes_) {
     if (scratch_) {
       TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -232,15 +301,16 @@ void* CudaBackend::scratch(size_t bytes) {
 const float* CudaBackend::stage_alibi(const float* host_slopes, int heads) {
   if (host_slopes == nullptr) return nullptr;
   const std::vector<float> wanted(host_slopes, host_slopes + heads);
+  std::lock_guard lock(alibi_mutex_);  // lanes' threads share the copy
   if (wanted != alibi_host_) {
     if (alibi_device_) {
-      TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      synchronize_all();  // lanes' threads may be using it
       TURBINE_CUDA_CHECK(cudaFree(alibi_device_));
       alibi_device_ = nullptr;
     }
     TURBINE_CUDA_CHECK(cudaMalloc(&alibi_device_, sizeof(float) * heads));
-    TURBINE_CUDA_CHECK(cudaMemcpy(alibi_device_, host_slopes, sizeof(float) * heads,
-                                  cudaMemcpyHostToDevice));
+    TURBINE_CUDA_CHECK(
+        cudaMemcpy(alibi_device_, host_slopes, sizeof(float) * heads, cudaMemcpyHostToDevice));
     alibi_host_ = wanted;
   }
   return alibi_device_;
@@ -248,20 +318,22 @@ const float* CudaBackend::stage_alibi(const float* host_slopes, int heads) {
 
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 
 void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  TURBINE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-  TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const cudaStream_t on = stream();
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, on));
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(on));
 }
 
 void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t bytes) {
   if (bytes == 0) return;
   // The caller may free host_src on return: wait for the copy.
-  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
-  TURBINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const cudaStream_t on = stream();
+  TURBINE_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, on));
+  TURBINE_CUDA_CHECK(cudaStreamSynchronize(on));
 }
 
 Backend& cuda_backend(int device_index) {

@@ -1,6 +1,7 @@
 // The CUDA backend: cuBLASLt for GEMM (f32, or bf16/f16 tensor cores with f32
 // accumulation by math mode), kernels of our own for everything else, all
-// queued on one stream per device, and a caching allocator. The methods are
+// queued on one stream per device (or on a thread's lane: lanes.cpp), and a
+// caching allocator. The methods are
 // defined one concern per .cu file beside this header, like kernels/cpu.
 // One process drives one device (MPI ranks map to local GPUs): the backend
 // makes its device current when it is created.
@@ -218,10 +219,20 @@ class CudaBackend final : public Backend {
                        const float* v_pool, const int32_t* block_tables, const int32_t* seq_info,
                        float* out) override;
 
+  // Lanes (lanes.cpp): a stream, scratch and GEMM workspace per thread that
+  // holds one; with `partition`, a green context over SM groups of the
+  // device split once (cuDevSmResourceSplitByCount at the device's minimum
+  // partition): round(share x groups) of them, at least one, the least used
+  // by lanes open at the time, so lanes whose shares fit get disjoint SMs.
+  std::unique_ptr<Lane> open_lane(double share, bool partition) override;
+  LaneSupport lanes() override;
+
   // CUDA specifics, for the kernels and for dist/ (NCCL runs on this stream).
   int device() const { return device_; }
-  cudaStream_t stream() const { return stream_; }
-  void* native_stream() override { return stream_; }
+  // The calling thread's stream: its lane's while it holds one of this
+  // backend, else the backend's.
+  cudaStream_t stream() const;
+  void* native_stream() override { return stream(); }
   // A device buffer of at least `bytes` owned by the backend, reused by the
   // next call: for reduction partials and small staged arguments.
   void* scratch(size_t bytes);
@@ -248,16 +259,46 @@ class CudaBackend final : public Backend {
   cudaStream_t transfer_stream_ = nullptr;
   cudaEvent_t compute_mark_ = nullptr, transfer_mark_ = nullptr;
   void start_transfer();  // the transfer stream waits for the work queued so far
+  // A lane's queue and buffers; the thread holding it finds it through a
+  // thread-local pointer (lane()), checked against the backend.
+  struct LaneState {
+    const CudaBackend* owner = nullptr;
+    cudaStream_t stream = nullptr;
+    void* scratch = nullptr;
+    size_t scratch_bytes = 0;
+    void* lt_workspace = nullptr;
+    cublasLtHandle_t lt = nullptr;
+    cublasHandle_t blas = nullptr;  // created on first use, bound to the stream
+  };
+  LaneState* lane() const;                   // the calling thread's lane of this backend, or null
+  static thread_local LaneState* tls_lane_;  // the calling thread's lane, any backend
+  friend class CudaLane;
+  class SmGroups;  // lanes.cpp: the device's split, driver entry points
+  // Made on first use, under mutex_ (shared_ptr: its deleter is made where
+  // SmGroups is complete).
+  std::shared_ptr<SmGroups> groups_;
+  SmGroups& sm_groups();
+  void close_lane_blocks(cudaStream_t lane_stream);  // its cached blocks: idle
+  // The open lanes' streams, and a wait for every stream of the backend
+  // (cudaDeviceSynchronize waits only for the calling thread's context).
+  void add_lane_stream(cudaStream_t s);
+  void remove_lane_stream(cudaStream_t s);
+  void synchronize_all();
+  std::vector<cudaStream_t> lane_streams_;  // under mutex_
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;  // fallback for shapes cuBLASLt declines
   void* lt_workspace_ = nullptr;
   size_t lt_workspace_bytes_ = 0;
 
   mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_blocks_;  // cached, by rounded size
-  int64_t reserved_ = 0;                              // cudaMalloc'ed, in use or cached
+  // Cached free blocks by the stream they were freed on (work queued there
+  // may still use them: only that stream's later work may take them) and
+  // rounded size; key nullptr: idle, freed on a lane since closed.
+  std::map<cudaStream_t, std::map<size_t, std::vector<void*>>> free_blocks_;
+  int64_t reserved_ = 0;  // cudaMalloc'ed, in use or cached
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  std::mutex alibi_mutex_;
   std::vector<float> alibi_host_;
   float* alibi_device_ = nullptr;
 };

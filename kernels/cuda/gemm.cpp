@@ -166,10 +166,12 @@ void CudaBackend::run_matmul(const void* key_ptr, float alpha, const void* a_in,
     if (it == plans.end()) it = plans.emplace(key, make_plan(lt_, key, lt_workspace_bytes_)).first;
     plan = &it->second;
   }
+  LaneState* l = lane();  // its own workspace and classic handle on a lane
+  const cudaStream_t on = l ? l->stream : stream_;
   if (plan->has_algo) {
-    const cublasStatus_t status =
-        cublasLtMatmul(lt_, plan->op, &alpha, b_in, plan->a, a_in, plan->b, &beta, C, plan->c, C,
-                       plan->c, &plan->algo, lt_workspace_, lt_workspace_bytes_, stream_);
+    const cublasStatus_t status = cublasLtMatmul(
+        l ? l->lt : lt_, plan->op, &alpha, b_in, plan->a, a_in, plan->b, &beta, C, plan->c, C,
+        plan->c, &plan->algo, l ? l->lt_workspace : lt_workspace_, lt_workspace_bytes_, on);
     if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
       TURBINE_CUBLAS_CHECK(status);
       return;
@@ -177,14 +179,15 @@ void CudaBackend::run_matmul(const void* key_ptr, float alpha, const void* a_in,
     plan->has_algo = false;  // e.g. operands less aligned than the heuristic assumed
   }
   // Shapes cuBLASLt declines go to classic cuBLAS, same types.
-  if (blas_ == nullptr) {
-    TURBINE_CUBLAS_CHECK(cublasCreate(&blas_));
-    TURBINE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  cublasHandle_t& blas = l ? l->blas : blas_;
+  if (blas == nullptr) {
+    TURBINE_CUBLAS_CHECK(cublasCreate(&blas));
+    TURBINE_CUBLAS_CHECK(cublasSetStream(blas, on));
   }
   TURBINE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-      blas_, key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-      key.N, key.M, key.K, &alpha, b_in, key.in_type, key.ldb, key.stride_b, a_in, key.in_type,
-      key.lda, key.stride_a, &beta, C, key.c_type, key.ldc, key.stride_c, key.batch, key.compute,
+      blas, key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, key.N,
+      key.M, key.K, &alpha, b_in, key.in_type, key.ldb, key.stride_b, a_in, key.in_type, key.lda,
+      key.stride_a, &beta, C, key.c_type, key.ldc, key.stride_c, key.batch, key.compute,
       CUBLAS_GEMM_DEFAULT));
 }
 

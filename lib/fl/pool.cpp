@@ -10,11 +10,33 @@
 
 namespace turbine::fl {
 
+GpuShare gpu_share_named(const std::string& name) {
+  if (name == "auto") return GpuShare::automatic;
+  if (name == "sm_partition") return GpuShare::sm_partition;
+  if (name == "time_slice") return GpuShare::time_slice;
+  TURBINE_FAIL("budget.gpu_share is {}: auto, sm_partition or time_slice expected", name);
+}
+
 ClientPool::ClientPool(const Task& task, Device device,
                        const std::vector<std::vector<int64_t>>& parts, const LocalTraining& local,
-                       double cores)
+                       double cores, GpuShare gpu)
     : task_(task), device_(device), parts_(parts), local_(local), cores_(cores) {
   TURBINE_CHECK(cores >= 1, "a worker needs at least one core, got {}", cores);
+  partitions_ = gpu_partitions(device, gpu);
+}
+
+bool gpu_partitions(Device device, GpuShare gpu, std::string* note) {
+  if (!device.is_cuda()) return false;
+  const kernels::Backend::LaneSupport support = backend_for(device).lanes();
+  TURBINE_CHECK(gpu != GpuShare::sm_partition || support.partition,
+                "budget.gpu_share is sm_partition, but {}; use auto or time_slice",
+                support.why_not);
+  const bool partitions = gpu != GpuShare::time_slice && support.partition;
+  if (note)
+    *note = partitions                    ? "SM partitions (green contexts)"
+            : gpu == GpuShare::time_slice ? "time slices (budget.gpu_share: time_slice)"
+                                          : fmt::format("time slices ({})", support.why_not);
+  return partitions;
 }
 
 ClientPool::~ClientPool() {
@@ -50,7 +72,13 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task,
   out.task = task;
   const auto started = std::chrono::steady_clock::now();
   CpuBudget cpu(task.share, cores_);
-  if (device_.is_cuda()) {
+  // On a GPU the client's work goes to a lane of its own: with a partition
+  // the device holds it to its share, and the host only feeds it.
+  std::unique_ptr<kernels::Backend::Lane> lane;
+  if (device_.is_cuda()) lane = backend_for(device_).open_lane(task.share, partitions_);
+  out.sms = lane ? lane->units() : 0;
+  const bool paced = out.sms == 0;  // on its own SMs it is never paced
+  if (device_.is_cuda() && paced) {
     // On a GPU the client's thread mostly waits for its kernels: its share is
     // a time slice of the device instead, paced by busy wall time (the step's
     // loss is read back, so a step's wall time is its GPU time).
@@ -78,7 +106,9 @@ ClientOutcome ClientPool::run(Slot& slot, const ClientTask& task,
     const std::optional<ScopedMemoryBudget> scope =
         memory ? std::optional<ScopedMemoryBudget>(std::in_place, memory) : std::nullopt;
     out.result = slot.trainer->train(*global, parts_.at(size_t(task.client)),
-                                     local_for(local_, task), task.seed, [&] { cpu.pace(); });
+                                     local_for(local_, task), task.seed, [&] {
+                                       if (paced) cpu.pace();
+                                     });
   } catch (const OutOfMemory& e) {
     out.status = ClientStatus::out_of_memory;
     out.error = e.what();

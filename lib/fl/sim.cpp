@@ -67,6 +67,10 @@ void declare_population(io::ConfigSchema& s) {
   s.number("budget.worker_cores", 0,
            "cores of a worker rank that compute shares are of; 0: the node's cores over its ranks")
       .at_least(0);
+  s.string("budget.gpu_share", "auto",
+           "on a GPU, a client's compute share as an SM partition (green contexts) or a time "
+           "slice; auto: partitions where the device offers them")
+      .one_of({std::string("auto"), std::string("sm_partition"), std::string("time_slice")});
   s.number("budget.worker_memory_mb", 0,
            "memory a worker's running clients' caps may sum to (MiB); 0: no limit")
       .at_least(0);
@@ -100,6 +104,7 @@ void population_from(const io::Config& c, SimOptions& o) {
     c.fail("budget.worker_cores",
            fmt::format("a worker has at least one core, got {}", o.worker_cores));
   o.worker_memory_mb = c.get<double>("budget.worker_memory_mb");
+  o.gpu_share = gpu_share_named(c.get<std::string>("budget.gpu_share"));
   {  // every client's device and workload, checked before any round
     std::optional<Population> population;
     const std::string key = !pc.device_trace.empty()         ? "devices.trace"
@@ -621,6 +626,7 @@ void record(Server& s, Tally& tally, int64_t step, const Ran& r, const std::stri
       {"worker", r.worker + (s.group.remote() ? 1 : 0)},  // its rank
       {"compute", out.task.share},
       {"threads", out.threads},
+      {"sms", out.sms},
       {"memory_mb", out.task.memory_mb},
       {"bandwidth_mbps", p.bandwidth_mbps},
       {"batch_size", local.batch_size},
@@ -928,7 +934,7 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
   const bool leader = comm.rank() == 0;
   // The clients run on the workers, or on rank 0 itself when it is alone.
   std::optional<ClientPool> pool;
-  if (!leader || comm.size() == 1) pool.emplace(*task, device, parts, o.local, cores);
+  if (!leader || comm.size() == 1) pool.emplace(*task, device, parts, o.local, cores, o.gpu_share);
   if (!leader) {  // a worker: serves rank 0 until the end of the run
     SimResult result;
     result.stopped_early = serve_clients(comm, *pool);
@@ -970,6 +976,11 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
       o.asynchronous() ? "at once" : "a round", o.rounds,
       o.asynchronous() ? "server steps" : "rounds", strategy->name(), o.scheduler, group.workers(),
       cores, task->describe(), trainer.numel());
+  if (device.is_cuda()) {
+    std::string note;
+    gpu_partitions(device, o.gpu_share, &note);
+    log::info("fedsim: clients hold their GPU shares as {}", note);
+  }
   if (start > 0)
     log::info("resuming after {} {}", o.asynchronous() ? "server step" : "round", start);
   train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl", start);

@@ -29,6 +29,7 @@
 
 #include "data/partition.hpp"
 #include "fl/client.hpp"
+#include "fl/pool.hpp"
 #include "fl/population.hpp"
 #include "fl/privacy.hpp"
 #include "fl/strategy.hpp"
@@ -46,8 +47,9 @@ struct SimOptions {
   std::string sampling = "uniform";   // uniform | available
   double round_deadline_s = 0;        // simulated; 0: none
   PopulationConfig population;
-  double worker_cores = 0;      // what shares are of; 0: the node's cores / its ranks
-  double worker_memory_mb = 0;  // what caps running together may sum to; 0: no limit
+  double worker_cores = 0;                   // what shares are of; 0: the node's cores / its ranks
+  double worker_memory_mb = 0;               // what caps running together may sum to; 0: no limit
+  GpuShare gpu_share = GpuShare::automatic;  // how clients hold shares of a GPU
   data::PartitionConfig partition;
   LocalTraining local;
   StrategyConfig strategy;

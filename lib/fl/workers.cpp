@@ -13,7 +13,7 @@ namespace turbine::fl {
 namespace {
 
 constexpr int kTagTask = 31, kTagHeader = 32, kTagWeights = 33, kTagModel = 34;
-constexpr int kTaskDoubles = 8, kHeaderDoubles = 14;
+constexpr int kTaskDoubles = 8, kHeaderDoubles = 15;
 // A task whose client is negative ends the service; index 1 says "stopped early".
 constexpr double kEnd = -1;
 
@@ -48,7 +48,8 @@ std::array<double, kHeaderDoubles> header_of(const ClientOutcome& o) {
           o.result.seconds,       o.cpu_seconds,
           o.slept_seconds,        double(o.peak_bytes),
           double(o.threads),      o.result.eval_loss,
-          o.result.eval_accuracy, double(o.result.eval_count)};
+          o.result.eval_accuracy, double(o.result.eval_count),
+          double(o.sms)};
 }
 
 ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
@@ -67,6 +68,7 @@ ClientOutcome outcome_of(const std::array<double, kHeaderDoubles>& h) {
   o.result.eval_loss = h[11];
   o.result.eval_accuracy = h[12];
   o.result.eval_count = int64_t(h[13]);
+  o.sms = int(h[14]);
   return o;
 }
 

@@ -33,6 +33,12 @@
 #              60% test accuracy (74.0% measured)
 #   privacy    client-level DP: the same bits on 1 and 3 ranks, epsilon reported
 #              and growing every round; a clipping norm of 0 is refused
+#   cuda       device cuda (a GPU, or the CUDA emulator; SKIP without one): the
+#              clients' shares are SM partitions (green contexts) of
+#              round(share x groups) groups, never paced, with the same bits as
+#              time slices and on 2 ranks; a driver without green contexts
+#              (the emulator's TURBINE_EMU_GREEN_CONTEXTS=0) falls back to time
+#              slices under auto and refuses sm_partition
 #   bad_input  more clients a round than exist, Dirichlet alpha 0, a client
 #              left without samples, an unknown
 #              strategy, an output folder with checkpoints and no --resume, a
@@ -265,6 +271,66 @@ PY
     fresh bad
     if run 2 bad "${books[@]}" --set partition.kind=dirichlet; then fail "Dirichlet text"; fi
     grep -q "class labels" "$work/bad.log" || fail "no word of labels: $(tail -3 "$work/bad.log")"
+    ;;
+  cuda)
+    fresh gpu-probe gpu-part gpu-slice gpu-two gpu-nogreen gpu-refused
+    gpu=("${small[@]}" --set model.arch=mlp --set federation.rounds=2 --set device=cuda
+         --set 'devices.compute=[0.25,0.5,1.0]')
+    if ! run 1 gpu-probe "${gpu[@]}" --set federation.rounds=1 --set eval.interval=0; then
+      grep -q "device cuda\|CUDA backend\|CUDA device" "$work/gpu-probe.log" ||
+        fail "probe: $(tail -3 "$work/gpu-probe.log")"
+      echo "SKIP (a GPU needed): $(grep -m1 -o 'error: .*' "$work/gpu-probe.log" | cut -c1-150)"
+      exit 77
+    fi
+    run 1 gpu-part "${gpu[@]}" --set budget.gpu_share=sm_partition ||
+      fail "SM partitions (see $work/gpu-part.log)"
+    grep -q "GPU shares as SM partitions (green contexts)" "$work/gpu-part.log" ||
+      fail "the log does not say the shares are SM partitions"
+    run 1 gpu-slice "${gpu[@]}" --set budget.gpu_share=time_slice ||
+      fail "time slices (see $work/gpu-slice.log)"
+    same gpu-slice gpu-part "$keys"
+    runs=("$work/gpu-part")
+    # 2 ranks need 2 GPUs (the emulator has 4).
+    if [[ -n ${TURBINE_EMULATED_CUDA:-} ]] || (($(nvidia-smi -L 2>/dev/null | wc -l) >= 2)); then
+      run 2 gpu-two "${gpu[@]}" --set budget.gpu_share=sm_partition ||
+        fail "2 ranks (see $work/gpu-two.log)"
+      same gpu-two gpu-part "$keys"
+      runs+=("$work/gpu-two")
+    fi
+    python3 - "$work/gpu-slice" "${runs[@]}" <<'PY' || fail "SM partitions not as configured"
+import os, sys
+from runs import check, done, rows
+emulated = os.environ.get("TURBINE_EMULATED_CUDA") == "1"
+for c in rows(sys.argv[1] + "/clients.jsonl"):
+    check(c["sms"] == 0, f"time slice client {c['client']}: {c['sms']} SMs")
+for run in sys.argv[2:]:
+    clients = rows(run + "/clients.jsonl")
+    full = 128 if emulated else max(c["sms"] for c in clients)  # a whole share (drawn, mostly)
+    for c in clients:
+        name = f"{run} client {c['client']} at {c['compute']}"
+        check(c["fate"] == "ok", f"{name}: {c['fate']}")
+        check(c["throttled_s"] == 0, f"{name}: paced on its own SMs")
+        # round(share x groups) groups: within half a group of its share.
+        check(c["sms"] > 0 and abs(c["sms"] / full - c["compute"]) <= 0.125, f"{name}: {c['sms']} of {full} SMs")
+        if emulated:  # an H100: 16 groups of 8 SMs
+            check(c["sms"] == round(c["compute"] * 16) * 8, f"{name}: {c['sms']} SMs, not 1/16ths of 128")
+    print(run, "share -> SMs:", sorted({(c["compute"], c["sms"]) for c in clients}))
+done()
+PY
+    # A driver without green contexts (the emulator's switch; a real GPU's
+    # driver has them or not, so this part runs on the emulator only).
+    if [[ -n ${TURBINE_EMULATED_CUDA:-} ]]; then
+      TURBINE_EMU_GREEN_CONTEXTS=0 run 1 gpu-nogreen "${gpu[@]}" ||
+        fail "auto without green contexts (see $work/gpu-nogreen.log)"
+      grep -q "GPU shares as time slices (the NVIDIA driver lacks" "$work/gpu-nogreen.log" ||
+        fail "the fallback to time slices is not said: $(grep -m1 'GPU shares' "$work/gpu-nogreen.log")"
+      same gpu-nogreen gpu-part "$keys"
+      if TURBINE_EMU_GREEN_CONTEXTS=0 run 1 gpu-refused "${gpu[@]}" --set budget.gpu_share=sm_partition; then
+        fail "sm_partition without green contexts was accepted"
+      fi
+      grep -q "budget.gpu_share is sm_partition, but the NVIDIA driver lacks" "$work/gpu-refused.log" ||
+        fail "sm_partition refused unclearly: $(grep -m1 -o 'error: .*' "$work/gpu-refused.log")"
+    fi
     ;;
   bad_input)
     fresh bad

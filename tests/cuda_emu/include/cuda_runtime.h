@@ -6,11 +6,15 @@
 // a registry, so every call can check that a pointer is what its argument
 // claims (device or host) and catch use after free; fresh allocations are
 // filled with 0xFF bytes (NaN floats) to expose reads of unwritten memory.
-// Environment: TURBINE_EMU_DEVICES (devices, default 4; CUDA_VISIBLE_DEVICES then
+// Environment: TURBINE_EMU_GREEN_CONTEXTS=0 (a driver without green contexts),
+// TURBINE_EMU_DEVICES (devices, default 4; CUDA_VISIBLE_DEVICES then
 // selects among them as on a real machine), TURBINE_EMU_MEMORY_MB
 // (capacity of each, default 16384), TURBINE_EMU_QUIET=1 (no diagnostics on
 // stderr when a call fails).
 #pragma once
+
+// The toolkit the emulator stands for (13.0): green contexts are there.
+#define CUDART_VERSION 13000
 
 #include <cstddef>
 #include <cstdint>
@@ -142,6 +146,18 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+
+// Driver entry points (cuda.h): the emulated driver API's functions by
+// name, as the real runtime hands out the driver's.
+enum cudaDriverEntryPointQueryResult : int {
+  cudaDriverEntryPointSuccess = 0,
+  cudaDriverEntryPointSymbolNotFound = 1,
+  cudaDriverEntryPointVersionNotSufficent = 2,
+};
+#define cudaEnableDefault 0x0
+cudaError_t cudaGetDriverEntryPointByVersion(
+    const char* symbol, void** funcPtr, unsigned int cudaVersion, unsigned long long flags,
+    cudaDriverEntryPointQueryResult* driverStatus = nullptr);
 
 // Kernel attributes.
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);

@@ -17,6 +17,13 @@ int current_device();
 // special handles), or -1 for a destroyed or unknown handle.
 int stream_device(cudaStream_t stream);
 
+// Green contexts' streams (driver.cpp): a new stream made in `green`, the
+// green context of a live stream (null for others), and how many live
+// streams a green context has.
+cudaStream_t create_stream(int device, unsigned flags, const void* green);
+const void* stream_green(cudaStream_t stream);
+int live_streams_of(const void* green);
+
 // The device of the live allocation holding p, or -1 when p is in none.
 int device_of(const void* p);
 

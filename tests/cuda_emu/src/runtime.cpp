@@ -26,6 +26,7 @@
 struct CUstream_st {
   int device;
   unsigned flags;
+  const void* green = nullptr;  // the green context it was made in (driver.cpp)
 };
 
 struct CUevent_st {
@@ -726,6 +727,32 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
   h.streams.insert(*stream);
   return cudaSuccess;
 }
+
+namespace turbine_emu {
+
+cudaStream_t create_stream(int device, unsigned flags, const void* green) {
+  Handles& h = handles();
+  std::lock_guard lock(h.mutex);
+  h.stream_storage.push_back(std::make_unique<CUstream_st>(CUstream_st{device, flags, green}));
+  h.streams.insert(h.stream_storage.back().get());
+  return h.stream_storage.back().get();
+}
+
+const void* stream_green(cudaStream_t stream) {
+  Handles& h = handles();
+  std::lock_guard lock(h.mutex);
+  return !special_stream(stream) && h.streams.count(stream) ? stream->green : nullptr;
+}
+
+int live_streams_of(const void* green) {
+  Handles& h = handles();
+  std::lock_guard lock(h.mutex);
+  int n = 0;
+  for (const CUstream_st* s : h.streams) n += s->green == green ? 1 : 0;
+  return n;
+}
+
+}  // namespace turbine_emu
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
