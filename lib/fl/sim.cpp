@@ -406,10 +406,12 @@ std::string round_dir(const SimOptions& o, int64_t round) {
   return fmt::format("{}/checkpoints/round_{:06d}", o.output_dir, round);
 }
 
-std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
+// The rounds output.dir holds checkpoints of (folders with a state.h5,
+// unverified), in order.
+std::vector<int64_t> checkpoint_rounds(const SimOptions& o) {
   const fs::path dir = fs::path(o.output_dir) / "checkpoints";
-  if (!fs::is_directory(dir)) return std::nullopt;
   std::vector<int64_t> rounds;
+  if (!fs::is_directory(dir)) return rounds;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("round_", 0) != 0 || name.find('.') != std::string::npos) continue;
@@ -417,6 +419,13 @@ std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
     rounds.push_back(std::stoll(name.substr(6)));
   }
   std::sort(rounds.begin(), rounds.end());
+  return rounds;
+}
+
+// The newest intact checkpoint's round; damaged ones are named and moved
+// aside (train::newest_intact): for --resume only.
+std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
+  const std::vector<int64_t> rounds = checkpoint_rounds(o);
   std::vector<std::string> folders;
   for (const int64_t round : rounds) folders.push_back(round_dir(o, round));
   const auto chosen = train::newest_intact(folders, train::verify_checksums);
@@ -951,11 +960,14 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
   int64_t start = 0;
   try {
     fs::create_directories(o.output_dir);
-    const auto existing = newest_checkpoint(o);
-    TURBINE_CHECK(!existing || o.resume,
+    // Without --resume a folder with checkpoints is refused as it is (none
+    // verified, none moved).
+    const std::vector<int64_t> rounds = checkpoint_rounds(o);
+    TURBINE_CHECK(rounds.empty() || o.resume,
                   "{} holds checkpoints (round {}): continue it with --resume or choose another "
                   "output.dir",
-                  o.output_dir, existing.value_or(0));
+                  o.output_dir, rounds.empty() ? 0 : rounds.back());
+    const auto existing = o.resume ? newest_checkpoint(o) : std::nullopt;
     if (existing) start = load_checkpoint(o, *existing, global, *strategy, clock);
   } catch (...) {
     group.shutdown(false);

@@ -41,7 +41,8 @@
 #              slices under auto and refuses sm_partition
 #   bad_input  more clients a round than exist, Dirichlet alpha 0, a client
 #              left without samples, an unknown
-#              strategy, an output folder with checkpoints and no --resume, a
+#              strategy, an output folder with checkpoints (one damaged, left
+#              in place) and no --resume, a
 #              compute share above 100%, a memory cap no worker holds, a device
 #              trace without its compute column (line named)
 # Usage: test-fedsim.sh CASE (TURBINE_BUILD_ROOT and TURBINE_SOURCE_ROOT from the environment).
@@ -353,8 +354,14 @@ PY
     printf 'compute,memory_mb\n0.5,64\n0.5\n' > "$work/short.csv"
     expect_error "short.csv:3: 1 values for 2 columns" --set devices.trace="$work/short.csv"
     run 1 bad "${small[@]}" --set federation.rounds=1 || fail "one round (see $work/bad.log)"
+    # Its checkpoint damaged: refused as it is, nothing verified or moved aside
+    # (that is --resume's work).
+    printf 'x' >> "$work/bad/checkpoints/round_000001/state.h5"
     if run 1 bad "${small[@]}" --set federation.rounds=1; then fail "reused an output folder"; fi
-    grep -q -- "--resume" "$work/bad.log" || fail "no hint at --resume: $(tail -3 "$work/bad.log")"
+    grep -q -- "holds checkpoints (round 1).*--resume" "$work/bad.log" ||
+      fail "no hint at --resume: $(tail -3 "$work/bad.log")"
+    [[ -f $work/bad/checkpoints/round_000001/state.h5 ]] ||
+      fail "a run without --resume moved a damaged checkpoint aside"
     ;;
   *) fail "unknown case $case_name" ;;
 esac
