@@ -77,7 +77,8 @@ void declare_population(io::ConfigSchema& s) {
 }
 
 // Reads what declare_population declared into `o` (o.num_clients set), and
-// builds the population once to refuse bad devices and traces before any round.
+// builds the population (o.checked_population) to refuse bad devices and
+// traces before any round.
 void population_from(const io::Config& c, SimOptions& o) {
   PopulationConfig& pc = o.population;
   pc.clients = o.num_clients;
@@ -106,12 +107,12 @@ void population_from(const io::Config& c, SimOptions& o) {
   o.worker_memory_mb = c.get<double>("budget.worker_memory_mb");
   o.gpu_share = gpu_share_named(c.get<std::string>("budget.gpu_share"));
   {  // every client's device and workload, checked before any round
-    std::optional<Population> population;
+    std::shared_ptr<const Population> population;
     const std::string key = !pc.device_trace.empty()         ? "devices.trace"
                             : !pc.availability_trace.empty() ? "availability.trace"
                                                              : "devices.compute";
     try {
-      population.emplace(pc);
+      population = std::make_shared<const Population>(pc);
     } catch (const Error& e) {
       c.fail(key, e.what());
     }
@@ -121,6 +122,7 @@ void population_from(const io::Config& c, SimOptions& o) {
                fmt::format("client {} has a memory cap of {} MiB, more than a worker holds "
                            "(budget.worker_memory_mb {}): it fits on no worker",
                            i, population->profile(i).memory_mb, o.worker_memory_mb));
+    o.checked_population = population;
   }
 }
 
@@ -949,7 +951,10 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
     result.stopped_early = serve_clients(comm, *pool);
     return result;
   }
-  const Population population(o.population);
+  const std::shared_ptr<const Population> built =
+      o.checked_population ? o.checked_population
+                           : std::make_shared<const Population>(o.population);
+  const Population& population = *built;
   ClientTrainer trainer(*task, device);
   std::unique_ptr<Strategy> strategy = make_strategy(o.strategy);
   if (o.dp) strategy = std::make_unique<DpFixedClippingStrategy>(std::move(strategy), o.dp_config);

@@ -24,6 +24,7 @@
 // taken in the order of simulated completion.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ struct SimOptions {
   std::string sampling = "uniform";   // uniform | available
   double round_deadline_s = 0;        // simulated; 0: none
   PopulationConfig population;
+  // The population built from it when the options were read (its traces
+  // checked then): simulate uses it instead of building it again.
+  std::shared_ptr<const Population> checked_population;
   double worker_cores = 0;                   // what shares are of; 0: the node's cores / its ranks
   double worker_memory_mb = 0;               // what caps running together may sum to; 0: no limit
   GpuShare gpu_share = GpuShare::automatic;  // how clients hold shares of a GPU
