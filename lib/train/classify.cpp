@@ -187,7 +187,7 @@ class ClassifyTask final : public TrainTask {
     correct_ = seen_ = 0;
     StepWork w;
     w.samples = o_.batch.global;
-    w.tokens = o_.batch.global;  // one image, one "token" in the loop's throughput
+    w.tokens = o_.batch.global;  // images: the loop shows "img/s" (throughput_unit)
     w.flops = 3 * o_.model.forward_flops() * double(o_.batch.global);
     w.metrics = {{"train_accuracy", sums[1] > 0 ? sums[0] / sums[1] : 0.0}};
     return w;
@@ -212,6 +212,7 @@ class ClassifyTask final : public TrainTask {
                    encoder_spec_json({o_.model, train_.mean, train_.std, train_.class_names}));
   }
   bool loss_is_log_likelihood() const override { return false; }
+  const char* throughput_unit() const override { return "img"; }
   double accuracy() const { return accuracy_; }
   const data::ImageSet& train_set() const { return train_; }
 

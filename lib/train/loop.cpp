@@ -223,9 +223,10 @@ LoopResult Loop::run(TrainTask& task) {
       steps_left =
           std::min(steps_left, double(std::max<int64_t>(0, run_.train_tokens - counters_.tokens)) /
                                    double(s.work.tokens));
-    progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | MFU {:.1f}% "
+    progress.show(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} {}/s | MFU {:.1f}% "
                               "| ETA {}",
                               counters_.step, run_.train_steps, s.loss, s.lr, tokens_per_s,
+                              task.throughput_unit(),
                               100 * mfu, format_duration(avg_step * steps_left)),
                   counters_.step % run_.steps_per_print == 0);
 

@@ -63,6 +63,8 @@ class TrainTask {
   // Whether the validation loss is a per-token negative log-likelihood
   // (then its perplexity is shown too).
   virtual bool loss_is_log_likelihood() const { return true; }
+  // What step_work's tokens count, for the progress line's rate ("tok/s").
+  virtual const char* throughput_unit() const { return "tok"; }
   // A sample of the model's output to print (rank 0 only), or "".
   virtual std::string sample(int64_t /*step*/) { return {}; }
   // The byte counters of the task's own process groups (sequence
