@@ -477,104 +477,20 @@ ClOptions sweep_run(const ClOptions& base, const std::string& strategy, int64_t 
   return o;
 }
 
-StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& self, bool log) {
-  const auto start = Clock::now();
-  fs::create_directories(o.output_dir);
-  TURBINE_CHECK(!fs::exists(o.output_dir + "/summary.json"),
-                "{} holds a finished run (summary.json): choose another output.dir or remove it",
-                o.output_dir);
-  train::CheckpointStore checkpoints(o.output_dir + "/checkpoints", self);
-  // Resuming: the newest checkpoint that passes its checksums.
-  const std::optional<std::string> latest =
-      o.resume ? checkpoints.resume_point() : checkpoints.latest();
-  TURBINE_CHECK(!latest || o.resume,
-                "{} holds a checkpoint ({}): continue it with --resume, or choose another "
-                "output.dir",
-                o.output_dir, latest.value_or(""));
-  // The checkpoint's state, and its files' bytes.
-  const auto saved_file = [&](const std::string& name) {
-    std::ifstream in(*latest + "/" + name, std::ios::binary);
-    TURBINE_CHECK(in, "{}/{}: missing from the checkpoint", *latest, name);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
-  nlohmann::ordered_json saved;  // cl_state.json: too large for trainer.h5's attributes
-  if (latest) saved = nlohmann::ordered_json::parse(saved_file("cl_state.json"));
-  std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
-  if (o.tier.st_size > 0) fs::create_directories(o.tier.storage_dir);
-  // Measured energy: the host's CPU packages (RAPL) and the GPU (NVML), where readable.
-  std::optional<RaplMeter> rapl = RaplMeter::open();
-  std::optional<NvmlMeter> nvml;
-  if (device.is_cuda()) nvml = NvmlMeter::open(device.index);
-  std::vector<std::string> meters;
-  if (rapl) meters.push_back(fmt::format("RAPL ({})", fmt::join(rapl->zones(), ", ")));
-  if (nvml) meters.push_back("NVML (" + nvml->name() + ")");
-  const auto measured = [&]() -> std::optional<double> {
-    if (!rapl && !nvml) return std::nullopt;
-    return (rapl ? rapl->joules() : 0.0) + (nvml ? nvml->joules() : 0.0);
-  };
-  const Stream stream(o.stream, o.learner.bloom);
-  LearnerConfig lc = o.learner;
-  lc.device = device;
-  Learner learner(stream, lc);
-  std::unique_ptr<ReplayTier> tier;
-  if (uses_memory(o.strategy.name)) {
-    TierConfig tc = o.tier;
-    if (o.strategy.name == "miro") {  // starts at the smallest candidate; profiling chooses
-      tc.rb_size = *std::min_element(o.miro.rb_sizes.begin(), o.miro.rb_sizes.end());
-      tc.st_size = o.miro.st_sizes.front();
-      tc.swap_ratio = o.miro.swap_ratios.front();
-    }
-    tier = latest ? ReplayTier::restore(tc, saved.at("strategy").at("tier"), saved_file)
-                  : std::make_unique<ReplayTier>(tc);
-  }
-  Strategy strategy(o.strategy, learner, std::move(tier));
-  const std::vector<train::CheckpointPart> parts = {{"model", &learner.state_list(), nullptr}};
-  if (latest) {
-    checkpoints.load(*latest, parts);
-    strategy.restore(saved.at("strategy"), saved_file);
-  }
-  train::MetricsWriter metrics(o.output_dir + "/metrics.jsonl",
-                               latest ? int64_t(saved.at("iteration")) : -1);
-  if (log)
-    fmt::print("cl-edge: {} with {}; model of {} parameters; energy modelled as {}{}\n",
-               stream.describe(), o.strategy.name, learner.parameter_numel(), o.profile.name,
-               meters.empty() ? std::string(", not measured (no readable RAPL or NVML here)")
-                              : ", measured by " + fmt::format("{}", fmt::join(meters, " + ")));
-  // b: the accuracy of the model at its initialization, for FWT.
-  std::vector<double> random_init;
-  if (!latest)
-    for (int64_t t = 0; t < stream.tasks(); ++t)
-      random_init.push_back(learner.evaluate(t).accuracy);
-  AccuracyMatrix matrix = latest ? AccuracyMatrix::from_json(saved.at("matrix"))
-                                 : AccuracyMatrix(stream.tasks(), random_init);
-  StreamResult result;
-  EnergyUsage& usage = result.usage;
-  int64_t iteration = 0, profile_round = 0, first_task = 0, first_step = 0;
-  double loss = 0, elapsed_before = 0;
-  int64_t projected = 0;
+namespace {
+
+// The counters of a run that every checkpoint keeps (cl_state.json beside
+// the model and the strategy's state) and a resume restores.
+struct Progress {
+  int64_t iteration = 0, profile_round = 0, projected = 0;
+  double loss = 0;            // summed over the current task's steps so far
+  double elapsed_before = 0;  // seconds of the runs this one resumes
+  EnergyUsage usage;
+  double profiling_seconds = 0, profiling_j = 0;  // Miro's
   nlohmann::ordered_json miro_log = nlohmann::ordered_json::array();
-  if (latest) {
-    first_task = saved.at("task");
-    first_step = saved.at("step");
-    iteration = saved.at("iteration");
-    profile_round = saved.at("profile_round");
-    loss = saved.at("loss");
-    projected = saved.at("projected");
-    const auto u = saved.at("usage").get<std::vector<double>>();
-    TURBINE_CHECK(u.size() == 6, "{}: usage of {} values", *latest, u.size());
-    usage = {u[0], u[1], u[2], u[3], u[4], u[5]};
-    result.profiling_seconds = saved.at("profiling_seconds");
-    result.profiling_j = saved.at("profiling_j");
-    elapsed_before = saved.at("elapsed_s");
-    miro_log = saved.at("miro_log");
-    if (log)
-      fmt::print("cl-edge: resumed from {}: task {}, step {} of it\n", *latest, first_task,
-                 first_step);
-  }
-  // Checkpoints: the position (task, the step within it to run next), the
-  // model, the strategy's state (memory, storage file, EWC, LwF, momentum),
-  // the accuracy matrix and the counters.
-  const auto save = [&](int64_t task, int64_t step) {
+
+  // At (task, step): the step within the task to run next.
+  nlohmann::ordered_json to_json(int64_t task, int64_t step, double elapsed) const {
     nlohmann::ordered_json state;
     state["task"] = task;
     state["step"] = step;
@@ -588,168 +504,353 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
                       usage.dram_bytes,
                       usage.storage_read_bytes,
                       usage.storage_write_bytes};
-    state["profiling_seconds"] = result.profiling_seconds;
-    state["profiling_j"] = result.profiling_j;
-    state["elapsed_s"] = elapsed_before + since(start);
-    state["matrix"] = matrix.to_json();
+    state["profiling_seconds"] = profiling_seconds;
+    state["profiling_j"] = profiling_j;
+    state["elapsed_s"] = elapsed;
     state["miro_log"] = miro_log;
-    std::map<std::string, std::string> files;
-    nlohmann::ordered_json strategy_state;
-    strategy.save(strategy_state, files);
-    state["strategy"] = std::move(strategy_state);
-    train::StateMap map;
-    map.set("cl.task", task);
-    map.set("cl.step", step);
-    map.set("cl.iteration", iteration);
-    map.set_file("cl_state.json", state.dump());
-    for (auto& [name, bytes] : files) map.set_file(name, std::move(bytes));
-    checkpoints.save(iteration, parts, map, o.resolved_config_yaml, o.checkpoint_keep);
-  };
-  for (int64_t task = first_task; task < stream.tasks(); ++task) {
+    return state;
+  }
+  static Progress from_json(const nlohmann::ordered_json& saved, const std::string& where) {
+    Progress p;
+    p.iteration = saved.at("iteration");
+    p.profile_round = saved.at("profile_round");
+    p.loss = saved.at("loss");
+    p.projected = saved.at("projected");
+    const auto u = saved.at("usage").get<std::vector<double>>();
+    TURBINE_CHECK(u.size() == 6, "{}: usage of {} values", where, u.size());
+    p.usage = {u[0], u[1], u[2], u[3], u[4], u[5]};
+    p.profiling_seconds = saved.at("profiling_seconds");
+    p.profiling_j = saved.at("profiling_j");
+    p.elapsed_before = saved.at("elapsed_s");
+    p.miro_log = saved.at("miro_log");
+    return p;
+  }
+};
+
+// Measured energy: the host's CPU packages (RAPL) and the GPU (NVML), where readable.
+class EnergyMeters {
+ public:
+  explicit EnergyMeters(Device device) : rapl_(RaplMeter::open()) {
+    if (device.is_cuda()) nvml_ = NvmlMeter::open(device.index);
+    if (rapl_) names_.push_back(fmt::format("RAPL ({})", fmt::join(rapl_->zones(), ", ")));
+    if (nvml_) names_.push_back("NVML (" + nvml_->name() + ")");
+  }
+  std::optional<double> joules() {
+    if (!rapl_ && !nvml_) return std::nullopt;
+    return (rapl_ ? rapl_->joules() : 0.0) + (nvml_ ? nvml_->joules() : 0.0);
+  }
+  bool any() const { return !names_.empty(); }
+  std::string names() const { return fmt::format("{}", fmt::join(names_, " + ")); }
+
+ private:
+  std::optional<RaplMeter> rapl_;
+  std::optional<NvmlMeter> nvml_;
+  std::vector<std::string> names_;
+};
+
+// One run of a stream (run_stream): its parts made or restored on
+// construction, then task after task.
+class StreamRun {
+ public:
+  StreamRun(const ClOptions& o, Device device, dist::Communicator& self, bool log);
+  StreamResult run();
+
+ private:
+  std::string saved_file(const std::string& name) const;
+  void save(int64_t task, int64_t step);
+  // Miro's profiling at `step` of `task`, and the configuration it chose.
+  void profile(int64_t task, int64_t step, int64_t steps_left, int64_t samples);
+  // The task's steps from `first_step`; false when stopped inside it (a
+  // checkpoint written).
+  bool train_task(int64_t task, int64_t first_step, const std::vector<int64_t>& ids,
+                  int64_t iterations);
+  // After the task: the accuracy row, metrics.jsonl's line, the progress line.
+  void end_task(int64_t task, const std::vector<int64_t>& ids, int64_t iterations,
+                Clock::time_point task_start);
+  // `u` with the tier's storage and swap traffic so far.
+  EnergyUsage with_tier_traffic(EnergyUsage u);
+  void write_summary(StreamResult& result);
+
+  const ClOptions& o_;
+  const bool log_;
+  const Clock::time_point start_ = Clock::now();
+  train::CheckpointStore checkpoints_;
+  std::optional<std::string> latest_;
+  nlohmann::ordered_json saved_;  // cl_state.json: too large for trainer.h5's attributes
+  EnergyMeters meters_;
+  std::optional<Stream> stream_;  // made once the checkpoint is known
+  std::optional<Learner> learner_;
+  std::optional<Strategy> strategy_;
+  std::vector<train::CheckpointPart> parts_;
+  std::optional<train::MetricsWriter> metrics_;
+  AccuracyMatrix matrix_{1};
+  Progress p_;
+  int64_t first_task_ = 0, first_step_ = 0;
+};
+
+LearnerConfig on_device(LearnerConfig lc, Device device) {
+  lc.device = device;
+  return lc;
+}
+
+// output.dir, made; a finished run there is refused.
+std::string finished_refused(const ClOptions& o) {
+  fs::create_directories(o.output_dir);
+  TURBINE_CHECK(!fs::exists(o.output_dir + "/summary.json"),
+                "{} holds a finished run (summary.json): choose another output.dir or remove it",
+                o.output_dir);
+  return o.output_dir;
+}
+
+StreamRun::StreamRun(const ClOptions& o, Device device, dist::Communicator& self, bool log)
+    : o_(o), log_(log), checkpoints_(finished_refused(o) + "/checkpoints", self), meters_(device) {
+  // Resuming: the newest checkpoint that passes its checksums.
+  latest_ = o.resume ? checkpoints_.resume_point() : checkpoints_.latest();
+  TURBINE_CHECK(!latest_ || o.resume,
+                "{} holds a checkpoint ({}): continue it with --resume, or choose another "
+                "output.dir",
+                o.output_dir, latest_.value_or(""));
+  if (latest_) saved_ = nlohmann::ordered_json::parse(saved_file("cl_state.json"));
+  std::ofstream(o.output_dir + "/config.yaml") << o.resolved_config_yaml;
+  if (o.tier.st_size > 0) fs::create_directories(o.tier.storage_dir);
+  stream_.emplace(o.stream, o.learner.bloom);
+  learner_.emplace(*stream_, on_device(o.learner, device));
+  std::unique_ptr<ReplayTier> tier;
+  if (uses_memory(o.strategy.name)) {
+    TierConfig tc = o.tier;
+    if (o.strategy.name == "miro") {  // starts at the smallest candidate; profiling chooses
+      tc.rb_size = *std::min_element(o.miro.rb_sizes.begin(), o.miro.rb_sizes.end());
+      tc.st_size = o.miro.st_sizes.front();
+      tc.swap_ratio = o.miro.swap_ratios.front();
+    }
+    tier = latest_ ? ReplayTier::restore(tc, saved_.at("strategy").at("tier"),
+                                         [this](const std::string& n) { return saved_file(n); })
+                   : std::make_unique<ReplayTier>(tc);
+  }
+  strategy_.emplace(o.strategy, *learner_, std::move(tier));
+  parts_ = {{"model", &learner_->state_list(), nullptr}};
+  if (latest_) {
+    checkpoints_.load(*latest_, parts_);
+    strategy_->restore(saved_.at("strategy"),
+                       [this](const std::string& n) { return saved_file(n); });
+  }
+  metrics_.emplace(o.output_dir + "/metrics.jsonl", latest_ ? int64_t(saved_.at("iteration")) : -1);
+  if (log_)
+    fmt::print("cl-edge: {} with {}; model of {} parameters; energy modelled as {}{}\n",
+               stream_->describe(), o.strategy.name, learner_->parameter_numel(), o.profile.name,
+               meters_.any() ? ", measured by " + meters_.names()
+                             : std::string(", not measured (no readable RAPL or NVML here)"));
+  if (latest_) {
+    matrix_ = AccuracyMatrix::from_json(saved_.at("matrix"));
+    first_task_ = saved_.at("task");
+    first_step_ = saved_.at("step");
+    p_ = Progress::from_json(saved_, *latest_);
+    if (log_)
+      fmt::print("cl-edge: resumed from {}: task {}, step {} of it\n", *latest_, first_task_,
+                 first_step_);
+  } else {
+    // b: the accuracy of the model at its initialization, for FWT.
+    std::vector<double> random_init;
+    for (int64_t t = 0; t < stream_->tasks(); ++t)
+      random_init.push_back(learner_->evaluate(t).accuracy);
+    matrix_ = AccuracyMatrix(stream_->tasks(), random_init);
+  }
+}
+
+// The checkpoint's files' bytes.
+std::string StreamRun::saved_file(const std::string& name) const {
+  std::ifstream in(*latest_ + "/" + name, std::ios::binary);
+  TURBINE_CHECK(in, "{}/{}: missing from the checkpoint", *latest_, name);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Checkpoints: the position (task, the step within it to run next), the
+// model, the strategy's state (memory, storage file, EWC, LwF, momentum),
+// the accuracy matrix and the counters.
+void StreamRun::save(int64_t task, int64_t step) {
+  nlohmann::ordered_json state = p_.to_json(task, step, p_.elapsed_before + since(start_));
+  state["matrix"] = matrix_.to_json();
+  std::map<std::string, std::string> files;
+  nlohmann::ordered_json strategy_state;
+  strategy_->save(strategy_state, files);
+  state["strategy"] = std::move(strategy_state);
+  train::StateMap map;
+  map.set("cl.task", task);
+  map.set("cl.step", step);
+  map.set("cl.iteration", p_.iteration);
+  map.set_file("cl_state.json", state.dump());
+  for (auto& [name, bytes] : files) map.set_file(name, std::move(bytes));
+  checkpoints_.save(p_.iteration, parts_, map, o_.resolved_config_yaml, o_.checkpoint_keep);
+}
+
+void StreamRun::profile(int64_t task, int64_t step, int64_t steps_left, int64_t samples) {
+  Profiler profiler{o_, *learner_, *strategy_->tier(), *stream_};
+  Profiler::Outcome out = profiler.profile(task, p_.profile_round++, steps_left, samples);
+  const MemoryConfiguration chosen = out.table[out.choice.chosen].config;
+  TierConfig next = strategy_->tier()->config();
+  next.rb_size = chosen.rb_size;
+  next.st_size = chosen.st_size;
+  next.swap_ratio = chosen.swap_ratio;
+  strategy_->tier()->reconfigure(next);
+  p_.usage += out.usage;
+  p_.profiling_seconds += out.seconds;
+  p_.profiling_j += model_energy(o_.profile, out.usage).total_j;
+  nlohmann::ordered_json j = out.choice.to_json(out.table);
+  j["task"] = task;
+  j["step"] = step;
+  j["seconds"] = out.seconds;
+  j["candidates"] = out.table.size();
+  if (log_)
+    fmt::print("  miro: task {} step {}: {} candidates profiled in {:.1f} s; chose {}\n", task,
+               step, out.table.size(), out.seconds, chosen.describe());
+  p_.miro_log.push_back(j);
+}
+
+bool StreamRun::train_task(int64_t task, int64_t first_step, const std::vector<int64_t>& ids,
+                           int64_t iterations) {
+  const int64_t per_epoch = (int64_t(ids.size()) + o_.batch_size - 1) / o_.batch_size;
+  std::vector<int64_t> order;
+  for (int64_t step = first_step; step < iterations; ++step, ++p_.iteration) {
+    if (o_.strategy.name == "miro" &&
+        (step == 0 || (o_.miro.profile_period > 0 && step % o_.miro.profile_period == 0)))
+      profile(task, step, iterations - step, int64_t(ids.size()));
+    const int64_t epoch = step / per_epoch, first = (step % per_epoch) * o_.batch_size;
+    if (first == 0 || order.empty()) order = epoch_order(ids, o_.seed, task, epoch);
+    const std::span<const int64_t> batch(
+        order.data() + first,
+        size_t(std::min<int64_t>(o_.batch_size, int64_t(ids.size()) - first)));
+    const auto step_start = Clock::now();
+    const StepResult r = strategy_->train_step(batch, p_.iteration, /*observe=*/epoch == 0);
+    const double step_s = since(step_start);
+    TURBINE_CHECK(std::isfinite(r.loss),
+                  "the loss is {} at task {} ({}), step {} of {}: training diverged; lower "
+                  "train.lr (now {}) or train.momentum (now {})",
+                  r.loss, task, stream_->task_name(task), step, iterations, o_.learner.lr,
+                  o_.learner.momentum);
+    p_.loss += r.loss;
+    p_.projected += r.projected;
+    p_.usage.busy_s += step_s;
+    p_.usage.dram_bytes += double(r.payload_bytes);
+    if (strategy_->tier())
+      p_.usage.resident_gib_s += double(strategy_->tier()->ram_bytes()) / kGiB * step_s;
+    // A checkpoint within the task (its last step's is the task's own, in run).
+    const bool stop = stop_requested() || (o_.stop_after > 0 && p_.iteration + 1 == o_.stop_after);
+    const bool due = o_.checkpoint_interval > 0 && (p_.iteration + 1) % o_.checkpoint_interval == 0;
+    if ((stop || due) && step + 1 < iterations) {
+      ++p_.iteration;
+      save(task, step + 1);
+      if (stop) return false;
+      --p_.iteration;
+    }
+  }
+  return true;
+}
+
+EnergyUsage StreamRun::with_tier_traffic(EnergyUsage u) {
+  if (ReplayTier* tier = strategy_->tier()) {
+    u.storage_read_bytes += double(tier->storage_read_bytes());
+    u.storage_write_bytes += double(tier->storage_written_bytes());
+    u.dram_bytes += double(tier->swap_stats().bytes_to_ram);
+  }
+  return u;
+}
+
+void StreamRun::end_task(int64_t task, const std::vector<int64_t>& ids, int64_t iterations,
+                         Clock::time_point task_start) {
+  const auto eval_start = Clock::now();
+  const int64_t fisher_bytes = strategy_->after_task(task, ids, o_.batch_size);
+  p_.usage.dram_bytes += double(fisher_bytes);
+  nlohmann::ordered_json row = nlohmann::ordered_json::array();
+  for (int64_t j = 0; j < stream_->tasks(); ++j) {
+    const TaskAccuracy a = learner_->evaluate(j);
+    matrix_.set(task, j, a.accuracy);
+    row.push_back(a.accuracy);
+  }
+  p_.usage.busy_s += since(eval_start);
+  const StreamMetrics m = matrix_.metrics_after(task);
+  EnergyUsage so_far = p_.usage;
+  so_far.wall_s = p_.elapsed_before + since(start_);
+  const EnergyBreakdown e = model_energy(o_.profile, with_tier_traffic(so_far));
+  nlohmann::ordered_json line;
+  line["task"] = task;
+  line["step"] = p_.iteration;
+  line["name"] = stream_->task_name(task);
+  line["iterations"] = iterations;
+  line["samples"] = ids.size();
+  line["loss"] = p_.loss / double(std::max<int64_t>(1, iterations));
+  line["seconds"] = since(task_start);
+  line["accuracy"] = row;
+  line["metrics"] = m.to_json();
+  line["energy_j"] = e.to_json();
+  if (const auto j = meters_.joules()) line["measured_j"] = *j;
+  line["strategy"] = strategy_->to_json();
+  if (o_.strategy.name == "agem") line["projected"] = p_.projected;
+  if (o_.strategy.name == "miro") line["miro"] = p_.miro_log.back();
+  metrics_->write(line);
+  if (log_)
+    fmt::print(
+        "task {} ({}): {} steps, loss {:.4f}, accuracy on it {:.2f}%, ACC {:.2f}%, "
+        "forgetting {:.2f}, {:.1f} s, {:.1f} J modelled\n",
+        task, stream_->task_name(task), iterations, double(line["loss"]),
+        100 * matrix_.at(task, task), 100 * m.accuracy, 100 * m.forgetting, double(line["seconds"]),
+        e.total_j);
+}
+
+StreamResult StreamRun::run() {
+  StreamResult result;
+  for (int64_t task = first_task_; task < stream_->tasks(); ++task) {
     const auto task_start = Clock::now();
-    const int64_t resumed_step = task == first_task ? first_step : 0;
-    if (resumed_step == 0) {
-      strategy.before_task(task);
-      loss = 0;
-      projected = 0;
+    const int64_t first_step = task == first_task_ ? first_step_ : 0;
+    if (first_step == 0) {
+      strategy_->before_task(task);
+      p_.loss = 0;
+      p_.projected = 0;
     }
-    const std::vector<int64_t> ids = strategy.training_ids(task);
-    const int64_t per_epoch = (int64_t(ids.size()) + o.batch_size - 1) / o.batch_size;
-    const int64_t iterations = per_epoch * o.epochs;
-    auto profile_now = [&](int64_t step) {
-      Profiler profiler{o, learner, *strategy.tier(), stream};
-      Profiler::Outcome out =
-          profiler.profile(task, profile_round++, iterations - step, int64_t(ids.size()));
-      const MemoryConfiguration chosen = out.table[out.choice.chosen].config;
-      TierConfig next = strategy.tier()->config();
-      next.rb_size = chosen.rb_size;
-      next.st_size = chosen.st_size;
-      next.swap_ratio = chosen.swap_ratio;
-      strategy.tier()->reconfigure(next);
-      usage += out.usage;
-      result.profiling_seconds += out.seconds;
-      result.profiling_j += model_energy(o.profile, out.usage).total_j;
-      nlohmann::ordered_json j = out.choice.to_json(out.table);
-      j["task"] = task;
-      j["step"] = step;
-      j["seconds"] = out.seconds;
-      j["candidates"] = out.table.size();
-      if (log)
-        fmt::print("  miro: task {} step {}: {} candidates profiled in {:.1f} s; chose {}\n", task,
-                   step, out.table.size(), out.seconds, chosen.describe());
-      miro_log.push_back(j);
-    };
-    std::vector<int64_t> order;
-    for (int64_t step = resumed_step; step < iterations; ++step, ++iteration) {
-      if (o.strategy.name == "miro" &&
-          (step == 0 || (o.miro.profile_period > 0 && step % o.miro.profile_period == 0)))
-        profile_now(step);
-      const int64_t epoch = step / per_epoch, first = (step % per_epoch) * o.batch_size;
-      if (first == 0 || order.empty()) order = epoch_order(ids, o.seed, task, epoch);
-      const std::span<const int64_t> batch(
-          order.data() + first,
-          size_t(std::min<int64_t>(o.batch_size, int64_t(ids.size()) - first)));
-      const auto step_start = Clock::now();
-      const StepResult r = strategy.train_step(batch, iteration, /*observe=*/epoch == 0);
-      const double step_s = since(step_start);
-      TURBINE_CHECK(std::isfinite(r.loss),
-                    "the loss is {} at task {} ({}), step {} of {}: training diverged; lower "
-                    "train.lr (now {}) or train.momentum (now {})",
-                    r.loss, task, stream.task_name(task), step, iterations, o.learner.lr,
-                    o.learner.momentum);
-      loss += r.loss;
-      projected += r.projected;
-      usage.busy_s += step_s;
-      usage.dram_bytes += double(r.payload_bytes);
-      if (strategy.tier())
-        usage.resident_gib_s += double(strategy.tier()->ram_bytes()) / kGiB * step_s;
-      // A checkpoint within the task (its last step's is the task's own, below).
-      const bool stop = stop_requested() || (o.stop_after > 0 && iteration + 1 == o.stop_after);
-      const bool due = o.checkpoint_interval > 0 && (iteration + 1) % o.checkpoint_interval == 0;
-      if ((stop || due) && step + 1 < iterations) {
-        ++iteration;
-        save(task, step + 1);
-        if (stop) {
-          result.stopped = true;
-          return result;
-        }
-        --iteration;
-      }
+    const std::vector<int64_t> ids = strategy_->training_ids(task);
+    const int64_t per_epoch = (int64_t(ids.size()) + o_.batch_size - 1) / o_.batch_size;
+    const int64_t iterations = per_epoch * o_.epochs;
+    if (!train_task(task, first_step, ids, iterations)) {
+      result.stopped = true;
+      return result;
     }
-    const auto eval_start = Clock::now();
-    const int64_t fisher_bytes = strategy.after_task(task, ids, o.batch_size);
-    usage.dram_bytes += double(fisher_bytes);
-    nlohmann::ordered_json row = nlohmann::ordered_json::array();
-    for (int64_t j = 0; j < stream.tasks(); ++j) {
-      const TaskAccuracy a = learner.evaluate(j);
-      matrix.set(task, j, a.accuracy);
-      row.push_back(a.accuracy);
-    }
-    usage.busy_s += since(eval_start);
-    const StreamMetrics m = matrix.metrics_after(task);
-    EnergyUsage so_far = usage;
-    so_far.wall_s = elapsed_before + since(start);
-    if (strategy.tier()) {
-      so_far.storage_read_bytes += double(strategy.tier()->storage_read_bytes());
-      so_far.storage_write_bytes += double(strategy.tier()->storage_written_bytes());
-      so_far.dram_bytes += double(strategy.tier()->swap_stats().bytes_to_ram);
-    }
-    const EnergyBreakdown e = model_energy(o.profile, so_far);
-    nlohmann::ordered_json line;
-    line["task"] = task;
-    line["step"] = iteration;
-    line["name"] = stream.task_name(task);
-    line["iterations"] = iterations;
-    line["samples"] = ids.size();
-    line["loss"] = loss / double(std::max<int64_t>(1, iterations));
-    line["seconds"] = since(task_start);
-    line["accuracy"] = row;
-    line["metrics"] = m.to_json();
-    line["energy_j"] = e.to_json();
-    if (const auto j = measured()) line["measured_j"] = *j;
-    line["strategy"] = strategy.to_json();
-    if (o.strategy.name == "agem") line["projected"] = projected;
-    if (o.strategy.name == "miro") line["miro"] = miro_log.back();
-    metrics.write(line);
-    if (log)
-      fmt::print(
-          "task {} ({}): {} steps, loss {:.4f}, accuracy on it {:.2f}%, ACC {:.2f}%, "
-          "forgetting {:.2f}, {:.1f} s, {:.1f} J modelled\n",
-          task, stream.task_name(task), iterations, double(line["loss"]),
-          100 * matrix.at(task, task), 100 * m.accuracy, 100 * m.forgetting,
-          double(line["seconds"]), e.total_j);
+    end_task(task, ids, iterations, task_start);
     save(task + 1, 0);
-    if ((stop_requested() || (o.stop_after > 0 && iteration == o.stop_after)) &&
-        task + 1 < stream.tasks()) {
+    if ((stop_requested() || (o_.stop_after > 0 && p_.iteration == o_.stop_after)) &&
+        task + 1 < stream_->tasks()) {
       result.stopped = true;
       return result;
     }
   }
-  usage.wall_s = elapsed_before + since(start);
-  if (strategy.tier()) {
-    usage.storage_read_bytes += double(strategy.tier()->storage_read_bytes());
-    usage.storage_write_bytes += double(strategy.tier()->storage_written_bytes());
-    usage.dram_bytes += double(strategy.tier()->swap_stats().bytes_to_ram);
-  }
-  result.matrix = matrix;
-  result.metrics = matrix.metrics();
-  result.energy = model_energy(o.profile, usage);
-  result.measured_j = measured();
+  write_summary(result);
+  return result;
+}
+
+void StreamRun::write_summary(StreamResult& result) {
+  EnergyUsage& usage = result.usage;
+  usage = p_.usage;
+  usage.wall_s = p_.elapsed_before + since(start_);
+  usage = with_tier_traffic(usage);
+  result.profiling_seconds = p_.profiling_seconds;
+  result.profiling_j = p_.profiling_j;
+  result.matrix = matrix_;
+  result.metrics = matrix_.metrics();
+  result.energy = model_energy(o_.profile, usage);
+  result.measured_j = meters_.joules();
   result.seconds = usage.wall_s;
   result.accuracy_per_kj = result.metrics.accuracy * 100 / (result.energy.total_j / 1000);
   nlohmann::ordered_json& s = result.summary;
-  s["strategy"] = o.strategy.name;
-  s["stream"] = stream.describe();
-  s["seed"] = o.seed;
-  s["matrix"] = matrix.to_json();
+  s["strategy"] = o_.strategy.name;
+  s["stream"] = stream_->describe();
+  s["seed"] = o_.seed;
+  s["matrix"] = matrix_.to_json();
   s["metrics"] = result.metrics.to_json();
   s["seconds"] = result.seconds;
   s["energy"] = {{"modelled", result.energy.to_json()},
-                 {"device", o.profile.name},
+                 {"device", o_.profile.name},
                  {"measured_j", result.measured_j ? nlohmann::ordered_json(*result.measured_j)
                                                   : nlohmann::ordered_json(nullptr)},
-                 {"measured_by", meters.empty() ? std::string("none (no readable RAPL or NVML)")
-                                                : fmt::format("{}", fmt::join(meters, " + "))}};
+                 {"measured_by", meters_.any() ? meters_.names()
+                                               : std::string("none (no readable RAPL or NVML)")}};
   s["accuracy_per_kj"] = result.accuracy_per_kj;
   s["usage"] = {{"busy_s", usage.busy_s},
                 {"wall_s", usage.wall_s},
@@ -757,15 +858,20 @@ StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& s
                 {"dram_bytes", usage.dram_bytes},
                 {"storage_read_bytes", usage.storage_read_bytes},
                 {"storage_write_bytes", usage.storage_write_bytes}};
-  s["final"] = strategy.to_json();
-  if (o.strategy.name == "miro")
+  s["final"] = strategy_->to_json();
+  if (o_.strategy.name == "miro")
     s["miro"] = {{"profiling_seconds", result.profiling_seconds},
                  {"profiling_j", result.profiling_j},
-                 {"choices", miro_log}};
-  const std::string tmp = o.output_dir + "/summary.json.tmp";
+                 {"choices", p_.miro_log}};
+  const std::string tmp = o_.output_dir + "/summary.json.tmp";
   std::ofstream(tmp) << s.dump(2) << "\n";
-  fs::rename(tmp, o.output_dir + "/summary.json");
-  return result;
+  fs::rename(tmp, o_.output_dir + "/summary.json");
+}
+
+}  // namespace
+
+StreamResult run_stream(const ClOptions& o, Device device, dist::Communicator& self, bool log) {
+  return StreamRun(o, device, self, log).run();
 }
 
 int report_stream(const ClOptions& o, const StreamResult& r) {
