@@ -304,10 +304,12 @@ io::ConfigSchema cl_schema() {
   return s;
 }
 
-ClOptions cl_options(const io::Config& c, int world) {
-  (void)world;
-  ClOptions o;
-  o.seed = uint64_t(c.get<int64_t>("seed"));
+namespace {
+
+// cl_options' parts, in the order their problems are reported.
+
+// The stream's keys; whether it is text (the KJV's books).
+bool stream_from(const io::Config& c, ClOptions& o) {
   StreamConfig& sc = o.stream;
   sc.benchmark = c.get<std::string>("stream.benchmark");
   sc.scenario = c.get<std::string>("stream.scenario");
@@ -326,8 +328,20 @@ ClOptions cl_options(const io::Config& c, int world) {
   if (text != bloom)
     c.fail("model.arch", text ? "the kjv-books stream trains a language model: model.arch bloom"
                               : "an image stream trains an image model: mlp, cnn, resnet or vit");
-  LearnerConfig& lc = o.learner;
+  return text;
+}
+
+// What a memory keeps of a sample (its payload's bytes) and the model's outputs.
+struct SampleShape {
   int64_t payload = 0, outputs = 0;
+};
+
+// The model (BLOOM for text, else an image classifier) and the scenario it
+// learns under.
+SampleShape model_from(const io::Config& c, ClOptions& o, bool text) {
+  const StreamConfig& sc = o.stream;
+  LearnerConfig& lc = o.learner;
+  SampleShape shape;
   if (text) {
     lc.bloom = io::bloom_config_from(c);
     try {
@@ -336,8 +350,7 @@ ClOptions cl_options(const io::Config& c, int world) {
     } catch (const Error& e) {
       c.fail("data.path", e.what());
     }
-    payload = (sc.seq_len + 1) * int64_t(sizeof(int32_t));
-    outputs = lc.bloom.vocab_size;
+    shape = {(sc.seq_len + 1) * int64_t(sizeof(int32_t)), lc.bloom.vocab_size};
   } else {
     lc.vision = train::vision_model_from(c, sc.data_path);
     const int64_t classes = lc.vision.num_classes;
@@ -346,14 +359,19 @@ ClOptions cl_options(const io::Config& c, int world) {
              fmt::format("stream.tasks {} x classes_per_task {} must be the data set's {} "
                          "classes: classes_per_task must divide {} (and tasks be {} / it)",
                          sc.tasks, sc.classes_per_task, classes, classes, classes));
-    payload = lc.vision.channels * lc.vision.height * lc.vision.width;
-    outputs = classes;
+    shape = {lc.vision.channels * lc.vision.height * lc.vision.width, classes};
   }
   if (sc.benchmark == "split-fashion-mnist" && sc.scenario == "domain")
     c.fail("stream.scenario", "split-fashion-mnist is class- or task-incremental: class or task");
   if (sc.benchmark != "split-fashion-mnist" && sc.scenario != "domain")
     c.fail("stream.scenario",
            fmt::format("{} is domain-incremental: stream.scenario domain", sc.benchmark));
+  return shape;
+}
+
+// The optimizer, the run's length and place, its checkpoints.
+void training_from(const io::Config& c, ClOptions& o) {
+  LearnerConfig& lc = o.learner;
   lc.lr = c.get<double>("train.lr");
   lc.momentum = c.get<double>("train.momentum");
   lc.seed = o.seed;
@@ -361,6 +379,14 @@ ClOptions cl_options(const io::Config& c, int world) {
   o.device = c.get<std::string>("device");
   o.epochs = c.get<int64_t>("train.epochs");
   o.batch_size = c.get<int64_t>("train.batch_size");
+  o.output_dir = c.get<std::string>("output.dir");
+  o.checkpoint_interval = c.get<int64_t>("checkpoint.interval");
+  o.checkpoint_keep = c.get<int64_t>("checkpoint.keep");
+  o.stop_after = c.get<int64_t>("train.stop_after");
+  o.resume = c.get<std::string>("resume") == "auto";
+}
+
+void strategy_from(const io::Config& c, ClOptions& o, bool text) {
   StrategyConfig& st = o.strategy;
   st.name = c.get<std::string>("strategy.name");
   st.replay_batch = c.get<int64_t>("strategy.replay_batch");
@@ -374,25 +400,26 @@ ClOptions cl_options(const io::Config& c, int world) {
     c.fail("strategy.name",
            "der++ keeps each sample's logits, seq_len x vocabulary floats for a text window: "
            "use er, agem, ewc or lwf on kjv-books");
+}
+
+// The replay tiers (RAM memory, storage) and Miro's candidates.
+void memory_from(const io::Config& c, ClOptions& o, const SampleShape& shape) {
+  const std::string& strategy = o.strategy.name;
   TierConfig& t = o.tier;
-  t.policy = st.name == "cb-er" ? "class_balanced" : c.get<std::string>("memory.policy");
+  t.policy = strategy == "cb-er" ? "class_balanced" : c.get<std::string>("memory.policy");
   t.rb_size = c.get<int64_t>("memory.rb_size");
   t.budget_mb = c.get<double>("memory.budget_mb");
-  t.payload_bytes = payload + (st.name == "der++" ? outputs * int64_t(sizeof(float)) : 0);
+  t.payload_bytes =
+      shape.payload + (strategy == "der++" ? shape.outputs * int64_t(sizeof(float)) : 0);
   t.seed = o.seed;
   t.swap_period = c.get<int64_t>("memory.swap_period");
   t.swap_ratio = c.get<double>("memory.swap_ratio");
   t.direct_io = c.get<bool>("memory.direct_io");
   t.direct_writes = c.get<bool>("memory.direct_writes");
-  o.output_dir = c.get<std::string>("output.dir");
-  o.checkpoint_interval = c.get<int64_t>("checkpoint.interval");
-  o.checkpoint_keep = c.get<int64_t>("checkpoint.keep");
-  o.stop_after = c.get<int64_t>("train.stop_after");
-  o.resume = c.get<std::string>("resume") == "auto";
   t.storage_dir = c.get<std::string>("memory.storage_dir");
   if (t.storage_dir.empty()) t.storage_dir = o.output_dir + "/storage";
   o.st_size = c.get<int64_t>("memory.st_size");
-  t.st_size = uses_storage(st.name) ? o.st_size : 0;
+  t.st_size = uses_storage(strategy) ? o.st_size : 0;
   o.miro.rb_sizes = c.get<std::vector<int64_t>>("miro.rb_sizes");
   o.miro.st_sizes = c.get<std::vector<int64_t>>("miro.st_sizes");
   o.miro.swap_ratios = c.get<std::vector<double>>("miro.swap_ratios");
@@ -402,15 +429,22 @@ ClOptions cl_options(const io::Config& c, int world) {
   o.miro.profile_period = c.get<int64_t>("miro.profile_period");
   o.miro.cutline = c.get<int64_t>("miro.cutline");
   o.miro.step_seconds = c.get<double>("miro.step_seconds");
+}
+
+// The memories fit their budget (every Miro candidate too), and the storage
+// tier's folder takes a file (checked by writing one).
+void check_memory(const io::Config& c, const ClOptions& o) {
+  const std::string& strategy = o.strategy.name;
+  const TierConfig& t = o.tier;
   const int64_t sample_bytes = t.payload_bytes + kIdLabelBytes;
-  if (uses_memory(st.name)) {
+  if (uses_memory(strategy)) {
     try {
       check_memory_budget(t.rb_size, sample_bytes, t.budget_mb);
     } catch (const Error& e) {
       c.fail("memory.rb_size", e.what());
     }
   }
-  if (st.name == "miro") {
+  if (strategy == "miro") {
     try {
       for (const auto& cand :
            candidate_configurations(o.miro.rb_sizes, o.miro.st_sizes, o.miro.swap_ratios, 0, 0))
@@ -421,7 +455,7 @@ ClOptions cl_options(const io::Config& c, int world) {
       c.fail("miro.rb_sizes", e.what());
     }
   }
-  if (uses_storage(st.name)) {  // storage_dir must take a file, checked by writing one
+  if (uses_storage(strategy)) {
     std::error_code ec;
     fs::create_directories(t.storage_dir, ec);
     const std::string probe = t.storage_dir + "/.cl-edge-probe-" + std::to_string(::getpid());
@@ -435,12 +469,9 @@ ClOptions cl_options(const io::Config& c, int world) {
                          t.storage_dir, ec ? ec.message() : "not writable"));
     fs::remove(probe, ec);
   }
-  try {
-    o.profile = load_device_profile(c.get<std::string>("energy.device"),
-                                    c.get<std::string>("energy.devices_dir"));
-  } catch (const Error& e) {
-    c.fail("energy.device", e.what());
-  }
+}
+
+void sweep_from(const io::Config& c, ClOptions& o, bool text) {
   o.sweep.strategies = c.get<std::vector<std::string>>("sweep.strategies");
   for (const auto& name : o.sweep.strategies)
     if (std::find(strategy_names().begin(), strategy_names().end(), name) == strategy_names().end())
@@ -451,6 +482,27 @@ ClOptions cl_options(const io::Config& c, int world) {
     c.fail("sweep.strategies", "der++ does not run on kjv-books (see strategy.name)");
   o.sweep.rb_sizes = c.get<std::vector<int64_t>>("sweep.rb_sizes");
   o.sweep.seeds = c.get<std::vector<int64_t>>("sweep.seeds");
+}
+
+}  // namespace
+
+ClOptions cl_options(const io::Config& c, int world) {
+  (void)world;
+  ClOptions o;
+  o.seed = uint64_t(c.get<int64_t>("seed"));
+  const bool text = stream_from(c, o);
+  const SampleShape shape = model_from(c, o, text);
+  training_from(c, o);
+  strategy_from(c, o, text);
+  memory_from(c, o, shape);
+  check_memory(c, o);
+  try {
+    o.profile = load_device_profile(c.get<std::string>("energy.device"),
+                                    c.get<std::string>("energy.devices_dir"));
+  } catch (const Error& e) {
+    c.fail("energy.device", e.what());
+  }
+  sweep_from(c, o, text);
   o.resolved_config_yaml = train::resolved_yaml(c, {});
   return o;
 }
