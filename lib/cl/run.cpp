@@ -64,14 +64,22 @@ struct Profiler {
     return writes;
   }
 
-  Outcome profile(int64_t task, int64_t profile_round, int64_t task_iterations,
-                  int64_t task_samples) {
-    const auto start = Clock::now();
-    Outcome out;
-    const auto candidates =
-        candidate_configurations(o.miro.rb_sizes, o.miro.st_sizes, o.miro.swap_ratios,
-                                 o.miro.candidates, o.seed + uint64_t(profile_round));
-    // The profile subset of the task: 80% trial training, 20% held out.
+  // What every candidate's trial uses: the task's profile subset (80% trial
+  // training, 20% held out), earlier tasks' held-out samples from storage
+  // (the same for every candidate), and the stored records that fill the
+  // candidates' RAM, read once for all (the largest takes them all, a
+  // smaller one the first rb_size).
+  struct Samples {
+    std::vector<int64_t> trial;
+    std::vector<uint8_t> val_payloads, old_payloads, fill_payloads;
+    std::vector<int32_t> val_labels, old_labels;
+    std::vector<StoredSample> filled;
+    int64_t read_bytes = 0;  // from storage
+  };
+
+  Samples samples(int64_t task, int64_t profile_round,
+                  const std::vector<MemoryConfiguration>& candidates) {
+    Samples s;
     std::vector<int64_t> ids =
         epoch_order(stream.train_ids(task), o.seed ^ kProfileStream, task, 1000 + profile_round);
     const auto n =
@@ -79,8 +87,14 @@ struct Profiler {
     ids.resize(size_t(std::min<int64_t>(n, int64_t(ids.size()))));
     const auto held = std::max<size_t>(1, ids.size() / 5);
     const std::vector<int64_t> val(ids.begin(), ids.begin() + long(held));
-    const std::vector<int64_t> trial(ids.begin() + long(held), ids.end());
-    // Earlier tasks' held-out samples: stored records, the same for every candidate.
+    s.trial.assign(ids.begin() + long(held), ids.end());
+    const int64_t bytes = stream.payload_bytes();
+    s.val_payloads.resize(val.size() * size_t(bytes));
+    for (size_t i = 0; i < val.size(); ++i) {
+      stream.payload(val[i],
+                     std::span<uint8_t>(s.val_payloads.data() + i * size_t(bytes), size_t(bytes)));
+      s.val_labels.push_back(stream.label(val[i]));
+    }
     SampleStore& store = *tier.store();
     std::vector<int64_t> records(size_t(store.records()));
     for (size_t r = 0; r < records.size(); ++r) records[r] = int64_t(r);
@@ -88,94 +102,84 @@ struct Profiler {
     const size_t old_count = std::min(records.size() / 5, held * 4);
     const std::vector<int64_t> old_records(records.begin(), records.begin() + long(old_count));
     const std::vector<int64_t> fill_records(records.begin() + long(old_count), records.end());
-    const int64_t bytes = stream.payload_bytes();
-    std::vector<uint8_t> old_payloads(old_count * size_t(bytes));
-    std::vector<int32_t> old_labels;
-    int64_t read_bytes = 0;
-    {
-      for (const StoredSample& in : store.read(old_records, old_payloads))
-        old_labels.push_back(in.label);
-      read_bytes += int64_t(old_count) * store.record_bytes();
-    }
-    // The records that fill the candidates' RAM, read once for all (the
-    // largest takes them all, a smaller one the first rb_size).
+    s.old_payloads.resize(old_count * size_t(bytes));
+    for (const StoredSample& in : store.read(old_records, s.old_payloads))
+      s.old_labels.push_back(in.label);
+    s.read_bytes += int64_t(old_count) * store.record_bytes();
     int64_t largest = 0;
     for (const MemoryConfiguration& cand : candidates) largest = std::max(largest, cand.rb_size);
     const std::vector<int64_t> fill_read(
         fill_records.begin(),
         fill_records.begin() + long(std::min(fill_records.size(), size_t(largest))));
-    std::vector<uint8_t> fill_payloads(fill_read.size() * size_t(bytes));
-    const std::vector<StoredSample> filled = store.read(fill_read, fill_payloads);
-    read_bytes += int64_t(fill_read.size()) * store.record_bytes();
-    const std::vector<float> weights = learner.weights();
-    const std::vector<float> velocity = learner.velocity();
-    const int64_t sample_bytes = o.tier.payload_bytes + kIdLabelBytes;
-    std::vector<double> trial_payload_bytes;
-    for (size_t k = 0; k < candidates.size(); ++k) {
-      const MemoryConfiguration& cand = candidates[k];
-      const auto trial_start = Clock::now();
-      TierConfig tc = o.tier;
-      tc.rb_size = cand.rb_size;
-      tc.st_size = 0;
-      tc.budget_mb = 0;
-      auto trial_tier = std::make_unique<ReplayTier>(tc);
-      // Its RAM filled from storage, as the reconfiguration would.
-      const size_t fill = std::min(filled.size(), size_t(cand.rb_size));
-      for (size_t r = 0; r < fill; ++r)
-        trial_tier->observe(
-            filled[r].id, filled[r].label,
-            std::span<const uint8_t>(fill_payloads.data() + r * size_t(bytes), size_t(bytes)));
-      StrategyConfig sc = o.strategy;
-      sc.name = "er";
-      Strategy trial_strategy(sc, learner, std::move(trial_tier));
-      learner.reset_optimizer();
-      int64_t payload_bytes = 0;
-      for (int64_t it = 0; it < o.miro.profile_iterations; ++it) {
-        std::vector<int64_t> batch;
-        for (int64_t b = 0; b < o.batch_size; ++b)
-          batch.push_back(trial[size_t((it * o.batch_size + b) % int64_t(trial.size()))]);
-        payload_bytes += trial_strategy.train_step(batch, (int64_t(1) << 30) + it).payload_bytes;
-      }
-      const double trial_s = since(trial_start);
-      // Accuracy on the held-out samples of this task and the earlier ones.
-      auto accuracy_on = [&](const std::vector<uint8_t>& payloads,
-                             const std::vector<int32_t>& labels) {
-        autograd::NoGradGuard no_grad;
-        const Batch b = stream.batch(payloads, labels, learner.config().device);
-        const Tensor logits = learner.logits(b, false, 0);
-        return double(train::count_correct(logits, b.targets)) / double(b.targets.numel());
-      };
-      std::vector<uint8_t> vp(val.size() * size_t(bytes));
-      std::vector<int32_t> vl;
-      for (size_t i = 0; i < val.size(); ++i) {
-        stream.payload(val[i], std::span<uint8_t>(vp.data() + i * size_t(bytes), size_t(bytes)));
-        vl.push_back(stream.label(val[i]));
-      }
-      double accuracy = accuracy_on(vp, vl);
-      if (old_count > 0)
-        accuracy =
-            (accuracy + double(task) * accuracy_on(old_payloads, old_labels)) / double(task + 1);
-      learner.set_weights(weights);
-      learner.set_velocity(velocity);
-      ProfiledConfiguration row;
-      row.config = cand;
-      row.accuracy = accuracy;
-      row.seconds = trial_s;
-      out.table.push_back(row);
-      trial_payload_bytes.push_back(double(payload_bytes));
+    s.fill_payloads.resize(fill_read.size() * size_t(bytes));
+    s.filled = store.read(fill_read, s.fill_payloads);
+    s.read_bytes += int64_t(fill_read.size()) * store.record_bytes();
+    return s;
+  }
+
+  // The learner's accuracy on samples given as payloads.
+  double accuracy_on(const std::vector<uint8_t>& payloads, const std::vector<int32_t>& labels) {
+    autograd::NoGradGuard no_grad;
+    const Batch b = stream.batch(payloads, labels, learner.config().device);
+    const Tensor logits = learner.logits(b, false, 0);
+    return double(train::count_correct(logits, b.targets)) / double(b.targets.numel());
+  }
+
+  // One candidate's trial: ER with its RAM filled from storage, as the
+  // reconfiguration would, trained from the learner's weights (the caller
+  // restores them), then its accuracy on the held-out samples of this task
+  // and the earlier ones. Adds the payload bytes its steps moved.
+  ProfiledConfiguration trial(const MemoryConfiguration& cand, const Samples& s, int64_t task,
+                              double* payload_bytes) {
+    const auto trial_start = Clock::now();
+    TierConfig tc = o.tier;
+    tc.rb_size = cand.rb_size;
+    tc.st_size = 0;
+    tc.budget_mb = 0;
+    auto trial_tier = std::make_unique<ReplayTier>(tc);
+    const auto bytes = size_t(stream.payload_bytes());
+    const size_t fill = std::min(s.filled.size(), size_t(cand.rb_size));
+    for (size_t r = 0; r < fill; ++r)
+      trial_tier->observe(s.filled[r].id, s.filled[r].label,
+                          std::span<const uint8_t>(s.fill_payloads.data() + r * bytes, bytes));
+    StrategyConfig sc = o.strategy;
+    sc.name = "er";
+    Strategy trial_strategy(sc, learner, std::move(trial_tier));
+    learner.reset_optimizer();
+    int64_t moved = 0;
+    for (int64_t it = 0; it < o.miro.profile_iterations; ++it) {
+      std::vector<int64_t> batch;
+      for (int64_t b = 0; b < o.batch_size; ++b)
+        batch.push_back(s.trial[size_t((it * o.batch_size + b) % int64_t(s.trial.size()))]);
+      moved += trial_strategy.train_step(batch, (int64_t(1) << 30) + it).payload_bytes;
     }
-    // Each candidate's energy for the rest of the task. Its steps take the
-    // same time (the replay batch is the same size): the mean over the
-    // trials, or miro.step_seconds when set (then the choice is
-    // reproducible, not subject to timing noise).
+    *payload_bytes = double(moved);
+    ProfiledConfiguration row;
+    row.config = cand;
+    row.seconds = since(trial_start);
+    row.accuracy = accuracy_on(s.val_payloads, s.val_labels);
+    if (!s.old_labels.empty())
+      row.accuracy = (row.accuracy + double(task) * accuracy_on(s.old_payloads, s.old_labels)) /
+                     double(task + 1);
+    return row;
+  }
+
+  // Each candidate's energy for the rest of the task. Its steps take the
+  // same time (the replay batch is the same size): the mean over the
+  // trials, or miro.step_seconds when set (then the choice is reproducible,
+  // not subject to timing noise).
+  void price(std::vector<ProfiledConfiguration>& table, const std::vector<double>& payload_bytes,
+             int64_t task_iterations, int64_t task_samples) {
     const auto iters = double(std::max<int64_t>(1, o.miro.profile_iterations));
     double per_step = o.miro.step_seconds;
     if (per_step <= 0) {
-      for (const ProfiledConfiguration& row : out.table) per_step += row.seconds;
-      per_step /= iters * double(out.table.size());
+      for (const ProfiledConfiguration& row : table) per_step += row.seconds;
+      per_step /= iters * double(table.size());
     }
-    for (size_t k = 0; k < out.table.size(); ++k) {
-      const MemoryConfiguration& cand = out.table[k].config;
+    const SampleStore& store = *tier.store();
+    const int64_t sample_bytes = o.tier.payload_bytes + kIdLabelBytes;
+    for (size_t k = 0; k < table.size(); ++k) {
+      const MemoryConfiguration& cand = table[k].config;
       const auto slots = double(std::llround(cand.swap_ratio * double(cand.rb_size)));
       const double swaps = double(task_iterations) / double(o.tier.swap_period);
       const auto record = double(store.record_bytes());
@@ -183,17 +187,36 @@ struct Profiler {
       u.busy_s = per_step * double(task_iterations);
       u.wall_s = u.busy_s;
       u.resident_gib_s = double((cand.rb_size + int64_t(slots)) * sample_bytes) / kGiB * u.busy_s;
-      u.dram_bytes =
-          trial_payload_bytes[k] / iters * double(task_iterations) + swaps * slots * double(bytes);
+      u.dram_bytes = payload_bytes[k] / iters * double(task_iterations) +
+                     swaps * slots * double(stream.payload_bytes());
       u.storage_read_bytes = swaps * slots * record;
       u.storage_write_bytes = expected_writes(cand.st_size, store.seen(), task_samples) * record;
-      out.table[k].energy_j = std::max(1e-9, model_energy(o.profile, u).total_j);
+      table[k].energy_j = std::max(1e-9, model_energy(o.profile, u).total_j);
     }
+  }
+
+  Outcome profile(int64_t task, int64_t profile_round, int64_t task_iterations,
+                  int64_t task_samples) {
+    const auto start = Clock::now();
+    Outcome out;
+    const auto candidates =
+        candidate_configurations(o.miro.rb_sizes, o.miro.st_sizes, o.miro.swap_ratios,
+                                 o.miro.candidates, o.seed + uint64_t(profile_round));
+    const Samples s = samples(task, profile_round, candidates);
+    const std::vector<float> weights = learner.weights();
+    const std::vector<float> velocity = learner.velocity();
+    std::vector<double> payload_bytes(candidates.size());
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      out.table.push_back(trial(candidates[k], s, task, &payload_bytes[k]));
+      learner.set_weights(weights);
+      learner.set_velocity(velocity);
+    }
+    price(out.table, payload_bytes, task_iterations, task_samples);
     out.choice = choose_configuration(out.table, o.miro.cutline);
     out.seconds = since(start);
     out.usage.busy_s = out.seconds;
     out.usage.wall_s = out.seconds;
-    out.usage.storage_read_bytes = double(read_bytes);
+    out.usage.storage_read_bytes = double(s.read_bytes);
     return out;
   }
 };
