@@ -29,50 +29,7 @@ std::vector<int64_t> subset(const std::vector<int64_t>& values, int64_t limit, u
 Stream::Stream(const StreamConfig& config, const nn::BloomConfig& text_model) : config_(config) {
   const StreamConfig& c = config_;
   if (c.benchmark == "kjv-books") {
-    TURBINE_CHECK(c.scenario == "domain",
-                  "stream.scenario {}: the kjv-books stream has one output space (the "
-                  "vocabulary), so it is domain-incremental: set stream.scenario: domain",
-                  c.scenario);
-    TURBINE_CHECK(!c.groups_path.empty(),
-                  "stream.groups: kjv-books needs the file naming each chapter's book "
-                  "(data/kjv.books, written by tools/get-kjv)");
-    text_ =
-        std::make_unique<fl::TextTask>(c.data_path, c.groups_path, c.seq_len, text_model, c.seed);
-    const auto parts = text_->natural_partition();
-    const auto names = text_->group_names();
-    TURBINE_CHECK(c.tasks <= int64_t(parts.size()), "stream.tasks {}: {} names only {} books",
-                  c.tasks, c.groups_path, parts.size());
-    TURBINE_CHECK(c.text_test_fraction > 0 && c.text_test_fraction < 1,
-                  "stream.text_test_fraction {} must be in (0, 1)", c.text_test_fraction);
-    const int64_t tasks = c.tasks > 0 ? c.tasks : int64_t(parts.size());
-    train_count_ = text_->train_count();
-    for (int64_t t = 0; t < tasks; ++t) {
-      std::vector<int64_t> windows = parts[size_t(t)];
-      philox_shuffle(windows, c.seed, kTextSplitStream, uint64_t(t));
-      const auto held = std::max<int64_t>(
-          1, int64_t(std::llround(c.text_test_fraction * double(windows.size()))));
-      TURBINE_CHECK(int64_t(windows.size()) > held,
-                    "{}: book {} ({}) has {} windows of stream.seq_len {} + 1 tokens, too few "
-                    "to hold out a test part: use a shorter seq_len or fewer tasks",
-                    c.data_path, t, names[size_t(t)], windows.size(), c.seq_len);
-      std::vector<int64_t> test(windows.begin(), windows.begin() + held);
-      std::vector<int64_t> train(windows.begin() + held, windows.end());
-      std::sort(test.begin(), test.end());
-      std::sort(train.begin(), train.end());
-      train = subset(std::move(train), c.train_per_task, c.seed, uint64_t(t));
-      test = subset(std::move(test), c.test_per_task, c.seed, 1000 + uint64_t(t));
-      std::vector<int64_t> ids;
-      for (const int64_t w : train) ids.push_back(t * train_count_ + w);
-      train_.push_back(std::move(ids));
-      std::vector<int64_t> rows;
-      for (const int64_t w : test) {
-        rows.push_back(int64_t(text_test_windows_.size()));
-        text_test_windows_.push_back(w);
-      }
-      test_.push_back(std::move(rows));
-      classes_.emplace_back();
-      task_names_.push_back(names[size_t(t)]);
-    }
+    make_text_tasks(text_model);
     return;
   }
   TURBINE_CHECK(c.benchmark == "split-fashion-mnist" || c.benchmark == "permuted-fashion-mnist",
@@ -82,34 +39,96 @@ Stream::Stream(const StreamConfig& config, const nn::BloomConfig& text_model) : 
   train_set_ = data::load_image_split(c.data_path, "train");
   test_set_ = data::load_image_split(c.data_path, "test");
   train_count_ = train_set_.count;
-  const auto classes = int32_t(train_set_.num_classes());
-  task_of_class_.assign(size_t(classes), 0);
-  if (c.benchmark == "permuted-fashion-mnist") {
-    TURBINE_CHECK(c.scenario == "domain",
-                  "stream.scenario {}: every permuted task has all the classes "
-                  "(domain-incremental): set stream.scenario: domain",
-                  c.scenario);
-    TURBINE_CHECK(c.tasks >= 1, "stream.tasks {} must be at least 1", c.tasks);
-    const int64_t pixels = train_set_.image_elements();
-    std::vector<int32_t> all(static_cast<size_t>(classes));
-    std::iota(all.begin(), all.end(), 0);
-    std::vector<int64_t> train_all(size_t(train_set_.count)), test_all(size_t(test_set_.count));
-    std::iota(train_all.begin(), train_all.end(), 0);
-    std::iota(test_all.begin(), test_all.end(), 0);
-    for (int64_t t = 0; t < c.tasks; ++t) {
-      std::vector<int32_t> order(static_cast<size_t>(pixels));
-      std::iota(order.begin(), order.end(), 0);
-      philox_shuffle(order, c.seed, kPermutationStream, uint64_t(t));
-      permutations_.push_back(std::move(order));
-      std::vector<int64_t> ids = subset(train_all, c.train_per_task, c.seed, uint64_t(t));
-      for (int64_t& id : ids) id += t * train_count_;
-      train_.push_back(std::move(ids));
-      test_.push_back(subset(test_all, c.test_per_task, c.seed, 1000 + uint64_t(t)));
-      classes_.push_back(all);
-      task_names_.push_back(fmt::format("permutation {}", t));
+  task_of_class_.assign(size_t(train_set_.num_classes()), 0);
+  if (c.benchmark == "permuted-fashion-mnist")
+    make_permuted_tasks();
+  else
+    make_split_tasks();
+}
+
+// The KJV's books in order, each a task: its token windows shuffled, a
+// held-out part for testing, the rest for training.
+void Stream::make_text_tasks(const nn::BloomConfig& text_model) {
+  const StreamConfig& c = config_;
+  TURBINE_CHECK(c.scenario == "domain",
+                "stream.scenario {}: the kjv-books stream has one output space (the "
+                "vocabulary), so it is domain-incremental: set stream.scenario: domain",
+                c.scenario);
+  TURBINE_CHECK(!c.groups_path.empty(),
+                "stream.groups: kjv-books needs the file naming each chapter's book "
+                "(data/kjv.books, written by tools/get-kjv)");
+  text_ = std::make_unique<fl::TextTask>(c.data_path, c.groups_path, c.seq_len, text_model, c.seed);
+  const auto parts = text_->natural_partition();
+  const auto names = text_->group_names();
+  TURBINE_CHECK(c.tasks <= int64_t(parts.size()), "stream.tasks {}: {} names only {} books",
+                c.tasks, c.groups_path, parts.size());
+  TURBINE_CHECK(c.text_test_fraction > 0 && c.text_test_fraction < 1,
+                "stream.text_test_fraction {} must be in (0, 1)", c.text_test_fraction);
+  const int64_t tasks = c.tasks > 0 ? c.tasks : int64_t(parts.size());
+  train_count_ = text_->train_count();
+  for (int64_t t = 0; t < tasks; ++t) {
+    std::vector<int64_t> windows = parts[size_t(t)];
+    philox_shuffle(windows, c.seed, kTextSplitStream, uint64_t(t));
+    const auto held =
+        std::max<int64_t>(1, int64_t(std::llround(c.text_test_fraction * double(windows.size()))));
+    TURBINE_CHECK(int64_t(windows.size()) > held,
+                  "{}: book {} ({}) has {} windows of stream.seq_len {} + 1 tokens, too few "
+                  "to hold out a test part: use a shorter seq_len or fewer tasks",
+                  c.data_path, t, names[size_t(t)], windows.size(), c.seq_len);
+    std::vector<int64_t> test(windows.begin(), windows.begin() + held);
+    std::vector<int64_t> train(windows.begin() + held, windows.end());
+    std::sort(test.begin(), test.end());
+    std::sort(train.begin(), train.end());
+    train = subset(std::move(train), c.train_per_task, c.seed, uint64_t(t));
+    test = subset(std::move(test), c.test_per_task, c.seed, 1000 + uint64_t(t));
+    std::vector<int64_t> ids;
+    for (const int64_t w : train) ids.push_back(t * train_count_ + w);
+    train_.push_back(std::move(ids));
+    std::vector<int64_t> rows;
+    for (const int64_t w : test) {
+      rows.push_back(int64_t(text_test_windows_.size()));
+      text_test_windows_.push_back(w);
     }
-    return;
+    test_.push_back(std::move(rows));
+    classes_.emplace_back();
+    task_names_.push_back(names[size_t(t)]);
   }
+}
+
+// Fashion-MNIST with a fixed pixel permutation a task, every class in each.
+void Stream::make_permuted_tasks() {
+  const StreamConfig& c = config_;
+  const auto classes = int32_t(train_set_.num_classes());
+  TURBINE_CHECK(c.scenario == "domain",
+                "stream.scenario {}: every permuted task has all the classes "
+                "(domain-incremental): set stream.scenario: domain",
+                c.scenario);
+  TURBINE_CHECK(c.tasks >= 1, "stream.tasks {} must be at least 1", c.tasks);
+  const int64_t pixels = train_set_.image_elements();
+  std::vector<int32_t> all(static_cast<size_t>(classes));
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<int64_t> train_all(size_t(train_set_.count)), test_all(size_t(test_set_.count));
+  std::iota(train_all.begin(), train_all.end(), 0);
+  std::iota(test_all.begin(), test_all.end(), 0);
+  for (int64_t t = 0; t < c.tasks; ++t) {
+    std::vector<int32_t> order(static_cast<size_t>(pixels));
+    std::iota(order.begin(), order.end(), 0);
+    philox_shuffle(order, c.seed, kPermutationStream, uint64_t(t));
+    permutations_.push_back(std::move(order));
+    std::vector<int64_t> ids = subset(train_all, c.train_per_task, c.seed, uint64_t(t));
+    for (int64_t& id : ids) id += t * train_count_;
+    train_.push_back(std::move(ids));
+    test_.push_back(subset(test_all, c.test_per_task, c.seed, 1000 + uint64_t(t)));
+    classes_.push_back(all);
+    task_names_.push_back(fmt::format("permutation {}", t));
+  }
+}
+
+// Fashion-MNIST's classes split into tasks of classes_per_task (in order,
+// or shuffled by the seed).
+void Stream::make_split_tasks() {
+  const StreamConfig& c = config_;
+  const auto classes = int32_t(train_set_.num_classes());
   TURBINE_CHECK(c.scenario == "class" || c.scenario == "task",
                 "stream.scenario {}: split-fashion-mnist is class-incremental (class) or "
                 "task-incremental (task)",

@@ -102,6 +102,10 @@ class Stream {
   int64_t train_count() const { return train_count_; }
 
  private:
+  // The tasks of each benchmark (the constructor's), from config_.
+  void make_text_tasks(const nn::BloomConfig& text_model);
+  void make_permuted_tasks();
+  void make_split_tasks();
   void test_payload(int64_t task, int64_t row, std::span<uint8_t> out) const;
   Tensor mask_for(std::span<const int32_t> labels, Device device) const;
 
