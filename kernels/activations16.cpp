@@ -77,19 +77,14 @@ class Wide {
   bool owned_ = false;
 };
 
-size_t extent(int rows, int cols, int ld, int batch, int64_t stride) {
-  if (rows == 0 || cols == 0 || batch == 0) return 0;
-  return size_t(batch - 1) * size_t(batch > 1 ? stride : 0) + matrix_extent(rows, cols, ld);
-}
-
 }  // namespace
 
 void Backend::gemm_mixed(const MixedGemm& g) {
   const size_t a_n =
-      extent(g.trans_a ? g.K : g.M, g.trans_a ? g.M : g.K, g.lda, g.batch, g.stride_a);
+      strided_extent(g.trans_a ? g.K : g.M, g.trans_a ? g.M : g.K, g.lda, g.batch, g.stride_a);
   const size_t b_n =
-      extent(g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, g.ldb, g.batch, g.stride_b);
-  const size_t c_n = extent(g.M, g.N, g.ldc, g.batch, g.stride_c);
+      strided_extent(g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, g.ldb, g.batch, g.stride_b);
+  const size_t c_n = strided_extent(g.M, g.N, g.ldc, g.batch, g.stride_c);
   const Wide a(*this, g.a_type, g.A, a_n), b(*this, g.b_type, g.B, b_n);
   // C is read only when beta is not 0 (as BLAS): rows between ldc gaps keep
   // what they held, so a strided 16-bit C is always widened whole.

@@ -40,6 +40,12 @@ struct AttentionShape {
 inline size_t matrix_extent(int rows, int cols, int ld) {
   return rows == 0 ? 0 : static_cast<size_t>(rows - 1) * ld + cols;
 }
+// ... and `batch` of them spaced by `stride` elements (a strided-batched
+// GEMM operand; the stride is unused for one matrix).
+inline size_t strided_extent(int rows, int cols, int ld, int batch, int64_t stride) {
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  return size_t(batch - 1) * size_t(batch > 1 ? stride : 0) + matrix_extent(rows, cols, ld);
+}
 
 // ---- types of the PPO and image-model kernels (see the section at the end of Backend)
 
@@ -142,6 +148,12 @@ const char* math_mode_name(MathMode mode);
 // the memory and traffic of everything a training step saves for backward.
 enum class FloatType : uint8_t { f32, bf16, f16 };
 const char* float_type_name(FloatType type);
+// The type a math mode multiplies in: bf16, f16, or f32.
+inline FloatType float_type_of(MathMode mode) {
+  return mode == MathMode::bf16  ? FloatType::bf16
+         : mode == MathMode::f16 ? FloatType::f16
+                                 : FloatType::f32;
+}
 
 // C (M, N) = alpha * op(A) op(B) + beta * C over `batch` matrices spaced by
 // the strides (elements), row-major, each operand stored as its type says

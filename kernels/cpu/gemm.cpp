@@ -131,8 +131,7 @@ void CpuBackend::gemm_mixed(const MixedGemm& g) {
   const auto as_bf16 = [&](const void* data, FloatType type, int rows, int cols, int ld,
                            int64_t stride, std::vector<uint16_t>& copy) {
     if (type == FloatType::bf16) return static_cast<const uint16_t*>(data);
-    const size_t n =
-        size_t(g.batch - 1) * size_t(g.batch > 1 ? stride : 0) + matrix_extent(rows, cols, ld);
+    const size_t n = strided_extent(rows, cols, ld, g.batch, stride);
     copy.resize(n);
     convert(type, data, FloatType::bf16, copy.data(), n);
     return static_cast<const uint16_t*>(copy.data());
@@ -142,8 +141,7 @@ void CpuBackend::gemm_mixed(const MixedGemm& g) {
   const uint16_t* B = as_bf16(g.B, g.b_type, g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, g.ldb,
                               g.stride_b, b_copy);
   auto* C = static_cast<float*>(g.C);
-  const size_t c_n =
-      size_t(g.batch - 1) * size_t(g.batch > 1 ? g.stride_c : 0) + matrix_extent(g.M, g.N, g.ldc);
+  const size_t c_n = strided_extent(g.M, g.N, g.ldc, g.batch, g.stride_c);
   if (g.c_type != FloatType::f32) {
     c_copy.resize(c_n);
     // Read when added to, or when rows have gaps that must keep their values.

@@ -196,7 +196,7 @@ void CudaBackend::gemm_mixed(const MixedGemm& g) {
   // The f32 mode multiplies f32 values: the default widens 16-bit operands.
   if (mode == MathMode::f32 || g.M == 0 || g.N == 0 || g.K == 0 || g.batch == 0)
     return Backend::gemm_mixed(g);
-  const FloatType half = mode == MathMode::bf16 ? FloatType::bf16 : FloatType::f16;
+  const FloatType half = float_type_of(mode);
   // A and B in the mode's type: stored so, or a converted copy spanning the
   // operand's strided extent (freed in stream order).
   struct Operand {
@@ -211,8 +211,7 @@ void CudaBackend::gemm_mixed(const MixedGemm& g) {
   const auto in_mode = [&](Operand& op, FloatType type, int rows, int cols, int ld,
                            int64_t stride) {
     if (type == half) return;
-    const size_t n =
-        size_t(g.batch - 1) * size_t(g.batch > 1 ? stride : 0) + matrix_extent(rows, cols, ld);
+    const size_t n = strided_extent(rows, cols, ld, g.batch, stride);
     op.bytes = n * 2;
     op.copy = allocate(op.bytes);
     convert(type, op.data, half, op.copy, n);
@@ -275,10 +274,10 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
     }
   } a_copy{this}, b_copy{this};
   if (converted) {
-    const int64_t a_size = (batch - 1) * (batch > 1 ? stride_a : 0) +
-                           int64_t(matrix_extent(trans_a ? K : M, trans_a ? M : K, lda));
-    const int64_t b_size = (batch - 1) * (batch > 1 ? stride_b : 0) +
-                           int64_t(matrix_extent(trans_b ? N : K, trans_b ? K : N, ldb));
+    const auto a_size =
+        int64_t(strided_extent(trans_a ? K : M, trans_a ? M : K, lda, batch, stride_a));
+    const auto b_size =
+        int64_t(strided_extent(trans_b ? N : K, trans_b ? K : N, ldb, batch, stride_b));
     for (auto [copy, src, n] : {std::tuple{&a_copy, A, a_size}, std::tuple{&b_copy, B, b_size}}) {
       copy->bytes = size_t(n) * 2;
       copy->ptr = allocate(copy->bytes);
@@ -290,27 +289,25 @@ void CudaBackend::gemm_strided_batched(bool trans_a, bool trans_b, int M, int N,
     a_in = a_copy.ptr;
     b_in = b_copy.ptr;
   }
-  const GemmKey key{
-      trans_a,
-      trans_b,
-      M,
-      N,
-      K,
-      lda,
-      ldb,
-      ldc,
-      batch,
-      batch > 1 ? stride_a : 0,
-      batch > 1 ? stride_b : 0,
-      batch > 1 ? stride_c : 0,
-      converted ? cuda_type(math_mode() == MathMode::bf16 ? FloatType::bf16 : FloatType::f16)
-                : CUDA_R_32F,
-      CUDA_R_32F,
-      converted ? CUBLAS_COMPUTE_32F : f32_compute_type(math_mode()),
-      beta == 0.0f,
-      alignment(a_in),
-      alignment(b_in),
-      alignment(C)};
+  const GemmKey key{trans_a,
+                    trans_b,
+                    M,
+                    N,
+                    K,
+                    lda,
+                    ldb,
+                    ldc,
+                    batch,
+                    batch > 1 ? stride_a : 0,
+                    batch > 1 ? stride_b : 0,
+                    batch > 1 ? stride_c : 0,
+                    converted ? cuda_type(float_type_of(math_mode())) : CUDA_R_32F,
+                    CUDA_R_32F,
+                    converted ? CUBLAS_COMPUTE_32F : f32_compute_type(math_mode()),
+                    beta == 0.0f,
+                    alignment(a_in),
+                    alignment(b_in),
+                    alignment(C)};
   run_matmul(&key, alpha, a_in, b_in, beta, C);
 }
 
