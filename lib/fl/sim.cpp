@@ -424,10 +424,9 @@ std::vector<int64_t> checkpoint_rounds(const SimOptions& o) {
   return rounds;
 }
 
-// The newest intact checkpoint's round; damaged ones are named and moved
-// aside (train::newest_intact): for --resume only.
-std::optional<int64_t> newest_checkpoint(const SimOptions& o) {
-  const std::vector<int64_t> rounds = checkpoint_rounds(o);
+// The newest intact checkpoint among `rounds` (checkpoint_rounds'); damaged
+// ones are named and moved aside (train::newest_intact): for --resume only.
+std::optional<int64_t> newest_checkpoint(const SimOptions& o, const std::vector<int64_t>& rounds) {
   std::vector<std::string> folders;
   for (const int64_t round : rounds) folders.push_back(round_dir(o, round));
   const auto chosen = train::newest_intact(folders, train::verify_checksums);
@@ -972,7 +971,7 @@ SimResult simulate(const SimOptions& options, train::Job& job) {
                   "{} holds checkpoints (round {}): continue it with --resume or choose another "
                   "output.dir",
                   o.output_dir, rounds.empty() ? 0 : rounds.back());
-    const auto existing = o.resume ? newest_checkpoint(o) : std::nullopt;
+    const auto existing = o.resume ? newest_checkpoint(o, rounds) : std::nullopt;
     if (existing) start = load_checkpoint(o, *existing, global, *strategy, clock);
   } catch (...) {
     group.shutdown(false);
