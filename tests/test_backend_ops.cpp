@@ -1721,7 +1721,8 @@ void add_gemm_mixed_cases(std::vector<Case>& cases) {
   for (const Spec& g : specs)
     for (FloatType t : kHalves)
       for (MathMode mode : {MathMode::f32, MathMode::bf16}) {
-        const auto type = [&](bool half) { return half ? t : FloatType::f32; };
+        // By value: the case runs after this loop's t is gone.
+        const auto type = [t](bool half) { return half ? t : FloatType::f32; };
         const std::string params = fmt::format(
             "{} M={} N={} K={} batch={} A {} B {} C {} beta={}{}", g.what, g.M, g.N, g.K, g.batch,
             kernels::float_type_name(type(g.a16)), kernels::float_type_name(type(g.b16)),
