@@ -28,6 +28,7 @@
 #include <map>
 #include <random>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -445,10 +446,13 @@ int main(int argc, char** argv) {
   }
 
   // A hang: one input running past hang_seconds ends the run with its input kept.
+  // The watchdog reads these locals, so it is declared after them and joined
+  // (its destructor) before they go: a detached one read main's returned frame
+  // while the process exited, now and then crashing the run that had passed.
   std::atomic<int64_t> started_ms{-1};
   std::string current_name;
-  std::thread([&] {
-    while (true) {
+  const std::jthread watchdog([&](const std::stop_token& stop) {
+    while (!stop.stop_requested()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       const int64_t start = started_ms.load();
       const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -462,7 +466,7 @@ int main(int argc, char** argv) {
         std::_Exit(3);
       }
     }
-  }).detach();
+  });
   const auto timed = [&](const Target& target, const std::string& input, Outcome& outcome) {
     // Kept before the run, so a crash leaves it behind; removed when it returns.
     fs::create_directories(findings);
