@@ -14,7 +14,7 @@ void throw_error(const char* file, int line, const std::string& message) {
       break;
     }
   }
-  throw Error(fmt::format("{} [{}:{}]", message, base, line));
+  throw Error(message, fmt::format("{}:{}", base, line));
 }
 
 }  // namespace turbine

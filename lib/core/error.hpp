@@ -11,7 +11,16 @@ namespace turbine {
 
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  explicit Error(const std::string& message) : std::runtime_error(message), message_(message) {}
+  // what() is the message and, from TURBINE_CHECK, " [file:line]"; message()
+  // is the message alone, for answers to a remote user (an HTTP 400).
+  Error(const std::string& message, const std::string& where)
+      : std::runtime_error(where.empty() ? message : message + " [" + where + "]"),
+        message_(message) {}
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string message_;
 };
 
 // An error thrown on every rank of a job together (each knows the others

@@ -114,7 +114,7 @@ struct Server::Handlers {
             const auto* bytes = reinterpret_cast<const uint8_t*>(m.images[k].data());
             images.push_back(data::decode_image({bytes, m.images[k].size()}, channels, name));
           } catch (const Error& e) {
-            throw api_error(400, e.what(), fmt::format("messages[{}].content", i));
+            throw api_error(400, e.message(), fmt::format("messages[{}].content", i));
           }
         }
         if (m.role == "user") {
@@ -127,7 +127,7 @@ struct Server::Handlers {
       try {
         multimodal::question_conversation(*visualchat, int64_t(images.size()), history, question);
       } catch (const Error& e) {
-        throw api_error(400, e.what(), "messages");
+        throw api_error(400, e.message(), "messages");
       }
     } catch (const openai::ApiError& e) {
       count("bad_request");

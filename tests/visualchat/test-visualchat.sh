@@ -183,6 +183,8 @@ for content, why in [([part(first), text("<image> Which?")], "2 <image> markers"
                      ([part(first)] * 9 + [text("?")], "max_images 8")]:
     status, body = ask({"messages": [{"role": "user", "content": content}]})
     assert status == 400 and why in body["error"]["message"], (status, body)
+    # The user's mistake, not where in the server it was found.
+    assert ".cpp:" not in body["error"]["message"], body
 # A stream: the answer in one event, then [DONE].
 request = urllib.request.Request(
     f"http://127.0.0.1:{port}/v1/chat/completions",
