@@ -6,10 +6,13 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <ctime>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -73,6 +76,9 @@ struct Server::Handlers {
   Metrics& metrics;
   std::string model_name;
   std::atomic<const LoadedModel*> loaded{nullptr};
+  // Streamed responses still being written: httplib's stop() ends a chunked
+  // response where it is, so stop() waits for these first.
+  std::atomic<int> open_streams{0};
   std::atomic<Engine*> engine{nullptr};
   multimodal::LoadedVisualChat* visualchat = nullptr;  // set before requests are served
   std::mutex visualchat_mutex;                         // one answer at a time
@@ -302,6 +308,7 @@ struct Server::Handlers {
     };
     auto state = std::make_shared<State>();
     res.set_header("Cache-Control", "no-cache");
+    ++open_streams;  // until the response is gone (the releaser below)
     res.set_chunked_content_provider(
         "text/event-stream",
         [this, q, id, seq, usage, state, &model](size_t, httplib::DataSink& sink) mutable {
@@ -352,6 +359,7 @@ struct Server::Handlers {
             seq->cancel();
             count("cancelled");
           }
+          --open_streams;
         });
   }
 };
@@ -455,6 +463,15 @@ void Server::attach_visualchat(multimodal::LoadedVisualChat& chat) {
 
 void Server::stop() {
   if (!server_) return;
+  // The engine has stopped: what a stream has left is already generated and
+  // only needs writing (a drained request's tail, its [DONE]). A client that
+  // stopped reading gets 10 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (handlers_->open_streams > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (handlers_->open_streams > 0)
+    log::warn("stopping with {} streamed responses unfinished (their clients read too slowly)",
+              handlers_->open_streams.load());
   server_->stop();
   if (listener_.joinable()) listener_.join();
 }

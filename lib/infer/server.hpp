@@ -48,7 +48,9 @@ class Server {
   // image_url content parts, are answered by it, one at a time, greedily (a
   // stream gets the whole answer as one event); /v1/completions is refused.
   void attach_visualchat(multimodal::LoadedVisualChat& chat);
-  // Stops accepting connections and joins the listener.
+  // Lets streamed responses write what they have left (at most 10 s; the
+  // engine has stopped), then stops accepting connections and joins the
+  // listener.
   void stop();
 
  private:
